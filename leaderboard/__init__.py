@@ -1,0 +1,1 @@
+"""The local leaderboard: its SQLite store and its views."""

@@ -1,0 +1,1 @@
+"""Built-in plugins: separators, feature extractors, augmenters, backbones."""

@@ -1,0 +1,118 @@
+"""Every toolkit hook, one per plugin kind.
+
+Each hook receives ``register(name, factory, *, params=None, description="")``
+and calls it once per thing it contributes. Registration only records a
+callable: nothing heavy is built until the engine calls ``create``.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "toolkit"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_separators(register):  # type: ignore[no-untyped-def]
+    """Register source separators that turn a clip into the stem to classify.
+
+    Called once per run, after all plugins are loaded.
+
+    ``register(name, factory, *, params=None, description="")`` accepts a
+    name unique across all plugins, a factory returning a
+    :class:`toolkit.Separator`, and optionally a pydantic model of the
+    factory's parameters (derived from the factory's signature otherwise).
+
+    The separator declares the sample rate and channel count it wants
+    (``input_sample_rate``, ``input_channels``) and maps a batch of equal-length
+    waveforms ``float32 [B, C, T]`` to the stem ``float32 [B, C', T]`` at the
+    same rate. It must be deterministic.
+
+    Example::
+
+        @hookimpl
+        def register_separators(register):
+            register("identity", Identity, description="keep the mixture")
+
+    In a recipe::
+
+        separator: {name: identity}
+    """
+
+
+@hookspec
+def register_feature_extractors(register):  # type: ignore[no-untyped-def]
+    """Register feature extractors that turn mono waveforms into 2-D features.
+
+    Called once per run, after all plugins are loaded.
+
+    ``register(name, factory, *, params=None, description="")``: the factory
+    returns a :class:`toolkit.FeatureExtractor`, whose ``extract(waves,
+    sample_rate)`` maps ``float32 [B, T]`` to ``float32 [B, C, F, T']`` with
+    the same shape for every clip of one length. It must be deterministic: its
+    output is cached by the settings it was built with.
+
+    Example::
+
+        @hookimpl
+        def register_feature_extractors(register):
+            register("mfcc", Mfcc, description="MFCC coefficients")
+
+    In a recipe::
+
+        features: {name: mfcc, n_mfcc: 40}
+    """
+
+
+@hookspec
+def register_augmenters(register):  # type: ignore[no-untyped-def]
+    """Register training-data augmenters.
+
+    Called once per run, after all plugins are loaded.
+
+    ``register(name, factory, *, params=None, description="")``: the factory
+    returns a :class:`toolkit.DatasetAugmenter` (run once on the training part
+    of the split, it returns extra examples to append) or a
+    :class:`toolkit.BatchAugmenter` (run on every training batch, on the
+    training device, it returns the mixed inputs and soft targets).
+    Augmenters never see validation or test data.
+
+    Example::
+
+        @hookimpl
+        def register_augmenters(register):
+            register("gain", RandomGain, description="random gain in dB")
+
+    In a recipe::
+
+        augmenters:
+          - {name: gain, max_db: 6}
+    """
+
+
+@hookspec
+def register_backbones(register):  # type: ignore[no-untyped-def]
+    """Register model backbones that classify feature maps.
+
+    Called once per run, after all plugins are loaded.
+
+    ``register(name, factory, *, params=None, description="")``: the factory
+    is called as ``factory(num_classes=K, in_channels=C, **params)`` and returns
+    a ``torch.nn.Module`` mapping ``float32 [B, C, F, T]`` to logits
+    ``float32 [B, K]``. ``num_classes`` and ``in_channels`` come from the data,
+    never from the recipe.
+
+    Example::
+
+        @hookimpl
+        def register_backbones(register):
+            register("tiny_cnn", TinyCnn, description="two conv layers")
+
+    In a recipe::
+
+        model:
+          backbone: {name: tiny_cnn, width: 32}
+    """

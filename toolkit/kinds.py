@@ -1,0 +1,66 @@
+"""The object contract of each plugin kind, as abstract bases."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+KINDS = ("separators", "feature_extractors", "augmenters", "backbones")
+"""Plugin kinds, in pipeline order, as named by their hooks."""
+
+
+class Separator(ABC):
+    """Maps a batch of mixtures to the stem to classify.
+
+    ``input_sample_rate`` is the rate the separator needs (``None``: any rate,
+    the data's rate is used); ``input_channels`` the channel count it needs.
+    ``version`` enters cache keys: bump it when the output changes.
+    """
+
+    input_sample_rate: int | None = None
+    input_channels: int = 1
+    version: str = "1"
+
+    @abstractmethod
+    def separate(self, waves: np.ndarray) -> np.ndarray:
+        """Return the stem of each mixture: float32 ``[B, C, T]`` in, ``[B, C', T]`` out."""
+
+
+class FeatureExtractor(ABC):
+    """Maps mono waveforms to feature maps; deterministic."""
+
+    version: str = "1"
+
+    @abstractmethod
+    def extract(self, waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """Return features float32 ``[B, C, F, T']`` for waves float32 ``[B, T]``."""
+
+
+class DatasetAugmenter(ABC):
+    """Adds examples to the training part of the split, once, before training."""
+
+    stage: ClassVar[str] = "dataset"
+
+    @abstractmethod
+    def expand(
+        self, features: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the examples to append (features ``[M, C, F, T]``, labels ``[M]``)."""
+
+
+class BatchAugmenter(ABC):
+    """Transforms every training batch on the training device."""
+
+    stage: ClassVar[str] = "batch"
+
+    @abstractmethod
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the batch ``x [B, C, F, T]`` and its soft targets ``y [B, K]`` transformed."""
+
+
+Augmenter = DatasetAugmenter | BatchAugmenter

@@ -1,0 +1,306 @@
+"""Plugin loading and the registry of everything plugins register.
+
+Plugins come from three places, in this order: the built-in modules, the
+``toolkit`` entry-point group of installed packages, and module files named
+in a recipe. Every name is recorded with the source that registered it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import pydantic
+
+from toolkit import hookspecs
+from toolkit.errors import PluginLoadError, RecipeError
+from toolkit.kinds import KINDS
+
+BUILTIN_PLUGINS = (
+    "toolkit.plugins.separators.none",
+    "toolkit.plugins.separators.spleeter",
+    "toolkit.plugins.features.mel",
+    "toolkit.plugins.augmenters.oversample",
+    "toolkit.plugins.augmenters.masks",
+    "toolkit.plugins.augmenters.mixup",
+    "toolkit.plugins.backbones.resnet",
+    "toolkit.plugins.backbones.timm_models",
+)
+"""Modules of the built-in plugins, registered like any other plugin."""
+
+ENTRY_POINT_GROUP = "toolkit"
+LOAD_PLUGINS_ENV = "TOOLKIT_LOAD_PLUGINS"
+"""Comma-separated distributions whose entry points load; empty means none."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered plugin: what it is called, how it is built, where it came from."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    params: type[pydantic.BaseModel]
+    description: str
+    source: str
+    version: str
+
+
+@dataclass
+class Registry:
+    """Every registered plugin, by kind and name."""
+
+    entries: dict[str, dict[str, Entry]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+
+    def list_names(self, kind: str, pattern: str = "*") -> list[str]:
+        """Names registered for ``kind`` matching the fnmatch ``pattern``, sorted."""
+        return sorted(n for n in self._kind(kind) if fnmatch(n, pattern))
+
+    def is_registered(self, kind: str, name: str) -> bool:
+        """Whether ``name`` is registered for ``kind``."""
+        return name in self._kind(kind)
+
+    def get_info(self, kind: str, name: str, key: str | None = None) -> Entry:
+        """The entry of ``name``; an unknown name raises with the closest names."""
+        entries = self._kind(kind)
+        if name not in entries:
+            close = difflib.get_close_matches(str(name), list(entries), n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+            where = f"{key}: " if key else ""
+            raise RecipeError(
+                f"{where}unknown {singular(kind)} {name!r}; {hint}"
+                f"registered: {', '.join(sorted(entries)) or 'none'}"
+            )
+        return entries[name]
+
+    def validate(self, kind: str, spec: dict[str, Any], key: str) -> pydantic.BaseModel:
+        """Check a recipe block ``{name: ..., **params}`` against its plugin's parameters."""
+        spec = dict(spec)
+        name = spec.pop("name", None)
+        if name is None:
+            raise RecipeError(f"{key}: missing 'name' (one of {', '.join(self.list_names(kind))})")
+        entry = self.get_info(kind, name, key)
+        try:
+            return entry.params.model_validate(spec)
+        except pydantic.ValidationError as exc:
+            raise RecipeError(format_validation_error(exc, key, entry.params)) from None
+
+    def create(self, kind: str, spec: dict[str, Any], key: str = "", **context: Any) -> Any:
+        """Build the plugin a recipe block names, with its validated parameters."""
+        params = self.validate(kind, spec, key)
+        entry = self.get_info(kind, spec["name"], key)
+        return entry.factory(**context, **params.model_dump())
+
+    def _kind(self, kind: str) -> dict[str, Entry]:
+        if kind not in self.entries:
+            raise ValueError(f"unknown plugin kind {kind!r}; kinds: {', '.join(KINDS)}")
+        return self.entries[kind]
+
+
+def singular(kind: str) -> str:
+    """'backbones' -> 'backbone', for messages."""
+    return kind[:-1] if kind.endswith("s") else kind
+
+
+def format_validation_error(
+    exc: pydantic.ValidationError, prefix: str, model: type[pydantic.BaseModel] | None = None
+) -> str:
+    """One line per problem: key path, what was expected, what was given."""
+    lines = []
+    for err in exc.errors():
+        path = prefix
+        for part in err["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        if err["type"] == "extra_forbidden" and model is not None:
+            field_name = str(err["loc"][-1])
+            close = difflib.get_close_matches(field_name, list(model.model_fields), n=1)
+            valid = ", ".join(model.model_fields) or "none"
+            hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {valid}"
+            lines.append(f"{path}: unknown key; {hint}")
+        else:
+            lines.append(f"{path}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(lines)
+
+
+def params_from_signature(factory: Callable[..., Any], context: Iterable[str]) -> type:
+    """A pydantic model of the factory's keyword parameters, minus engine-given ones."""
+    fields: dict[str, Any] = {}
+    for pname, param in inspect.signature(factory).parameters.items():
+        if pname in context or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[pname] = (annotation, default)
+    return pydantic.create_model(
+        f"{getattr(factory, '__name__', 'Plugin')}Params",
+        __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+        **fields,
+    )
+
+
+ENGINE_CONTEXT = {"backbones": ("num_classes", "in_channels")}
+"""Factory arguments the engine supplies, never the recipe."""
+
+
+def load_plugins(
+    plugin_files: Iterable[Path] = (),
+    *,
+    blocked: Iterable[str] = (),
+) -> Registry:
+    """Load built-in, installed and file plugins into a new registry."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    sources: dict[int, tuple[str, str]] = {}
+    blocked = set(blocked)
+    for module_name in BUILTIN_PLUGINS:
+        if module_name in blocked:
+            continue
+        module = _import(module_name, f"built-in plugin {module_name}")
+        _register(pm, module, module_name, sources, ("builtin", "builtin"))
+    for ep, dist_name, dist_version in _entry_points():
+        source = f"{dist_name} (entry point {ep.name})"
+        try:
+            module = ep.load()
+        except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's
+            raise PluginLoadError(f"error importing plugin {source}: {_short(exc)}") from exc
+        _register(pm, module, f"entrypoint:{dist_name}:{ep.name}", sources, (source, dist_version))
+    for path in plugin_files:
+        module, digest = _import_file(Path(path))
+        _register(pm, module, str(Path(path).resolve()), sources, (str(path), digest))
+    if os.environ.get("TOOLKIT_TRACE_PLUGINS"):
+        pm.trace.root.setwriter(print)
+        pm.enable_tracing()
+    return _collect(pm, sources)
+
+
+def _import(module_name: str, source: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001
+        raise PluginLoadError(f"error importing {source}: {_short(exc)}") from exc
+
+
+def _import_file(path: Path) -> tuple[Any, str]:
+    if not path.is_file():
+        raise PluginLoadError(f"{path}: plugin file not found (check 'plugins:' in the recipe)")
+    content = path.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()[:12]
+    module_name = f"toolkit_local_plugin_{path.stem}_{digest}"
+    if module_name in sys.modules:
+        return sys.modules[module_name], digest
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001
+        del sys.modules[module_name]
+        raise PluginLoadError(f"error importing plugin file {path}: {_short(exc)}") from exc
+    return module, digest
+
+
+def _entry_points() -> list[tuple[Any, str, str]]:
+    wanted = os.environ.get(LOAD_PLUGINS_ENV)
+    allowed = None if wanted is None else {d.strip() for d in wanted.split(",") if d.strip()}
+    found = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist
+        dist_name = dist.metadata["Name"] if dist is not None else "unknown"
+        dist_version = dist.version if dist is not None else "unknown"
+        if allowed is not None and dist_name not in allowed:
+            continue
+        found.append((ep, dist_name, dist_version))
+    return found
+
+
+def _register(
+    pm: pluggy.PluginManager,
+    module: Any,
+    name: str,
+    sources: dict[int, tuple[str, str]],
+    source: tuple[str, str],
+) -> None:
+    try:
+        pm.register(module, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginLoadError(f"plugin {source[0]}: {exc}") from None
+    sources[id(module)] = source
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        hooks = [n for n in dir(hookspecs) if n.startswith("register_")]
+        bad = [n for n in dir(module) if n.startswith("register") and n not in hooks]
+        close = difflib.get_close_matches(bad[0], hooks, n=1) if bad else []
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise PluginLoadError(
+            f"plugin {source[0]}: unknown hook {', '.join(bad) or exc}{hint}"
+        ) from None
+
+
+def _collect(pm: pluggy.PluginManager, sources: dict[int, tuple[str, str]]) -> Registry:
+    registry = Registry()
+    for kind in KINDS:
+        hook = getattr(pm.hook, f"register_{kind}")
+        for impl in reversed(hook.get_hookimpls()):
+            source, version = sources[id(impl.plugin)]
+            register = _make_register(registry, kind, source, version)
+            try:
+                impl.function(register)
+            except (PluginLoadError, RecipeError):
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise PluginLoadError(
+                    f"plugin {source}: register_{kind} failed: {_short(exc)}"
+                ) from exc
+    return registry
+
+
+def _make_register(registry: Registry, kind: str, source: str, version: str) -> Callable[..., None]:
+    def register(
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        params: type[pydantic.BaseModel] | None = None,
+        description: str = "",
+    ) -> None:
+        """Record ``factory`` under ``name`` for this kind."""
+        if not isinstance(name, str) or not name:
+            raise PluginLoadError(f"plugin {source}: {singular(kind)} name must be a string")
+        if not callable(factory):
+            raise PluginLoadError(f"plugin {source}: factory of {name!r} is not callable")
+        existing = registry.entries[kind].get(name)
+        if existing is not None:
+            raise PluginLoadError(
+                f"{singular(kind)} {name!r} is registered twice: by {existing.source} "
+                f"and by {source}; rename one, or remove one of the plugins"
+            )
+        model = params or params_from_signature(factory, ENGINE_CONTEXT.get(kind, ()))
+        registry.entries[kind][name] = Entry(
+            kind, name, factory, model, description or _doc_line(factory), source, version
+        )
+
+    return register
+
+
+def _doc_line(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
