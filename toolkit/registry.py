@@ -125,15 +125,36 @@ def format_validation_error(
         path = prefix
         for part in err["loc"]:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        if err["type"] == "extra_forbidden" and model is not None:
+        owner = _model_at(model, err["loc"][:-1]) if model is not None else None
+        if err["type"] == "extra_forbidden" and owner is not None:
             field_name = str(err["loc"][-1])
-            close = difflib.get_close_matches(field_name, list(model.model_fields), n=1)
-            valid = ", ".join(model.model_fields) or "none"
+            close = difflib.get_close_matches(field_name, list(owner.model_fields), n=1)
+            valid = ", ".join(owner.model_fields) or "none"
             hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {valid}"
             lines.append(f"{path}: unknown key; {hint}")
         else:
             lines.append(f"{path}: {err['msg']} (got {err.get('input')!r})")
     return "; ".join(lines)
+
+
+def _model_at(model: type[pydantic.BaseModel], loc: tuple[Any, ...]) -> type | None:
+    """The nested pydantic model a validation error location points into, if any."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        annotation = fields[part].annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, pydantic.BaseModel)),
+            None,
+        )
+        if current is None:
+            return None
+    return current if isinstance(current, type) else None
 
 
 def params_from_signature(factory: Callable[..., Any], context: Iterable[str]) -> type:

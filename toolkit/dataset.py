@@ -1,0 +1,141 @@
+"""A Kaggle-style competition folder: train labels, audio files, the sample submission."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from toolkit.audio import AUDIO_EXTENSIONS
+from toolkit.errors import DataError
+from toolkit.recipe import Data
+
+
+@dataclass(frozen=True)
+class Competition:
+    """What a run needs from the folder: ids, files, labels, submission shape."""
+
+    root: Path
+    train_ids: list[str]
+    train_files: list[Path]
+    train_labels: np.ndarray
+    """Class index of each train clip, into ``classes``."""
+    classes: list[str]
+    """The label values of the train CSV, sorted; index i is class i."""
+    test_ids: list[str]
+    """Test ids in the sample submission's order."""
+    test_files: list[Path]
+    sample_submission: pd.DataFrame
+    id_column: str
+    label_column: str
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+
+def _read_csv(path: Path, what: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found (check data.root and the file name)")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001 - pandas raises many types for bad files
+        raise DataError(f"{path}: cannot read {what}: {str(exc).splitlines()[0]}") from None
+    if frame.empty:
+        raise DataError(f"{path}: {what} has no rows")
+    return frame
+
+
+def _column(frame: pd.DataFrame, name: str, path: Path, key: str) -> pd.Series:
+    if name not in frame.columns:
+        close = difflib.get_close_matches(name, list(frame.columns), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise DataError(
+            f"{path}: no column {name!r} ({key}); {hint}columns: {', '.join(frame.columns)}"
+        )
+    return frame[name].astype(str).str.strip()
+
+
+def index_audio(folder: Path) -> dict[str, Path]:
+    """Map each id (file name without extension, and with it) to its audio file."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: audio folder not found (check data.root and the folder name)")
+    rank = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS)}
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        ext = path.suffix.lower()
+        if ext not in rank or not path.is_file():
+            continue
+        found[path.name] = path
+        current = found.get(path.stem)
+        if current is None or rank[ext] < rank[current.suffix.lower()]:
+            found[path.stem] = path
+    return found
+
+
+def _files_for(ids: list[str], folder: Path, csv_path: Path) -> list[Path]:
+    files = index_audio(folder)
+    missing = [i for i in ids if i not in files]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise DataError(
+            f"{csv_path}: id {missing[0]!r}{more} has no audio file in {folder} "
+            f"(expected {missing[0]}.<{'|'.join(e.lstrip('.') for e in AUDIO_EXTENSIONS)}>)"
+        )
+    return [files[i] for i in ids]
+
+
+def _unique(ids: list[str], path: Path) -> None:
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            raise DataError(f"{path}: id {i!r} appears more than once")
+        if not i:
+            raise DataError(f"{path}: an id is empty")
+        seen.add(i)
+
+
+def _label_sort_key(label: str) -> tuple[int, float | str]:
+    try:
+        return (0, float(label))
+    except ValueError:
+        return (1, label)
+
+
+def load_competition(data: Data) -> Competition:
+    """The competition in ``data.root``; any inconsistency is a one-line DataError."""
+    root = Path(data.root)
+    if not root.is_dir():
+        raise DataError(f"{root}: competition folder not found (set data.root)")
+    train_csv = root / data.train_csv
+    train = _read_csv(train_csv, "train CSV")
+    train_ids = list(_column(train, data.id_column, train_csv, "data.id_column"))
+    labels = list(_column(train, data.label_column, train_csv, "data.label_column"))
+    _unique(train_ids, train_csv)
+    empty = [i for i, lab in zip(train_ids, labels, strict=True) if not lab]
+    if empty:
+        raise DataError(f"{train_csv}: id {empty[0]!r} has an empty {data.label_column!r}")
+    classes = sorted(set(labels), key=_label_sort_key)
+    if len(classes) < 2:
+        raise DataError(f"{train_csv}: needs at least two classes, found {classes}")
+    lookup = {c: i for i, c in enumerate(classes)}
+    sub_path = root / data.sample_submission
+    sample = _read_csv(sub_path, "sample submission")
+    test_ids = list(_column(sample, data.id_column, sub_path, "data.id_column"))
+    _unique(test_ids, sub_path)
+    return Competition(
+        root=root,
+        train_ids=train_ids,
+        train_files=_files_for(train_ids, root / data.train_audio, train_csv),
+        train_labels=np.array([lookup[lab] for lab in labels], dtype=np.int64),
+        classes=classes,
+        test_ids=test_ids,
+        test_files=_files_for(test_ids, root / data.test_audio, sub_path),
+        sample_submission=sample,
+        id_column=data.id_column,
+        label_column=data.label_column,
+    )

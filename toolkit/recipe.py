@@ -1,0 +1,266 @@
+"""The recipe: a YAML file validated into typed settings before any work starts.
+
+Engine settings are pydantic models that forbid unknown keys. Plugin blocks
+(``separator``, ``features``, ``augmenters``, ``model.backbone``) are plain
+mappings with a ``name``; each is checked by the plugin that owns it, so the
+resolved recipe carries every plugin parameter with its default filled in.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from toolkit.errors import RecipeError
+from toolkit.registry import Registry, format_validation_error
+
+PluginSpec = dict[str, Any]
+
+
+class Strict(BaseModel):
+    """Base of every recipe section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DemoData(Strict):
+    """Create the embedded demo competition in ``data.root`` when it is missing."""
+
+    n_train: int = Field(400, ge=8)
+    n_test: int = Field(100, ge=1)
+    seed: int = 0
+    duration: float = Field(3.0, gt=0)
+
+
+class Data(Strict):
+    """Where the competition lives and how clips are decoded."""
+
+    root: Path
+    train_csv: str = "train.csv"
+    train_audio: str = "train"
+    test_audio: str = "test"
+    sample_submission: str = "sample_submission.csv"
+    id_column: str = "id"
+    label_column: str = "category"
+    sample_rate: int = Field(22050, gt=0, description="rate the features are computed at")
+    duration: float = Field(10.0, gt=0, description="seconds per clip, by crop or zero pad")
+    crop: Literal["start", "center"] = "start"
+    demo: DemoData | None = None
+
+
+class Split(Strict):
+    """Train/validation split of the train CSV (sklearn's train_test_split)."""
+
+    test_size: float = Field(0.2, gt=0, lt=1)
+    random_state: int = 42
+    stratify: bool = True
+
+
+class Model(Strict):
+    """The network: a backbone plugin block."""
+
+    backbone: PluginSpec = Field(default_factory=lambda: {"name": "resnet18"})
+
+
+class Optimizer(Strict):
+    """Optimizer settings."""
+
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class Scheduler(Strict):
+    """Learning-rate schedule, stepped once per epoch."""
+
+    name: Literal["multistep", "cosine", "none"] = "multistep"
+    milestones: list[int] = Field(default_factory=lambda: [6, 12, 18])
+    gamma: float = Field(0.1, gt=0)
+    eta_min: float = Field(0.0, ge=0)
+
+
+class Train(Strict):
+    """Training loop settings."""
+
+    epochs: int = Field(24, ge=1)
+    batch_size: int = Field(32, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    eval_batch_size: int = Field(128, ge=1)
+    optimizer: Optimizer = Field(default_factory=Optimizer)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+
+
+class Cache(Strict):
+    """Where separated stems and features are cached."""
+
+    dir: Path = Path("runs/.cache")
+    batch_size: int = Field(16, ge=1, description="clips per separation/feature batch")
+
+
+class Output(Strict):
+    """Where a run writes its files and its leaderboard rows."""
+
+    dir: Path | None = None
+    leaderboard: Path = Path("runs/leaderboard.db")
+
+
+class Recipe(Strict):
+    """A whole pipeline: data, stages, training, search and ensemble."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    plugins: list[Path] = Field(default_factory=list)
+    data: Data
+    separator: PluginSpec = Field(default_factory=lambda: {"name": "none"})
+    features: PluginSpec = Field(default_factory=lambda: {"name": "mel"})
+    augmenters: list[PluginSpec] = Field(default_factory=list)
+    split: Split = Field(default_factory=Split)
+    model: Model = Field(default_factory=Model)
+    train: Train = Field(default_factory=Train)
+    cache: Cache = Field(default_factory=Cache)
+    output: Output = Field(default_factory=Output)
+
+    @property
+    def run_dir(self) -> Path:
+        """The run's output directory."""
+        return self.output.dir if self.output.dir is not None else Path("runs") / self.name
+
+
+PLUGIN_BLOCKS = (
+    ("separators", ("separator",)),
+    ("feature_extractors", ("features",)),
+    ("backbones", ("model", "backbone")),
+)
+"""Recipe blocks that name a single plugin, by kind and key path."""
+
+
+def read_recipe_file(path: Path) -> dict[str, Any]:
+    """The raw mapping of a recipe file; unreadable or non-mapping YAML is a RecipeError."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"{path}{where}: invalid YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        kind = type(raw).__name__
+        raise RecipeError(f"{path}: a recipe must be a mapping of sections, got {kind}")
+    return raw
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into a key path and a YAML-parsed value."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"--set {text!r}: expected KEY=VALUE, e.g. train.lr=0.01")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip().split("."), parsed
+
+
+def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set ``value`` at a dotted key path, creating mappings on the way; list items by index."""
+    node: Any = raw
+    for depth, part in enumerate(path):
+        last = depth == len(path) - 1
+        where = ".".join(path[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise RecipeError(f"--set {'.'.join(path)}: {where}: no list item {part}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            raise RecipeError(f"--set {'.'.join(path)}: {where} is not a mapping")
+
+
+def _get(raw: dict[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = raw
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _set(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = raw
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+
+
+def resolve_plugin_blocks(raw: dict[str, Any], registry: Registry) -> dict[str, Any]:
+    """Validate every plugin block against its plugin and fill in parameter defaults."""
+    resolved = copy.deepcopy(raw)
+    for kind, path in PLUGIN_BLOCKS:
+        spec = _get(resolved, path)
+        if spec is not None:
+            _set(resolved, path, _resolve_spec(registry, kind, spec, ".".join(path)))
+    augmenters = resolved.get("augmenters") or []
+    resolved["augmenters"] = [
+        _resolve_spec(registry, "augmenters", spec, f"augmenters[{i}]")
+        for i, spec in enumerate(augmenters)
+    ]
+    return resolved
+
+
+def _resolve_spec(registry: Registry, kind: str, spec: Any, key: str) -> dict[str, Any]:
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict):
+        raise RecipeError(f"{key}: expected a mapping with a 'name', got {spec!r}")
+    params = registry.validate(kind, spec, key)
+    return {"name": spec["name"], **params.model_dump(mode="json")}
+
+
+def validate_recipe(raw: dict[str, Any], registry: Registry, source: Path | str) -> Recipe:
+    """The typed recipe of a raw mapping, plugin blocks included; errors name ``source``."""
+    try:
+        resolved = resolve_plugin_blocks(raw, registry)
+        return Recipe.model_validate(resolved)
+    except RecipeError as exc:
+        raise RecipeError(f"{source}: {exc}") from None
+    except pydantic.ValidationError as exc:
+        raise RecipeError(f"{source}: {format_validation_error(exc, '', Recipe)}") from None
+
+
+def plugin_files(raw: dict[str, Any], recipe_path: Path) -> list[Path]:
+    """The recipe's ``plugins:`` files, relative paths taken from the recipe's folder first."""
+    files = raw.get("plugins") or []
+    if not isinstance(files, list):
+        raise RecipeError(f"{recipe_path}: plugins: expected a list of module files")
+    found = []
+    for entry in files:
+        path = Path(str(entry))
+        if not path.is_absolute():
+            beside = recipe_path.parent / path
+            path = beside if beside.exists() else path
+        found.append(path)
+    return found
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The resolved recipe as YAML, every default written out."""
+    data = recipe.model_dump(mode="json")
+    return yaml.safe_dump(data, sort_keys=False)
