@@ -1,0 +1,194 @@
+"""The cached stages before training: decode -> separate -> features, per clip.
+
+Each clip's stem and features are stored under keys that hash everything that
+produced them, so unchanged work is never redone, a killed run resumes where it
+stopped, and a split's features come back as one contiguous memmap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from toolkit.audio import fix_length, load_clip, resample
+from toolkit.cache import ClipStore, ContentHashes, SplitStore, settings_key
+from toolkit.kinds import FeatureExtractor, Separator
+from toolkit.progress import progress_bar
+from toolkit.recipe import Recipe
+from toolkit.registry import Registry
+
+STEM_FORMAT = "mono-float16-1"
+"""Layout of stored stems; part of their key."""
+
+
+@dataclass
+class StageStats:
+    """What the stages did in one run: computed versus reused, per stage."""
+
+    stems_computed: int = 0
+    stems_reused: int = 0
+    features_computed: int = 0
+    features_reused: int = 0
+    splits_assembled: int = 0
+    splits_reused: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain mapping."""
+        return asdict(self)
+
+
+def _plugin_version(registry: Registry, kind: str, name: str) -> list[str]:
+    entry = registry.get_info(kind, name)
+    return [entry.source, entry.version, str(getattr(entry.factory, "version", ""))]
+
+
+def _batches(items: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+class Preprocessor:
+    """Runs and caches separation and feature extraction for a recipe."""
+
+    def __init__(self, recipe: Recipe, registry: Registry) -> None:
+        self.recipe = recipe
+        self.registry = registry
+        cache_dir = Path(recipe.cache.dir)
+        self.hashes = ContentHashes(cache_dir / "content_hashes.json")
+        self.stems = ClipStore(cache_dir / "stems")
+        self.clip_features = ClipStore(cache_dir / "features")
+        self.splits = SplitStore(cache_dir / "splits")
+        self.stats = StageStats()
+        self._separator: Separator | None = None
+        self._extractor: FeatureExtractor | None = None
+        sep_entry = registry.get_info("separators", recipe.separator["name"], "separator")
+        self.separator_rate = getattr(sep_entry.factory, "input_sample_rate", None)
+        self.separator_channels = int(getattr(sep_entry.factory, "input_channels", 1))
+        data = recipe.data
+        self.decode_rate = self.separator_rate or data.sample_rate
+        self.stem_settings = settings_key(
+            "stem",
+            STEM_FORMAT,
+            self.decode_rate,
+            self.separator_channels,
+            data.duration,
+            data.crop,
+            data.sample_rate,
+            recipe.separator,
+            _plugin_version(registry, "separators", recipe.separator["name"]),
+        )
+        self.feature_settings = settings_key(
+            "features",
+            data.sample_rate,
+            recipe.features,
+            _plugin_version(registry, "feature_extractors", recipe.features["name"]),
+        )
+
+    @property
+    def separator(self) -> Separator:
+        """The recipe's separator, built on first use."""
+        if self._separator is None:
+            self._separator = self.registry.create("separators", self.recipe.separator, "separator")
+        return self._separator
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        """The recipe's feature extractor, built on first use."""
+        if self._extractor is None:
+            self._extractor = self.registry.create(
+                "feature_extractors", self.recipe.features, "features"
+            )
+        return self._extractor
+
+    def stem_keys(self, files: Sequence[Path]) -> list[str]:
+        """The stem cache key of each file."""
+        keys = [settings_key(self.hashes.digest(f), self.stem_settings) for f in files]
+        self.hashes.save()
+        return keys
+
+    def feature_keys(self, stem_keys: Sequence[str]) -> list[str]:
+        """The feature cache key of each clip, from its stem key."""
+        return [settings_key(k, self.feature_settings) for k in stem_keys]
+
+    def separate(self, files: Sequence[Path], label: str = "separating") -> list[str]:
+        """Make sure every file's stem is cached; return the stem keys."""
+        keys = self.stem_keys(files)
+        todo = [i for i, k in enumerate(keys) if not self.stems.has(k)]
+        self.stats.stems_reused += len(files) - len(todo)
+        if not todo:
+            return keys
+        data = self.recipe.data
+        length = int(round(data.duration * data.sample_rate))
+        with (
+            progress_bar(f"{label} ({self.recipe.separator['name']})", len(todo)) as advance,
+            ThreadPoolExecutor(max_workers=2) as pool,
+        ):
+            for batch in _batches(todo, self.recipe.cache.batch_size):
+                waves = list(
+                    pool.map(
+                        lambda i: load_clip(
+                            files[i],
+                            self.decode_rate,
+                            self.separator_channels,
+                            data.duration,
+                            data.crop,
+                        ),
+                        batch,
+                    )
+                )
+                stems = self.separator.separate(np.stack(waves))
+                for i, stem in zip(batch, stems, strict=True):
+                    mono = stem.mean(axis=0, keepdims=True)
+                    mono = resample(mono, self.decode_rate, data.sample_rate)
+                    mono = fix_length(mono, length)[0].astype(np.float16)
+                    self.stems.put(keys[i], mono)
+                self.stats.stems_computed += len(batch)
+                advance(len(batch))
+        return keys
+
+    def features(self, files: Sequence[Path], ids: Sequence[str], split: str) -> np.ndarray:
+        """The split's features ``[N, C, F, T]`` (float16 memmap); computing what is missing."""
+        stem_keys = self.stem_keys(files)
+        keys = self.feature_keys(stem_keys)
+        split_key = self.splits.key(keys)
+        if self.splits.has(split_key):
+            self.stats.features_reused += len(keys)
+            self.stats.splits_reused += 1
+            return self.splits.open(split_key)
+        todo = [i for i, k in enumerate(keys) if not self.clip_features.has(k)]
+        self.stats.features_reused += len(keys) - len(todo)
+        if todo:
+            self.separate([files[i] for i in todo], f"{split}: separating")
+            self._extract(todo, stem_keys, keys, split)
+        self.stats.splits_assembled += 1
+        arrays = (self.clip_features.get(k) for k in keys)
+        return self.splits.assemble(split_key, ids, keys, arrays)
+
+    def _extract(
+        self, todo: list[int], stem_keys: Sequence[str], keys: Sequence[str], split: str
+    ) -> None:
+        rate = self.recipe.data.sample_rate
+        with progress_bar(f"{split}: features ({self.recipe.features['name']})", len(todo)) as adv:
+            for batch in _batches(todo, self.recipe.cache.batch_size):
+                waves = np.stack([self.stems.get(stem_keys[i]).astype(np.float32) for i in batch])
+                with torch.inference_mode():
+                    feats = self.extractor.extract(torch.from_numpy(waves), rate)
+                feats_np = feats.detach().cpu().numpy()
+                if not np.isfinite(feats_np).all():
+                    raise ValueError(
+                        f"feature extractor {self.recipe.features['name']!r} returned NaN or inf"
+                    )
+                for i, feat in zip(batch, feats_np, strict=True):
+                    self.clip_features.put(keys[i], feat.astype(np.float16))
+                self.stats.features_computed += len(batch)
+                adv(len(batch))
+
+    def describe(self) -> dict[str, Any]:
+        """Settings keys of the stages, for the run's record."""
+        return {"stem_settings": self.stem_settings, "feature_settings": self.feature_settings}
