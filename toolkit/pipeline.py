@@ -1,0 +1,335 @@
+"""One recipe run: prepare the data once, train, predict, write the submission, record it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+
+from toolkit.dataset import Competition, load_competition
+from toolkit.errors import DataError
+from toolkit.kinds import BatchAugmenter, DatasetAugmenter
+from toolkit.leaderboard.store import Leaderboard, Row
+from toolkit.preprocess import Preprocessor, StageStats
+from toolkit.progress import console
+from toolkit.recipe import (
+    Recipe,
+    apply_override,
+    dump_recipe,
+    parse_override,
+    plugin_files,
+    read_recipe_file,
+    validate_recipe,
+)
+from toolkit.registry import Registry, load_plugins
+from toolkit.submission import probability_frame, write_submission
+from toolkit.trainer import EpochCallback, TrainResult, train
+
+
+@dataclass
+class LoadedRecipe:
+    """A validated recipe with the plugin registry it was checked against."""
+
+    recipe: Recipe
+    registry: Registry
+    path: Path
+    raw: dict[str, Any]
+
+
+def load_recipe(
+    path: Path | str, overrides: Sequence[str] = (), output: Path | None = None
+) -> LoadedRecipe:
+    """Read, override (``a.b=c``), load the recipe's plugins and validate everything."""
+    path = Path(path)
+    raw = read_recipe_file(path)
+    for text in overrides:
+        keys, value = parse_override(text)
+        apply_override(raw, keys, value)
+    if output is not None:
+        apply_override(raw, ["output", "dir"], str(output))
+    registry = load_plugins(plugin_files(raw, path))
+    return LoadedRecipe(validate_recipe(raw, registry, path), registry, path, raw)
+
+
+@dataclass
+class PreparedData:
+    """Features of the whole competition and the fixed train/validation split."""
+
+    competition: Competition
+    train_x: np.ndarray
+    test_x: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    stats: StageStats
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Class index of every train clip."""
+        return self.competition.train_labels
+
+
+def ensure_data(recipe: Recipe) -> None:
+    """Create the demo competition when the recipe asks for it and the folder is missing."""
+    demo = recipe.data.demo
+    if demo is None:
+        return
+    from toolkit.demo_data import ensure_demo_competition
+
+    root = Path(recipe.data.root)
+    if not (root / ".demo.json").is_file():
+        console.print(f"creating the demo competition in {root} ...")
+    ensure_demo_competition(
+        root,
+        n_train=demo.n_train,
+        n_test=demo.n_test,
+        seed=demo.seed,
+        duration=demo.duration,
+        progress=True,
+    )
+
+
+def split_indices(labels: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices into the train CSV, as the recipe's split says."""
+    split = recipe.split
+    indices = np.arange(len(labels))
+    stratify = labels if split.stratify else None
+    if stratify is not None:
+        counts = np.bincount(labels)
+        if counts[counts > 0].min() < 2:
+            raise DataError(
+                "split.stratify: a class has a single clip; add clips or set split.stratify=false"
+            )
+    try:
+        train_idx, val_idx = train_test_split(
+            indices,
+            test_size=split.test_size,
+            random_state=split.random_state,
+            stratify=stratify,
+        )
+    except ValueError as exc:
+        raise DataError(f"split: {exc}") from None
+    return np.sort(train_idx), np.sort(val_idx)
+
+
+def prepare(recipe: Recipe, registry: Registry) -> PreparedData:
+    """Load the competition and compute (or reuse) every clip's features."""
+    ensure_data(recipe)
+    competition = load_competition(recipe.data)
+    pre = Preprocessor(recipe, registry)
+    train_x = pre.features(competition.train_files, competition.train_ids, "train")
+    test_x = pre.features(competition.test_files, competition.test_ids, "test")
+    train_idx, val_idx = split_indices(competition.train_labels, recipe)
+    return PreparedData(competition, train_x, test_x, train_idx, val_idx, pre.stats)
+
+
+def separate_all(recipe: Recipe, registry: Registry) -> StageStats:
+    """Precompute the separated stems of every train and test clip (resumable)."""
+    ensure_data(recipe)
+    competition = load_competition(recipe.data)
+    pre = Preprocessor(recipe, registry)
+    pre.separate(competition.train_files, "train: separating")
+    pre.separate(competition.test_files, "test: separating")
+    return pre.stats
+
+
+def build_augmenters(
+    recipe: Recipe, registry: Registry
+) -> tuple[list[DatasetAugmenter], list[BatchAugmenter]]:
+    """The recipe's augmenters, split by stage, in recipe order."""
+    dataset: list[DatasetAugmenter] = []
+    batch: list[BatchAugmenter] = []
+    for i, spec in enumerate(recipe.augmenters):
+        augmenter = registry.create("augmenters", spec, f"augmenters[{i}]")
+        if isinstance(augmenter, DatasetAugmenter):
+            dataset.append(augmenter)
+        elif isinstance(augmenter, BatchAugmenter):
+            batch.append(augmenter)
+        else:
+            raise DataError(
+                f"augmenters[{i}]: plugin {spec['name']!r} is neither a DatasetAugmenter "
+                "nor a BatchAugmenter"
+            )
+    return dataset, batch
+
+
+def expand_training_set(
+    x: np.ndarray, y: np.ndarray, augmenters: Iterable[DatasetAugmenter], seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training part with every dataset augmenter's copies appended, in order.
+
+    Each augmenter sees the set as expanded by the ones before it (the report
+    oversamples, then masks a copy of the whole oversampled set).
+    """
+    rng = np.random.default_rng(seed)
+    x = np.asarray(x)
+    for augmenter in augmenters:
+        extra_x, extra_y = augmenter.expand(x, y, rng)
+        if len(extra_x):
+            x = np.concatenate([x, np.asarray(extra_x, dtype=x.dtype)])
+            y = np.concatenate([y, np.asarray(extra_y, dtype=y.dtype)])
+    return x, y
+
+
+def train_recipe(
+    recipe: Recipe,
+    registry: Registry,
+    data: PreparedData,
+    *,
+    on_epoch: EpochCallback | None = None,
+    select_by: str = "accuracy",
+    description: str = "training",
+) -> TrainResult:
+    """Train the recipe's backbone on the training part; validation never sees a copy."""
+    labels = data.labels
+    train_x = np.asarray(data.train_x[data.train_idx])
+    train_y = labels[data.train_idx]
+    dataset_augs, batch_augs = build_augmenters(recipe, registry)
+    train_x, train_y = expand_training_set(train_x, train_y, dataset_augs, recipe.train.seed)
+    backbone = registry.create(
+        "backbones",
+        recipe.model.backbone,
+        "model.backbone",
+        num_classes=data.competition.num_classes,
+        in_channels=int(data.train_x.shape[1]),
+    )
+    return train(
+        backbone,
+        train_x,
+        train_y,
+        data.train_x[data.val_idx],
+        labels[data.val_idx],
+        recipe.train,
+        data.competition.num_classes,
+        test_x=data.test_x,
+        batch_augmenters=batch_augs,
+        select_by=select_by,
+        on_epoch=on_epoch,
+        description=description,
+    )
+
+
+def save_outputs(
+    recipe: Recipe, data: PreparedData, result: TrainResult, out_dir: Path
+) -> dict[str, Path]:
+    """Write a trained model's files: metrics, weights, probabilities, submission."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    comp = data.competition
+    pd.DataFrame(result.history).to_csv(out_dir / "metrics.csv", index=False)
+    torch.save(
+        {
+            "state_dict": result.state_dict,
+            "backbone": recipe.model.backbone,
+            "classes": comp.classes,
+            "best_epoch": result.best_epoch,
+        },
+        out_dir / "best.pt",
+    )
+    val_ids = [comp.train_ids[i] for i in data.val_idx]
+    probability_frame(val_ids, result.val_probs, comp.classes, data.labels[data.val_idx]).to_csv(
+        out_dir / "val_probs.csv", index=False
+    )
+    assert result.test_probs is not None
+    probability_frame(comp.test_ids, result.test_probs, comp.classes).to_csv(
+        out_dir / "test_probs.csv", index=False
+    )
+    submission = write_submission(comp, result.test_probs, out_dir / "submission.csv")
+    return {"submission": submission, "metrics": out_dir / "metrics.csv"}
+
+
+def main_settings(recipe: Recipe) -> dict[str, Any]:
+    """The settings shown beside a run on the leaderboard."""
+    opt, sched = recipe.train.optimizer, recipe.train.scheduler
+    return {
+        "separator": recipe.separator["name"],
+        "features": recipe.features["name"],
+        "augmenters": [a["name"] for a in recipe.augmenters],
+        "optimizer": opt.name,
+        "lr": opt.lr,
+        "scheduler": sched.name,
+        "batch_size": recipe.train.batch_size,
+        "seed": recipe.train.seed,
+    }
+
+
+@dataclass
+class RunResult:
+    """The outcome of ``toolkit run`` for one recipe."""
+
+    run_dir: Path
+    submission: Path
+    val_accuracy: float
+    val_loss: float
+    best_epoch: int
+    seconds: float
+    leaderboard_id: str
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def run(loaded: LoadedRecipe) -> RunResult:
+    """Run the recipe end to end: features, training, submission, leaderboard row."""
+    started = time.perf_counter()
+    recipe, registry = loaded.recipe, loaded.registry
+    run_dir = Path(recipe.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
+    board = Leaderboard(Path(recipe.output.leaderboard))
+    row_id = f"{recipe.name}/r{datetime.now():%Y%m%d-%H%M%S}-{time.time_ns() % 1000:03d}"
+    row = Row(
+        id=row_id,
+        kind="trial",
+        recipe=recipe.name,
+        run_dir=str(run_dir.resolve()),
+        state="running",
+        backbone=recipe.model.backbone["name"],
+        params=main_settings(recipe),
+        val_accuracy=None,
+        val_loss=None,
+        metric="accuracy",
+        metric_value=None,
+        epochs=None,
+        seconds=None,
+        submission=None,
+        members=[],
+        trial_number=None,
+        created_at="",
+        public_score=None,
+    )
+    board.upsert(row)
+    try:
+        data = prepare(recipe, registry)
+        (run_dir / "stats.json").write_text(json.dumps(data.stats.as_dict(), indent=2))
+        result = train_recipe(recipe, registry, data)
+        files = save_outputs(recipe, data, result, run_dir)
+    except BaseException:
+        row.state = "failed"
+        row.seconds = time.perf_counter() - started
+        board.upsert(row)
+        raise
+    seconds = time.perf_counter() - started
+    row.state = "complete"
+    row.val_accuracy = result.val_accuracy
+    row.val_loss = result.val_loss
+    row.metric_value = result.val_accuracy
+    row.epochs = len(result.history)
+    row.seconds = seconds
+    row.submission = str(files["submission"].resolve())
+    board.upsert(row)
+    return RunResult(
+        run_dir=run_dir,
+        submission=files["submission"],
+        val_accuracy=result.val_accuracy,
+        val_loss=result.val_loss,
+        best_epoch=result.best_epoch,
+        seconds=seconds,
+        leaderboard_id=row_id,
+        stats=data.stats.as_dict(),
+    )

@@ -1,0 +1,61 @@
+"""Kaggle submission files and per-clip probability tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from toolkit.dataset import Competition
+from toolkit.errors import DataError
+
+
+def submission_frame(competition: Competition, test_probs: np.ndarray) -> pd.DataFrame:
+    """The sample submission filled in: same columns, same id order.
+
+    A sample with one column besides the id gets the predicted label; one with
+    a column per class gets the class probabilities.
+    """
+    sample = competition.sample_submission
+    others = [c for c in sample.columns if c != competition.id_column]
+    frame = pd.DataFrame({competition.id_column: competition.test_ids})
+    if len(others) == 1:
+        predicted = np.asarray(test_probs).argmax(axis=1)
+        frame[others[0]] = [competition.classes[i] for i in predicted]
+    elif sorted(others) == sorted(competition.classes):
+        for column in others:
+            frame[column] = test_probs[:, competition.classes.index(column)]
+    else:
+        raise DataError(
+            f"{competition.root}: sample submission columns {list(sample.columns)} are neither "
+            f"[{competition.id_column}, label] nor one column per class {competition.classes}"
+        )
+    return frame[list(sample.columns)]
+
+
+def write_submission(competition: Competition, test_probs: np.ndarray, path: Path) -> Path:
+    """Write the submission CSV for these test probabilities."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    submission_frame(competition, test_probs).to_csv(path, index=False)
+    return path
+
+
+def probability_frame(
+    ids: Sequence[str], probs: np.ndarray, classes: Sequence[str], labels: np.ndarray | None = None
+) -> pd.DataFrame:
+    """A table of class probabilities per id, with the true label when known."""
+    frame = pd.DataFrame({"id": list(ids)})
+    if labels is not None:
+        frame["label"] = [classes[i] for i in labels]
+    for k, name in enumerate(classes):
+        frame[f"p_{name}"] = probs[:, k]
+    return frame
+
+
+def read_probabilities(path: Path) -> tuple[list[str], np.ndarray]:
+    """Ids and probabilities ``[N, K]`` from a table written by :func:`probability_frame`."""
+    frame = pd.read_csv(path, dtype={"id": str})
+    columns = [c for c in frame.columns if c.startswith("p_")]
+    return list(frame["id"]), frame[columns].to_numpy(dtype=np.float64)
