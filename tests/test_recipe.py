@@ -1,0 +1,126 @@
+"""Recipe validation, overrides and the resolved recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from toolkit.errors import RecipeError
+from toolkit.pipeline import load_recipe
+from toolkit.recipe import apply_override, dump_recipe, parse_override
+
+BASE = """
+name: t
+data: {root: data/x, sample_rate: 16000, duration: 1.0}
+features: {name: mel, n_mels: 32}
+augmenters:
+  - {name: oversample, copies: {0: 3}}
+  - {name: mixup, alpha: 0.2}
+model: {backbone: {name: resnet18, width: 8}}
+train: {epochs: 2, optimizer: {name: sgd, lr: 0.01}}
+"""
+
+
+def write(tmp_path: Path, text: str = BASE) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+def error_of(path: Path, overrides: tuple[str, ...] = ()) -> str:
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, overrides)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_valid_recipe_fills_plugin_defaults(tmp_path: Path) -> None:
+    loaded = load_recipe(write(tmp_path))
+    recipe = loaded.recipe
+    assert recipe.features["n_mels"] == 32
+    assert recipe.features["hop_length"] == 512  # the plugin's default, written out
+    assert recipe.augmenters[1] == {"name": "mixup", "alpha": 0.2, "per_example": False, "p": 1.0}
+    assert recipe.run_dir == Path("runs/t")
+    dumped = yaml.safe_load(dump_recipe(recipe))
+    assert dumped["features"]["hop_length"] == 512
+    assert dumped["train"]["optimizer"]["lr"] == 0.01
+
+
+def test_engine_key_typo_names_file_path_and_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE.replace("epochs: 2", "epoch: 2"))
+    message = error_of(path)
+    assert str(path) in message
+    assert "train.epoch" in message
+    assert "'epochs'" in message
+
+
+def test_wrong_type_names_key_and_expectation(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, BASE.replace("epochs: 2", "epochs: ten")))
+    assert "train.epochs" in message
+    assert "integer" in message
+    assert "'ten'" in message
+
+
+def test_unknown_plugin_suggests_closest_name(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, BASE.replace("name: mel", "name: mell")))
+    assert "features" in message
+    assert "unknown feature_extractor 'mell'" in message
+    assert "did you mean 'mel'" in message
+
+
+def test_plugin_parameter_typo_checked_by_plugin(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, BASE.replace("n_mels: 32", "n_melz: 32")))
+    assert "features.n_melz" in message
+    assert "'n_mels'" in message
+
+
+def test_augmenter_parameter_error_names_list_index(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, BASE.replace("alpha: 0.2", "alpha: -1")))
+    assert "augmenters[1].alpha" in message
+
+
+def test_set_overrides_any_key(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    loaded = load_recipe(
+        path,
+        (
+            "train.optimizer.lr=0.5",
+            "augmenters.1.alpha=0.4",
+            "model.backbone={name: timm, model: resnet10t}",
+            "split.stratify=false",
+        ),
+    )
+    recipe = loaded.recipe
+    assert recipe.train.optimizer.lr == 0.5
+    assert recipe.augmenters[1]["alpha"] == 0.4
+    assert recipe.model.backbone["model"] == "resnet10t"
+    assert recipe.split.stratify is False
+
+
+def test_bad_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    assert "KEY=VALUE" in error_of(path, ("train.lr",))
+    assert "augmenters.7" in error_of(path, ("augmenters.7.alpha=1",))
+    assert "train.optimizer.lrr" in error_of(path, ("train.optimizer.lrr=1",))
+
+
+def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, BASE + "train: [unclosed\n"))
+    assert "invalid YAML" in message
+    assert "line" in message
+
+
+def test_missing_recipe_file(tmp_path: Path) -> None:
+    assert "recipe file not found" in error_of(tmp_path / "nope.yaml")
+
+
+def test_override_helpers() -> None:
+    keys, value = parse_override("a.b=[1, 2]")
+    assert keys == ["a", "b"] and value == [1, 2]
+    raw: dict = {"a": [{"x": 1}]}
+    apply_override(raw, ["a", "0", "x"], 5)
+    apply_override(raw, ["new", "deep"], True)
+    assert raw == {"a": [{"x": 5}], "new": {"deep": True}}

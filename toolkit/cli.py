@@ -1,0 +1,176 @@
+"""The ``toolkit`` command: argument parsing only; the work is in the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from toolkit.errors import USAGE_ERROR, ToolkitError
+
+app = typer.Typer(
+    help="AutoML for audio-classification competitions: run, search, ensemble, submit.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a recipe key: KEY=VALUE (repeatable)."),
+]
+
+
+def fail(message: str, code: int = USAGE_ERROR) -> None:
+    """Print one error line to stderr and exit."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the user's errors into one line and an exit code, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ToolkitError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("interrupted: finished clips and trials are kept; run again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command()
+@friendly
+def run(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    set_: SetOption = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Run directory (default runs/NAME).")
+    ] = None,
+) -> None:
+    """Run a recipe end to end and write the submission."""
+    from toolkit.pipeline import load_recipe
+    from toolkit.pipeline import run as run_recipe
+
+    loaded = load_recipe(recipe, set_ or [], output)
+    result = run_recipe(loaded)
+    out.print(f"submission: {result.submission}")
+    out.print(
+        f"best validation accuracy: {result.val_accuracy:.4f} "
+        f"(epoch {result.best_epoch}, log loss {result.val_loss:.4f})"
+    )
+    out.print(f"leaderboard: {result.leaderboard_id} ({result.seconds:.0f} s)")
+
+
+@app.command()
+@friendly
+def separate(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    set_: SetOption = None,
+) -> None:
+    """Precompute the separated stems of every clip (stop and resume at will)."""
+    from toolkit.pipeline import load_recipe, separate_all
+
+    loaded = load_recipe(recipe, set_ or [])
+    stats = separate_all(loaded.recipe, loaded.registry)
+    out.print(
+        f"stems: {stats.stems_computed} computed, {stats.stems_reused} already cached "
+        f"in {loaded.recipe.cache.dir}"
+    )
+
+
+@app.command()
+@friendly
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    recipe: Annotated[
+        Path | None, typer.Option("--recipe", "-r", help="Also load this recipe's plugin files.")
+    ] = None,
+) -> None:
+    """List every registered plugin by kind, with where it came from."""
+    from toolkit.kinds import KINDS
+    from toolkit.recipe import plugin_files, read_recipe_file
+    from toolkit.registry import load_plugins
+
+    files = plugin_files(read_recipe_file(recipe), recipe) if recipe else []
+    registry = load_plugins(files)
+    listing = {
+        kind: {name: registry.entries[kind][name].source for name in registry.list_names(kind)}
+        for kind in KINDS
+    }
+    if as_json:
+        typer.echo(json.dumps(listing, indent=2))
+        return
+    table = Table(title="toolkit plugins")
+    for column in ("kind", "name", "source", "description"):
+        table.add_column(column)
+    for kind in KINDS:
+        for name in registry.list_names(kind):
+            entry = registry.entries[kind][name]
+            table.add_row(kind, name, entry.source, entry.description)
+    out.print(table)
+
+
+@app.command("demo-data")
+@friendly
+def demo_data(
+    directory: Annotated[Path, typer.Argument(help="Folder to create.")],
+    train: Annotated[int, typer.Option(help="Number of train clips.")] = 400,
+    test: Annotated[int, typer.Option(help="Number of test clips.")] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    duration: Annotated[float, typer.Option(help="Seconds per clip.")] = 3.0,
+) -> None:
+    """Synthesize the demo competition (4 classes of song snippets) into DIRECTORY."""
+    from toolkit.demo_data import make_demo_competition
+
+    if directory.exists():
+        raise ToolkitError(f"{directory} already exists; choose a new folder")
+    comp = make_demo_competition(
+        directory, n_train=train, n_test=test, seed=seed, duration=duration, progress=True
+    )
+    out.print(f"demo competition: {comp.root} ({comp.n_train} train, {comp.n_test} test clips)")
+
+
+@app.command()
+@friendly
+def new(
+    kind: Annotated[str, typer.Argument(help="backbone, feature, augmenter or separator.")],
+    name: Annotated[str, typer.Argument(help="Plugin name (a Python identifier).")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write the file.")] = Path("."),
+) -> None:
+    """Scaffold a plugin file to fill in; name it under `plugins:` in a recipe."""
+    from toolkit.scaffold import new_plugin
+
+    path = new_plugin(kind, name, directory)
+    out.print(f"wrote {path}; add it to a recipe: plugins: [{path}]")
+
+
+def _register_leaderboard() -> None:
+    from toolkit.leaderboard.cli import register
+
+    register(app)
+
+
+_register_leaderboard()
+
+
+def main() -> None:
+    """Entry point of the ``toolkit`` console script."""
+    try:
+        app()
+    except ToolkitError as exc:  # errors raised while typer builds the command
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
