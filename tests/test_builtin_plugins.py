@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+from toolkit.demo_data import synthesize_clip
+from toolkit.errors import RecipeError
 from toolkit.plugins.augmenters.masks import FreqMask, TimeMask
 from toolkit.plugins.augmenters.mixup import Mixup
 from toolkit.plugins.augmenters.oversample import Oversample
 from toolkit.plugins.backbones.resnet import BasicBlock, resnet18
 from toolkit.plugins.features.mel import MelFeatures
-
-from toolkit.demo_data import synthesize_clip
-from toolkit.errors import RecipeError
 from toolkit.registry import Registry, load_plugins
 
 SAMPLE_RATE = 16000

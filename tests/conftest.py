@@ -1,0 +1,63 @@
+"""Shared fixtures: a tiny generated competition, recipes for it, and the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from toolkit.demo_data import DemoCompetition, make_demo_competition
+
+TINY_RECIPE = """
+name: tiny
+data: {{root: {root}, sample_rate: 16000, duration: 1.5}}
+separator: {{name: none}}
+features: {{name: mel, n_fft: 512, hop_length: 256, n_mels: 32}}
+augmenters:
+  - {{name: oversample, copies: {{0: 1}}}}
+  - {{name: time_mask, copies: 1, max_width: 8}}
+  - {{name: mixup, alpha: 0.2}}
+split: {{test_size: 0.25, random_state: 42, stratify: true}}
+model: {{backbone: {{name: resnet18, width: 8}}}}
+train:
+  epochs: 2
+  batch_size: 16
+  optimizer: {{name: adamw, lr: 0.003}}
+  scheduler: {{name: cosine}}
+cache: {{dir: {cache}}}
+output: {{leaderboard: {board}}}
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_competition(tmp_path_factory: pytest.TempPathFactory) -> DemoCompetition:
+    """A few dozen generated clips in a Kaggle-style folder (mp3, ogg and wav)."""
+    root = tmp_path_factory.mktemp("tiny") / "competition"
+    return make_demo_competition(root, n_train=32, n_test=10, seed=3, duration=1.5)
+
+
+def write_recipe(directory: Path, root: Path, extra: str = "", name: str = "recipe.yaml") -> Path:
+    """A tiny recipe over ``root``; cache and leaderboard inside ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = TINY_RECIPE.format(
+        root=root, cache=directory / "cache", board=directory / "leaderboard.db"
+    )
+    path = directory / name
+    path.write_text(text + extra)
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m toolkit ARGS`` in a real subprocess and capture its output."""
+    env = {**os.environ, "TOOLKIT_NO_PROGRESS": "1", "TOOLKIT_LOAD_PLUGINS": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "toolkit", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

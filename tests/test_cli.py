@@ -1,0 +1,209 @@
+"""The ``toolkit`` command end to end, in real subprocesses on generated audio."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import run_cli, write_recipe
+from toolkit.cache import ClipStore
+from toolkit.demo_data import DemoCompetition
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One completed ``toolkit run`` of the tiny recipe; returns its work directory."""
+    work = tmp_path_factory.mktemp("work")
+    recipe = write_recipe(work, tiny_competition.root)
+    result = run_cli("run", recipe, "--output", work / "run1", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "submission:" in result.stdout
+    assert "best validation accuracy:" in result.stdout
+    return work
+
+
+def test_run_writes_submission_in_sample_order(
+    first_run: Path, tiny_competition: DemoCompetition
+) -> None:
+    run_dir = first_run / "run1"
+    sample = pd.read_csv(tiny_competition.sample_submission, dtype=str)
+    submission = pd.read_csv(run_dir / "submission.csv", dtype=str)
+    assert list(submission.columns) == list(sample.columns)
+    assert list(submission["id"]) == list(sample["id"])
+    assert set(submission["category"].astype(int)) <= {0, 1, 2, 3}
+    for name in ("recipe.yaml", "metrics.csv", "best.pt", "val_probs.csv", "test_probs.csv"):
+        assert (run_dir / name).is_file(), name
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2]
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy"} <= set(metrics.columns)
+    probs = pd.read_csv(run_dir / "test_probs.csv")
+    p = probs[[c for c in probs.columns if c.startswith("p_")]].to_numpy()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_leaderboard_has_the_run(first_run: Path) -> None:
+    board = first_run / "leaderboard.db"
+    listed = run_cli("leaderboard", "--db", board, "--json", cwd=first_run)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["kind"] == "trial" and row["state"] == "complete" and row["recipe"] == "tiny"
+    assert 0.0 <= row["val_accuracy"] <= 1.0
+    assert row["backbone"] == "resnet18"
+    assert row["epochs"] == 2
+    assert Path(row["submission"]).is_file()
+    table = run_cli("leaderboard", first_run / "run1", "--db", board, cwd=first_run)
+    assert table.returncode == 0, table.stderr
+    assert row["id"] in table.stdout
+
+
+def test_second_run_with_new_lr_does_no_feature_work(
+    first_run: Path, tiny_competition: DemoCompetition
+) -> None:
+    cache = first_run / "cache"
+    stems_before = ClipStore(cache / "stems").count()
+    features_before = ClipStore(cache / "features").count()
+    stamps = {p: p.stat().st_mtime_ns for p in (cache / "features").rglob("*.npy")}
+    recipe = first_run / "recipe.yaml"
+    result = run_cli(
+        "run",
+        recipe,
+        "--output",
+        first_run / "run2",
+        "--set",
+        "train.optimizer.lr=0.001",
+        cwd=first_run,
+    )
+    assert result.returncode == 0, result.stderr
+    stats = json.loads((first_run / "run2" / "stats.json").read_text())
+    assert stats["features_computed"] == 0 and stats["stems_computed"] == 0
+    assert stats["splits_reused"] == 2
+    assert ClipStore(cache / "stems").count() == stems_before == 42
+    assert ClipStore(cache / "features").count() == features_before == 42
+    assert {p: p.stat().st_mtime_ns for p in (cache / "features").rglob("*.npy")} == stamps
+    resolved = (first_run / "run2" / "recipe.yaml").read_text()
+    assert "lr: 0.001" in resolved
+
+
+def test_plugins_json_lists_builtins() -> None:
+    result = run_cli("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    assert listing["backbones"]["resnet18"] == "builtin"
+    assert listing["backbones"]["timm"] == "builtin"
+    assert listing["feature_extractors"]["mel"] == "builtin"
+    assert {"oversample", "time_mask", "freq_mask", "mixup"} <= set(listing["augmenters"])
+    assert {"none", "spleeter"} <= set(listing["separators"])
+
+
+def test_plugin_file_in_recipe_registers_a_backbone_the_run_uses(
+    tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    made = run_cli("new", "backbone", "tinynet", "--dir", tmp_path, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    recipe = write_recipe(tmp_path, tiny_competition.root, extra="plugins: [tinynet.py]\n")
+    listed = run_cli("plugins", "--json", "--recipe", recipe, cwd=tmp_path)
+    assert json.loads(listed.stdout)["backbones"]["tinynet"] == "tinynet.py"
+    result = run_cli(
+        "run",
+        recipe,
+        "--set",
+        "model.backbone={name: tinynet, width: 12}",
+        "--set",
+        "train.epochs=1",
+        "--output",
+        tmp_path / "run",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    state = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert state["backbone"] == {"name": "tinynet", "width": 12}
+    assert state["state_dict"]["backbone.head.weight"].shape == (4, 12)
+    rows = json.loads(run_cli("leaderboard", "--db", tmp_path / "leaderboard.db", "--json").stdout)
+    assert rows[0]["backbone"] == "tinynet"
+
+
+def test_same_name_twice_is_an_error_naming_both(
+    tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    (tmp_path / "dup.py").write_text(
+        "from toolkit import hookimpl\n"
+        "from toolkit.plugins.backbones.resnet import resnet18\n"
+        "@hookimpl\n"
+        "def register_backbones(register):\n"
+        "    register('resnet18', resnet18)\n"
+    )
+    recipe = write_recipe(tmp_path, tiny_competition.root, extra="plugins: [dup.py]\n")
+    result = run_cli("run", recipe, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "registered twice" in result.stderr
+    assert "builtin" in result.stderr and "dup.py" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def copy_competition(comp: DemoCompetition, target: Path) -> Path:
+    """A private copy of the competition folder, for breaking it."""
+    shutil.copytree(comp.root, target)
+    return target
+
+
+def one_line_error(result: object) -> str:
+    """The error line of a failed command, checked to be one line and no traceback."""
+    assert result.returncode == 2, (result.stdout, result.stderr)  # type: ignore[attr-defined]
+    stderr = result.stderr.strip()  # type: ignore[attr-defined]
+    assert "Traceback" not in stderr
+    assert len(stderr.splitlines()) == 1, stderr
+    return stderr
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "empty", "missing"])
+def test_bad_clip_gives_one_line_error(
+    damage: str, tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    root = copy_competition(tiny_competition, tmp_path / "comp")
+    victim = sorted((root / "train").iterdir())[5]
+    if damage == "corrupt":
+        victim.write_bytes(b"ID3\x04\x00 this is not audio" * 10)
+    elif damage == "empty":
+        victim.unlink()
+        victim = victim.with_suffix(".wav")
+        import soundfile as sf
+
+        sf.write(victim, np.zeros((0, 2), dtype=np.float32), 44100)
+    else:
+        victim.unlink()
+    recipe = write_recipe(tmp_path, root)
+    message = one_line_error(run_cli("run", recipe, cwd=tmp_path))
+    if damage == "missing":
+        assert repr(victim.stem) in message and "no audio file" in message
+    else:
+        assert victim.name in message
+        assert ("empty" in message) if damage == "empty" else ("cannot decode" in message)
+
+
+def test_bad_clip_keeps_finished_work(tiny_competition: DemoCompetition, tmp_path: Path) -> None:
+    root = copy_competition(tiny_competition, tmp_path / "comp")
+    victim = sorted((root / "train").iterdir())[-1]
+    victim.write_bytes(b"garbage" * 100)
+    recipe = write_recipe(tmp_path, root, extra="")
+    recipe.write_text(recipe.read_text().replace("cache: {dir:", "cache: {batch_size: 4, dir:"))
+    one_line_error(run_cli("run", recipe, cwd=tmp_path))
+    kept = ClipStore(tmp_path / "cache" / "stems").count()
+    assert kept >= 28  # every batch before the bad clip's is cached
+
+
+def test_recipe_typo_and_unknown_plugin(tiny_competition: DemoCompetition, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, tiny_competition.root)
+    typo = one_line_error(run_cli("run", recipe, "--set", "train.epocs=3", cwd=tmp_path))
+    assert "train.epocs" in typo and "'epochs'" in typo and str(recipe) in typo
+    unknown = one_line_error(
+        run_cli("run", recipe, "--set", "model.backbone.name=resnet81", cwd=tmp_path)
+    )
+    assert "model.backbone" in unknown and "'resnet81'" in unknown and "resnet18" in unknown

@@ -1,0 +1,5 @@
+"""``python -m toolkit``: the same as the ``toolkit`` command."""
+
+from toolkit.cli import main
+
+main()
