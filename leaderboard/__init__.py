@@ -1,1 +1,29 @@
 """The local leaderboard: its SQLite store and its views."""
+
+from .store import (
+    COLUMNS,
+    DB_ENV,
+    DEFAULT_DB,
+    KINDS,
+    STATES,
+    Leaderboard,
+    LeaderboardError,
+    Row,
+    default_db_path,
+)
+from .view import render_table, to_csv, to_json
+
+__all__ = [
+    "COLUMNS",
+    "DB_ENV",
+    "DEFAULT_DB",
+    "KINDS",
+    "STATES",
+    "Leaderboard",
+    "LeaderboardError",
+    "Row",
+    "default_db_path",
+    "render_table",
+    "to_csv",
+    "to_json",
+]

@@ -1,0 +1,247 @@
+"""The ``toolkit leaderboard`` command: show rows, export them, record public scores.
+
+One command with an optional positional part, so both forms work::
+
+    toolkit leaderboard [RUN_DIR] [--top N] [--state S] [--sort COL] [--json|--csv] [--out F]
+    toolkit leaderboard record RUN_ID SCORE
+
+A run directory literally named ``record`` can be shown as ``./record``.
+Register it with :func:`register`, or ``app.command("leaderboard")(leaderboard_command)``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from toolkit.errors import USAGE_ERROR, ToolkitError
+
+from .store import DB_ENV, DEFAULT_DB, STATES, Leaderboard, LeaderboardError
+from .view import render_table, to_csv, to_json
+
+RUN_DB_NAME = "leaderboard.db"
+"""A run directory may hold its own database (or a symlink to the workspace one)."""
+
+RECORD = "record"
+
+HELP = "\n\n".join(
+    [
+        "Show the leaderboard of trials and ensembles, best first.",
+        f"RUN_DIR limits the rows to one run. RUN_DIR/{RUN_DB_NAME} is read if present"
+        " (filtered by run when it is a symlink to a shared database); otherwise the"
+        f" workspace database: --db, ${DB_ENV}, else RUN_DIR/../{RUN_DB_NAME},"
+        f" else {DEFAULT_DB}.",
+        "'record RUN_ID SCORE' stores the public Kaggle score of a row's submission"
+        " (put '--' before a negative score).",
+    ]
+)
+"""Help of the command (paragraphs on single lines so the help formatter wraps them)."""
+
+
+def leaderboard_command(
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="RUN_DIR | record RUN_ID SCORE",
+            help="A run directory to show, or 'record RUN_ID SCORE'.",
+            show_default=False,
+        ),
+    ] = None,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            envvar=DB_ENV,
+            help=f"Leaderboard database (default: {DEFAULT_DB}).",
+            show_default=False,
+            dir_okay=False,
+        ),
+    ] = None,
+    top: Annotated[
+        int | None,
+        typer.Option("--top", min=1, help="Keep the best N trials of each run (and ensembles)."),
+    ] = None,
+    state: Annotated[
+        str | None, typer.Option("--state", help=f"Only rows in this state: {', '.join(STATES)}.")
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="Only 'trial' or 'ensemble' rows.")
+    ] = None,
+    recipe: Annotated[str | None, typer.Option("--recipe", help="Only this recipe.")] = None,
+    sort: Annotated[
+        str | None,
+        typer.Option("--sort", help="Sort by this column (default: val_accuracy, best first)."),
+    ] = None,
+    descending: Annotated[
+        bool | None,
+        typer.Option(
+            "--desc/--asc",
+            help="Sort direction (default: best first for scores, else ascending).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write the JSON/CSV export to this file (format from --json/--csv or suffix).",
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Show the leaderboard, export it, or record a public score."""
+    try:
+        positional = list(args or [])
+        if positional and positional[0] == RECORD:
+            _record(positional[1:], db)
+        else:
+            if len(positional) > 1:
+                raise LeaderboardError(
+                    f"expected at most one RUN_DIR, got {len(positional)}: {' '.join(positional)}"
+                    f" (to record a score: leaderboard {RECORD} RUN_ID SCORE)"
+                )
+            _show(
+                run_dir=Path(positional[0]) if positional else None,
+                db=db,
+                top=top,
+                state=state,
+                kind=kind,
+                recipe=recipe,
+                sort=sort,
+                descending=descending,
+                fmt=_export_format(as_json, as_csv, out),
+                out=out,
+            )
+    except ToolkitError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(USAGE_ERROR) from None
+
+
+leaderboard_command.__doc__ = HELP
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``leaderboard`` command to ``app``."""
+    app.command("leaderboard")(leaderboard_command)
+
+
+# ------------------------------------------------------------------ actions
+def _record(rest: list[str], db: Path | None) -> None:
+    """``record RUN_ID SCORE``: store a public score and confirm it in one line."""
+    if len(rest) != 2:
+        raise LeaderboardError(f"usage: leaderboard {RECORD} RUN_ID SCORE (got {len(rest)} args)")
+    row_id, raw = rest
+    try:
+        score = float(raw)
+    except ValueError:
+        raise LeaderboardError(f"score must be a number, not {raw!r}") from None
+    if not math.isfinite(score):
+        raise LeaderboardError(f"score must be a finite number, not {raw!r}")
+    board = _open(db if db is not None else DEFAULT_DB)
+    row = board.record_score(row_id, score)
+    where = f" ({row.submission})" if row.submission else ""
+    typer.echo(f"recorded public score {score:g} for {row.id}{where}")
+
+
+def _show(
+    *,
+    run_dir: Path | None,
+    db: Path | None,
+    top: int | None,
+    state: str | None,
+    kind: str | None,
+    recipe: str | None,
+    sort: str | None,
+    descending: bool | None,
+    fmt: str | None,
+    out: Path | None,
+) -> None:
+    """Select the rows and print them as a table, JSON or CSV."""
+    db_path, filter_run = _choose_db(run_dir, db)
+    board = _open(db_path)
+    rows = board.rows(
+        run_dir=run_dir if filter_run else None,
+        recipe=recipe,
+        kind=kind,
+        state=state,
+        sort=sort,
+        descending=descending,
+        top=top,
+    )
+    if run_dir is not None and filter_run and not rows and not run_dir.is_dir():
+        _no_such_run(board, run_dir)
+    scope = f" for {run_dir}" if run_dir is not None else ""
+    filters = any(v is not None for v in (top, state, kind, recipe))
+    empty = f"no rows{scope} in {db_path}" + (" matching the filters" if filters else "")
+    if fmt is None:
+        if not rows:
+            typer.echo(empty)
+            return
+        console = Console(width=None if sys.stdout.isatty() else 200)
+        render_table(rows, console, title=f"Leaderboard{scope}", caption=str(db_path))
+        return
+    text = to_json(rows) + "\n" if fmt == "json" else to_csv(rows)
+    if not rows:
+        typer.echo(empty, err=True)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {len(rows)} rows to {out}", err=True)
+
+
+def _choose_db(run_dir: Path | None, db: Path | None) -> tuple[Path, bool]:
+    """The database to read and whether to filter its rows by ``run_dir``."""
+    if db is not None:
+        return db, True
+    if run_dir is None:
+        return DEFAULT_DB, False
+    own = run_dir / RUN_DB_NAME
+    if own.is_file():
+        # a regular file holds this run's rows only (the run may have moved); a
+        # symlink points at a shared workspace database, so filter by run
+        return own, own.is_symlink()
+    # the workspace holding the run, which is DEFAULT_DB for runs/NAME from the workspace
+    parent = run_dir.parent / RUN_DB_NAME
+    return (parent if parent.is_file() else DEFAULT_DB), True
+
+
+def _open(path: Path) -> Leaderboard:
+    """The leaderboard at ``path``; a missing file is a usage error."""
+    board = Leaderboard(path)
+    if not board.exists():
+        raise LeaderboardError(
+            f"no leaderboard database at {path} (run a recipe first, or pass --db / ${DB_ENV})"
+        )
+    return board
+
+
+def _no_such_run(board: Leaderboard, run_dir: Path) -> None:
+    """Raise for a run directory that neither exists nor has rows, naming known runs."""
+    known = board.run_dirs()
+    hint = f"; runs with rows: {', '.join(known[:5])}" if known else ""
+    raise LeaderboardError(f"no run directory {run_dir} and no rows for it in {board.path}{hint}")
+
+
+def _export_format(as_json: bool, as_csv: bool, out: Path | None) -> str | None:
+    """'json', 'csv' or None (table) from the flags and ``--out``'s suffix."""
+    if as_json and as_csv:
+        raise LeaderboardError("choose one of --json and --csv")
+    if as_json:
+        return "json"
+    if as_csv:
+        return "csv"
+    if out is not None:
+        suffix = out.suffix.lower().lstrip(".")
+        if suffix in ("json", "csv"):
+            return suffix
+        raise LeaderboardError(f"--out {out}: add --json or --csv (or use a .json/.csv name)")
+    return None

@@ -1,0 +1,561 @@
+"""The local leaderboard: SQLite store, views and the ``leaderboard`` command."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from click.testing import Result
+from rich.console import Console
+from typer.testing import CliRunner
+
+from toolkit.errors import USAGE_ERROR, ToolkitError
+from toolkit.leaderboard import COLUMNS, Leaderboard, LeaderboardError, Row
+from toolkit.leaderboard.cli import leaderboard_command, register
+from toolkit.leaderboard.view import render_table, to_csv, to_json
+
+
+def trial(id: str, run_dir: Path | str, **kw: Any) -> Row:
+    """A complete trial row of recipe 'demo' unless ``kw`` says otherwise."""
+    values: dict[str, Any] = {"recipe": "demo", "state": "complete", "backbone": "resnet18"}
+    values.update(kw)
+    return Row(id=id, kind="trial", run_dir=str(run_dir), **values)
+
+
+def ensemble(id: str, run_dir: Path | str, members: dict[str, float], **kw: Any) -> Row:
+    """A complete ensemble row over ``members`` (id -> weight)."""
+    values: dict[str, Any] = {"recipe": "demo", "state": "complete"}
+    values.update(kw)
+    return Row(
+        id=id,
+        kind="ensemble",
+        run_dir=str(run_dir),
+        members=[{"id": m, "weight": w} for m, w in members.items()],
+        **values,
+    )
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> tuple[Leaderboard, Path, Path]:
+    """A workspace db with run 'demo' (4 trials, 1 ensemble) and run 'other' (2 trials)."""
+    runs = tmp_path / "runs"
+    demo_dir, other_dir = runs / "demo", runs / "other"
+    demo_dir.mkdir(parents=True)
+    other_dir.mkdir()
+    board = Leaderboard(runs / "leaderboard.db")
+    board.upsert(trial("demo/t0000", demo_dir, val_accuracy=0.70, val_loss=0.9, seconds=30.0))
+    board.upsert(trial("demo/t0001", demo_dir, val_accuracy=None, state="failed", seconds=5.0))
+    board.upsert(trial("demo/t0002", demo_dir, val_accuracy=0.80, val_loss=0.6, seconds=90.0))
+    board.upsert(trial("demo/t0003", demo_dir, val_accuracy=0.75, val_loss=0.7, state="pruned"))
+    board.upsert(
+        ensemble(
+            "demo/e0001",
+            demo_dir,
+            {"demo/t0002": 0.625, "demo/t0000": 0.375},
+            val_accuracy=0.79,
+            submission=str(demo_dir / "submission.csv"),
+        )
+    )
+    board.upsert(trial("other/t0000", other_dir, recipe="final", val_accuracy=0.77))
+    board.upsert(trial("other/t0001", other_dir, recipe="final", val_accuracy=0.72))
+    return board, demo_dir, other_dir
+
+
+def ids(rows: list[Row]) -> list[str]:
+    return [r.id for r in rows]
+
+
+# ---------------------------------------------------------------------- store
+def test_schema_created_on_first_write_with_wal_and_version(tmp_path: Path) -> None:
+    path = tmp_path / "ws" / "runs" / "leaderboard.db"
+    board = Leaderboard(path)
+    assert board.rows() == []  # reading a missing store creates nothing
+    assert not path.exists()
+    board.upsert(trial("a/t0", tmp_path))
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_upsert_inserts_then_updates_running_trial(tmp_path: Path) -> None:
+    board = Leaderboard(tmp_path / "lb.db")
+    run = tmp_path / "runs" / "demo"
+    board.upsert(trial("demo/t0000", run, state="running", params={"lr": 0.001}, trial_number=0))
+    first = board.get("demo/t0000")
+    assert first.state == "running"
+    assert first.created_at  # set by the store
+    assert first.run_dir == str(run.resolve())
+    assert first.params == {"lr": 0.001}
+
+    board.upsert(
+        trial(
+            "demo/t0000",
+            run,
+            params={"lr": 0.001, "mixup": {"alpha": 0.2}},
+            val_accuracy=0.8,
+            val_loss=0.55,
+            metric="accuracy",
+            metric_value=0.8,
+            epochs=24,
+            seconds=12.5,
+            trial_number=0,
+        )
+    )
+    rows = board.rows()
+    assert len(rows) == 1
+    updated = rows[0]
+    assert updated.state == "complete"
+    assert updated.val_accuracy == 0.8
+    assert updated.epochs == 24
+    assert updated.params == {"lr": 0.001, "mixup": {"alpha": 0.2}}
+    assert updated.created_at == first.created_at  # kept when the update leaves it empty
+    assert updated.members == []
+
+    board.upsert(trial("demo/t0000", run, created_at="2020-01-01T00:00:00+00:00"))
+    assert board.get("demo/t0000").created_at == "2020-01-01T00:00:00+00:00"
+
+
+def test_upsert_rejects_bad_kind_and_state(tmp_path: Path) -> None:
+    board = Leaderboard(tmp_path / "lb.db")
+    with pytest.raises(ToolkitError, match="unknown state 'done'"):
+        board.upsert(trial("x", tmp_path, state="done"))
+    with pytest.raises(ToolkitError, match="unknown kind 'model'"):
+        board.upsert(Row(id="x", kind="model", recipe="r", run_dir=str(tmp_path), state="running"))
+
+
+def test_get_unknown_id_names_closest_ids(demo: tuple[Leaderboard, Path, Path]) -> None:
+    board, _, _ = demo
+    with pytest.raises(LeaderboardError) as info:
+        board.get("demo/t003")
+    message = str(info.value)
+    assert isinstance(info.value, ToolkitError)
+    assert "\n" not in message
+    assert "'demo/t003'" in message
+    assert "demo/t0003" in message.split("closest:")[1]
+
+
+def test_default_order_best_first_nulls_last_ensemble_above_members(
+    demo: tuple[Leaderboard, Path, Path],
+) -> None:
+    board, _, _ = demo
+    assert ids(board.rows()) == [
+        "demo/e0001",  # 0.79 but above its member demo/t0002 (0.80)
+        "demo/t0002",
+        "other/t0000",
+        "demo/t0003",
+        "other/t0001",
+        "demo/t0000",
+        "demo/t0001",  # val_accuracy NULL: last
+    ]
+    # without the ensemble, the order is purely by val_accuracy
+    assert ids(board.rows(kind="trial")) == [
+        "demo/t0002",
+        "other/t0000",
+        "demo/t0003",
+        "other/t0001",
+        "demo/t0000",
+        "demo/t0001",
+    ]
+
+
+def test_filters(demo: tuple[Leaderboard, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    board, demo_dir, other_dir = demo
+    assert set(ids(board.rows(run_dir=other_dir))) == {"other/t0000", "other/t0001"}
+    monkeypatch.chdir(demo_dir.parent.parent)  # the workspace: run dirs relative to it
+    assert len(board.rows(run_dir="runs/demo")) == 5
+    assert len(board.rows(run_dir=Path("runs") / "demo" / ".." / "demo")) == 5
+    assert board.rows(run_dir="runs/nope") == []
+    assert ids(board.rows(recipe="final")) == ["other/t0000", "other/t0001"]
+    assert ids(board.rows(kind="ensemble")) == ["demo/e0001"]
+    assert ids(board.rows(state="pruned")) == ["demo/t0003"]
+    assert ids(board.rows(run_dir="runs/demo", state="failed")) == ["demo/t0001"]
+    with pytest.raises(LeaderboardError, match="unknown state"):
+        board.rows(state="done")
+
+
+def test_sort_by_columns(demo: tuple[Leaderboard, Path, Path]) -> None:
+    board, _, _ = demo
+    trials = {"kind": "trial"}
+    # seconds: ascending by default, NULLs last either way
+    assert ids(board.rows(sort="seconds", **trials))[:3] == [
+        "demo/t0001",
+        "demo/t0000",
+        "demo/t0002",
+    ]
+    desc = ids(board.rows(sort="seconds", descending=True, **trials))
+    assert desc[:3] == ["demo/t0002", "demo/t0000", "demo/t0001"]
+    assert set(desc[3:]) == {"demo/t0003", "other/t0000", "other/t0001"}
+    # val_loss: best (lowest) first
+    assert ids(board.rows(sort="val_loss", **trials))[:3] == [
+        "demo/t0002",
+        "demo/t0003",
+        "demo/t0000",
+    ]
+    # val_accuracy ascending on request, NULL still last
+    asc = ids(board.rows(sort="val_accuracy", descending=False, **trials))
+    assert asc[0] == "demo/t0000" and asc[-1] == "demo/t0001"
+    assert ids(board.rows(sort="id"))[0] == "demo/e0001"
+
+
+def test_sort_metric_value_best_first_by_metric_direction(tmp_path: Path) -> None:
+    board = Leaderboard(tmp_path / "lb.db")
+    board.upsert(trial("a", tmp_path, metric="log_loss", metric_value=0.9))
+    board.upsert(trial("b", tmp_path, metric="log_loss", metric_value=0.4))
+    board.upsert(trial("c", tmp_path, metric="log_loss", metric_value=None))
+    assert ids(board.rows(sort="metric_value")) == ["b", "a", "c"]
+    assert ids(board.rows(sort="metric_value", descending=True)) == ["a", "b", "c"]
+    board.upsert(trial("d", tmp_path / "acc", metric="accuracy", metric_value=0.9))
+    board.upsert(trial("e", tmp_path / "acc", metric="accuracy", metric_value=0.4))
+    assert ids(board.rows(run_dir=tmp_path / "acc", sort="metric_value")) == ["d", "e"]
+
+
+def test_unknown_sort_column_lists_valid_columns(demo: tuple[Leaderboard, Path, Path]) -> None:
+    board, _, _ = demo
+    with pytest.raises(ToolkitError) as info:
+        board.rows(sort="accuracy")
+    message = str(info.value)
+    assert "'accuracy'" in message
+    for column in ("val_accuracy", "public_score", "seconds", "created_at"):
+        assert column in message
+
+
+def test_top_limits_trials_per_run_and_keeps_ensemble_above_members(
+    demo: tuple[Leaderboard, Path, Path],
+) -> None:
+    board, demo_dir, _ = demo
+    assert ids(board.rows(top=1)) == ["demo/e0001", "demo/t0002", "other/t0000"]
+    assert ids(board.rows(run_dir=demo_dir, top=2)) == ["demo/e0001", "demo/t0002", "demo/t0003"]
+    # an ensemble ranked below its members is still shown above them
+    board.upsert(ensemble("demo/e0002", demo_dir, {"demo/t0000": 1.0}, val_accuracy=0.5))
+    top3 = ids(board.rows(run_dir=demo_dir, top=3))
+    assert top3 == ["demo/e0001", "demo/t0002", "demo/t0003", "demo/e0002", "demo/t0000"]
+    assert len(board.rows(run_dir=demo_dir, kind="ensemble", top=1)) == 1
+
+
+def test_record_score(demo: tuple[Leaderboard, Path, Path]) -> None:
+    board, _, _ = demo
+    row = board.record_score("demo/e0001", 0.7956)
+    assert row.public_score == 0.7956
+    assert board.get("demo/e0001").public_score == 0.7956
+    assert board.get("demo/e0001").submission.endswith("submission.csv")  # type: ignore[union-attr]
+    assert ids(board.rows(sort="public_score"))[0] == "demo/e0001"
+    with pytest.raises(LeaderboardError, match="demo/e0001"):
+        board.record_score("demo/e001", 0.5)
+
+
+def test_mark_stale_running(tmp_path: Path) -> None:
+    board = Leaderboard(tmp_path / "lb.db")
+    board.upsert(trial("a/t0", tmp_path / "a", state="running"))
+    board.upsert(trial("a/t1", tmp_path / "a", state="complete"))
+    board.upsert(trial("b/t0", tmp_path / "b", state="running"))
+    assert board.mark_stale_running(tmp_path / "a") == 1
+    states = {r.id: r.state for r in board.rows()}
+    assert states == {"a/t0": "failed", "a/t1": "complete", "b/t0": "running"}
+    assert board.mark_stale_running(tmp_path / "b", state="pruned") == 1
+    assert board.get("b/t0").state == "pruned"
+    with pytest.raises(LeaderboardError):
+        board.mark_stale_running(tmp_path / "b", state="running")
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "lb.db"
+    Leaderboard(path).upsert(trial("a", tmp_path))
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(LeaderboardError, match="schema version 99"):
+        Leaderboard(path).rows()
+
+
+def _writer(path: str, worker: int, count: int) -> None:
+    """Upsert ``count`` trials (each first as running, then complete) from one process."""
+    board = Leaderboard(path)
+    for i in range(count):
+        row = trial(f"w{worker}/t{i:04d}", f"/runs/w{worker}", state="running", trial_number=i)
+        board.upsert(row)
+        row.state = "complete"
+        row.val_accuracy = i / count
+        board.upsert(row)
+
+
+def test_two_processes_write_concurrently(tmp_path: Path) -> None:
+    path = str(tmp_path / "runs" / "leaderboard.db")  # neither process finds it existing
+    # fork where available (fast: no re-import); the store opens a connection per operation
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    workers = [ctx.Process(target=_writer, args=(path, w, 50)) for w in range(2)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(timeout=120)
+    assert [p.exitcode for p in workers] == [0, 0]
+    rows = Leaderboard(path).rows()
+    assert len(rows) == 100
+    assert {r.id for r in rows} == {f"w{w}/t{i:04d}" for w in range(2) for i in range(50)}
+    assert all(r.state == "complete" for r in rows)
+
+
+# ---------------------------------------------------------------------- views
+def test_json_export_parses_back(demo: tuple[Leaderboard, Path, Path]) -> None:
+    board, _, _ = demo
+    rows = board.rows()
+    data = json.loads(to_json(rows))
+    assert [d["id"] for d in data] == ids(rows)
+    assert set(data[0]) == set(COLUMNS)
+    assert [Row.from_dict(d) for d in data] == rows
+    assert json.loads(to_json([])) == []
+
+
+def test_csv_export_parses_back(demo: tuple[Leaderboard, Path, Path]) -> None:
+    board, _, _ = demo
+    rows = board.rows()
+    records = list(csv.DictReader(io.StringIO(to_csv(rows))))
+    assert [r["id"] for r in records] == ids(rows)
+    assert list(records[0]) == list(COLUMNS)
+    ens = records[0]
+    assert ens["kind"] == "ensemble"
+    assert float(ens["val_accuracy"]) == 0.79
+    assert json.loads(ens["members"]) == [
+        {"id": "demo/t0002", "weight": 0.625},
+        {"id": "demo/t0000", "weight": 0.375},
+    ]
+    failed = next(r for r in records if r["id"] == "demo/t0001")
+    assert failed["val_accuracy"] == ""
+
+
+def test_render_table_shows_ids_members_under_ensemble(
+    demo: tuple[Leaderboard, Path, Path],
+) -> None:
+    board, _, _ = demo
+    console = Console(record=True, width=200)
+    render_table(board.rows(), console, title="Leaderboard")
+    text = console.export_text()
+    for row_id in ids(board.rows()):
+        assert row_id in text
+    lines = text.splitlines()
+    ens = next(i for i, line in enumerate(lines) if "demo/e0001" in line)
+    # both members follow the ensemble directly, indented with their weights
+    assert "demo/t0002 ×0.625" in lines[ens + 1]
+    assert "demo/t0000 ×0.375" in lines[ens + 2]
+    assert "79.00%" in lines[ens]
+    assert "demo/submission.csv" in lines[ens]
+    # pruned trial demo/t0003 appears after the ensemble block
+    assert text.index("demo/t0003") > text.index("demo/t0000 ×0.375")
+
+    empty = Console(record=True, width=200)
+    render_table([], empty)
+    assert "no rows" in empty.export_text()
+
+
+def test_render_table_colours_by_state(demo: tuple[Leaderboard, Path, Path]) -> None:
+    board, _, _ = demo
+    console = Console(record=True, width=200, force_terminal=True, color_system="standard")
+    render_table(board.rows(run_dir=demo[1], kind="trial"), console)
+    styled = console.export_text(styles=True)
+    assert "\x1b[32mcomplete" in styled  # green
+    assert "\x1b[31mfailed" in styled  # red
+    assert "\x1b[31mdemo/t0001" in styled  # the whole failed row is red
+
+
+# ------------------------------------------------------------------------ CLI
+APP_SCRIPT = textwrap.dedent(
+    """
+    import typer
+
+    from toolkit.leaderboard.cli import register
+
+    app = typer.Typer()
+
+
+    @app.callback()
+    def main() -> None:
+        \"\"\"Stand-in for the toolkit CLI.\"\"\"
+
+
+    register(app)
+    app()
+    """
+)
+
+
+def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``toolkit leaderboard ARGS`` as a real subprocess in the workspace ``tmp_path``."""
+    script = tmp_path / "toolkit_app.py"
+    if not script.exists():
+        script.write_text(APP_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "TOOLKIT_LEADERBOARD"}
+    return subprocess.run(
+        [sys.executable, str(script), "leaderboard", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_cli_subprocess_shows_records_and_fails_cleanly(
+    tmp_path: Path, demo: tuple[Leaderboard, Path, Path]
+) -> None:
+    board, _, _ = demo
+    everything = run_cli(tmp_path)
+    assert everything.returncode == 0, everything.stderr
+    for row_id in ("demo/e0001", "demo/t0002", "other/t0000", "other/t0001"):
+        assert row_id in everything.stdout
+
+    one_run = run_cli(tmp_path, "runs/demo", "--top", "1")
+    assert one_run.returncode == 0, one_run.stderr
+    assert "demo/e0001" in one_run.stdout and "demo/t0002 ×0.625" in one_run.stdout
+    assert "demo/t0003" not in one_run.stdout and "other/t0000" not in one_run.stdout
+
+    recorded = run_cli(tmp_path, "record", "demo/e0001", "0.7956")
+    assert recorded.returncode == 0, recorded.stderr
+    assert "0.7956" in recorded.stdout and "demo/e0001" in recorded.stdout
+    assert board.get("demo/e0001").public_score == 0.7956
+
+    unknown = run_cli(tmp_path, "record", "demo/e001", "0.5")
+    assert unknown.returncode == USAGE_ERROR
+    assert unknown.stdout == ""
+    assert unknown.stderr.count("\n") == 1 and "Traceback" not in unknown.stderr
+    assert unknown.stderr.startswith("error: ") and "demo/e0001" in unknown.stderr
+
+    empty = run_cli(tmp_path, "--recipe", "nothing")
+    assert empty.returncode == 0
+    assert "no rows" in empty.stdout
+
+
+@pytest.fixture
+def invoke(tmp_path: Path, demo: tuple[Leaderboard, Path, Path], monkeypatch: pytest.MonkeyPatch):
+    """Invoke ``leaderboard ARGS`` in-process (typer's CliRunner) from the workspace."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TOOLKIT_LEADERBOARD", raising=False)
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """Stand-in for the toolkit CLI."""
+
+    register(app)
+    runner = CliRunner()
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Result:
+        return runner.invoke(app, ["leaderboard", *args], env=env)
+
+    return run
+
+
+def test_cli_filters_sort_and_exports(invoke, tmp_path: Path) -> None:
+    complete = invoke("--state", "complete", "--json")
+    assert complete.exit_code == 0, complete.output
+    data = json.loads(complete.stdout)
+    assert data and all(r["state"] == "complete" for r in data)
+    assert {"id", "kind", "recipe", "val_accuracy", "state"} <= set(data[0])
+
+    top = invoke("runs/demo", "--top", "1", "--json")
+    assert [r["id"] for r in json.loads(top.stdout)] == ["demo/e0001", "demo/t0002"]
+
+    by_seconds = json.loads(
+        invoke("--sort", "seconds", "--desc", "--json", "--kind", "trial").stdout
+    )
+    assert [r["id"] for r in by_seconds][:2] == ["demo/t0002", "demo/t0000"]
+
+    to_stdout = invoke("runs/other", "--csv")
+    assert [r["id"] for r in csv.DictReader(io.StringIO(to_stdout.stdout))] == [
+        "other/t0000",
+        "other/t0001",
+    ]
+    written = invoke("--csv", "--out", "export/lb.csv")
+    assert written.exit_code == 0, written.output
+    assert len(list(csv.DictReader((tmp_path / "export" / "lb.csv").open()))) == 7
+    assert invoke("--out", "lb.json").exit_code == 0  # format from the suffix
+    assert len(json.loads((tmp_path / "lb.json").read_text())) == 7
+
+
+def test_cli_record_negative_score_after_double_dash(
+    invoke, demo: tuple[Leaderboard, Path, Path]
+) -> None:
+    board, _, _ = demo
+    result = invoke("record", "demo/t0000", "--", "-0.25")
+    assert result.exit_code == 0, result.output
+    assert board.get("demo/t0000").public_score == -0.25
+    assert "-0.25000" in invoke("runs/demo").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("record", "demo/e0001", "high"), "must be a number"),
+        (("record", "demo/e0001"), "RUN_ID SCORE"),
+        (("--sort", "acc"), "val_accuracy"),
+        (("--db", "missing.db"), "no leaderboard database at missing.db"),
+        (("runs/dmeo",), "runs with rows"),
+        (("--state", "done"), "unknown state"),
+        (("--json", "--csv"), "one of --json and --csv"),
+        (("runs/demo", "runs/other"), "at most one RUN_DIR"),
+    ],
+)
+def test_cli_errors_one_line_exit_2(invoke, args: tuple[str, ...], expected: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == USAGE_ERROR
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0]
+
+
+def test_cli_empty_json_is_an_empty_list(invoke) -> None:
+    result = invoke("--recipe", "nothing", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == []
+    assert "no rows" in result.stderr
+
+
+def test_cli_db_from_env_and_run_own_db(invoke, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.db"
+    Leaderboard(elsewhere).upsert(trial("x/t0000", tmp_path / "x", val_accuracy=0.5))
+    result = invoke("--json", env={"TOOLKIT_LEADERBOARD": str(elsewhere)})
+    assert [r["id"] for r in json.loads(result.stdout)] == ["x/t0000"]
+
+    # a run folder with its own database (e.g. copied from another machine) is read whole
+    moved = tmp_path / "runs" / "moved"
+    moved.mkdir()
+    Leaderboard(moved / "leaderboard.db").upsert(
+        trial("moved/t0000", "/old/machine/runs/moved", val_accuracy=0.6)
+    )
+    own = invoke("runs/moved", "--json")
+    assert [r["id"] for r in json.loads(own.stdout)] == ["moved/t0000"]
+
+    # a symlink to the workspace database is filtered by run
+    (tmp_path / "runs" / "other" / "leaderboard.db").symlink_to(
+        tmp_path / "runs" / "leaderboard.db"
+    )
+    linked = invoke("runs/other", "--json")
+    assert [r["id"] for r in json.loads(linked.stdout)] == ["other/t0000", "other/t0001"]
+
+
+def test_cli_as_plain_command_registration(demo: tuple[Leaderboard, Path, Path]) -> None:
+    board, _, _ = demo
+    db = str(board.path)
+    app = typer.Typer()
+    app.command("leaderboard")(leaderboard_command)
+    app.command("other")(lambda: None)  # a second command keeps 'leaderboard' a subcommand
+    runner = CliRunner()
+    shown = runner.invoke(app, ["leaderboard", "--db", db, "--kind", "ensemble", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert [r["id"] for r in json.loads(shown.stdout)] == ["demo/e0001"]
+    recorded = runner.invoke(app, ["leaderboard", "record", "demo/t0002", "0.81", "--db", db])
+    assert recorded.exit_code == 0, recorded.output
+    assert board.get("demo/t0002").public_score == 0.81
+    bad = runner.invoke(app, ["leaderboard", "--db", db, "--sort", "nope"])
+    assert bad.exit_code == USAGE_ERROR
+    assert "unknown column 'nope'" in bad.stderr
