@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 KINDS = ("separators", "feature_extractors", "augmenters", "backbones")
 """Plugin kinds, in pipeline order, as named by their hooks."""
