@@ -110,7 +110,7 @@ def test_plugin_file_in_recipe_registers_a_backbone_the_run_uses(
     assert made.returncode == 0, made.stderr
     recipe = write_recipe(tmp_path, tiny_competition.root, extra="plugins: [tinynet.py]\n")
     listed = run_cli("plugins", "--json", "--recipe", recipe, cwd=tmp_path)
-    assert json.loads(listed.stdout)["backbones"]["tinynet"] == "tinynet.py"
+    assert Path(json.loads(listed.stdout)["backbones"]["tinynet"]) == tmp_path / "tinynet.py"
     result = run_cli(
         "run",
         recipe,
