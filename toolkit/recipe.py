@@ -9,12 +9,22 @@ resolved recipe carries every plugin parameter with its default filled in.
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from toolkit.errors import RecipeError
 from toolkit.registry import Registry, format_validation_error
@@ -113,6 +123,132 @@ class Output(Strict):
     leaderboard: Path = Path("runs/leaderboard.db")
 
 
+class Range(Strict):
+    """A numeric search range: integers when ``low`` and ``high`` are (or ``type: int``)."""
+
+    low: int | float
+    high: int | float
+    log: bool = False
+    step: int | float | None = Field(None, gt=0)
+    type: Literal["int", "float"] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Range:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got {self.low})")
+        if self.log and self.step is not None:
+            raise ValueError("choose one of log and step")
+        if self.is_int and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError(f"an int range needs whole low and high (got {self.low}, {self.high})")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        """Whether values are integers."""
+        if self.type is not None:
+            return self.type == "int"
+        bounds = (self.low, self.high, *(() if self.step is None else (self.step,)))
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in bounds)
+
+
+class Choices(Strict):
+    """A categorical search dimension: one of ``choices`` (strings, numbers, booleans, null)."""
+
+    choices: list[bool | int | float | str | None] = Field(min_length=1)
+
+
+def _distribution_tag(value: Any) -> str:
+    if isinstance(value, Choices) or (isinstance(value, dict) and "choices" in value):
+        return "choices"
+    return "range"
+
+
+Distribution = Annotated[
+    Annotated[Range, Tag("range")] | Annotated[Choices, Tag("choices")],
+    Discriminator(_distribution_tag),
+]
+"""One dimension of the search space: ``{low, high, log, step}`` or ``{choices: [...]}``."""
+
+
+class Sampler(Strict):
+    """How trials choose their parameters (seeded: trial N draws with seed + N)."""
+
+    name: Literal["tpe", "random"] = "tpe"
+    seed: int = 0
+    n_startup_trials: int = Field(10, ge=0, description="tpe: random trials before modelling")
+
+
+class Pruner(Strict):
+    """How unpromising trials are stopped early, on their per-epoch validation metric."""
+
+    name: Literal["median", "hyperband", "none"] = "median"
+    n_startup_trials: int = Field(5, ge=0, description="median: finished trials before pruning")
+    n_warmup_steps: int = Field(0, ge=0, description="median: epochs before a trial can stop")
+    min_resource: int = Field(1, ge=1, description="hyperband: fewest epochs of a trial")
+    reduction_factor: int = Field(3, ge=2, description="hyperband: keep 1 trial in this many")
+
+
+class Search(Strict):
+    """An Optuna study over recipe variations: every trial is the recipe with ``space`` applied."""
+
+    n_trials: int = Field(20, ge=1, description="complete + pruned trials to reach")
+    timeout: float | None = Field(None, gt=0, description="seconds; no new trial after this")
+    sampler: Sampler = Field(default_factory=Sampler)
+    pruner: Pruner = Field(default_factory=Pruner)
+    metric: Literal["accuracy", "log_loss"] = "accuracy"
+    study_name: str | None = Field(None, min_length=1, description="default: the recipe name")
+    storage: str | None = Field(None, description="Optuna RDB URL; default: RUN_DIR/study.db")
+    space: dict[str, Distribution] = Field(default_factory=dict)
+    baseline: bool = Field(True, description="trial 0 runs the recipe's own values of the space")
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _space(cls, value: Any) -> Any:
+        """Check each distribution with a one-line message naming its key."""
+        if not isinstance(value, dict):
+            return value
+        return {str(key): _distribution(str(key), dist) for key, dist in value.items()}
+
+
+def _distribution(key: str, value: Any) -> Range | Choices:
+    """A space entry as a :class:`Range` or :class:`Choices`, or a one-line error."""
+    if not isinstance(value, dict):
+        raise PydanticCustomError(
+            "distribution", f"{key}: expected {{low, high}} or {{choices: [...]}}, got {value!r}"
+        )
+    model: type[Range] | type[Choices] = Choices if "choices" in value else Range
+    try:
+        return model.model_validate(value)
+    except pydantic.ValidationError as exc:
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        err = errors[0]
+        field = ".".join(str(part) for part in err["loc"])
+        if err["loc"][:1] == ("choices",) and len(err["loc"]) > 1:
+            message = (
+                f"choices[{err['loc'][1]}]: a choice must be a string, number, boolean or null, "
+                f"got {err['input']!r}"
+            )
+        elif err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(field, list(model.model_fields), n=1)
+            hint = (
+                f"did you mean {close[0]!r}?" if close else f"use {', '.join(model.model_fields)}"
+            )
+            message = f"unknown key {field!r}; {hint}"
+        else:
+            message = f"{field + ': ' if field else ''}{err['msg'].removeprefix('Value error, ')}"
+        raise PydanticCustomError("distribution", f"{key}: {message}") from None
+
+
+class Ensemble(Strict):
+    """Greedy ensemble selection (Caruana et al., 2004) over the study's complete trials."""
+
+    size: int = Field(20, ge=1, description="greedy rounds (picks, with replacement)")
+    init_best: int = Field(0, ge=0, description="start from the N best trials")
+    seeds: int = Field(0, ge=0, description="models per chosen trial, by train.seed; 0/1: one")
+
+
 class Recipe(Strict):
     """A whole pipeline: data, stages, training, search and ensemble."""
 
@@ -127,6 +263,8 @@ class Recipe(Strict):
     train: Train = Field(default_factory=Train)
     cache: Cache = Field(default_factory=Cache)
     output: Output = Field(default_factory=Output)
+    search: Search | None = None
+    ensemble: Ensemble | None = None
 
     @property
     def run_dir(self) -> Path:
