@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from toolkit.errors import USAGE_ERROR, ToolkitError
@@ -21,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
+out = Console(markup=False, highlight=False, soft_wrap=True)
 err = Console(stderr=True)
 
 SetOption = Annotated[
@@ -32,7 +33,7 @@ SetOption = Annotated[
 
 def fail(message: str, code: int = USAGE_ERROR) -> None:
     """Print one error line to stderr and exit."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -52,20 +53,42 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        help="Optuna RDB URL of the study (default: search.storage, else RUN_DIR/study.db).",
+        show_default=False,
+    ),
+]
+OutputOption = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Run directory (default runs/NAME).")
+]
+
+
 @app.command()
 @friendly
 def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     set_: SetOption = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Run directory (default runs/NAME).")
-    ] = None,
+    output: OutputOption = None,
+    storage: StorageOption = None,
 ) -> None:
-    """Run a recipe end to end and write the submission."""
+    """Run a recipe end to end and write the submission.
+
+    With a search: or ensemble: section, run (or continue) its study, then
+    select the ensemble of its trials.
+    """
     from toolkit.pipeline import load_recipe
     from toolkit.pipeline import run as run_recipe
+    from toolkit.search import has_study
 
     loaded = load_recipe(recipe, set_ or [], output)
+    if has_study(loaded.recipe):
+        _run_study(loaded, storage)
+        return
+    if storage is not None:
+        raise ToolkitError(f"--storage: {recipe} has no search: section to keep a study of")
     result = run_recipe(loaded)
     out.print(f"submission: {result.submission}")
     out.print(
@@ -73,6 +96,64 @@ def run(
         f"(epoch {result.best_epoch}, log loss {result.val_loss:.4f})"
     )
     out.print(f"leaderboard: {result.leaderboard_id} ({result.seconds:.0f} s)")
+
+
+def _run_study(loaded: Any, storage: str | None) -> None:
+    from toolkit.search import run_study
+
+    result = run_study(loaded, storage)
+    counts = result.worker.counts
+    ens = result.ensemble
+    out.print(
+        f"study {result.study_name}: {counts['complete'] + counts['pruned']} trials "
+        f"({counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed) "
+        f"in {result.storage}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(f"best trial: {ens.best_trial} ({ens.metric} {ens.best_trial_metric:.4f})")
+    members = ", ".join(f"{k} ×{w:.3g}" for k, w in ens.members.items())
+    out.print(
+        f"ensemble: {ens.id} of {ens.candidates} candidates, validation {ens.metric} "
+        f"{ens.val_metric:.4f}: {members}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(f"submission: {result.submission}", highlight=False, soft_wrap=True)
+    out.print(f"dashboard: optuna-dashboard {result.storage}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@friendly
+def worker(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file with a search: section.")],
+    set_: SetOption = None,
+    output: OutputOption = None,
+    storage: StorageOption = None,
+) -> None:
+    """Join a recipe's study as one more worker (process or machine) and run its trials.
+
+    Workers share the study through --storage; they stop when the study has
+    search.n_trials finished trials. `toolkit run` builds the ensemble.
+    """
+    from toolkit.pipeline import load_recipe
+    from toolkit.search import run_worker
+
+    loaded = load_recipe(recipe, set_ or [], output)
+    report = run_worker(loaded, storage)
+    counts = report.counts
+    mine = report.numbers()
+    out.print(
+        f"worker ran {len(mine)} trial(s): {', '.join(map(str, mine)) or 'none'}",
+        highlight=False,
+    )
+    out.print(
+        f"study {report.study_name}: {counts['complete'] + counts['pruned']} finished "
+        f"({counts['complete']} complete, {counts['pruned']} pruned), {counts['running']} running, "
+        f"{counts['failed']} failed in {report.storage}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -172,5 +253,5 @@ def main() -> None:
     try:
         app()
     except ToolkitError as exc:  # errors raised while typer builds the command
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
