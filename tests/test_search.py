@@ -1,0 +1,459 @@
+"""The AutoML search: space validation, a tiny study end to end, and resuming a killed study."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import TINY_RECIPE, run_cli, write_recipe
+from toolkit.demo_data import DemoCompetition
+from toolkit.ensembling import build_ensemble
+from toolkit.errors import RecipeError
+from toolkit.pipeline import load_recipe
+from toolkit.recipe import Ensemble, Search, validate_recipe
+from toolkit.registry import load_plugins
+from toolkit.search import StudyRun, TrialSeededSampler, worker_alive, worker_identity
+from toolkit.search_space import apply_values, recipe_values, suggest, validate_space
+
+SEARCH = """
+search:
+  n_trials: {n_trials}
+  sampler: {{name: {sampler}, seed: 0}}
+  pruner: {pruner}
+  space:
+    train.optimizer.lr: {{low: 0.001, high: 0.01, log: true}}
+    model.backbone.width: {{choices: [4, 8]}}
+ensemble: {{size: 10}}
+"""
+
+
+def search_recipe(
+    directory: Path,
+    root: Path,
+    n_trials: int = 4,
+    sampler: str = "tpe",
+    pruner: str = "{name: median, n_startup_trials: 2}",
+    extra: str = "",
+) -> Path:
+    """The tiny recipe with a small search over lr and width."""
+    text = SEARCH.format(n_trials=n_trials, sampler=sampler, pruner=pruner) + extra
+    return write_recipe(directory, root, extra=text)
+
+
+def load_study(run_dir: Path, name: str = "tiny") -> optuna.Study:
+    """The study a run keeps in its default storage."""
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir / 'study.db'}")
+
+
+def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Complete and pruned trials."""
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return study.get_trials(states=states)
+
+
+def board_rows(work: Path, *args: str) -> list[dict[str, Any]]:
+    """``toolkit leaderboard --json`` rows of the work directory's database."""
+    result = run_cli("leaderboard", "--db", work / "leaderboard.db", "--json", *args, cwd=work)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+# ------------------------------------------------------------------ the space
+@pytest.fixture(scope="module")
+def registry() -> Any:
+    return load_plugins()
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> dict[str, Any]:
+    text = TINY_RECIPE.format(root=tmp_path, cache=tmp_path / "c", board=tmp_path / "b.db")
+    return yaml.safe_load(text)
+
+
+def space(mapping: dict[str, Any]) -> Any:
+    return Search.model_validate({"space": mapping}).space
+
+
+def check_error(raw: dict[str, Any], registry: Any, mapping: dict[str, Any]) -> str:
+    with pytest.raises(RecipeError) as info:
+        validate_space(raw, registry, space(mapping))
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_space_accepts_recipe_keys_plugin_params_and_plugin_choices(
+    raw: dict[str, Any], registry: Any
+) -> None:
+    validate_space(
+        raw,
+        registry,
+        space(
+            {
+                "train.optimizer.lr": {"low": 1e-4, "high": 0.1, "log": True},
+                "train.batch_size": {"choices": [8, 16]},
+                "augmenters.2.alpha": {"low": 0.1, "high": 0.4},
+                "model.backbone.name": {"choices": ["resnet18", "timm"]},
+                "model.backbone.width": {"choices": [4, 8]},
+                "model.backbone.model": {"choices": ["resnet10t"]},
+            }
+        ),
+    )
+
+
+def test_space_typos_name_the_key_and_the_closest_name(raw: dict[str, Any], registry: Any) -> None:
+    lr = check_error(raw, registry, {"train.optimizer.lrr": {"low": 0.001, "high": 0.1}})
+    assert "train.optimizer.lrr" in lr and "'lr'" in lr
+    width = check_error(raw, registry, {"model.backbone.widht": {"choices": [4, 8]}})
+    assert "model.backbone.widht" in width and "'width'" in width
+    name = check_error(raw, registry, {"model.backbone.name": {"choices": ["resnet18", "resnt"]}})
+    assert "'resnt'" in name and "resnet18" in name
+    bad_value = check_error(raw, registry, {"train.epochs": {"low": 0, "high": 3}})
+    assert "train.epochs" in bad_value and "greater than or equal to 1" in bad_value
+    missing = check_error(raw, registry, {"augmenters.7.alpha": {"low": 0.1, "high": 0.2}})
+    assert "augmenters.7" in missing and "3" in missing
+
+
+@pytest.mark.parametrize("key", ["data.duration", "split.test_size", "output.dir", "name"])
+def test_space_refuses_keys_that_break_comparability(
+    key: str, raw: dict[str, Any], registry: Any
+) -> None:
+    message = check_error(raw, registry, {key: {"low": 0.1, "high": 0.2}})
+    assert key in message and "cannot be searched" in message
+
+
+def test_distribution_schema_errors() -> None:
+    for bad in (
+        {"low": 3, "high": 1},
+        {"low": 0, "high": 1, "log": True},
+        {"choices": []},
+        {"low": 1, "high": 2, "lo": 0},
+    ):
+        with pytest.raises(ValueError):
+            Search.model_validate({"space": {"train.epochs": bad}})
+    with pytest.raises(ValueError, match="train.epochs: unknown key 'lo'; did you mean 'low'"):
+        Search.model_validate({"space": {"train.epochs": {"lo": 1, "high": 2}}})
+
+
+def test_switching_plugin_keeps_only_accepted_params_and_conditions_the_space(
+    raw: dict[str, Any], registry: Any
+) -> None:
+    switched = apply_values(raw, {"model.backbone.name": "timm"}, registry)
+    assert switched["model"]["backbone"] == {"name": "timm"}  # resnet18's width is dropped
+    values = {"model.backbone.name": "timm", "model.backbone.width": 4}
+    assert apply_values(raw, values, registry)["model"]["backbone"] == {"name": "timm"}
+    kept = apply_values(raw, {"model.backbone.width": 4}, registry)
+    assert kept["model"]["backbone"] == {"name": "resnet18", "width": 4}
+
+    conditional = space(
+        {"model.backbone.name": {"choices": ["timm"]}, "model.backbone.width": {"choices": [4, 8]}}
+    )
+    study = optuna.create_study()
+    drawn = suggest(study.ask(), conditional, raw, registry)
+    assert drawn == {"model.backbone.name": "timm"}  # timm takes no width: not sampled
+
+
+def test_sampler_draws_depend_on_the_trial_number_not_the_process() -> None:
+    def draws(start: int) -> list[float]:
+        sampler = TrialSeededSampler(lambda s: optuna.samplers.RandomSampler(seed=s), 7)
+        study = optuna.create_study(sampler=sampler)
+        for _ in range(start):  # trials other workers took
+            study.tell(study.ask(), 0.0)
+        return [study.ask().suggest_float("x", 0, 1) for _ in range(2)]
+
+    first, resumed = draws(0), draws(2)
+    again = draws(0)
+    assert first == again
+    assert not set(first) & set(resumed)
+
+
+def test_worker_liveness_by_pid() -> None:
+    me = worker_identity()
+    assert worker_alive(me) is True
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert worker_alive({**me, "pid": child.pid}) is False
+    assert worker_alive({**me, "host": me["host"] + "-elsewhere"}) is None
+
+
+def test_recipe_values_are_the_baseline_trial(raw: dict[str, Any], registry: Any) -> None:
+    recipe = validate_recipe(raw, registry, "tiny")
+    drawn = recipe_values(
+        recipe,
+        space(
+            {
+                "train.optimizer.lr": {"low": 0.001, "high": 0.01, "log": True},
+                "model.backbone.width": {"choices": [4, 8]},
+                "model.backbone.name": {"choices": ["resnet18", "timm"]},
+                "train.optimizer.weight_decay": {"low": 1e-6, "high": 1e-3, "log": True},
+                "train.batch_size": {"low": 8, "high": 32, "step": 8},
+            }
+        ),
+    )
+    # weight_decay 0 is outside its log range: the sampler draws it
+    assert drawn == {
+        "train.optimizer.lr": 0.003,
+        "model.backbone.width": 8,
+        "model.backbone.name": "resnet18",
+        "train.batch_size": 16,
+    }
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_surplus_trials_and_dead_workers(tiny_competition: DemoCompetition, tmp_path: Path) -> None:
+    recipe = search_recipe(tmp_path, tiny_competition.root, n_trials=2)
+    run = StudyRun(load_recipe(recipe, output=tmp_path / "run"))
+    study = run.study
+    trials = [study.ask() for _ in range(3)]  # three workers asked at once for two slots
+    assert [run._surplus(t.number) for t in trials] == [False, False, True]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trials[1].set_user_attr("worker", {**worker_identity(), "pid": dead.pid})
+    trials[0].set_user_attr("worker", worker_identity())  # this process: alive
+    assert run.fail_dead_trials() == [1]
+    assert run._surplus(2) is False  # the dead trial's slot is free again
+    assert run.counts()["running"] == 2 and run.counts()["failed"] == 1
+
+
+# ---------------------------------------------------------- a tiny study, CLI
+@pytest.fixture(scope="module")
+def study_work(tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``toolkit run`` of a 4-trial study (2 epochs each); returns the work directory."""
+    work = tmp_path_factory.mktemp("study")
+    recipe = search_recipe(work, tiny_competition.root)
+    result = run_cli("run", recipe, "--output", work / "run", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "ensemble: run/e1" in result.stdout
+    return work
+
+
+def test_study_ends_with_an_ensemble_at_least_as_good_as_its_best_trial(study_work: Path) -> None:
+    run_dir = study_work / "run"
+    study = load_study(run_dir)
+    assert len(finished(study)) == 4
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert complete
+    best = max(t.value for t in complete if t.value is not None)
+    summary = json.loads((run_dir / "ensemble.json").read_text())
+    assert summary["val_metric"] >= best
+    assert summary["best_trial_metric"] == best
+    weights = [m["weight"] for m in summary["members"]]
+    assert sum(weights) == pytest.approx(1.0)
+    ids = {f"run/t{t.number:04d}" for t in complete}
+    assert {m["id"] for m in summary["members"]} <= ids
+    for t in complete:  # every complete trial keeps its probabilities and best weights
+        folder = run_dir / "trials" / f"t{t.number:04d}"
+        for name in ("best.pt", "val_probs.npy", "test_probs.npy", "test_probs.csv"):
+            assert (folder / name).is_file(), (t.number, name)
+        assert np.load(folder / "val_probs.npy").shape == (8, 4)
+        assert set(t.params) == {"train.optimizer.lr", "model.backbone.width"}
+    # trial 0 is the recipe as written (search.baseline)
+    assert study.trials[0].params == {"train.optimizer.lr": 0.003, "model.backbone.width": 8}
+
+
+def test_study_submission_is_the_ensembles_in_sample_order(
+    study_work: Path, tiny_competition: DemoCompetition
+) -> None:
+    sample = pd.read_csv(tiny_competition.sample_submission, dtype=str)
+    submission = pd.read_csv(study_work / "run" / "submission.csv", dtype=str)
+    assert list(submission.columns) == list(sample.columns)
+    assert list(submission["id"]) == list(sample["id"])
+    probs = pd.read_csv(study_work / "run" / "test_probs.csv")
+    columns = [c for c in probs.columns if c.startswith("p_")]
+    predicted = [columns[i].removeprefix("p_") for i in probs[columns].to_numpy().argmax(axis=1)]
+    assert list(submission["category"]) == predicted
+
+
+def test_leaderboard_holds_every_trial_and_the_ensemble(study_work: Path) -> None:
+    rows = board_rows(study_work)
+    trials = [r for r in rows if r["kind"] == "trial"]
+    ensembles = [r for r in rows if r["kind"] == "ensemble"]
+    assert len(trials) == 4 and len(ensembles) == 1
+    assert sorted(r["trial_number"] for r in trials) == [0, 1, 2, 3]
+    assert {r["state"] for r in trials} <= {"complete", "pruned"}
+    for r in trials:
+        assert r["epochs"] >= 1 and r["seconds"] > 0
+        assert "train.optimizer.lr" in r["params"] and "model.backbone.width" in r["params"]
+    ensemble = ensembles[0]
+    assert ensemble["id"] == "run/e1" and ensemble["metric"] == "accuracy"
+    assert Path(ensemble["submission"]) == (study_work / "run" / "submission.csv").resolve()
+    assert rows[0]["id"] == "run/e1"  # shown above its members
+    members = {m["id"] for m in ensemble["members"]}
+    assert members <= {r["id"] for r in trials if r["state"] == "complete"}
+
+    top = board_rows(study_work, "--top", "1", "--kind", "trial")
+    assert len(top) == 1
+    csv = run_cli("leaderboard", "--db", study_work / "leaderboard.db", "--csv", cwd=study_work)
+    assert csv.returncode == 0 and len(csv.stdout.strip().splitlines()) == 6
+    recorded = run_cli(
+        "leaderboard", "record", "run/e1", "0.7956", "--db", study_work / "leaderboard.db"
+    )
+    assert recorded.returncode == 0, recorded.stderr
+    assert [r["public_score"] for r in board_rows(study_work) if r["id"] == "run/e1"] == [0.7956]
+
+
+def test_running_a_finished_study_again_trains_nothing(study_work: Path) -> None:
+    stamps = {p: p.stat().st_mtime_ns for p in (study_work / "run" / "trials").rglob("best.pt")}
+    result = run_cli(
+        "run", study_work / "recipe.yaml", "--output", study_work / "run", cwd=study_work
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ensemble: run/e1" in result.stdout  # the same selection, the same row
+    assert len(load_study(study_work / "run").trials) == 4
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_ensemble_seeds_retrain_the_chosen_trials_once(study_work: Path) -> None:
+    run = StudyRun(load_recipe(study_work / "recipe.yaml", output=study_work / "run"))
+    outcome = build_ensemble(run, Ensemble(size=1, seeds=2))  # the best trial, two seeds
+    best = outcome.best_trial
+    assert outcome.members == {best: 0.5, f"{best}-s1": 0.5}
+    copy = run.run_dir / "trials" / best.split("/")[-1] / "seed1"
+    stamp = (copy / "best.pt").stat().st_mtime_ns
+    again = build_ensemble(run, Ensemble(size=1, seeds=2))
+    assert again.id == outcome.id and again.members == outcome.members
+    assert (copy / "best.pt").stat().st_mtime_ns == stamp  # reused, not retrained
+    rows = {r["id"]: r for r in board_rows(study_work)}
+    assert rows[f"{best}-s1"]["state"] == "complete"
+    assert rows[f"{best}-s1"]["params"]["seed"] == 1
+    assert rows[outcome.id]["members"] == [
+        {"id": best, "weight": 0.5},
+        {"id": f"{best}-s1", "weight": 0.5},
+    ]
+
+
+def test_optuna_dashboard_opens_the_storage(study_work: Path) -> None:
+    pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"sqlite:///{study_work / 'run' / 'study.db'}"
+    script = f"import optuna_dashboard as d; d.run_server({url!r}, host='127.0.0.1', port={port})"
+    server = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        body = None
+        deadline = time.monotonic() + 60
+        while body is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
+                    body = json.loads(r.read())
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None, "optuna-dashboard did not answer"
+        assert [s["study_name"] for s in body["study_summaries"]] == ["tiny"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_run_search_recipe_errors_are_one_line(
+    tiny_competition: DemoCompetition, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    recipe = search_recipe(tmp_path, tiny_competition.root)
+    forbidden = "search.space={data.duration: {low: 1, high: 2}}"
+    result = runner.invoke(app, ["run", str(recipe), "--set", forbidden])
+    assert result.exit_code == 2, result.output
+    assert "data.duration" in result.stderr and str(recipe) in result.stderr
+    assert "Traceback" not in result.stderr
+    plain = write_recipe(tmp_path / "plain", tiny_competition.root)
+    storage = runner.invoke(app, ["run", str(plain), "--storage", "sqlite:///x.db"])
+    assert storage.exit_code == 2 and "search" in storage.stderr
+    worker = runner.invoke(app, ["worker", str(plain)])
+    assert worker.exit_code == 2 and "search" in worker.stderr
+    assert not (tmp_path / "runs").exists()  # refused before any work
+
+
+# ------------------------------------------------------- killed and resumed
+def test_study_killed_mid_trial_resumes_without_losing_or_repeating_trials(
+    tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    recipe = search_recipe(
+        tmp_path,
+        tiny_competition.root,
+        n_trials=3,
+        sampler="random",
+        pruner="{name: none}",
+        extra="",
+    )
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "TOOLKIT_NO_PROGRESS": "1", "TOOLKIT_LOAD_PLUGINS": ""}
+    args = [sys.executable, "-m", "toolkit", "run", str(recipe), "--output", str(run_dir)]
+    first = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    killed: int | None = None
+    try:
+        deadline = time.monotonic() + 300
+        while killed is None and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.1)
+            if not (run_dir / "study.db").is_file():
+                continue
+            try:
+                trials = load_study(run_dir).get_trials()
+            except Exception:  # noqa: BLE001 - the study is being created
+                continue
+            done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+            running = [
+                t
+                for t in trials
+                if t.state == optuna.trial.TrialState.RUNNING and "dir" in t.user_attrs
+            ]
+            if done and running:
+                os.kill(first.pid, signal.SIGKILL)
+                killed = running[0].number
+    finally:
+        if first.poll() is None and killed is None:
+            first.kill()
+        first.wait()
+    assert killed is not None, f"no trial was seen running: {first.stderr.read()!r}"  # type: ignore[union-attr]
+    first.stderr.close()  # type: ignore[union-attr]
+
+    before = {t.number: t for t in load_study(run_dir).get_trials() if t.state.name == "COMPLETE"}
+    stamps = {n: (run_dir / "trials" / f"t{n:04d}" / "best.pt").stat().st_mtime_ns for n in before}
+    assert load_study(run_dir).trials[killed].state == optuna.trial.TrialState.RUNNING
+
+    again = run_cli("run", recipe, "--output", run_dir, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+
+    study = load_study(run_dir)
+    states = {t.number: t.state for t in study.trials}
+    assert len(finished(study)) == 3
+    assert states[killed] == optuna.trial.TrialState.FAIL
+    for n, trial in before.items():  # kept, not run again
+        assert states[n] == optuna.trial.TrialState.COMPLETE
+        assert study.trials[n].value == trial.value
+        assert (run_dir / "trials" / f"t{n:04d}" / "best.pt").stat().st_mtime_ns == stamps[n]
+    complete = [n for n, s in states.items() if s == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3 and killed not in complete
+    for n in complete:
+        assert (run_dir / "trials" / f"t{n:04d}" / "test_probs.npy").is_file()
+    rows = {r["id"]: r for r in board_rows(tmp_path)}
+    trial_rows = [r for r in rows.values() if r["kind"] == "trial"]
+    assert sorted(r["trial_number"] for r in trial_rows if r["state"] == "complete") == complete
+    assert rows[f"run/t{killed:04d}"]["state"] == "failed"
+    assert any(r["kind"] == "ensemble" for r in rows.values())
+    assert (run_dir / "submission.csv").is_file()
