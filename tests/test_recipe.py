@@ -124,3 +124,24 @@ def test_override_helpers() -> None:
     apply_override(raw, ["a", "0", "x"], 5)
     apply_override(raw, ["new", "deep"], True)
     assert raw == {"a": [{"x": 5}], "new": {"deep": True}}
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "demo-search.yaml", "final.yaml"])
+def test_shipped_recipes_validate(name: str) -> None:
+    path = Path(__file__).parent.parent / "recipes" / name
+    recipe = load_recipe(path).recipe
+    assert recipe.separator["name"] == "spleeter" and recipe.separator["stem"] == "vocals"
+    assert recipe.features["name"] == "mel"
+    assert [a["name"] for a in recipe.augmenters] == ["oversample", "time_mask", "mixup"]
+
+
+def test_final_recipe_has_the_reports_settings() -> None:
+    recipe = load_recipe(Path(__file__).parent.parent / "recipes" / "final.yaml").recipe
+    assert {int(k): v for k, v in recipe.augmenters[0]["copies"].items()} == {0: 3}
+    assert recipe.augmenters[2]["alpha"] == 0.2
+    assert (recipe.split.test_size, recipe.split.random_state) == (0.2, 42)
+    assert recipe.model.backbone["name"] == "resnet18"
+    opt, sched = recipe.train.optimizer, recipe.train.scheduler
+    assert (opt.name, opt.lr, opt.momentum, opt.weight_decay) == ("sgd", 1e-3, 0.9, 0.0)
+    assert recipe.train.epochs == 24
+    assert (sched.name, sched.milestones, sched.gamma) == ("multistep", [6, 12, 18], 0.1)
