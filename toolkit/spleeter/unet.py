@@ -95,50 +95,90 @@ class UNet(nn.Module):
         self._run(zeros, None, rows)
         return rows
 
+    @torch.no_grad()
     def _run(
         self,
         x: torch.Tensor,
         tail: list[torch.Tensor] | None,
         record: list[torch.Tensor] | None,
     ) -> torch.Tensor:
+        """The mask; ``record`` (if given) collects each convolution input's middle row.
+
+        Every convolution input is written once, straight into a buffer with its
+        padding (batch norm and activation fused into that write), so the padding,
+        concatenation and normalisation cost no extra passes over the activations.
+        """
         rows = iter(tail) if tail is not None else None
 
-        def seen(t: torch.Tensor) -> torch.Tensor | None:
-            if record is not None:
-                middle = t.shape[2] // 2
-                record.append(t[:, :, middle : middle + 1].clone())
-            return next(rows) if rows is not None else None
+        def buffer(
+            like: torch.Tensor, shape: tuple[int, int, int], pad: tuple[int, int, int, int]
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            return _padded(like, shape, pad, next(rows) if rows is not None else None)
 
+        def seen(inner: torch.Tensor) -> None:
+            if record is not None:
+                middle = inner.shape[2] // 2
+                record.append(inner[:, :, middle : middle + 1].clone())
+
+        batch = x.shape[0]
         skips: list[torch.Tensor] = []
-        h = x
+        buf, inner = buffer(x, x.shape[1:], ENCODER_PAD)
+        inner.copy_(x)
+        seen(inner)
         for i, conv in enumerate(self.encoder):
-            conv_out = conv(_pad(h, (1, 2, 1, 2), seen(h)))
+            conv_out = conv(buf)
             skips.append(conv_out)
             if i < len(self.encoder_norm):
-                h = F.leaky_relu(self.encoder_norm[i](conv_out), 0.2, inplace=True)
-        h = skips[-1]
+                scale, shift = _affine(self.encoder_norm[i])
+                buf, inner = buffer(conv_out, conv_out.shape[1:], ENCODER_PAD)
+                torch.addcmul(shift, conv_out, scale, out=inner)
+                F.leaky_relu(inner, 0.2, inplace=True)
+                seen(inner)
+        bottom = skips[-1]
+        buf, inner = buffer(bottom, bottom.shape[1:], self._decoder_pad(0, tail))
+        inner.copy_(bottom)
+        seen(inner)
         for i, norm in enumerate(self.decoder_norm):
-            height, width = h.shape[2], h.shape[3]
-            up = self._upsample(i, h, seen(h))
-            up = norm(F.relu(up[:, :, 1 : 2 * height + 1, 1 : 2 * width + 1]))
-            h = torch.cat((skips[-2 - i], up), dim=1) if i < 5 else up
-        mask = self.output_conv(_pad(h, (3, 3, 3, 3), seen(h)))
-        return torch.sigmoid(mask)
+            height, width = inner.shape[2], inner.shape[3]
+            up = self._upsample(i, buf).relu_()
+            channels = self.decoder[i].out_channels
+            scale, shift = _affine(norm)
+            if i < 5:
+                skip = skips[-2 - i]
+                split = skip.shape[1]
+                shape = (split + channels, 2 * height, 2 * width)
+                buf, inner = buffer(skip, shape, self._decoder_pad(i + 1, tail))
+                inner[:, :split].copy_(skip)
+                _store_upsampled(up, inner[:, split:], scale, shift, i in SUBPIXEL_LAYERS)
+            else:
+                buf, inner = buffer(up, (channels, 2 * height, 2 * width), OUTPUT_PAD)
+                _store_upsampled(up, inner, scale, shift, i in SUBPIXEL_LAYERS)
+            seen(inner)
+        assert inner.shape[0] == batch
+        return torch.sigmoid(self.output_conv(buf))
 
-    def _upsample(self, i: int, x: torch.Tensor, tail: torch.Tensor | None) -> torch.Tensor:
-        """Decoder ``i``'s transposed convolution, uncropped rows ``0 .. 2H+1`` and more.
+    @staticmethod
+    def _decoder_pad(i: int, tail: list[torch.Tensor] | None) -> tuple[int, int, int, int]:
+        """Padding decoder ``i``'s input needs (see :meth:`_upsample`)."""
+        if i in SUBPIXEL_LAYERS:
+            return (2, 1, 2, 1)
+        # Only the last kept output row reads an input row past the end: a zero
+        # one adds nothing, a steady tail row must be there.
+        return (0, 0, 0, 1) if tail is not None else (0, 0, 0, 0)
 
-        The first output row to keep is 1 and only the last kept row reads an input
-        row past the end (zero, or the steady ``tail`` row).
+    def _upsample(self, i: int, padded: torch.Tensor) -> torch.Tensor:
+        """Decoder ``i``'s transposed convolution of ``padded`` (see :meth:`_decoder_pad`).
+
+        Native layers return the full output, whose rows and columns ``1 .. 2H+1``
+        are kept. Sub-pixel layers return the four phases ``[B, 4C, H+1, W+1]``:
+        row ``2q + p`` of the full output (before cropping) sums input rows
+        ``q - 2 .. q`` with taps ``p + 4, p + 2, p`` (those below 5), which is one
+        3x3 convolution to four channels per output channel.
         """
-        deconv = self.decoder[i]
-        if i not in SUBPIXEL_LAYERS or torch.is_grad_enabled():
-            return deconv(x if tail is None else _pad(x, (0, 0, 0, 1), tail))
-        # Sub-pixel form: output row 2q + p (before cropping) of a stride-2, 5-tap
-        # transposed convolution sums input rows q - 2 .. q with taps p + 4, p + 2, p
-        # (those below 5): one 3x3 convolution to 4 phases, then a pixel shuffle.
+        if i not in SUBPIXEL_LAYERS:
+            return self.decoder[i](padded)
         weight, bias = self._subpixel_weights(i)
-        return F.pixel_shuffle(F.conv2d(_pad(x, (2, 1, 2, 1), tail), weight, bias), 2)
+        return F.conv2d(padded, weight, bias)
 
     def _subpixel_weights(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         deconv = self.decoder[i]
@@ -163,28 +203,71 @@ class UNet(nn.Module):
         return F.conv2d(padded, self.output.weight, self.output.bias, dilation=2)
 
 
-def _pad(
-    x: torch.Tensor, pad: tuple[int, int, int, int], tail: torch.Tensor | None
-) -> torch.Tensor:
-    """Zero-pad ``x`` by ``(left, right, top, bottom)``; the bottom rows copy ``tail``.
+ENCODER_PAD = (1, 2, 1, 2)
+"""TensorFlow ``"same"`` padding of a 5x5, stride-2 convolution: (left, right, top, bottom)."""
 
-    Writes the borders only, and keeps ``x``'s memory format.
+OUTPUT_PAD = (3, 3, 3, 3)
+"""``"same"`` padding of the 4x4 convolution with dilation 2."""
+
+
+def _affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inference batch norm as ``x * scale + shift``, both ``[1, C, 1, 1]``."""
+    assert norm.running_var is not None and norm.running_mean is not None
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -norm.running_mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    return scale.view(1, -1, 1, 1), shift.view(1, -1, 1, 1)
+
+
+def _store_upsampled(
+    up: torch.Tensor, out: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, phases: bool
+) -> None:
+    """Write ``up * scale + shift``, cropped as TensorFlow's ``"same"`` does, into ``out``.
+
+    ``up`` is a native transposed convolution's full output, or its four phases
+    (see :meth:`UNet._upsample`); then kept row ``2a + b`` is full row ``2a + b + 1``,
+    i.e. phase ``1 - b`` at phase row ``a + b`` (columns alike), so each phase is
+    written straight to its rows without a pixel shuffle.
+    """
+    height, width = out.shape[2], out.shape[3]
+    if not phases:
+        torch.addcmul(shift, up[:, :, 1 : height + 1, 1 : width + 1], scale, out=out)
+        return
+    half_h, half_w = height // 2, width // 2
+    src = up.unflatten(1, (-1, 2, 2))  # [B, C, p, r, H+1, W+1]
+    dst = out.unflatten(3, (half_w, 2)).unflatten(2, (half_h, 2))  # [B, C, a, b, c, d]
+    for b in (0, 1):
+        for d in (0, 1):
+            phase = src[:, :, 1 - b, 1 - d, b : b + half_h, d : d + half_w]
+            torch.addcmul(shift, phase, scale, out=dst[:, :, :, b, :, d])
+
+
+def _padded(
+    like: torch.Tensor,
+    shape: tuple[int, ...] | torch.Size,
+    pad: tuple[int, int, int, int],
+    tail: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A channels-last buffer for a ``shape`` = (C, H, W) input padded by ``pad``.
+
+    Returns the buffer, its borders zero (the bottom rows copy the steady ``tail``
+    row when given), and the view of its interior, for the caller to fill.
     """
     left, right, top, bottom = pad
-    batch, channels, height, width = x.shape
+    channels, height, width = shape
     out = torch.empty(
-        (batch, channels, top + height + bottom, left + width + right),
-        dtype=x.dtype,
-        device=x.device,
-        memory_format=torch.channels_last
-        if x.is_contiguous(memory_format=torch.channels_last)
-        else torch.contiguous_format,
+        (like.shape[0], channels, top + height + bottom, left + width + right),
+        dtype=like.dtype,
+        device=like.device,
+        memory_format=torch.channels_last,
     )
-    out[:, :, top : top + height, left : left + width] = x
     out[:, :, :top].zero_()
     out[:, :, top + height :].zero_()
     out[:, :, top : top + height, :left].zero_()
     out[:, :, top : top + height, left + width :].zero_()
     if tail is not None and bottom:
         out[:, :, top + height :, left : left + width] = tail
-    return out
+    return out, out[:, :, top : top + height, left : left + width]
