@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from toolkit.ensemble import EnsembleResult, blend, select_ensemble
 from toolkit.leaderboard.store import Row
 from toolkit.metrics import accuracy, get_metric, log_loss
-from toolkit.pipeline import main_settings, save_outputs, train_recipe
+from toolkit.pipeline import save_outputs, train_recipe, trial_row
 from toolkit.recipe import Ensemble, Recipe, validate_recipe
 from toolkit.search import SearchError, StudyRun
 from toolkit.search_space import apply_values
@@ -107,15 +107,12 @@ def seed_copy(run: StudyRun, trial: FrozenTrial, index: int) -> Model:
     raw.setdefault("train", {})["seed"] = base.train.seed + index
     recipe: Recipe = validate_recipe(raw, run.registry, run.loaded.path)
     started = time.perf_counter()
-    row = Row(
-        id=row_id,
-        kind="trial",
-        recipe=run.recipe.name,
-        run_dir=str(run.run_dir.resolve()),
-        state="running",
-        backbone=recipe.model.backbone["name"],
-        params={**values, **main_settings(recipe)},
+    row = trial_row(
+        row_id,
+        recipe,
+        run.run_dir,
         metric=run.metric,
+        values=values,
         trial_number=trial.number,
     )
     run.board.upsert(row)

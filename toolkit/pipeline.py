@@ -260,6 +260,29 @@ def main_settings(recipe: Recipe) -> dict[str, Any]:
     }
 
 
+def trial_row(
+    row_id: str,
+    recipe: Recipe,
+    run_dir: Path,
+    *,
+    metric: str = "accuracy",
+    values: dict[str, Any] | None = None,
+    trial_number: int | None = None,
+) -> Row:
+    """The leaderboard row of a training run that is starting."""
+    return Row(
+        id=row_id,
+        kind="trial",
+        recipe=recipe.name,
+        run_dir=str(Path(run_dir).resolve()),
+        state="running",
+        backbone=recipe.model.backbone["name"],
+        params={**(values or {}), **main_settings(recipe)},
+        metric=metric,
+        trial_number=trial_number,
+    )
+
+
 @dataclass
 class RunResult:
     """The outcome of ``toolkit run`` for one recipe."""
@@ -283,26 +306,7 @@ def run(loaded: LoadedRecipe) -> RunResult:
     (run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
     board = Leaderboard(Path(recipe.output.leaderboard))
     row_id = f"{recipe.name}/r{datetime.now():%Y%m%d-%H%M%S}-{time.time_ns() % 1000:03d}"
-    row = Row(
-        id=row_id,
-        kind="trial",
-        recipe=recipe.name,
-        run_dir=str(run_dir.resolve()),
-        state="running",
-        backbone=recipe.model.backbone["name"],
-        params=main_settings(recipe),
-        val_accuracy=None,
-        val_loss=None,
-        metric="accuracy",
-        metric_value=None,
-        epochs=None,
-        seconds=None,
-        submission=None,
-        members=[],
-        trial_number=None,
-        created_at="",
-        public_score=None,
-    )
+    row = trial_row(row_id, recipe, run_dir)
     board.upsert(row)
     try:
         data = prepare(recipe, registry)

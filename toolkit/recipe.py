@@ -310,15 +310,23 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), parsed
 
 
-def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
-    """Set ``value`` at a dotted key path, creating mappings on the way; list items by index."""
+def apply_override(
+    raw: dict[str, Any], path: list[str] | tuple[str, ...], value: Any, label: str | None = None
+) -> None:
+    """Set ``value`` at a dotted key path, creating mappings on the way; list items by index.
+
+    ``label`` starts error messages (default: ``--set KEY``).
+    """
+    label = label or f"--set {'.'.join(path)}"
     node: Any = raw
     for depth, part in enumerate(path):
         last = depth == len(path) - 1
         where = ".".join(path[: depth + 1])
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise RecipeError(f"--set {'.'.join(path)}: {where}: no list item {part}")
+                raise RecipeError(
+                    f"{label}: {where}: the recipe's list has no item {part} (it has {len(node)})"
+                )
             if last:
                 node[int(part)] = value
             else:
@@ -331,7 +339,7 @@ def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
                     node[part] = {}
                 node = node[part]
         else:
-            raise RecipeError(f"--set {'.'.join(path)}: {where} is not a mapping")
+            raise RecipeError(f"{label}: {where} is not a mapping in the recipe")
 
 
 def _get(raw: dict[str, Any], path: tuple[str, ...]) -> Any:

@@ -54,10 +54,10 @@ from toolkit.metrics import get_metric
 from toolkit.pipeline import (
     LoadedRecipe,
     PreparedData,
-    main_settings,
     prepare,
     save_outputs,
     train_recipe,
+    trial_row,
 )
 from toolkit.recipe import Pruner, Recipe, Sampler, Search, dump_recipe, validate_recipe
 from toolkit.registry import Registry
@@ -701,15 +701,12 @@ class StudyRun:
         return len(ahead) >= self.search.n_trials
 
     def _row(self, number: int, recipe: Recipe, values: dict[str, Any]) -> Row:
-        return Row(
-            id=self.trial_id(number),
-            kind="trial",
-            recipe=self.recipe.name,
-            run_dir=str(self.run_dir.resolve()),
-            state="running",
-            backbone=recipe.model.backbone["name"],
-            params={**values, **main_settings(recipe)},
+        return trial_row(
+            self.trial_id(number),
+            recipe,
+            self.run_dir,
             metric=self.metric,
+            values=values,
             trial_number=number,
         )
 

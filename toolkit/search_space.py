@@ -25,7 +25,15 @@ from typing import Any, Protocol
 import pydantic
 
 from toolkit.errors import RecipeError
-from toolkit.recipe import Choices, Distribution, Model, Range, Recipe, resolve_plugin_blocks
+from toolkit.recipe import (
+    Choices,
+    Distribution,
+    Model,
+    Range,
+    Recipe,
+    apply_override,
+    resolve_plugin_blocks,
+)
 from toolkit.registry import Registry, format_validation_error
 
 FORBIDDEN_SECTIONS = ("name", "plugins", "data", "split", "cache", "output", "search", "ensemble")
@@ -221,29 +229,7 @@ def _block(raw: Mapping[str, Any], block: tuple[str, ...]) -> dict[str, Any]:
 
 def _set_path(raw: dict[str, Any], path: tuple[str, ...], value: Any, key: str) -> None:
     """Set ``value`` at ``path``, creating mappings; list items by existing index."""
-    node: Any = raw
-    for depth, part in enumerate(path):
-        last = depth == len(path) - 1
-        where = ".".join(path[: depth + 1])
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise RecipeError(
-                    f"search.space: {key}: {where}: the recipe's list has no item {part} "
-                    f"(it has {len(node)})"
-                )
-            if last:
-                node[int(part)] = value
-            else:
-                node = node[int(part)]
-        elif isinstance(node, dict):
-            if last:
-                node[part] = value
-            else:
-                if node.get(part) is None:
-                    node[part] = {}
-                node = node[part]
-        else:
-            raise RecipeError(f"search.space: {key}: {where} is not a mapping in the recipe")
+    apply_override(raw, path, value, label=f"search.space: {key}")
 
 
 def validate_space(
