@@ -207,3 +207,31 @@ def test_recipe_typo_and_unknown_plugin(tiny_competition: DemoCompetition, tmp_p
         run_cli("run", recipe, "--set", "model.backbone.name=resnet81", cwd=tmp_path)
     )
     assert "model.backbone" in unknown and "'resnet81'" in unknown and "resnet18" in unknown
+
+
+def test_unexpected_failure_is_one_line_with_the_traceback_in_a_file(
+    tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    (tmp_path / "broken.py").write_text(
+        "from torch import nn\n"
+        "from toolkit import hookimpl\n"
+        "class Broken(nn.Module):\n"
+        "    def __init__(self, num_classes, in_channels):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(1, num_classes)\n"
+        "    def forward(self, x):\n"
+        "        raise RuntimeError('boom in forward')\n"
+        "@hookimpl\n"
+        "def register_backbones(register):\n"
+        "    register('broken', Broken)\n"
+    )
+    recipe = write_recipe(tmp_path, tiny_competition.root, extra="plugins: [broken.py]\n")
+    result = run_cli("run", recipe, "--set", "model.backbone={name: broken}", cwd=tmp_path)
+    assert result.returncode == 1
+    stderr = result.stderr.strip()
+    assert len(stderr.splitlines()) == 1 and "Traceback" not in stderr
+    assert "RuntimeError: boom in forward" in stderr
+    log = Path(stderr.rsplit("traceback in ", 1)[1].rstrip(")"))
+    assert "Traceback" in log.read_text() and "boom in forward" in log.read_text()
+    rows = json.loads(run_cli("leaderboard", "--db", tmp_path / "leaderboard.db", "--json").stdout)
+    assert [r["state"] for r in rows] == ["failed"]

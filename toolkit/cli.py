@@ -49,8 +49,24 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             err.print("interrupted: finished clips and trials are kept; run again to resume")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line, trace in a file
+            log = write_traceback(exc)
+            fail(f"{type(exc).__name__}: {exc} (traceback in {log})".replace("\n", " "), 1)
 
     return wrapper
+
+
+def write_traceback(exc: BaseException) -> Path:
+    """Save the exception's traceback to a temporary log file and return its path."""
+    import tempfile
+    import traceback
+
+    fd, name = tempfile.mkstemp(prefix="toolkit-error-", suffix=".log")
+    with open(fd, "w") as handle:
+        handle.write("".join(traceback.format_exception(exc)))
+    return Path(name)
 
 
 StorageOption = Annotated[
