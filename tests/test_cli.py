@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +19,7 @@ import torch
 from tests.conftest import run_cli, write_recipe
 from toolkit.cache import ClipStore
 from toolkit.demo_data import DemoCompetition
+from toolkit.leaderboard import Leaderboard
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +241,27 @@ def test_unexpected_failure_is_one_line_with_the_traceback_in_a_file(
     assert "Traceback" in log.read_text() and "boom in forward" in log.read_text()
     rows = json.loads(run_cli("leaderboard", "--db", tmp_path / "leaderboard.db", "--json").stdout)
     assert [r["state"] for r in rows] == ["failed"]
+
+
+def test_a_killed_run_is_marked_failed_by_the_next_run(
+    tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    recipe = write_recipe(tmp_path, tiny_competition.root)
+    board = Leaderboard(tmp_path / "leaderboard.db")
+    env = {**os.environ, "TOOLKIT_NO_PROGRESS": "1", "TOOLKIT_LOAD_PLUGINS": ""}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "run", str(recipe), "--output", str(tmp_path / "r")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not [r for r in board.rows() if r.state == "running"]:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    again = run_cli("run", recipe, "--output", tmp_path / "r", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert sorted(r.state for r in board.rows()) == ["complete", "failed"]

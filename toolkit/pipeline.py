@@ -305,6 +305,7 @@ def run(loaded: LoadedRecipe) -> RunResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
     board = Leaderboard(Path(recipe.output.leaderboard))
+    board.mark_stale_running(run_dir)  # a row left "running" by a killed run of this directory
     row_id = f"{recipe.name}/r{datetime.now():%Y%m%d-%H%M%S}-{time.time_ns() % 1000:03d}"
     row = trial_row(row_id, recipe, run_dir)
     board.upsert(row)
