@@ -265,3 +265,38 @@ def test_a_killed_run_is_marked_failed_by_the_next_run(
     again = run_cli("run", recipe, "--output", tmp_path / "r", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert sorted(r.state for r in board.rows()) == ["complete", "failed"]
+
+
+def test_separate_resumes_after_a_kill_without_redoing_clips(
+    tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    recipe = write_recipe(tmp_path, tiny_competition.root)
+    recipe.write_text(
+        recipe.read_text()
+        .replace("separator: {name: none}", "separator: {name: spleeter, stem: vocals}")
+        .replace("cache: {dir:", "cache: {batch_size: 2, dir:")
+    )
+    stems = ClipStore(tmp_path / "cache" / "stems")
+    env = {**os.environ, "TOOLKIT_NO_PROGRESS": "1", "TOOLKIT_LOAD_PLUGINS": ""}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "separate", str(recipe)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while stems.count() < 4:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = stems.count()
+    assert 4 <= done_before < 42
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache" / "stems").rglob("*.npy")}
+    result = run_cli("separate", recipe, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"{42 - done_before} computed, {done_before} already cached" in result.stdout
+    assert stems.count() == 42
+    for path, stamp in stamps.items():
+        assert path.stat().st_mtime_ns == stamp  # finished clips were not redone
