@@ -53,7 +53,7 @@ def tiny_competition_ids(data: object) -> list[str]:
 @pytest.fixture(scope="module")
 def learnable(tmp_path_factory: pytest.TempPathFactory) -> DemoCompetition:
     root = tmp_path_factory.mktemp("learn") / "competition"
-    return make_demo_competition(root, n_train=160, n_test=60, seed=11, duration=2.0)
+    return make_demo_competition(root, n_train=320, n_test=60, seed=11, duration=2.0)
 
 
 def test_small_network_beats_chance_on_held_out_clips(
@@ -65,10 +65,10 @@ def test_small_network_beats_chance_on_held_out_clips(
         (
             "data.duration=2.0",
             "features.n_mels=48",
-            "train.epochs=8",
+            "train.epochs=10",
             "train.optimizer={name: adamw, lr: 0.003, weight_decay: 0.0001}",
             "model.backbone.width=16",
-            "augmenters=[]",
+            "augmenters=[{name: mixup, alpha: 0.2}]",
         ),
     )
     data = prepare(loaded.recipe, loaded.registry)
