@@ -27,10 +27,9 @@ from optuna.trial import FrozenTrial, TrialState
 from toolkit.ensemble import EnsembleResult, blend, select_ensemble
 from toolkit.leaderboard.store import Row
 from toolkit.metrics import accuracy, get_metric, log_loss
-from toolkit.pipeline import save_outputs, train_recipe, trial_row
-from toolkit.recipe import Ensemble, Recipe, validate_recipe
+from toolkit.pipeline import complete_row, save_outputs, train_recipe, trial_row
+from toolkit.recipe import Ensemble
 from toolkit.search import SearchError, StudyRun
-from toolkit.search_space import apply_values
 from toolkit.submission import probability_frame, write_submission
 
 
@@ -102,10 +101,10 @@ def seed_copy(run: StudyRun, trial: FrozenTrial, index: int) -> Model:
             np.load(folder / "test_probs.npy"),
         )
     values = dict(trial.params)
-    raw = apply_values(run.raw, values, run.registry)
-    base = validate_recipe(raw, run.registry, run.loaded.path)
-    raw.setdefault("train", {})["seed"] = base.train.seed + index
-    recipe: Recipe = validate_recipe(raw, run.registry, run.loaded.path)
+    base = run.trial_recipe(values)
+    recipe = base.model_copy(
+        update={"train": base.train.model_copy(update={"seed": base.train.seed + index})}
+    )
     started = time.perf_counter()
     row = trial_row(
         row_id,
@@ -132,13 +131,8 @@ def seed_copy(run: StudyRun, trial: FrozenTrial, index: int) -> Model:
         run.board.upsert(row)
         raise
     assert result.test_probs is not None
-    np.save(folder / "val_probs.npy", result.val_probs)
-    np.save(folder / "test_probs.npy", result.test_probs)
-    row.state = "complete"
-    row.val_accuracy, row.val_loss = result.val_accuracy, result.val_loss
-    row.metric_value = get_metric(run.metric).fn(result.val_probs, data.labels[data.val_idx])
-    row.epochs, row.seconds = len(result.history), time.perf_counter() - started
-    row.submission = str(files["submission"].resolve())
+    seconds = time.perf_counter() - started
+    complete_row(row, result, files["submission"], seconds, data.labels[data.val_idx])
     run.board.upsert(row)
     return Model(row_id, trial.number, index, folder, result.val_probs, result.test_probs)
 
@@ -219,7 +213,8 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
         selection=selection,
     )
     (run_dir / "ensemble.json").write_text(json.dumps(_summary(run, spec, outcome), indent=2))
-    backbones = sorted({str(run.board.get(k).backbone) for k in weights if _has_row(run, k)})
+    rows = {r.id: r for r in run.board.rows(run_dir=run_dir)}
+    backbones = sorted({str(rows[k].backbone) for k in weights if k in rows})
     run.board.upsert(
         Row(
             id=row_id,
@@ -244,14 +239,6 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
         )
     )
     return outcome
-
-
-def _has_row(run: StudyRun, row_id: str) -> bool:
-    try:
-        run.board.get(row_id)
-    except Exception:  # noqa: BLE001 - a missing row only loses the backbone name
-        return False
-    return True
 
 
 def _ensemble_id(run: StudyRun, members: list[dict[str, Any]]) -> str:

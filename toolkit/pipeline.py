@@ -19,6 +19,7 @@ from toolkit.dataset import Competition, load_competition
 from toolkit.errors import DataError
 from toolkit.kinds import BatchAugmenter, DatasetAugmenter
 from toolkit.leaderboard.store import Leaderboard, Row
+from toolkit.metrics import get_metric
 from toolkit.preprocess import Preprocessor, StageStats
 from toolkit.progress import console
 from toolkit.recipe import (
@@ -220,7 +221,7 @@ def train_recipe(
 def save_outputs(
     recipe: Recipe, data: PreparedData, result: TrainResult, out_dir: Path
 ) -> dict[str, Path]:
-    """Write a trained model's files: metrics, weights, probabilities, submission."""
+    """Write a trained model's files: metrics, weights, probabilities (csv, npy), submission."""
     out_dir.mkdir(parents=True, exist_ok=True)
     comp = data.competition
     pd.DataFrame(result.history).to_csv(out_dir / "metrics.csv", index=False)
@@ -241,6 +242,8 @@ def save_outputs(
     probability_frame(comp.test_ids, result.test_probs, comp.classes).to_csv(
         out_dir / "test_probs.csv", index=False
     )
+    np.save(out_dir / "val_probs.npy", result.val_probs)
+    np.save(out_dir / "test_probs.npy", result.test_probs)
     submission = write_submission(comp, result.test_probs, out_dir / "submission.csv")
     return {"submission": submission, "metrics": out_dir / "metrics.csv"}
 
@@ -283,6 +286,17 @@ def trial_row(
     )
 
 
+def complete_row(
+    row: Row, result: TrainResult, submission: Path, seconds: float, val_labels: np.ndarray
+) -> None:
+    """Fill a trial's leaderboard row from its finished training."""
+    row.state = "complete"
+    row.val_accuracy, row.val_loss = result.val_accuracy, result.val_loss
+    row.metric_value = get_metric(row.metric or "accuracy").fn(result.val_probs, val_labels)
+    row.epochs, row.seconds = len(result.history), seconds
+    row.submission = str(Path(submission).resolve())
+
+
 @dataclass
 class RunResult:
     """The outcome of ``toolkit run`` for one recipe."""
@@ -320,13 +334,7 @@ def run(loaded: LoadedRecipe) -> RunResult:
         board.upsert(row)
         raise
     seconds = time.perf_counter() - started
-    row.state = "complete"
-    row.val_accuracy = result.val_accuracy
-    row.val_loss = result.val_loss
-    row.metric_value = result.val_accuracy
-    row.epochs = len(result.history)
-    row.seconds = seconds
-    row.submission = str(files["submission"].resolve())
+    complete_row(row, result, files["submission"], seconds, data.labels[data.val_idx])
     board.upsert(row)
     return RunResult(
         run_dir=run_dir,

@@ -380,15 +380,18 @@ def _resolve_spec(registry: Registry, kind: str, spec: Any, key: str) -> dict[st
     return {"name": spec["name"], **params.model_dump(mode="json")}
 
 
-def validate_recipe(raw: dict[str, Any], registry: Registry, source: Path | str) -> Recipe:
+def validate_recipe(
+    raw: dict[str, Any], registry: Registry, source: Path | str | None = None
+) -> Recipe:
     """The typed recipe of a raw mapping, plugin blocks included; errors name ``source``."""
+    prefix = f"{source}: " if source is not None else ""
     try:
         resolved = resolve_plugin_blocks(raw, registry)
         return Recipe.model_validate(resolved)
     except RecipeError as exc:
-        raise RecipeError(f"{source}: {exc}") from None
+        raise RecipeError(f"{prefix}{exc}") from None
     except pydantic.ValidationError as exc:
-        raise RecipeError(f"{source}: {format_validation_error(exc, '', Recipe)}") from None
+        raise RecipeError(f"{prefix}{format_validation_error(exc, '', Recipe)}") from None
 
 
 def plugin_files(raw: dict[str, Any], recipe_path: Path) -> list[Path]:

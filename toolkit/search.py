@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import pandas as pd
 from optuna.samplers import BaseSampler
@@ -54,6 +53,7 @@ from toolkit.metrics import get_metric
 from toolkit.pipeline import (
     LoadedRecipe,
     PreparedData,
+    complete_row,
     prepare,
     save_outputs,
     train_recipe,
@@ -656,10 +656,6 @@ class StudyRun:
                 description=f"trial {trial.number}",
             )
             files = save_outputs(recipe, data, result, out_dir)
-            np.save(out_dir / "val_probs.npy", result.val_probs)
-            assert result.test_probs is not None
-            np.save(out_dir / "test_probs.npy", result.test_probs)
-            value = get_metric(self.metric).fn(result.val_probs, data.labels[data.val_idx])
             seconds = time.perf_counter() - started
             for name, item in (
                 ("val_accuracy", result.val_accuracy),
@@ -669,11 +665,9 @@ class StudyRun:
                 ("seconds", seconds),
             ):
                 trial.set_user_attr(name, item)
-            row.state, row.metric_value = "complete", value
-            row.val_accuracy, row.val_loss = result.val_accuracy, result.val_loss
-            row.epochs, row.seconds = len(result.history), seconds
-            row.submission = str(files["submission"].resolve())
+            complete_row(row, result, files["submission"], seconds, data.labels[data.val_idx])
             self.board.upsert(row)
+            value = float(row.metric_value)  # type: ignore[arg-type]
             outcome.state, outcome.value, outcome.seconds = "complete", value, seconds
             return value
         except optuna.TrialPruned:

@@ -22,28 +22,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import pydantic
-
 from toolkit.errors import RecipeError
 from toolkit.recipe import (
+    PLUGIN_BLOCKS,
     Choices,
     Distribution,
     Model,
     Range,
     Recipe,
     apply_override,
-    resolve_plugin_blocks,
+    validate_recipe,
 )
-from toolkit.registry import Registry, format_validation_error
+from toolkit.registry import Registry
 
 FORBIDDEN_SECTIONS = ("name", "plugins", "data", "split", "cache", "output", "search", "ensemble")
 """Top-level recipe keys a search may not vary."""
 
-_SINGLE_BLOCKS: dict[tuple[str, ...], str] = {
-    ("separator",): "separators",
-    ("features",): "feature_extractors",
-    ("model", "backbone"): "backbones",
-}
+_SINGLE_BLOCKS: dict[tuple[str, ...], str] = {path: kind for kind, path in PLUGIN_BLOCKS}
 _DEFAULT_PLUGINS: dict[tuple[str, ...], str] = {
     ("separator",): str(
         Recipe.model_fields["separator"].get_default(call_default_factory=True)["name"]
@@ -296,11 +291,9 @@ def _check(raw: dict[str, Any], registry: Registry) -> str | None:
     """The first validation problem of a raw recipe (without its search), or ``None``."""
     trial = {k: v for k, v in raw.items() if k not in ("search", "ensemble")}
     try:
-        Recipe.model_validate(resolve_plugin_blocks(trial, registry))
+        validate_recipe(trial, registry)
     except RecipeError as exc:
         return str(exc)
-    except pydantic.ValidationError as exc:
-        return format_validation_error(exc, "", Recipe)
     return None
 
 
