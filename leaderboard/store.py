@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import ToolkitError
+from toolkit.metrics import METRICS
 
 SCHEMA_VERSION = 1
 """Schema version stored in ``PRAGMA user_version``."""
@@ -138,13 +139,8 @@ def higher_is_better(metric: str | None) -> bool:
     """Whether larger values of ``metric`` are better (unknown names: yes, like accuracy)."""
     if not metric:
         return True
-    try:
-        from toolkit.metrics import METRICS
-
-        if metric in METRICS:
-            return METRICS[metric].direction == "maximize"
-    except ImportError:  # pragma: no cover - the metrics module is optional here
-        pass
+    if metric in METRICS:
+        return METRICS[metric].direction == "maximize"
     return metric.lower() not in _LOWER_IS_BETTER
 
 

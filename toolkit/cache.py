@@ -37,7 +37,8 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
+    """Write ``path`` through ``write(handle)`` into a temporary file renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -82,7 +83,7 @@ class ContentHashes:
             with contextlib.suppress(OSError, ValueError):
                 merged = {**json.loads(self.path.read_text()), **self._memo}
         payload = json.dumps(merged).encode()
-        _atomic_write(self.path, lambda h: h.write(payload))
+        atomic_write(self.path, lambda h: h.write(payload))
         self._dirty = False
 
 
@@ -105,7 +106,7 @@ class ClipStore:
 
     def put(self, key: str, array: np.ndarray) -> None:
         """Store ``array`` under ``key``, atomically."""
-        _atomic_write(self._path(key), lambda h: np.save(h, array))
+        atomic_write(self._path(key), lambda h: np.save(h, array))
 
     def count(self) -> int:
         """How many arrays are stored."""
@@ -155,5 +156,5 @@ class SplitStore:
         os.replace(tmp, target / "features.npy")
         index = {"ids": list(ids), "clip_keys": list(clip_keys), "shape": shape, "dtype": "float16"}
         payload = json.dumps(index).encode()
-        _atomic_write(target / "index.json", lambda h: h.write(payload))
+        atomic_write(target / "index.json", lambda h: h.write(payload))
         return self.open(key)

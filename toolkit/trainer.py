@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from toolkit.devices import resolve_device
 from toolkit.kinds import BatchAugmenter
 from toolkit.metrics import accuracy, log_loss
 from toolkit.progress import progress_bar
@@ -28,13 +29,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else the CPU; other names are torch's."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class Standardized(nn.Module):

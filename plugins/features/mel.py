@@ -90,7 +90,7 @@ class MelFeatures(FeatureExtractor):
                     f"f_max {p.f_max} Hz is above the Nyquist frequency {nyquist} Hz "
                     f"of sample_rate {sample_rate}"
                 )
-            if p.f_min >= (p.f_max if p.f_max is not None else nyquist):
+            if p.f_max is None and p.f_min >= nyquist:  # f_max > f_min is checked in MelParams
                 raise ValueError(f"f_min {p.f_min} Hz must be below f_max / Nyquist")
             mel = torchaudio.transforms.MelSpectrogram(
                 sample_rate=int(sample_rate),

