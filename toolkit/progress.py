@@ -26,8 +26,13 @@ def progress_enabled() -> bool:
 
 
 @contextmanager
-def progress_bar(description: str, total: int) -> Iterator[Callable[..., None]]:
-    """A bar of ``total`` steps; yields ``advance(n=1, **fields)``, fields shown after it."""
+def progress_bar(
+    description: str, total: int, transient: bool = False
+) -> Iterator[Callable[..., None]]:
+    """A bar of ``total`` steps; yields ``advance(n=1, **fields)``, fields shown after it.
+
+    A ``transient`` bar disappears when done (for inner steps of a longer task).
+    """
     if not progress_enabled():
         yield lambda n=1, **fields: None
         return
@@ -39,7 +44,7 @@ def progress_bar(description: str, total: int) -> Iterator[Callable[..., None]]:
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=console, transient=transient) as progress:
         task = progress.add_task(description, total=total, info="")
 
         def advance(n: int = 1, **fields: object) -> None:

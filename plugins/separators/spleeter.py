@@ -23,7 +23,7 @@ import numpy as np
 import pydantic
 
 from toolkit import Separator, hookimpl
-from toolkit.progress import console, progress_enabled
+from toolkit.progress import progress_bar
 
 IMPLEMENTATION = "1"
 """Bump when this plugin's output changes for the same settings."""
@@ -125,16 +125,11 @@ class SpleeterSeparator(Separator):
         from toolkit.spleeter.stft import frame_count  # noqa: PLC0415
 
         segments = engine.plan([frame_count(np.shape(w)[-1]) for w in waves])
-        show = (
-            self.params.progress and progress_enabled() and len(segments) > self.params.batch_size
-        )
-        if not show:
+        if not self.params.progress or len(segments) <= self.params.batch_size:
             return [stems[0] for stems in engine.separate_many(waves)]
-        from rich.progress import Progress  # noqa: PLC0415
-
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task(f"spleeter ({self.params.stem})", total=len(segments))
-            out = engine.separate_many(waves, progress=lambda n: bar.advance(task, n))
+        label = f"spleeter ({self.params.stem})"
+        with progress_bar(label, len(segments), transient=True) as advance:
+            out = engine.separate_many(waves, progress=advance)
         return [stems[0] for stems in out]
 
     def close(self) -> None:
