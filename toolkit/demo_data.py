@@ -15,6 +15,7 @@ clips are made.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -29,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import soundfile as sf
+
+from toolkit.progress import progress_bar
 
 DEFAULT_SAMPLE_RATE = 44100
 """Sample rate of the demo files, as in the report's competition."""
@@ -961,58 +964,31 @@ def make_demo_competition(
 
 
 def _run_tasks(tasks: list[_Task], workers: int, progress: bool) -> None:
-    """Write every clip, in ``workers`` processes, optionally under a rich progress bar."""
+    """Write every clip, in ``workers`` processes, optionally under a progress bar."""
     chunk = 4
     chunks = [tasks[i : i + chunk] for i in range(0, len(tasks), chunk)]
     workers = max(1, min(workers, len(chunks)))
-    bar = None
-    if progress:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        bar = Progress(
-            TextColumn("synthesising demo clips"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-        )
-    if workers == 1:
-        if bar is not None:
-            bar.start()
-            task_id = bar.add_task("clips", total=len(tasks))
-        try:
+    bar = (
+        progress_bar("synthesising demo clips", len(tasks))
+        if progress
+        else contextlib.nullcontext(lambda n=1, **fields: None)
+    )
+    with bar as advance:
+        if workers == 1:
             for c in chunks:
-                done = _write_clips(c)
-                if bar is not None:
-                    bar.advance(task_id, done)
-        finally:
-            if bar is not None:
-                bar.stop()
-        return
-    # fork is cheap here (workers need only numpy and soundfile); spawn elsewhere.
-    method = "fork" if "fork" in get_all_start_methods() else None
-    with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
-        futures = [pool.submit(_write_clips, c) for c in chunks]
-        if bar is not None:
-            bar.start()
-            task_id = bar.add_task("clips", total=len(tasks))
-        try:
-            for fut in as_completed(futures):
-                done = fut.result()
-                if bar is not None:
-                    bar.advance(task_id, done)
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
-        finally:
-            if bar is not None:
-                bar.stop()
+                advance(_write_clips(c))
+            return
+        # fork is cheap here (workers need only numpy and soundfile); spawn elsewhere.
+        method = "fork" if "fork" in get_all_start_methods() else None
+        with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
+            futures = [pool.submit(_write_clips, c) for c in chunks]
+            try:
+                for fut in as_completed(futures):
+                    advance(fut.result())
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
 
 
 def ensure_demo_competition(root: Path, **kwargs: Any) -> DemoCompetition:
