@@ -30,8 +30,6 @@ from toolkit.spleeter.tf_backend import (
 )
 from toolkit.spleeter.unet import UNet
 
-SR = 44100
-
 
 @pytest.fixture(scope="module")
 def states() -> dict[str, dict[str, torch.Tensor]]:

@@ -204,10 +204,6 @@ class SpleeterTorch:
             results.append(kept.numpy().astype(np.float32, copy=False))
         return results
 
-    def separate(self, waves: np.ndarray) -> np.ndarray:
-        """Separate a batch ``[B, C, T]``; returns ``[B, stems, 2, T]`` float32."""
-        return np.stack(self.separate_many(list(waves)))
-
     def close(self) -> None:
         """Stop the worker threads (they also end with the process)."""
         if self._pool is not None:
