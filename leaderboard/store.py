@@ -25,7 +25,7 @@ from typing import Any
 from toolkit.errors import ToolkitError
 from toolkit.metrics import METRICS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Schema version stored in ``PRAGMA user_version``."""
 
 DEFAULT_DB = Path("runs") / "leaderboard.db"
@@ -69,6 +69,8 @@ class Row:
     trial_number: int | None = None
     created_at: str = ""
     public_score: float | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """What reproduces a trained model: resolved recipe, metric, plugins, versions."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Row:
@@ -92,7 +94,7 @@ class Row:
 COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Row))
 """Row field names, in order: also the store's columns and the valid sort keys."""
 
-_JSON_COLUMNS = {"params", "members"}
+_JSON_COLUMNS = {"params", "members", "provenance"}
 _SQL_TYPES = {
     "id": "TEXT PRIMARY KEY",
     "kind": "TEXT NOT NULL",
@@ -112,15 +114,18 @@ _SQL_TYPES = {
     "trial_number": "INTEGER",
     "created_at": "TEXT NOT NULL",
     "public_score": "REAL",
+    "provenance": "TEXT NOT NULL DEFAULT '{}'",
 }
+_V2_COLUMNS = ("provenance",)
 _SCHEMA_V1 = [
     "CREATE TABLE IF NOT EXISTS entries ("
-    + ", ".join(f"{name} {_SQL_TYPES[name]}" for name in COLUMNS)
+    + ", ".join(f"{name} {_SQL_TYPES[name]}" for name in COLUMNS if name not in _V2_COLUMNS)
     + ")",
     "CREATE INDEX IF NOT EXISTS entries_run_dir ON entries (run_dir)",
     "CREATE INDEX IF NOT EXISTS entries_recipe ON entries (recipe)",
 ]
-_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1}
+_SCHEMA_V2 = [f"ALTER TABLE entries ADD COLUMN {name} {_SQL_TYPES[name]}" for name in _V2_COLUMNS]
+_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 """Statements that bring a database from version ``n - 1`` to version ``n``."""
 
 
@@ -475,7 +480,9 @@ def _to_sql(row: Row) -> dict[str, Any]:
 
 
 def _from_sql(record: sqlite3.Row) -> Row:
-    values = {name: record[name] for name in COLUMNS}
+    # a database of an older schema, read before any write migrates it, lacks newer columns
+    values = {name: record[name] for name in COLUMNS if name in record.keys()}  # noqa: SIM118
     for name in _JSON_COLUMNS:
-        values[name] = json.loads(values[name])
+        if name in values:
+            values[name] = json.loads(values[name])
     return Row(**values)

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from toolkit.errors import USAGE_ERROR, ToolkitError
 from toolkit.leaderboard import COLUMNS, Leaderboard, LeaderboardError, Row
 from toolkit.leaderboard.cli import leaderboard_command, register
+from toolkit.leaderboard.store import SCHEMA_VERSION
 from toolkit.leaderboard.view import render_table, to_csv, to_json
 
 
@@ -84,8 +85,32 @@ def test_schema_created_on_first_write_with_wal_and_version(tmp_path: Path) -> N
     assert not path.exists()
     board.upsert(trial("a/t0", tmp_path))
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_version_1_database_is_read_then_migrated_keeping_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # a leaderboard written by the first release
+        columns = [c for c in COLUMNS if c != "provenance"]
+        conn.execute(f"CREATE TABLE entries ({', '.join(columns)})")
+        values = {c: None for c in columns}
+        values.update(
+            id="old/r1", kind="trial", recipe="old", run_dir=str(tmp_path), state="complete",
+            params="{}", members="[]", created_at="2026-01-01T00:00:00+00:00", val_accuracy=0.5,
+        )  # fmt: skip
+        conn.execute(
+            f"INSERT INTO entries VALUES ({', '.join('?' for _ in columns)})",
+            [values[c] for c in columns],
+        )
+        conn.execute("PRAGMA user_version = 1")
+    board = Leaderboard(path)
+    assert board.get("old/r1").provenance == {}  # read before any write migrates it
+    board.upsert(trial("old/r2", tmp_path, provenance={"metric": "accuracy"}))
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert board.get("old/r1").val_accuracy == 0.5
+    assert board.get("old/r2").provenance == {"metric": "accuracy"}
 
 
 def test_upsert_inserts_then_updates_running_trial(tmp_path: Path) -> None:

@@ -174,6 +174,47 @@ def worker(
 
 @app.command()
 @friendly
+def reproduce(
+    run_id: Annotated[str, typer.Argument(help="Leaderboard id of a run, trial or seed copy.")],
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            envvar="TOOLKIT_LEADERBOARD",
+            help="Leaderboard database (default: runs/leaderboard.db).",
+            show_default=False,
+            dir_okay=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="New folder (default: RUN_DIR/reproduce/ID)."),
+    ] = None,
+) -> None:
+    """Train one leaderboard row again from the recipe it stored; say whether it matches.
+
+    Exits 0 when the metrics and probabilities are identical, 1 when they differ.
+    """
+    from toolkit.leaderboard.store import Leaderboard, default_db_path
+    from toolkit.reproduce import reproduce as reproduce_row
+
+    outcome = reproduce_row(Leaderboard(db or default_db_path()), run_id, output)
+    result = outcome.result
+    out.print(f"reproduced {run_id} as {result.leaderboard_id} in {result.run_dir}")
+    for change in outcome.version_changes:
+        out.print(f"version changed since: {change}")
+    out.print(f"compared: {', '.join(outcome.compared)}")
+    if outcome.matches:
+        out.print("match: the metrics and probabilities are identical")
+        return
+    for difference in outcome.differences:
+        out.print(f"differs: {difference}")
+    out.print("match: no")
+    raise typer.Exit(1)
+
+
+@app.command()
+@friendly
 def separate(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     set_: SetOption = None,

@@ -109,7 +109,9 @@ def seed_copy(run: StudyRun, trial: FrozenTrial, index: int) -> Model:
     row = trial_row(
         row_id,
         recipe,
+        run.registry,
         run.run_dir,
+        folder,
         metric=run.metric,
         values=values,
         trial_number=trial.number,

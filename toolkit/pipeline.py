@@ -22,6 +22,7 @@ from toolkit.leaderboard.store import Leaderboard, Row
 from toolkit.metrics import get_metric
 from toolkit.preprocess import Preprocessor, StageStats
 from toolkit.progress import console
+from toolkit.provenance import model_provenance
 from toolkit.recipe import (
     Recipe,
     apply_override,
@@ -33,7 +34,7 @@ from toolkit.recipe import (
 )
 from toolkit.registry import Registry, load_plugins
 from toolkit.submission import probability_frame, write_submission
-from toolkit.trainer import EpochCallback, TrainResult, train
+from toolkit.trainer import EpochCallback, TrainResult, seed_everything, train
 
 
 @dataclass
@@ -57,7 +58,10 @@ def load_recipe(
         apply_override(raw, keys, value)
     if output is not None:
         apply_override(raw, ["output", "dir"], str(output))
-    registry = load_plugins(plugin_files(raw, path))
+    files = plugin_files(raw, path)
+    if files:  # stored as found, so the resolved recipe loads them from any folder
+        raw["plugins"] = [str(f.resolve()) for f in files]
+    registry = load_plugins(files)
     return LoadedRecipe(validate_recipe(raw, registry, path), registry, path, raw)
 
 
@@ -189,7 +193,12 @@ def train_recipe(
     select_by: str = "accuracy",
     description: str = "training",
 ) -> TrainResult:
-    """Train the recipe's backbone on the training part; validation never sees a copy."""
+    """Train the recipe's backbone on the training part; validation never sees a copy.
+
+    Everything random (initial weights, augmenter draws, batch order, dropout)
+    is seeded from ``train.seed`` first, whatever ran before in the process.
+    """
+    seed_everything(recipe.train.seed, recipe.train.deterministic)
     labels = data.labels
     train_x = np.asarray(data.train_x[data.train_idx])
     train_y = labels[data.train_idx]
@@ -266,13 +275,15 @@ def main_settings(recipe: Recipe) -> dict[str, Any]:
 def trial_row(
     row_id: str,
     recipe: Recipe,
+    registry: Registry,
     run_dir: Path,
+    model_dir: Path,
     *,
     metric: str = "accuracy",
     values: dict[str, Any] | None = None,
     trial_number: int | None = None,
 ) -> Row:
-    """The leaderboard row of a training run that is starting."""
+    """The leaderboard row of a training run that is starting, with what reproduces it."""
     return Row(
         id=row_id,
         kind="trial",
@@ -283,6 +294,7 @@ def trial_row(
         params={**(values or {}), **main_settings(recipe)},
         metric=metric,
         trial_number=trial_number,
+        provenance=model_provenance(recipe, registry, metric, model_dir),
     )
 
 
@@ -311,8 +323,11 @@ class RunResult:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-def run(loaded: LoadedRecipe) -> RunResult:
-    """Run the recipe end to end: features, training, submission, leaderboard row."""
+def run(loaded: LoadedRecipe, metric: str = "accuracy") -> RunResult:
+    """Run the recipe end to end: features, training, submission, leaderboard row.
+
+    ``metric`` chooses the best epoch and is the row's metric.
+    """
     started = time.perf_counter()
     recipe, registry = loaded.recipe, loaded.registry
     run_dir = Path(recipe.run_dir)
@@ -321,12 +336,12 @@ def run(loaded: LoadedRecipe) -> RunResult:
     board = Leaderboard(Path(recipe.output.leaderboard))
     board.mark_stale_running(run_dir)  # a row left "running" by a killed run of this directory
     row_id = f"{recipe.name}/r{datetime.now():%Y%m%d-%H%M%S}-{time.time_ns() % 1000:03d}"
-    row = trial_row(row_id, recipe, run_dir)
+    row = trial_row(row_id, recipe, registry, run_dir, run_dir, metric=metric)
     board.upsert(row)
     try:
         data = prepare(recipe, registry)
         (run_dir / "stats.json").write_text(json.dumps(data.stats.as_dict(), indent=2))
-        result = train_recipe(recipe, registry, data)
+        result = train_recipe(recipe, registry, data, select_by=metric)
         files = save_outputs(recipe, data, result, run_dir)
     except BaseException:
         row.state = "failed"

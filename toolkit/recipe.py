@@ -103,6 +103,9 @@ class Train(Strict):
     epochs: int = Field(24, ge=1)
     batch_size: int = Field(32, ge=1)
     seed: int = 0
+    deterministic: bool = Field(
+        True, description="only deterministic kernels (same seed, same numbers; CUDA is slower)"
+    )
     device: str = "auto"
     eval_batch_size: int = Field(128, ge=1)
     optimizer: Optimizer = Field(default_factory=Optimizer)

@@ -698,7 +698,9 @@ class StudyRun:
         return trial_row(
             self.trial_id(number),
             recipe,
+            self.registry,
             self.run_dir,
+            self.trial_dir(number),
             metric=self.metric,
             values=values,
             trial_number=number,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -24,11 +25,17 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 """Called after each epoch with (epoch, record); may raise to stop (e.g. a pruned trial)."""
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch."""
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, numpy and torch (every device); with ``deterministic``, only
+    deterministic kernels may run, so the same seed gives the same numbers."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if deterministic:
+        # cuBLAS needs a fixed workspace to be deterministic; read when CUDA starts.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic)
 
 
 class Standardized(nn.Module):
@@ -143,7 +150,7 @@ def train(
 ) -> TrainResult:
     """Train ``backbone`` on the training arrays, keep the best epoch on validation."""
     started = time.perf_counter()
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed, cfg.deterministic)
     device = resolve_device(cfg.device)
     mean, std = feature_stats(train_x)
     model = Standardized(backbone, mean, std).to(device)

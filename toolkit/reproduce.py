@@ -1,0 +1,118 @@
+"""Running one leaderboard row again from what it recorded, and comparing the numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from toolkit.errors import ToolkitError
+from toolkit.leaderboard.store import Leaderboard, Row
+from toolkit.pipeline import LoadedRecipe, RunResult, run
+from toolkit.provenance import version_changes
+from toolkit.recipe import validate_recipe
+from toolkit.registry import load_plugins
+
+COMPARED_FILES = ("metrics.csv", "val_probs.npy", "test_probs.npy")
+"""A model's files whose contents must be the same when its row reproduces."""
+
+
+@dataclass
+class Reproduction:
+    """A row run again: where, as which row, and how its numbers compare."""
+
+    original: Row
+    result: RunResult
+    differences: list[str] = field(default_factory=list)
+    """One line per file or value that differs; empty when everything matches."""
+    compared: list[str] = field(default_factory=list)
+    """What was compared (file names, or row values when the original files are gone)."""
+    version_changes: list[str] = field(default_factory=list)
+
+    @property
+    def matches(self) -> bool:
+        """Whether every compared number is the same."""
+        return not self.differences
+
+
+def reproducible_row(board: Leaderboard, row_id: str) -> Row:
+    """The complete trained-model row ``row_id``, or a one-line error saying why it is not."""
+    row = board.get(row_id)
+    if row.kind == "ensemble":
+        members = ", ".join(row.member_weights()) or "none"
+        raise ToolkitError(f"{row_id} is an ensemble; reproduce its members one by one: {members}")
+    if row.state != "complete":
+        raise ToolkitError(f"{row_id} is {row.state}; only complete rows can be reproduced")
+    if not row.provenance.get("recipe"):
+        raise ToolkitError(
+            f"{row_id} was recorded by an older toolkit without its resolved recipe; "
+            "run its recipe again instead"
+        )
+    return row
+
+
+def default_output(row: Row) -> Path:
+    """A new folder for the reproduction: ``RUN_DIR/reproduce/<last part of the id>[-N]``."""
+    base = Path(row.run_dir) / "reproduce" / row.id.rsplit("/", 1)[-1]
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def reproduce(board: Leaderboard, row_id: str, output: Path | None = None) -> Reproduction:
+    """Train row ``row_id`` again from its stored recipe into a new folder and compare."""
+    row = reproducible_row(board, row_id)
+    provenance: dict[str, Any] = row.provenance
+    raw = {k: v for k, v in provenance["recipe"].items() if k not in ("search", "ensemble")}
+    out_dir = Path(output) if output is not None else default_output(row)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ToolkitError(f"--output {out_dir}: folder is not empty; choose a new one")
+    raw["output"] = {**raw.get("output", {}), "dir": str(out_dir)}
+    source = f"leaderboard row {row_id}"
+    registry = load_plugins([Path(p) for p in raw.get("plugins", [])])
+    recipe = validate_recipe(raw, registry, source)
+    result = run(LoadedRecipe(recipe, registry, Path(source), raw), metric=provenance["metric"])
+    outcome = Reproduction(row, result, version_changes=version_changes(provenance["versions"]))
+    original = Path(provenance["dir"])
+    if all((original / name).is_file() for name in COMPARED_FILES):
+        for name in COMPARED_FILES:
+            outcome.compared.append(name)
+            difference = _compare_file(original / name, result.run_dir / name)
+            if difference:
+                outcome.differences.append(f"{name}: {difference}")
+    else:  # the original files are gone: compare what the row kept
+        outcome.compared.append(f"row values (no files left in {original})")
+        new = board.get(result.leaderboard_id)
+        for name in ("val_accuracy", "val_loss", "metric_value", "epochs"):
+            old_value, new_value = getattr(row, name), getattr(new, name)
+            if old_value != new_value:
+                outcome.differences.append(f"{name}: {old_value} then, {new_value} now")
+    return outcome
+
+
+def _compare_file(old: Path, new: Path) -> str:
+    """'' when the two files hold the same numbers, else what differs, in a few words."""
+    if old.suffix == ".npy":
+        a, b = np.load(old), np.load(new)
+        if a.shape != b.shape:
+            return f"shape {a.shape} then, {b.shape} now"
+        if np.array_equal(a, b):
+            return ""
+        return f"largest difference {np.abs(a - b).max():.3g}"
+    then, now = pd.read_csv(old), pd.read_csv(new)
+    if then.shape != now.shape:
+        return f"{len(then)} epochs then, {len(now)} now"
+    for column in then.columns:
+        unequal = ~np.isclose(then[column], now[column], rtol=0, atol=0)
+        if unequal.any():
+            epoch = int(np.argmax(unequal.to_numpy())) + 1
+            return (
+                f"epoch {epoch} {column} {then[column].iloc[epoch - 1]} then, "
+                f"{now[column].iloc[epoch - 1]} now"
+            )
+    return ""
