@@ -169,13 +169,21 @@ def one_line_error(result: object) -> str:
     return stderr
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "empty", "missing"])
+@pytest.mark.parametrize("damage", ["corrupt", "random_mp3", "damaged_mp3", "empty", "missing"])
 def test_bad_clip_gives_one_line_error(
     damage: str, tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:
     root = copy_competition(tiny_competition, tmp_path / "comp")
     victim = sorted((root / "train").iterdir())[5]
-    if damage == "corrupt":
+    if damage.endswith("mp3"):  # the MP3 decoder prints notes on stderr by itself: silenced
+        victim = next(p for p in sorted((root / "train").iterdir()) if p.suffix == ".mp3")
+        good = victim.read_bytes()
+        noise = np.random.default_rng(1).bytes(4000)
+        half = len(good) // 2
+        victim.write_bytes(
+            noise * 5 if damage == "random_mp3" else good[:half] + noise + good[half:]
+        )
+    elif damage == "corrupt":
         victim.write_bytes(b"ID3\x04\x00 this is not audio" * 10)
     elif damage == "empty":
         victim.unlink()
@@ -189,6 +197,10 @@ def test_bad_clip_gives_one_line_error(
     message = one_line_error(run_cli("run", recipe, cwd=tmp_path))
     if damage == "missing":
         assert repr(victim.stem) in message and "no audio file" in message
+    elif damage == "random_mp3":
+        assert victim.name in message and "not an audio file in a known format" in message
+    elif damage == "damaged_mp3":
+        assert victim.name in message and "damaged MP3 stream (Illegal Audio-MPEG-Header" in message
     else:
         assert victim.name in message
         assert ("empty" in message) if damage == "empty" else ("cannot decode" in message)

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +22,69 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".oga", ".opus", ".aiff", "
 """File extensions an id may map to, in order of preference."""
 
 
+CHATTY_EXTENSIONS = (".mp3",)
+"""Formats whose decoder (libmpg123 inside libsndfile) prints notes to stderr itself."""
+
+DECODER_CHATTER = re.compile(r"^(Note: |Warning: |\[src/libmpg123/)")
+"""Lines the MP3 decoder writes to stderr on its own; every other captured line is passed on."""
+
+_stderr_lock = threading.Lock()
+
+
+@contextmanager
+def decoder_notes() -> Iterator[list[str]]:
+    """Capture what C code writes to stderr meanwhile; yields the decoder's notes, passes the rest.
+
+    One thread at a time: file descriptor 2 is the whole process's.
+    """
+    notes: list[str] = []
+    with _stderr_lock, tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield notes
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            other = []
+            for line in capture.read().decode(errors="replace").splitlines(keepends=True):
+                (notes if DECODER_CHATTER.match(line) else other).append(line.strip())
+            if other:  # e.g. a progress line written by another thread meanwhile
+                os.write(2, ("\n".join(other) + "\n").encode())
+
+
+def _reason(exc: Exception, path: Path, notes: list[str]) -> str:
+    """What is wrong with a file libsndfile could not read, in words about the file."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "does not exist or is not a regular file" in message or "Format not recognised" in message:
+        return "not an audio file in a known format, or a damaged one"
+    damage = next((n for n in notes if "Illegal Audio-MPEG-Header" in n or "error:" in n), None)
+    if damage is not None:
+        note = damage.removeprefix("Note: ").rstrip(".")
+        return f"damaged {path.suffix.lstrip('.').upper()} stream ({note})"
+    return message.removeprefix(f"Error opening {str(path)!r}: ")
+
+
 def decode(path: Path) -> tuple[np.ndarray, int]:
-    """The clip's samples as float32 ``[channels, samples]`` and its sample rate."""
+    """The clip's samples as float32 ``[channels, samples]`` and its sample rate.
+
+    A file that cannot be decoded is a one-line DataError saying what is wrong
+    with it; the decoder's own notes on stderr are silenced.
+    """
+    path = Path(path)
+    quiet = decoder_notes() if path.suffix.lower() in CHATTY_EXTENSIONS else nullcontext([])
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with quiet as notes:
+            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # noqa: BLE001 - libsndfile reports every failure as its own type
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not path.is_file():
+            raise DataError(f"{path}: audio file not found") from None
+        reason = _reason(exc, path, notes).rstrip(". ")
         raise DataError(
-            f"{path}: cannot decode audio ({reason}); replace or remove the file"
+            f"{path}: cannot decode audio: {reason}; replace or remove the file"
         ) from None
     if data.shape[0] == 0:
         raise DataError(f"{path}: empty audio clip (0 samples); replace or remove the file")

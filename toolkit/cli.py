@@ -276,9 +276,13 @@ def demo_data(
 
     if directory.exists():
         raise ToolkitError(f"{directory} already exists; choose a new folder")
-    comp = make_demo_competition(
-        directory, n_train=train, n_test=test, seed=seed, duration=duration, progress=True
-    )
+    try:
+        comp = make_demo_competition(
+            directory, n_train=train, n_test=test, seed=seed, duration=duration, progress=True
+        )
+    except ValueError as exc:  # a parameter out of range, named as the option
+        message = str(exc).replace("n_train", "--train").replace("n_test", "--test")
+        raise ToolkitError(f"demo-data: {message}") from None
     out.print(f"demo competition: {comp.root} ({comp.n_train} train, {comp.n_test} test clips)")
 
 
@@ -305,10 +309,37 @@ def _register_leaderboard() -> None:
 _register_leaderboard()
 
 
+def _click_classes(exc: BaseException) -> set[str]:
+    """Class names in the exception's ancestry (typer may bundle its own click)."""
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
 def main() -> None:
     """Entry point of the ``toolkit`` console script."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except ToolkitError as exc:  # errors raised while typer builds the command
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        kinds = _click_classes(exc)
+        if "NoArgsIsHelpError" in kinds:
+            exc.show()  # type: ignore[attr-defined]  # `toolkit` alone: the help text
+            sys.exit(USAGE_ERROR)
+        if "ClickException" not in kinds:
+            raise
+        # a missing argument, an unknown option or command, a value of the wrong type
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "toolkit"
+        message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+        err.print(
+            f"[bold red]error:[/] {escape(command)}: {escape(message)} "
+            f"(see '{escape(command)} --help')",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(getattr(exc, "exit_code", USAGE_ERROR))
+    except typer.Abort:
+        err.print("interrupted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -31,6 +31,8 @@ class Competition:
     sample_submission: pd.DataFrame
     id_column: str
     label_column: str
+    train_csv: Path
+    """The train CSV the labels come from (for messages)."""
 
     @property
     def num_classes(self) -> int:
@@ -86,7 +88,11 @@ def _files_for(ids: list[str], folder: Path, csv_path: Path) -> list[Path]:
             f"{csv_path}: id {missing[0]!r}{more} has no audio file in {folder} "
             f"(expected {missing[0]}.<{'|'.join(e.lstrip('.') for e in AUDIO_EXTENSIONS)}>)"
         )
-    return [files[i] for i in ids]
+    found = [files[i] for i in ids]
+    empty = next((f for f in found if f.stat().st_size == 0), None)
+    if empty is not None:
+        raise DataError(f"{empty}: empty file (0 bytes); replace or remove the clip")
+    return found
 
 
 def _unique(ids: list[str], path: Path) -> None:
@@ -97,6 +103,17 @@ def _unique(ids: list[str], path: Path) -> None:
         if not i:
             raise DataError(f"{path}: an id is empty")
         seen.add(i)
+
+
+def submission_layout(columns: list[str], id_column: str, classes: list[str]) -> str | None:
+    """How a sample submission wants predictions: ``"label"`` (one column besides the id),
+    ``"probabilities"`` (one column per class), or ``None`` when it fits neither."""
+    others = [c for c in columns if c != id_column]
+    if len(others) == 1:
+        return "label"
+    if sorted(others) == sorted(classes):
+        return "probabilities"
+    return None
 
 
 def _label_sort_key(label: str) -> tuple[int, float | str]:
@@ -127,6 +144,11 @@ def load_competition(data: Data) -> Competition:
     sample = _read_csv(sub_path, "sample submission")
     test_ids = list(_column(sample, data.id_column, sub_path, "data.id_column"))
     _unique(test_ids, sub_path)
+    if submission_layout(list(sample.columns), data.id_column, classes) is None:
+        raise DataError(
+            f"{sub_path}: columns {list(sample.columns)} are neither [{data.id_column}, label] "
+            f"nor {data.id_column} and one column per class of {train_csv.name} {classes}"
+        )
     return Competition(
         root=root,
         train_ids=train_ids,
@@ -138,4 +160,5 @@ def load_competition(data: Data) -> Competition:
         sample_submission=sample,
         id_column=data.id_column,
         label_column=data.label_column,
+        train_csv=train_csv,
     )

@@ -13,15 +13,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
 
-from toolkit.dataset import Competition, load_competition
+from toolkit.checks import CheckedInputs, check_inputs
+from toolkit.dataset import Competition
 from toolkit.errors import DataError
 from toolkit.kinds import BatchAugmenter, DatasetAugmenter
 from toolkit.leaderboard.store import Leaderboard, Row
 from toolkit.metrics import get_metric
 from toolkit.preprocess import Preprocessor, StageStats
-from toolkit.progress import console
 from toolkit.provenance import model_provenance
 from toolkit.recipe import (
     Recipe,
@@ -82,64 +81,21 @@ class PreparedData:
         return self.competition.train_labels
 
 
-def ensure_data(recipe: Recipe) -> None:
-    """Create the demo competition when the recipe asks for it and the folder is missing."""
-    demo = recipe.data.demo
-    if demo is None:
-        return
-    from toolkit.demo_data import ensure_demo_competition
-
-    root = Path(recipe.data.root)
-    if not (root / ".demo.json").is_file():
-        console.print(f"creating the demo competition in {root} ...")
-    ensure_demo_competition(
-        root,
-        n_train=demo.n_train,
-        n_test=demo.n_test,
-        seed=demo.seed,
-        duration=demo.duration,
-        progress=True,
-    )
-
-
-def split_indices(labels: np.ndarray, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation indices into the train CSV, as the recipe's split says."""
-    split = recipe.split
-    indices = np.arange(len(labels))
-    stratify = labels if split.stratify else None
-    if stratify is not None:
-        counts = np.bincount(labels)
-        if counts[counts > 0].min() < 2:
-            raise DataError(
-                "split.stratify: a class has a single clip; add clips or set split.stratify=false"
-            )
-    try:
-        train_idx, val_idx = train_test_split(
-            indices,
-            test_size=split.test_size,
-            random_state=split.random_state,
-            stratify=stratify,
-        )
-    except ValueError as exc:
-        raise DataError(f"split: {exc}") from None
-    return np.sort(train_idx), np.sort(val_idx)
-
-
-def prepare(recipe: Recipe, registry: Registry) -> PreparedData:
-    """Load the competition and compute (or reuse) every clip's features."""
-    ensure_data(recipe)
-    competition = load_competition(recipe.data)
+def prepare(
+    recipe: Recipe, registry: Registry, inputs: CheckedInputs | None = None
+) -> PreparedData:
+    """Check the inputs (unless given checked) and compute (or reuse) every clip's features."""
+    inputs = inputs or check_inputs(recipe)
+    competition = inputs.competition
     pre = Preprocessor(recipe, registry)
     train_x = pre.features(competition.train_files, competition.train_ids, "train")
     test_x = pre.features(competition.test_files, competition.test_ids, "test")
-    train_idx, val_idx = split_indices(competition.train_labels, recipe)
-    return PreparedData(competition, train_x, test_x, train_idx, val_idx, pre.stats)
+    return PreparedData(competition, train_x, test_x, inputs.train_idx, inputs.val_idx, pre.stats)
 
 
 def separate_all(recipe: Recipe, registry: Registry) -> StageStats:
     """Precompute the separated stems of every train and test clip (resumable)."""
-    ensure_data(recipe)
-    competition = load_competition(recipe.data)
+    competition = check_inputs(recipe).competition
     pre = Preprocessor(recipe, registry)
     pre.separate(competition.train_files, "train: separating")
     pre.separate(competition.test_files, "test: separating")
@@ -330,6 +286,7 @@ def run(loaded: LoadedRecipe, metric: str = "accuracy") -> RunResult:
     """
     started = time.perf_counter()
     recipe, registry = loaded.recipe, loaded.registry
+    inputs = check_inputs(recipe)
     run_dir = Path(recipe.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
@@ -339,7 +296,7 @@ def run(loaded: LoadedRecipe, metric: str = "accuracy") -> RunResult:
     row = trial_row(row_id, recipe, registry, run_dir, run_dir, metric=metric)
     board.upsert(row)
     try:
-        data = prepare(recipe, registry)
+        data = prepare(recipe, registry, inputs)
         (run_dir / "stats.json").write_text(json.dumps(data.stats.as_dict(), indent=2))
         result = train_recipe(recipe, registry, data, select_by=metric)
         files = save_outputs(recipe, data, result, run_dir)

@@ -46,6 +46,7 @@ import pandas as pd
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
+from toolkit.checks import CheckedInputs, check_inputs
 from toolkit.errors import ToolkitError
 from toolkit.leaderboard.store import Leaderboard, Row
 from toolkit.live import LiveView, StudyStatus, format_seconds
@@ -356,6 +357,7 @@ class StudyRun:
         except ToolkitError as exc:
             raise type(exc)(f"{loaded.path}: {exc}") from None
         self._prepared: dict[str, PreparedData] = {}
+        self._inputs: CheckedInputs | None = None
         self._study: optuna.Study | None = None
 
     # ---------------------------------------------------------------- naming
@@ -463,8 +465,14 @@ class StudyRun:
             sort_keys=True,
         )
         if key not in self._prepared:
-            self._prepared[key] = prepare(recipe, self.registry)
+            self._prepared[key] = prepare(recipe, self.registry, self.checked_inputs())
         return self._prepared[key]
+
+    def checked_inputs(self) -> CheckedInputs:
+        """The competition and split, checked once (trials cannot change either)."""
+        if self._inputs is None:
+            self._inputs = check_inputs(self.recipe)
+        return self._inputs
 
     def validation_digest(self, data: PreparedData) -> str:
         """A digest of the validation clips and labels, the same for every comparable trial."""
@@ -514,6 +522,7 @@ class StudyRun:
         missing trial is running in another worker; with ``wait_for_others``
         it then waits for those trials to end (and retries failed ones).
         """
+        self.checked_inputs()  # every input checked before the study starts any work
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "recipe.yaml").write_text(dump_recipe(self.recipe))
         report = WorkerReport(self.study_name, self.storage_url)

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toolkit.dataset import Competition
-from toolkit.errors import DataError
+from toolkit.dataset import Competition, submission_layout
 
 
 def submission_frame(competition: Competition, test_probs: np.ndarray) -> pd.DataFrame:
@@ -19,20 +18,17 @@ def submission_frame(competition: Competition, test_probs: np.ndarray) -> pd.Dat
     a column per class gets the class probabilities.
     """
     sample = competition.sample_submission
-    others = [c for c in sample.columns if c != competition.id_column]
+    columns = list(sample.columns)
+    others = [c for c in columns if c != competition.id_column]
     frame = pd.DataFrame({competition.id_column: competition.test_ids})
-    if len(others) == 1:
+    # load_competition has checked that the layout is one of the two
+    if submission_layout(columns, competition.id_column, competition.classes) == "label":
         predicted = np.asarray(test_probs).argmax(axis=1)
         frame[others[0]] = [competition.classes[i] for i in predicted]
-    elif sorted(others) == sorted(competition.classes):
+    else:
         for column in others:
             frame[column] = test_probs[:, competition.classes.index(column)]
-    else:
-        raise DataError(
-            f"{competition.root}: sample submission columns {list(sample.columns)} are neither "
-            f"[{competition.id_column}, label] nor one column per class {competition.classes}"
-        )
-    return frame[list(sample.columns)]
+    return frame[columns]
 
 
 def write_submission(competition: Competition, test_probs: np.ndarray, path: Path) -> Path:

@@ -1,0 +1,77 @@
+"""Every check that the recipe and the CSV files allow, made before any audio work."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.dataset import Competition, load_competition
+from toolkit.errors import DataError
+from toolkit.progress import console
+from toolkit.recipe import Recipe
+from toolkit.split import split_indices
+
+
+@dataclass(frozen=True)
+class CheckedInputs:
+    """The competition as read and checked, and the train/validation split of its clips."""
+
+    competition: Competition
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+
+
+def check_writable(path: Path, key: str) -> None:
+    """A one-line error unless ``path`` is, or can be made, a folder this process may write."""
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DataError(f"{key} {path}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(f"{key} {path}: {existing} is not writable; choose another path")
+
+
+def check_outputs(recipe: Recipe) -> None:
+    """The run directory, the cache and the leaderboard's folder can be written."""
+    check_writable(recipe.run_dir, "output.dir (--output)")
+    check_writable(recipe.cache.dir, "cache.dir")
+    board = Path(recipe.output.leaderboard)
+    if board.is_dir():
+        raise DataError(f"output.leaderboard {board}: is a folder; name a database file")
+    check_writable(board.parent, "output.leaderboard")
+
+
+def ensure_data(recipe: Recipe) -> None:
+    """Create the demo competition when the recipe asks for it and the folder is missing."""
+    demo = recipe.data.demo
+    if demo is None:
+        return
+    from toolkit.demo_data import ensure_demo_competition
+
+    root = Path(recipe.data.root)
+    if not (root / ".demo.json").is_file():
+        console.print(f"creating the demo competition in {root} ...")
+    try:
+        ensure_demo_competition(
+            root,
+            n_train=demo.n_train,
+            n_test=demo.n_test,
+            seed=demo.seed,
+            duration=demo.duration,
+            progress=True,
+        )
+    except FileExistsError as exc:
+        raise DataError(f"data.demo: {exc}") from None
+
+
+def check_inputs(recipe: Recipe) -> CheckedInputs:
+    """Outputs writable, the competition's CSVs and files consistent, the split possible."""
+    check_outputs(recipe)
+    ensure_data(recipe)
+    competition = load_competition(recipe.data)
+    train_idx, val_idx = split_indices(competition, recipe.split)
+    return CheckedInputs(competition, train_idx, val_idx)
