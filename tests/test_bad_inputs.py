@@ -569,3 +569,21 @@ def test_command_line_mistakes_are_one_line_too(
     assert "Usage:" not in result.stderr and "Traceback" not in result.stderr
     for word in named:
         assert word in lines[0]
+
+
+@pytest.mark.parametrize(
+    "name", ["sample_submission_columns", "train_csv_label_typo_once", "test_id_without_audio"]
+)
+def test_input_mistakes_stop_before_any_audio_work(
+    name: str, tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    ws = Workspace(tmp_path / "fresh", tiny_competition.root)  # a cache with nothing in it
+    ws.dir.mkdir()
+    args, _ = CASES[name](ws, tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TOOLKIT_NO_PROGRESS", "1")
+        result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 2, result.output
+    cached = [p for p in (ws.dir / "cache").rglob("*") if p.is_file()]
+    assert cached == []  # no clip was decoded, separated or featurised
+    assert not Leaderboard(ws.dir / "leaderboard.db").rows()  # and no run was started
