@@ -621,10 +621,11 @@ def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "toolkit_app.py"
     if not script.exists():
         script.write_text(APP_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "TOOLKIT_LEADERBOARD"}
+    env = {k: v for k, v in os.environ.items() if k not in ("TOOLKIT_LEADERBOARD", "COLUMNS")}
     return subprocess.run(
         [sys.executable, str(script), "leaderboard", *args],
         cwd=tmp_path,
+        stdin=subprocess.DEVNULL,  # no terminal anywhere: the table is 80 columns wide
         capture_output=True,
         text=True,
         env=env,
@@ -640,6 +641,8 @@ def test_cli_subprocess_shows_records_and_fails_cleanly(
     assert everything.returncode == 0, everything.stderr
     for row_id in ("demo/e0001", "demo/t0002", "other/t0000", "other/t0001"):
         assert row_id in everything.stdout
+    assert max(cell_len(line) for line in everything.stdout.splitlines()) <= 80
+    assert "79.00%" in everything.stdout and "0.6000" in everything.stdout
 
     one_run = run_cli(tmp_path, "runs/demo", "--top", "1")
     assert one_run.returncode == 0, one_run.stderr
@@ -730,6 +733,10 @@ def test_cli_record_negative_score_after_double_dash(
         (("--state", "done"), "unknown state"),
         (("--json", "--csv"), "one of --json and --csv"),
         (("runs/demo", "runs/other"), "at most one RUN_DIR"),
+        (("--columns", "id,val_acc"), "unknown column 'val_acc'; did you mean 'val_accuracy'?"),
+        (("--columns", " , "), "no column names"),
+        (("--columns", "id", "--wide"), "one of --columns and --wide"),
+        (("--wide", "--csv"), "not the csv export"),
     ],
 )
 def test_cli_errors_one_line_exit_2(invoke, args: tuple[str, ...], expected: str) -> None:
@@ -739,6 +746,25 @@ def test_cli_errors_one_line_exit_2(invoke, args: tuple[str, ...], expected: str
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and expected in lines[0]
+
+
+def test_cli_table_columns_and_wide(invoke) -> None:
+    narrow = {"COLUMNS": "80"}
+    picked = invoke("runs/demo", "--columns", "val_loss,id", env=narrow)
+    assert picked.exit_code == 0, picked.output
+    lines = picked.stdout.splitlines()
+    assert lines[1].split() == ["val", "loss", "id"]
+    assert lines[3].split() == ["demo/e0001"]  # an ensemble has no loss of its own
+    assert lines[4].split() == ["0.6000", "├", "demo/t0002", "×0.625"]
+
+    wide = invoke("runs/demo", "--wide", env=narrow)
+    assert wide.exit_code == 0, wide.output
+    assert "submission" in wide.stdout and "demo/submission.csv" in wide.stdout
+    assert max(cell_len(line) for line in wide.stdout.splitlines()) > 80
+
+    fitted = invoke("runs/demo", env=narrow)
+    assert "--wide adds" in fitted.stdout
+    assert max(cell_len(line) for line in fitted.stdout.splitlines()) <= 80
 
 
 def test_cli_empty_json_is_an_empty_list(invoke) -> None:
