@@ -2,7 +2,8 @@
 
 One command with an optional positional part, so both forms work::
 
-    toolkit leaderboard [RUN_DIR] [--top N] [--state S] [--sort COL] [--json|--csv] [--out F]
+    toolkit leaderboard [RUN_DIR] [--top N] [--state S] [--sort COL] [--columns A,B|--wide]
+    toolkit leaderboard [RUN_DIR] [...] --json|--csv [--out F]
     toolkit leaderboard record RUN_ID SCORE
 
 A run directory literally named ``record`` can be shown as ``./record``.
@@ -22,7 +23,7 @@ from rich.console import Console
 from toolkit.errors import USAGE_ERROR, ToolkitError
 
 from .store import DB_ENV, DEFAULT_DB, STATES, Leaderboard, LeaderboardError
-from .view import render_table, to_csv, to_json
+from .view import TABLE_COLUMNS, parse_columns, render_table, to_csv, to_json
 
 RUN_DB_NAME = "leaderboard.db"
 """A run directory may hold its own database (or a symlink to the workspace one)."""
@@ -36,6 +37,9 @@ HELP = "\n\n".join(
         " (filtered by run when it is a symlink to a shared database); otherwise the"
         f" workspace database: --db, ${DB_ENV}, else RUN_DIR/../{RUN_DB_NAME},"
         f" else {DEFAULT_DB}.",
+        "The table fits the terminal, one line per row: the columns that do not fit are"
+        " left out, least important first, and named under it. --columns picks the columns"
+        " and their order, --wide shows them all; their lines may run past the terminal.",
         "'record RUN_ID SCORE' stores the public Kaggle score of a row's submission"
         " (put '--' before a negative score).",
     ]
@@ -85,6 +89,18 @@ def leaderboard_command(
             show_default=False,
         ),
     ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            metavar="A,B,...",
+            help=f"Show these table columns in this order, of: {', '.join(TABLE_COLUMNS)}.",
+        ),
+    ] = None,
+    wide: Annotated[
+        bool,
+        typer.Option("--wide", help="Show every table column, even past the terminal's width."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     out: Annotated[
@@ -102,6 +118,7 @@ def leaderboard_command(
         if positional and positional[0] == RECORD:
             _record(positional[1:], db)
         else:
+            fmt = _export_format(as_json, as_csv, out)
             if len(positional) > 1:
                 raise LeaderboardError(
                     f"expected at most one RUN_DIR, got {len(positional)}: {' '.join(positional)}"
@@ -116,8 +133,9 @@ def leaderboard_command(
                 recipe=recipe,
                 sort=sort,
                 descending=descending,
-                fmt=_export_format(as_json, as_csv, out),
+                fmt=fmt,
                 out=out,
+                columns=_table_columns(columns, wide, fmt),
             )
     except ToolkitError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -162,8 +180,9 @@ def _show(
     descending: bool | None,
     fmt: str | None,
     out: Path | None,
+    columns: list[str] | None,
 ) -> None:
-    """Select the rows and print them as a table, JSON or CSV."""
+    """Select the rows and print them as a table (fitted, or these columns), JSON or CSV."""
     db_path, filter_run = _choose_db(run_dir, db)
     board = _open(db_path)
     rows = board.rows(
@@ -184,8 +203,14 @@ def _show(
         if not rows:
             typer.echo(empty)
             return
-        console = Console(width=None if sys.stdout.isatty() else 200)
-        render_table(rows, console, title=f"Leaderboard{scope}", caption=str(db_path))
+        # $COLUMNS wide, else the terminal's width (even when piped), else 80 columns
+        render_table(
+            rows,
+            Console(),
+            title=f"Leaderboard{scope}",
+            caption=str(db_path),
+            columns=columns,
+        )
         return
     text = to_json(rows) + "\n" if fmt == "json" else to_csv(rows)
     if not rows:
@@ -229,6 +254,19 @@ def _no_such_run(board: Leaderboard, run_dir: Path) -> None:
     known = board.run_dirs()
     hint = f"; runs with rows: {', '.join(known[:5])}" if known else ""
     raise LeaderboardError(f"no run directory {run_dir} and no rows for it in {board.path}{hint}")
+
+
+def _table_columns(columns: str | None, wide: bool, fmt: str | None) -> list[str] | None:
+    """The table columns chosen by ``--columns`` or ``--wide`` (all); None to fit the terminal."""
+    if columns is None and not wide:
+        return None
+    if fmt is not None:
+        raise LeaderboardError(f"--columns and --wide shape the table, not the {fmt} export")
+    if columns is None:
+        return list(TABLE_COLUMNS)
+    if wide:
+        raise LeaderboardError("choose one of --columns and --wide")
+    return parse_columns(columns)
 
 
 def _export_format(as_json: bool, as_csv: bool, out: Path | None) -> str | None:

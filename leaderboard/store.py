@@ -16,7 +16,7 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -370,13 +370,13 @@ class Leaderboard:
 
 
 # ------------------------------------------------------------------ ordering
-def check_column(column: str | None) -> None:
-    """Raise naming the valid columns if ``column`` is not a row column."""
-    if column is not None and column not in COLUMNS:
-        close = difflib.get_close_matches(column, COLUMNS, n=1)
+def check_column(column: str | None, valid: Sequence[str] = COLUMNS) -> None:
+    """Raise naming the closest and all valid columns if ``column`` is not one of ``valid``."""
+    if column is not None and column not in valid:
+        close = difflib.get_close_matches(column, valid, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise LeaderboardError(
-            f"unknown column {column!r}; {hint}valid columns: {', '.join(COLUMNS)}"
+            f"unknown column {column!r}; {hint}valid columns: {', '.join(valid)}"
         )
 
 

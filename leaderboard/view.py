@@ -6,14 +6,18 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from rich.console import Console
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
-from .store import COLUMNS, Row, ensembles_first
+from .store import COLUMNS, LeaderboardError, Row, check_column, ensembles_first
 
 STATE_STYLES = {
     "complete": "green",
@@ -23,8 +27,109 @@ STATE_STYLES = {
 }
 """Colour of each state in the table."""
 
-PARAMS_WIDTH = 60
-"""Longest rendering of the key-params cell before it is cut with an ellipsis."""
+PARAMS_MIN_WIDTH = 30
+"""Narrowest key-params column worth showing; it also takes whatever width is left."""
+
+_GAP = 2
+"""Columns between two table columns: the right padding and the box's blank divider."""
+
+
+class _Line(NamedTuple):
+    """One table row: a leaderboard row, nested (depth 1) under its ensemble or not."""
+
+    row: Row
+    depth: int
+    weight: float | None
+    last: bool
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: its cells and how it gives way in a narrow terminal."""
+
+    name: str
+    """The row field it shows; the name ``--columns`` takes."""
+    header: str
+    cell: Callable[[_Line], str | Text]
+    rank: int
+    """Importance: when space runs out, higher ranks are dropped first."""
+    justify: JustifyMethod = "left"
+
+
+def _id_cell(line: _Line) -> Text:
+    """The id; a member's is indented under its ensemble, with a branch and its weight."""
+    row = line.row
+    if line.depth:
+        branch = "└" if line.last else "├"
+        marker = f" ×{line.weight:.3g}" if line.weight is not None else ""
+        return Text(f"  {branch} {row.id}{marker}")
+    return Text(row.id, style="bold" if row.kind == "ensemble" else "")
+
+
+def _state_cell(line: _Line) -> Text:
+    """The state in its colour."""
+    return Text(line.row.state, style=STATE_STYLES.get(line.row.state, ""))
+
+
+def _params_cell(line: _Line) -> Text:
+    """The key parameters on one line, cut with an ellipsis where the column ends."""
+    return Text(_params(line.row), no_wrap=True, overflow="ellipsis")
+
+
+def _columns(lines: Sequence[_Line]) -> tuple[Column, ...]:
+    """Every table column in display order, for these lines.
+
+    When all rows share one metric its name heads the metric column, whose
+    cells then hold just the values.
+    """
+    names = {line.row.metric for line in lines if line.row.metric}
+    shared = names.pop() if len(names) == 1 else None
+
+    def metric(line: _Line) -> str:
+        return _number(line.row.metric_value, 4) if shared else _metric(line.row)
+
+    def epochs(line: _Line) -> str:
+        return "" if line.row.epochs is None else str(line.row.epochs)
+
+    return (
+        Column("id", "id", _id_cell, rank=0),
+        Column("kind", "kind", lambda line: line.row.kind, rank=12),
+        Column("state", "state", _state_cell, rank=1),
+        Column("recipe", "recipe", lambda line: line.row.recipe, rank=10),
+        Column("backbone", "backbone", lambda line: line.row.backbone or "", rank=6),
+        Column(
+            "val_accuracy",
+            "val acc",
+            lambda line: _percent(line.row.val_accuracy),
+            rank=2,
+            justify="right",
+        ),
+        Column(
+            "val_loss",
+            "val loss",
+            lambda line: _number(line.row.val_loss, 4),
+            rank=3,
+            justify="right",
+        ),
+        Column("metric", shared or "metric", metric, rank=4, justify="right"),
+        Column("epochs", "epochs", epochs, rank=9, justify="right"),
+        Column(
+            "seconds", "seconds", lambda line: _duration(line.row.seconds), rank=8, justify="right"
+        ),
+        Column(
+            "public_score",
+            "public",
+            lambda line: _number(line.row.public_score, 5),
+            rank=5,
+            justify="right",
+        ),
+        Column("submission", "submission", lambda line: _short_path(line.row.submission), rank=11),
+        Column("params", "key params", _params_cell, rank=7),
+    )
+
+
+TABLE_COLUMNS: tuple[str, ...] = tuple(c.name for c in _columns([]))
+"""Names of the table's columns in display order: what ``columns=`` and ``--columns`` take."""
 
 
 def render_table(
@@ -33,8 +138,16 @@ def render_table(
     *,
     title: str | None = None,
     caption: str | None = None,
+    columns: Sequence[str] | None = None,
 ) -> None:
-    """Print ``rows`` as a rich table: best first, each ensemble above its members.
+    """Print ``rows`` as a rich table fitted to the console: best first, ensembles above members.
+
+    Every row takes one line and only the key parameters are ever cut (with an
+    ellipsis). By default the table holds the most important columns that fit
+    in ``console.width`` (id, state, the metric values and the backbone first;
+    the key parameters take the width left) and the caption names the others.
+    ``columns`` shows exactly the named columns (see :data:`TABLE_COLUMNS`) in
+    that order, in lines longer than the console if they do not fit.
 
     Members of an ensemble shown in the table are listed right under it,
     indented and marked with their weight; rows are coloured by state.
@@ -42,45 +155,52 @@ def render_table(
     if not rows:
         console.print("no rows")
         return
-    table = Table(title=title, caption=caption, header_style="bold", show_lines=False)
-    table.add_column("id", no_wrap=True)
-    table.add_column("kind")
-    table.add_column("state")
-    table.add_column("recipe")
-    table.add_column("backbone")
-    table.add_column("val acc", justify="right")
-    table.add_column("val loss", justify="right")
-    table.add_column("metric", no_wrap=True)
-    table.add_column("epochs", justify="right")
-    table.add_column("seconds", justify="right")
-    table.add_column("public", justify="right")
-    table.add_column("submission")
-    table.add_column("key params", overflow="fold")
+    lines = _display_order(rows)
+    every = _columns(lines)
+    cells = {c.name: [_text(c.cell(line)) for line in lines] for c in every}
+    need = {
+        c.name: max(cell_len(c.header), *(cell.cell_len for cell in cells[c.name])) for c in every
+    }
+    need["params"] = min(need["params"], PARAMS_MIN_WIDTH)
+    if columns is not None:
+        for name in columns:
+            check_column(name, TABLE_COLUMNS)
+        by_name = {c.name: c for c in every}
+        shown = [by_name[name] for name in dict.fromkeys(columns)]
+    else:
+        shown = _fit(every, need, cells, console.width)
+        hidden = [c.name for c in every if c not in shown]
+        if hidden:
+            note = f"--wide adds {', '.join(hidden)}"
+            caption = f"{caption}\n{note}" if caption else note
+    table = Table(
+        title=title,
+        caption=caption,
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    for c in shown:
+        # the key params are the one column that shrinks (its cells cut themselves short)
+        table.add_column(c.header, justify=c.justify, no_wrap=c.name != "params")
+    for i, line in enumerate(lines):
+        table.add_row(*(cells[c.name][i] for c in shown), style=_row_style(line.row))
+    width = _width(shown, need)
+    if width > console.width:  # only chosen columns overflow: print longer lines than the console
+        table.width = width
+    console.print(table, crop=False)
 
-    for row, depth, weight, last in _display_order(rows):
-        if depth:
-            branch = "└" if last else "├"
-            marker = f" ×{weight:.3g}" if weight is not None else ""
-            id_cell = Text(f"  {branch} {row.id}{marker}")
-        else:
-            id_cell = Text(row.id, style="bold" if row.kind == "ensemble" else "")
-        table.add_row(
-            id_cell,
-            row.kind,
-            Text(row.state, style=STATE_STYLES.get(row.state, "")),
-            row.recipe,
-            row.backbone or "",
-            _percent(row.val_accuracy),
-            _number(row.val_loss, 4),
-            _metric(row),
-            "" if row.epochs is None else str(row.epochs),
-            _duration(row.seconds),
-            _number(row.public_score, 5),
-            _short_path(row.submission),
-            _params(row),
-            style=_row_style(row),
-        )
-    console.print(table)
+
+def parse_columns(text: str) -> list[str]:
+    """The table columns named in a comma-separated list such as ``id,state,val_loss``."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise LeaderboardError(f"no column names in {text!r}; valid: {', '.join(TABLE_COLUMNS)}")
+    for name in names:
+        check_column(name, TABLE_COLUMNS)
+    return names
 
 
 def to_json(rows: list[Row]) -> str:
@@ -100,18 +220,18 @@ def to_csv(rows: list[Row]) -> str:
 
 
 # ------------------------------------------------------------------ helpers
-def _display_order(rows: list[Row]) -> list[tuple[Row, int, float | None, bool]]:
-    """(row, depth, weight, is last member) in display order: members nested under ensembles."""
+def _display_order(rows: list[Row]) -> list[_Line]:
+    """The table's lines in display order: members nested under their ensembles."""
     ordered = ensembles_first(rows)
     by_id = {r.id: r for r in ordered}
     position = {r.id: i for i, r in enumerate(ordered)}
-    out: list[tuple[Row, int, float | None, bool]] = []
+    out: list[_Line] = []
     placed: set[str] = set()
     for r in ordered:
         if r.id in placed:
             continue
         placed.add(r.id)
-        out.append((r, 0, None, False))
+        out.append(_Line(r, 0, None, False))
         if r.kind != "ensemble":
             continue
         weights = r.member_weights()
@@ -121,8 +241,32 @@ def _display_order(rows: list[Row]) -> list[tuple[Row, int, float | None, bool]]
         )
         for i, member_id in enumerate(members):
             placed.add(member_id)
-            out.append((by_id[member_id], 1, weights[member_id], i == len(members) - 1))
+            out.append(_Line(by_id[member_id], 1, weights[member_id], i == len(members) - 1))
     return out
+
+
+def _fit(
+    columns: Sequence[Column], need: dict[str, int], cells: dict[str, list[Text]], width: int
+) -> list[Column]:
+    """The columns that fit side by side in ``width``, each ``need`` wide, in display order.
+
+    Columns are taken by rank (those with every cell empty last), each if it
+    still fits beside the ones taken. The id is always taken.
+    """
+    taken: list[Column] = []
+    for c in sorted(columns, key=lambda c: (c.rank > 0 and not any(cells[c.name]), c.rank)):
+        if not taken or _width([*taken, c], need) <= width:
+            taken.append(c)
+    return [c for c in columns if c in taken]
+
+
+def _width(columns: Sequence[Column], need: dict[str, int]) -> int:
+    """Width of a table of ``columns`` side by side, each ``need`` wide."""
+    return sum(need[c.name] for c in columns) + _GAP * (len(columns) - 1)
+
+
+def _text(cell: str | Text) -> Text:
+    return Text(cell) if isinstance(cell, str) else cell
 
 
 def _row_style(row: Row) -> str:
@@ -176,8 +320,7 @@ def _params(row: Row) -> str:
     items = [f"{k}={_compact(v)}" for k, v in _flatten(row.params)]
     if row.kind == "ensemble" and row.members:
         items.insert(0, f"members={len(row.members)}")
-    text = " ".join(items)
-    return text if len(text) <= PARAMS_WIDTH else text[: PARAMS_WIDTH - 1] + "…"
+    return " ".join(items)
 
 
 def _flatten(params: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

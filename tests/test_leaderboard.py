@@ -7,6 +7,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import typer
 from click.testing import Result
+from rich.cells import cell_len
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -24,7 +26,7 @@ from toolkit.errors import USAGE_ERROR, ToolkitError
 from toolkit.leaderboard import COLUMNS, Leaderboard, LeaderboardError, Row
 from toolkit.leaderboard.cli import leaderboard_command, register
 from toolkit.leaderboard.store import SCHEMA_VERSION
-from toolkit.leaderboard.view import render_table, to_csv, to_json
+from toolkit.leaderboard.view import TABLE_COLUMNS, render_table, to_csv, to_json
 
 
 def trial(id: str, run_dir: Path | str, **kw: Any) -> Row:
@@ -392,6 +394,232 @@ def test_render_table_colours_by_state(demo: tuple[Leaderboard, Path, Path]) -> 
     assert "\x1b[31mdemo/t0001" in styled  # the whole failed row is red
 
 
+def settings(lr: float, batch_size: int, backbone: str) -> dict[str, Any]:
+    """The key params of a search trial: the sampled values, then the recipe's main settings."""
+    return {
+        "train.optimizer.lr": lr,
+        "train.batch_size": batch_size,
+        "model.backbone.name": backbone,
+        "separator": "spleeter_2stems",
+        "features": "mel_db",
+        "augmenters": ["oversample", "time_mask", "mixup"],
+        "optimizer": "sgd",
+        "lr": lr,
+        "scheduler": "multistep",
+        "batch_size": batch_size,
+        "seed": 0,
+    }
+
+
+def search_trial(
+    number: str, run: Path, backbone: str, accuracy: float | None, loss: float | None, **kw: Any
+) -> Row:
+    """A finished trial of run ``demo-search`` (metric accuracy) with realistic cells."""
+    values: dict[str, Any] = {
+        "recipe": "demo-search",
+        "backbone": backbone,
+        "params": settings(0.003, 32, backbone),
+        "val_accuracy": accuracy,
+        "val_loss": loss,
+        "metric": "accuracy",
+        "metric_value": accuracy,
+        "epochs": 24,
+        "seconds": 754.2,
+        "submission": str(run / "trials" / number / "submission.csv"),
+    }
+    values.update(kw)
+    return trial(f"demo-search/{number}", run, **values)
+
+
+@pytest.fixture
+def search(tmp_path: Path) -> tuple[Leaderboard, Path]:
+    """A search run (accuracy) with an ensemble of 3 trials, and a log_loss run with a score."""
+    run = tmp_path / "runs" / "demo-search"
+    board = Leaderboard(tmp_path / "runs" / "leaderboard.db")
+    board.upsert(search_trial("t0000", run, "resnet18", 0.80, 0.5123))
+    board.upsert(search_trial("t0001", run, "resnet10", 0.7725, 0.6034, seconds=512.0))
+    board.upsert(search_trial("t0001-s1", run, "resnet10", 0.78, 0.5876))
+    pruned = {"state": "pruned", "epochs": 3, "seconds": 88.1, "submission": None}
+    board.upsert(search_trial("t0002", run, "resnet18", 0.6512, 0.912, **pruned))
+    failed_params = {**settings(0.03, 64, "resnet18"), "error": "RuntimeError: out of memory"}
+    unfinished = {"epochs": None, "seconds": None, "submission": None, "metric_value": None}
+    board.upsert(
+        search_trial(
+            "t0003", run, "resnet18", None, None, state="failed", params=failed_params, **unfinished
+        )
+    )
+    board.upsert(search_trial("t0004", run, "resnet10", None, None, state="running", **unfinished))
+    board.upsert(
+        ensemble(
+            "demo-search/e0001",
+            run,
+            {"demo-search/t0000": 0.55, "demo-search/t0001": 0.3, "demo-search/t0001-s1": 0.15},
+            recipe="demo-search",
+            backbone="resnet18+resnet10",
+            params={"size": 20, "init_best": 0, "seeds": 2, "candidates": 6},
+            val_accuracy=0.815,
+            val_loss=0.4988,
+            metric="accuracy",
+            metric_value=0.815,
+            seconds=2.3,
+            submission=str(run / "submission.csv"),
+        )
+    )
+    board.upsert(
+        trial(
+            "baseline/t0000",
+            tmp_path / "runs" / "baseline",
+            recipe="baseline",
+            val_accuracy=0.7431,
+            val_loss=0.6617,
+            metric="log_loss",
+            metric_value=0.6502,
+            public_score=0.73125,
+            epochs=30,
+            seconds=3725.0,
+        )
+    )
+    return board, run
+
+
+SEARCH_LINES = [
+    # the id cell of each line, in order, and the metric strings it must show whole
+    ("demo-search/e0001", ["81.50%", "0.4988", "0.8150"]),
+    ("  ├ demo-search/t0000 ×0.55", ["80.00%", "0.5123", "0.8000"]),
+    ("  ├ demo-search/t0001-s1 ×0.15", ["78.00%", "0.5876", "0.7800"]),
+    ("  └ demo-search/t0001 ×0.3", ["77.25%", "0.6034", "0.7725"]),
+    ("demo-search/t0002", ["65.12%", "0.9120", "0.6512"]),
+    ("demo-search/t0003", []),
+    ("demo-search/t0004", []),
+]
+
+
+SEARCH_HEADERS = [
+    "id",
+    "kind",
+    "state",
+    "recipe",
+    "backbone",
+    "val acc",
+    "val loss",
+    "accuracy",
+    "epochs",
+    "seconds",
+    "public",
+    "submission",
+    "key params",
+]
+"""Every column's header for the search run, in display order."""
+
+
+def table_lines(
+    rows: list[Row], width: int, columns: list[str] | None = None
+) -> tuple[list[str], list[str], list[str]]:
+    """(header columns, row lines, caption lines) of the table printed ``width`` wide."""
+    console = Console(width=width, file=io.StringIO(), record=True)
+    render_table(rows, console, title="Leaderboard", caption="CAPTION", columns=columns)
+    lines = console.export_text().splitlines()
+    rule = next(i for i, line in enumerate(lines) if set(line.strip()) == {"─"})
+    caption = next(i for i, line in enumerate(lines) if "CAPTION" in line)
+    headers = re.split(r"\s{2,}", lines[rule - 1].strip())
+    return headers, lines[rule + 1 : caption], lines[caption:]
+
+
+@pytest.mark.parametrize("width", [80, 100, 140, 200])
+def test_table_fits_the_width_one_line_per_row_metrics_whole(
+    search: tuple[Leaderboard, Path], width: int
+) -> None:
+    board, run = search
+    console = Console(width=width, file=io.StringIO(), record=True)
+    render_table(board.rows(run_dir=run), console, title="Leaderboard", caption="CAPTION")
+    assert max(cell_len(line) for line in console.export_text().splitlines()) <= width
+
+    headers, body, caption = table_lines(board.rows(run_dir=run), width)
+    # one line per row, ensemble members nested right under it; id, state, metrics whole
+    assert len(body) == len(SEARCH_LINES)
+    for line, (id_cell, metrics) in zip(body, SEARCH_LINES, strict=True):
+        assert line.startswith(id_cell + " ")
+        row = board.get(id_cell.split()[-2] if "×" in id_cell else id_cell)
+        assert f" {row.state} " in line
+        for value in metrics:
+            assert f" {value}" in line
+    # the run's one metric heads its column, whose cells hold just the values
+    assert {"id", "state", "val acc", "val loss", "accuracy"} <= set(headers)
+    assert headers == [h for h in SEARCH_HEADERS if h in headers]  # in display order
+    if width >= 100:  # the backbone too, whole (the ensemble's is resnet18+resnet10)
+        assert "backbone" in headers
+        assert "resnet18+resnet10" in body[0] and "resnet10" in body[2]
+    if width >= 140:  # the key params on one line, cut where the table ends
+        assert headers[-1] == "key params"
+        assert body[1].rstrip().endswith("…")
+        assert "train.optimizer.lr=0.003" in body[1]
+    if width == 200:
+        assert {"kind", "recipe", "epochs", "seconds", "submission"} <= set(headers)
+    # the caption names what was left out, and --wide brings everything back
+    left_out = " ".join(caption)
+    if width < 200:
+        assert "--wide adds" in left_out and "kind" in left_out
+    assert all(h in " ".join(headers) or h in left_out for h in ("recipe", "params", "epochs"))
+
+
+@pytest.mark.parametrize("width", [80, 100, 140, 200])
+def test_table_of_runs_with_different_metrics(search: tuple[Leaderboard, Path], width: int) -> None:
+    board, _ = search
+    headers, body, _ = table_lines(board.rows(), width)
+    assert headers[:2] == ["id", "state"] and "metric" in headers
+    assert len(body) == len(SEARCH_LINES) + 1
+    baseline = next(line for line in body if line.startswith("baseline/t0000 "))
+    for value in ("74.31%", "0.6617", "log_loss 0.6502"):
+        assert value in baseline
+    assert "accuracy 0.8150" in body[0]
+    assert ("0.73125" in baseline) == (width >= 100)  # a recorded public score comes next
+
+
+def test_table_columns_picks_those_in_order(search: tuple[Leaderboard, Path]) -> None:
+    board, run = search
+    rows = board.rows(run_dir=run)
+    headers, body, caption = table_lines(rows, 80, ["val_loss", "id", "backbone"])
+    assert headers == ["val loss", "id", "backbone"]
+    assert body[0].split() == ["0.4988", "demo-search/e0001", "resnet18+resnet10"]
+    assert body[1].split() == ["0.5123", "├", "demo-search/t0000", "×0.55", "resnet18"]
+    assert not any("--wide" in line for line in caption)
+
+    with pytest.raises(LeaderboardError, match="did you mean 'val_accuracy'"):
+        render_table(rows, Console(file=io.StringIO()), columns=["id", "val_acc"])
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_table_every_column_runs_past_a_narrow_console(
+    search: tuple[Leaderboard, Path], width: int
+) -> None:
+    board, run = search
+    headers, body, _ = table_lines(board.rows(run_dir=run), width, list(TABLE_COLUMNS))
+    assert headers == SEARCH_HEADERS
+    # every cell whole on one line per row, the lines longer than the console
+    assert len(body) == len(SEARCH_LINES)
+    assert body[0].split()[:8] == [
+        "demo-search/e0001",
+        "ensemble",
+        "complete",
+        "demo-search",
+        "resnet18+resnet10",
+        "81.50%",
+        "0.4988",
+        "0.8150",
+    ]
+    assert "demo-search/submission.csv" in body[0]
+    assert min(cell_len(line) for line in body) > width
+
+
+def test_table_id_never_cut_in_a_console_narrower_than_it(
+    search: tuple[Leaderboard, Path],
+) -> None:
+    board, run = search
+    headers, body, _ = table_lines(board.rows(run_dir=run), 20)
+    assert headers == ["id"]
+    assert [line.rstrip() for line in body] == [cell for cell, _ in SEARCH_LINES]
+
+
 # ------------------------------------------------------------------------ CLI
 APP_SCRIPT = textwrap.dedent(
     """
@@ -418,10 +646,11 @@ def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "toolkit_app.py"
     if not script.exists():
         script.write_text(APP_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "TOOLKIT_LEADERBOARD"}
+    env = {k: v for k, v in os.environ.items() if k not in ("TOOLKIT_LEADERBOARD", "COLUMNS")}
     return subprocess.run(
         [sys.executable, str(script), "leaderboard", *args],
         cwd=tmp_path,
+        stdin=subprocess.DEVNULL,  # no terminal anywhere: the table is 80 columns wide
         capture_output=True,
         text=True,
         env=env,
@@ -437,6 +666,8 @@ def test_cli_subprocess_shows_records_and_fails_cleanly(
     assert everything.returncode == 0, everything.stderr
     for row_id in ("demo/e0001", "demo/t0002", "other/t0000", "other/t0001"):
         assert row_id in everything.stdout
+    assert max(cell_len(line) for line in everything.stdout.splitlines()) <= 80
+    assert "79.00%" in everything.stdout and "0.6000" in everything.stdout
 
     one_run = run_cli(tmp_path, "runs/demo", "--top", "1")
     assert one_run.returncode == 0, one_run.stderr
@@ -527,6 +758,10 @@ def test_cli_record_negative_score_after_double_dash(
         (("--state", "done"), "unknown state"),
         (("--json", "--csv"), "one of --json and --csv"),
         (("runs/demo", "runs/other"), "at most one RUN_DIR"),
+        (("--columns", "id,val_acc"), "unknown column 'val_acc'; did you mean 'val_accuracy'?"),
+        (("--columns", " , "), "no column names"),
+        (("--columns", "id", "--wide"), "one of --columns and --wide"),
+        (("--wide", "--csv"), "not the csv export"),
     ],
 )
 def test_cli_errors_one_line_exit_2(invoke, args: tuple[str, ...], expected: str) -> None:
@@ -536,6 +771,25 @@ def test_cli_errors_one_line_exit_2(invoke, args: tuple[str, ...], expected: str
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and expected in lines[0]
+
+
+def test_cli_table_columns_and_wide(invoke) -> None:
+    narrow = {"COLUMNS": "80"}
+    picked = invoke("runs/demo", "--columns", "val_loss,id", env=narrow)
+    assert picked.exit_code == 0, picked.output
+    lines = picked.stdout.splitlines()
+    assert lines[1].split() == ["val", "loss", "id"]
+    assert lines[3].split() == ["demo/e0001"]  # an ensemble has no loss of its own
+    assert lines[4].split() == ["0.6000", "├", "demo/t0002", "×0.625"]
+
+    wide = invoke("runs/demo", "--wide", env=narrow)
+    assert wide.exit_code == 0, wide.output
+    assert "submission" in wide.stdout and "demo/submission.csv" in wide.stdout
+    assert max(cell_len(line) for line in wide.stdout.splitlines()) > 80
+
+    fitted = invoke("runs/demo", env=narrow)
+    assert "--wide adds" in fitted.stdout
+    assert max(cell_len(line) for line in fitted.stdout.splitlines()) <= 80
 
 
 def test_cli_empty_json_is_an_empty_list(invoke) -> None:
