@@ -27,6 +27,9 @@ STATE_STYLES = {
 }
 """Colour of each state in the table."""
 
+REPEATED_METRICS = {"accuracy", "log_loss"}
+"""Metrics whose values the val acc and val loss columns already show."""
+
 PARAMS_MIN_WIDTH = 30
 """Narrowest key-params column worth showing; it also takes whatever width is left."""
 
@@ -83,6 +86,8 @@ def _columns(lines: Sequence[_Line]) -> tuple[Column, ...]:
     cells then hold just the values.
     """
     names = {line.row.metric for line in lines if line.row.metric}
+    # accuracy and log loss have columns of their own: the metric column repeats them
+    metric_rank = 13 if names <= REPEATED_METRICS else 5
     shared = names.pop() if len(names) == 1 else None
 
     def metric(line: _Line) -> str:
@@ -96,7 +101,7 @@ def _columns(lines: Sequence[_Line]) -> tuple[Column, ...]:
         Column("kind", "kind", lambda line: line.row.kind, rank=12),
         Column("state", "state", _state_cell, rank=1),
         Column("recipe", "recipe", lambda line: line.row.recipe, rank=10),
-        Column("backbone", "backbone", lambda line: line.row.backbone or "", rank=6),
+        Column("backbone", "backbone", lambda line: line.row.backbone or "", rank=4),
         Column(
             "val_accuracy",
             "val acc",
@@ -111,7 +116,7 @@ def _columns(lines: Sequence[_Line]) -> tuple[Column, ...]:
             rank=3,
             justify="right",
         ),
-        Column("metric", shared or "metric", metric, rank=4, justify="right"),
+        Column("metric", shared or "metric", metric, rank=metric_rank, justify="right"),
         Column("epochs", "epochs", epochs, rank=9, justify="right"),
         Column(
             "seconds", "seconds", lambda line: _duration(line.row.seconds), rank=8, justify="right"
@@ -120,7 +125,7 @@ def _columns(lines: Sequence[_Line]) -> tuple[Column, ...]:
             "public_score",
             "public",
             lambda line: _number(line.row.public_score, 5),
-            rank=5,
+            rank=6,
             justify="right",
         ),
         Column("submission", "submission", lambda line: _short_path(line.row.submission), rank=11),
