@@ -291,7 +291,7 @@ def _collect(pm: pluggy.PluginManager, sources: dict[int, tuple[str, str]]) -> R
             raise
         except Exception as exc:  # noqa: BLE001
             frames = reversed([frame for frame, _ in traceback.walk_tb(exc.__traceback__)])
-            source = _impl_source(frames, impls, sources) or ("a plugin", "")
+            source = _impl_source(frames, impls, sources) or ("?", "")
             raise PluginLoadError(
                 f"plugin {source[0]}: register_{kind} failed: {_short(exc)}"
             ) from exc
