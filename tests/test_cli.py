@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
+import toolkit
 from tests.conftest import run_cli, write_recipe
 from toolkit.cache import ClipStore
 from toolkit.demo_data import DemoCompetition
@@ -96,6 +97,12 @@ def test_second_run_with_new_lr_does_no_feature_work(
     assert {p: p.stat().st_mtime_ns for p in (cache / "features").rglob("*.npy")} == stamps
     resolved = (first_run / "run2" / "recipe.yaml").read_text()
     assert "lr: 0.001" in resolved
+
+
+def test_version_prints_the_package_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"toolkit {toolkit.__version__}\n"
 
 
 def test_plugins_json_lists_builtins() -> None:

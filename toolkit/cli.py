@@ -31,6 +31,25 @@ SetOption = Annotated[
 ]
 
 
+def print_version(value: bool) -> None:
+    """Print ``toolkit VERSION`` and exit, when ``--version`` is given."""
+    if value:
+        from toolkit import __version__
+
+        out.print(f"toolkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=print_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Options that come before the command."""
+
+
 def fail(message: str, code: int = USAGE_ERROR) -> None:
     """Print one error line to stderr and exit."""
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)

@@ -1,9 +1,10 @@
 """A live view of a running study: trials finished, pruned and running, best so far, time left.
 
 The view is a rich ``Live`` on stderr, redrawn twice a second and updated by
-the search after every epoch and every trial. ``TOOLKIT_NO_PROGRESS=1`` (or a
-non-terminal stderr) turns the live part off; the one-line log of each
-finished trial is printed either way.
+the search after every epoch and every trial. ``TOOLKIT_NO_PROGRESS=1`` or a
+stderr that is not a terminal (a log file, a CI log) turns the live part off,
+so nothing is redrawn; the one-line log of each finished trial is printed
+either way.
 """
 
 from __future__ import annotations
@@ -108,11 +109,13 @@ def render_status(status: StudyStatus) -> RenderableType:
 
 
 class LiveView:
-    """The rich live view of a study; a no-op display when progress output is off."""
+    """The rich live view of a study; no display when progress is off or stderr no terminal."""
 
     def __init__(self, status: StudyStatus, enabled: bool | None = None) -> None:
         self.status = status
-        self.enabled = progress_enabled() if enabled is None else enabled
+        if enabled is None:
+            enabled = progress_enabled() and console.is_terminal
+        self.enabled = enabled
         self._live: Live | None = None
 
     def __rich__(self) -> RenderableType:

@@ -15,10 +15,12 @@ import importlib.util
 import inspect
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pluggy
@@ -43,6 +45,8 @@ BUILTIN_PLUGINS = (
 ENTRY_POINT_GROUP = "toolkit"
 LOAD_PLUGINS_ENV = "TOOLKIT_LOAD_PLUGINS"
 """Comma-separated distributions whose entry points load; empty means none."""
+TRACE_PLUGINS_ENV = "TOOLKIT_TRACE_PLUGINS"
+"""Set (not ``0``) to print every hook call and its result to stderr."""
 
 
 @dataclass(frozen=True)
@@ -202,8 +206,8 @@ def load_plugins(
     for path in plugin_files:
         module, digest = _import_file(Path(path))
         _register(pm, module, str(Path(path).resolve()), sources, (str(path), digest))
-    if os.environ.get("TOOLKIT_TRACE_PLUGINS"):
-        pm.trace.root.setwriter(print)
+    if os.environ.get(TRACE_PLUGINS_ENV, "") not in ("", "0"):
+        pm.trace.root.setwriter(sys.stderr.write)
         pm.enable_tracing()
     return _collect(pm, sources)
 
@@ -274,24 +278,70 @@ def _register(
 
 
 def _collect(pm: pluggy.PluginManager, sources: dict[int, tuple[str, str]]) -> Registry:
+    """Call each ``register_<kind>`` hook through ``pm.hook`` and record what it registers."""
     registry = Registry()
     for kind in KINDS:
         hook = getattr(pm.hook, f"register_{kind}")
-        for impl in reversed(hook.get_hookimpls()):
-            source, version = sources[id(impl.plugin)]
-            register = _make_register(registry, kind, source, version)
-            try:
-                impl.function(register)
-            except (PluginLoadError, RecipeError):
-                raise
-            except Exception as exc:  # noqa: BLE001
-                raise PluginLoadError(
-                    f"plugin {source}: register_{kind} failed: {_short(exc)}"
-                ) from exc
+        impls = hook.get_hookimpls()
+        trace = pm.trace.root.get("register")
+        register = _make_register(registry, kind, impls, sources, trace)
+        try:
+            hook(register=register)
+        except (PluginLoadError, RecipeError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            frames = reversed([frame for frame, _ in traceback.walk_tb(exc.__traceback__)])
+            source = _impl_source(frames, impls, sources) or ("?", "")
+            raise PluginLoadError(
+                f"plugin {source[0]}: register_{kind} failed: {_short(exc)}"
+            ) from exc
     return registry
 
 
-def _make_register(registry: Registry, kind: str, source: str, version: str) -> Callable[..., None]:
+def _calling_source(
+    impls: list[pluggy.HookImpl], sources: dict[int, tuple[str, str]]
+) -> tuple[str, str]:
+    """Source and version of the hook implementation now calling ``register``."""
+    frames = []
+    frame = inspect.currentframe()
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    found = _impl_source(frames, impls, sources)
+    if found is None:
+        raise PluginLoadError("register() was called outside a register_* hook")
+    return found
+
+
+def _impl_source(
+    frames: Iterable[FrameType],
+    impls: list[pluggy.HookImpl],
+    sources: dict[int, tuple[str, str]],
+) -> tuple[str, str] | None:
+    """Source of the first hook implementation running in ``frames`` (innermost first)."""
+    for frame in frames:
+        for impl in impls:
+            if _runs(frame, impl.function):
+                return sources[id(impl.plugin)]
+    return None
+
+
+def _runs(frame: FrameType, function: Callable[..., Any]) -> bool:
+    """Whether ``frame`` is a call of ``function`` (for a bound method: on its instance)."""
+    if frame.f_code is not getattr(function, "__code__", None):
+        return False
+    owner = getattr(function, "__self__", None)
+    names = frame.f_code.co_varnames
+    return owner is None or (bool(names) and frame.f_locals.get(names[0]) is owner)
+
+
+def _make_register(
+    registry: Registry,
+    kind: str,
+    impls: list[pluggy.HookImpl],
+    sources: dict[int, tuple[str, str]],
+    trace: Callable[..., None],
+) -> Callable[..., None]:
     def register(
         name: str,
         factory: Callable[..., Any],
@@ -300,6 +350,7 @@ def _make_register(registry: Registry, kind: str, source: str, version: str) -> 
         description: str = "",
     ) -> None:
         """Record ``factory`` under ``name`` for this kind."""
+        source, version = _calling_source(impls, sources)
         if not isinstance(name, str) or not name:
             raise PluginLoadError(f"plugin {source}: {singular(kind)} name must be a string")
         if not callable(factory):
@@ -314,6 +365,7 @@ def _make_register(registry: Registry, kind: str, source: str, version: str) -> 
         registry.entries[kind][name] = Entry(
             kind, name, factory, model, description or _doc_line(factory), source, version
         )
+        trace(f"{singular(kind)} {name!r} from {source}")
 
     return register
 

@@ -203,7 +203,15 @@ def train(
             if _better(record, best, select_by):
                 best = record
                 best_state = copy.deepcopy(model.state_dict())
-            advance(0, epoch=f"{epoch}/{cfg.epochs}", val_acc=f"{record['val_accuracy']:.3f}")
+            advance(
+                0,
+                milestone=True,
+                epoch=f"{epoch}/{cfg.epochs}",
+                train_loss=f"{record['train_loss']:.3f}",
+                train_acc=f"{record['train_accuracy']:.3f}",
+                val_loss=f"{record['val_loss']:.3f}",
+                val_acc=f"{record['val_accuracy']:.3f}",
+            )
             if on_epoch is not None:
                 on_epoch(epoch, record)
     assert best is not None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pydantic
-import torch
 from pydantic import Field
 
 from toolkit import BatchAugmenter, hookimpl
+
+if TYPE_CHECKING:
+    import torch
 
 
 class MixupParams(pydantic.BaseModel):
@@ -44,6 +46,8 @@ class Mixup(BatchAugmenter):
 
         ``lam`` has one value, or ``batch_size`` values when ``per_example``.
         """
+        import torch  # noqa: PLC0415 - heavy: imported when training, not when registering
+
         p = self.params
         device = generator.device
         apply = bool(torch.rand((), generator=generator, device=device).item() < p.p)
@@ -58,6 +62,8 @@ class Mixup(BatchAugmenter):
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the mixed batch ``x [B, ...]`` and mixed soft targets ``y [B, K]``."""
+        import torch  # noqa: PLC0415
+
         if len(x) != len(y):
             raise ValueError(f"batch of {len(x)} inputs but {len(y)} targets")
         if not y.is_floating_point():

@@ -8,12 +8,15 @@ may have any channel count (one for a mel spectrogram, as in the report).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pydantic
-import torch
 from pydantic import Field
-from torch import nn
 
 from toolkit import hookimpl
+
+if TYPE_CHECKING:
+    from toolkit.plugins.backbones.resnet_net import ResNet
 
 
 class ResNetParams(pydantic.BaseModel):
@@ -28,89 +31,6 @@ class ResNetParams(pydantic.BaseModel):
     )
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with batch norm and a residual connection."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
-        """Build a block from ``in_planes`` to ``planes`` channels, downsampling by ``stride``."""
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(planes),
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return ``relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))``."""
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
-
-
-class ResNet(nn.Module):
-    """A ResNet of basic blocks mapping ``[B, C, F, T]`` to logits ``[B, num_classes]``."""
-
-    def __init__(
-        self,
-        layers: tuple[int, int, int, int],
-        num_classes: int,
-        in_channels: int = 1,
-        width: int = 64,
-        dropout: float = 0.0,
-        zero_init_residual: bool = False,
-    ) -> None:
-        """Build the network with ``layers[i]`` blocks in stage ``i``."""
-        super().__init__()
-        if num_classes < 1 or in_channels < 1 or width < 1:
-            raise ValueError("num_classes, in_channels and width must be positive")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(3, stride=2, padding=1),
-        )
-        stages = []
-        in_planes = width
-        for i, blocks in enumerate(layers):
-            planes = width * 2**i
-            stride = 1 if i == 0 else 2
-            stage = [BasicBlock(in_planes, planes, stride)]
-            stage += [BasicBlock(planes, planes) for _ in range(blocks - 1)]
-            stages.append(nn.Sequential(*stage))
-            in_planes = planes
-        self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(in_planes, num_classes)
-        self._init_weights(zero_init_residual)
-
-    def _init_weights(self, zero_init_residual: bool) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        if zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, BasicBlock):
-                    nn.init.zeros_(m.bn2.weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the logits of a batch of feature maps."""
-        x = self.stages(self.stem(x))
-        x = torch.flatten(self.pool(x), 1)
-        return self.fc(self.dropout(x))
-
-
 def resnet18(
     num_classes: int,
     in_channels: int,
@@ -119,6 +39,8 @@ def resnet18(
     zero_init_residual: bool = False,
 ) -> ResNet:
     """ResNet-18: basic blocks [2, 2, 2, 2]; about 11.2M parameters at width 64."""
+    from toolkit.plugins.backbones.resnet_net import ResNet  # noqa: PLC0415 - torch, lazily
+
     return ResNet((2, 2, 2, 2), num_classes, in_channels, width, dropout, zero_init_residual)
 
 
@@ -130,7 +52,18 @@ def resnet10(
     zero_init_residual: bool = False,
 ) -> ResNet:
     """ResNet-10: basic blocks [1, 1, 1, 1]; a lighter sibling of ResNet-18."""
+    from toolkit.plugins.backbones.resnet_net import ResNet  # noqa: PLC0415
+
     return ResNet((1, 1, 1, 1), num_classes, in_channels, width, dropout, zero_init_residual)
+
+
+def __getattr__(name: str) -> Any:
+    """``ResNet`` and ``BasicBlock``, imported (with torch) on first use."""
+    if name in ("ResNet", "BasicBlock"):
+        from toolkit.plugins.backbones import resnet_net  # noqa: PLC0415
+
+        return getattr(resnet_net, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @hookimpl

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import difflib
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
-import timm
 from pydantic import Field
-from torch import nn
 
 from toolkit import hookimpl
+
+if TYPE_CHECKING:
+    from torch import nn
 
 RESERVED_KWARGS = frozenset(
     {
@@ -36,6 +37,8 @@ RESERVED_KWARGS = frozenset(
 @lru_cache(maxsize=1)
 def available_models() -> frozenset[str]:
     """Names of every architecture timm can build."""
+    import timm  # noqa: PLC0415 - heavy: imported when a timm model is named, not when listing
+
     return frozenset(timm.list_models())
 
 
@@ -82,6 +85,8 @@ def timm_backbone(
     kwargs: dict[str, Any] | None = None,
 ) -> nn.Module:
     """Build timm's ``model`` for ``in_channels`` inputs and ``num_classes`` outputs, untrained."""
+    import timm  # noqa: PLC0415
+
     params = TimmParams(model=model, drop_rate=drop_rate, kwargs=kwargs or {})
     return timm.create_model(
         params.model,

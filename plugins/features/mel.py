@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
-import torch
-import torchaudio
 from pydantic import Field
 
 from toolkit import FeatureExtractor, hookimpl
+
+if TYPE_CHECKING:
+    import torch
 
 
 class MelParams(pydantic.BaseModel):
@@ -71,6 +72,8 @@ class MelFeatures(FeatureExtractor):
 
     def __init__(self, **settings: Any) -> None:
         """Validate ``settings`` against :class:`MelParams` and keep them."""
+        import torchaudio  # noqa: PLC0415 - heavy: imported when the extractor is built
+
         self.params = MelParams(**settings)
         self._transforms: dict[tuple[int, str], torch.nn.Module] = {}
         self.to_db = torchaudio.transforms.AmplitudeToDB(
@@ -81,6 +84,8 @@ class MelFeatures(FeatureExtractor):
         """The mel-spectrogram module for ``sample_rate`` on ``device`` (built once)."""
         key = (int(sample_rate), str(device))
         if key not in self._transforms:
+            import torchaudio  # noqa: PLC0415
+
             p = self.params
             if sample_rate <= 0:
                 raise ValueError(f"sample_rate must be positive, got {sample_rate}")
@@ -113,6 +118,8 @@ class MelFeatures(FeatureExtractor):
 
     def extract(self, waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """Return float32 ``[B, 1, n_mels, frames]`` dB features of float32 ``[B, T]`` waves."""
+        import torch  # noqa: PLC0415
+
         waves = torch.as_tensor(waves)
         if waves.dim() != 2:
             raise ValueError(f"expected mono waves [B, T], got shape {tuple(waves.shape)}")
