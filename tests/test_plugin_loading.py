@@ -61,7 +61,7 @@ def test_trace_plugins_prints_hook_calls_to_stderr() -> None:
     assert "backbone 'resnet18' from builtin [register]" in traced.stderr
 
 
-def test_wrapper_hookimpl_runs_around_the_other_plugins(tmp_path: Path) -> None:
+def test_a_wrapper_hookimpl_runs_and_registers(tmp_path: Path) -> None:
     plugin = write_plugin(
         tmp_path / "wrap.py",
         "def late(num_classes, in_channels, depth: int = 2): ...\n"

@@ -15,12 +15,10 @@ import importlib.util
 import inspect
 import os
 import sys
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pluggy
@@ -278,70 +276,41 @@ def _register(
 
 
 def _collect(pm: pluggy.PluginManager, sources: dict[int, tuple[str, str]]) -> Registry:
-    """Call each ``register_<kind>`` hook through ``pm.hook`` and record what it registers."""
+    """Call each plugin's ``register_<kind>`` hook through pluggy and record what it registers.
+
+    Plugins are called in pluggy's order (``tryfirst``/``trylast`` apply), one at
+    a time through a hook caller that holds just that plugin, so whatever it
+    registers is attributed to its source, and tracing and wrappers work.
+    """
     registry = Registry()
+    plugins = pm.get_plugins()
+    trace = pm.trace.root.get("register")
     for kind in KINDS:
-        hook = getattr(pm.hook, f"register_{kind}")
-        impls = hook.get_hookimpls()
-        trace = pm.trace.root.get("register")
-        register = _make_register(registry, kind, impls, sources, trace)
-        try:
-            hook(register=register)
-        except (PluginLoadError, RecipeError):
-            raise
-        except Exception as exc:  # noqa: BLE001
-            frames = reversed([frame for frame, _ in traceback.walk_tb(exc.__traceback__)])
-            source = _impl_source(frames, impls, sources) or ("?", "")
-            raise PluginLoadError(
-                f"plugin {source[0]}: register_{kind} failed: {_short(exc)}"
-            ) from exc
+        hook_name = f"register_{kind}"
+        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+            source, version = sources[id(impl.plugin)]
+            others = [p for p in plugins if p is not impl.plugin]
+            call = pm.subset_hook_caller(hook_name, remove_plugins=others)
+            register, close = _make_register(registry, kind, source, version, trace)
+            try:
+                call(register=register)
+            except (PluginLoadError, RecipeError):
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise PluginLoadError(
+                    f"plugin {source}: {hook_name} failed: {_short(exc)}"
+                ) from exc
+            finally:
+                close()
     return registry
 
 
-def _calling_source(
-    impls: list[pluggy.HookImpl], sources: dict[int, tuple[str, str]]
-) -> tuple[str, str]:
-    """Source and version of the hook implementation now calling ``register``."""
-    frames = []
-    frame = inspect.currentframe()
-    while frame is not None:
-        frames.append(frame)
-        frame = frame.f_back
-    found = _impl_source(frames, impls, sources)
-    if found is None:
-        raise PluginLoadError("register() was called outside a register_* hook")
-    return found
-
-
-def _impl_source(
-    frames: Iterable[FrameType],
-    impls: list[pluggy.HookImpl],
-    sources: dict[int, tuple[str, str]],
-) -> tuple[str, str] | None:
-    """Source of the first hook implementation running in ``frames`` (innermost first)."""
-    for frame in frames:
-        for impl in impls:
-            if _runs(frame, impl.function):
-                return sources[id(impl.plugin)]
-    return None
-
-
-def _runs(frame: FrameType, function: Callable[..., Any]) -> bool:
-    """Whether ``frame`` is a call of ``function`` (for a bound method: on its instance)."""
-    if frame.f_code is not getattr(function, "__code__", None):
-        return False
-    owner = getattr(function, "__self__", None)
-    names = frame.f_code.co_varnames
-    return owner is None or (bool(names) and frame.f_locals.get(names[0]) is owner)
-
-
 def _make_register(
-    registry: Registry,
-    kind: str,
-    impls: list[pluggy.HookImpl],
-    sources: dict[int, tuple[str, str]],
-    trace: Callable[..., None],
-) -> Callable[..., None]:
+    registry: Registry, kind: str, source: str, version: str, trace: Callable[..., None]
+) -> tuple[Callable[..., None], Callable[[], None]]:
+    """The ``register`` function one plugin's hook is given, and what closes it afterwards."""
+    open_ = [True]
+
     def register(
         name: str,
         factory: Callable[..., Any],
@@ -350,7 +319,10 @@ def _make_register(
         description: str = "",
     ) -> None:
         """Record ``factory`` under ``name`` for this kind."""
-        source, version = _calling_source(impls, sources)
+        if not open_[0]:
+            raise PluginLoadError(
+                f"plugin {source}: register() was called outside a register_* hook"
+            )
         if not isinstance(name, str) or not name:
             raise PluginLoadError(f"plugin {source}: {singular(kind)} name must be a string")
         if not callable(factory):
@@ -367,7 +339,10 @@ def _make_register(
         )
         trace(f"{singular(kind)} {name!r} from {source}")
 
-    return register
+    def close() -> None:
+        open_[0] = False
+
+    return register, close
 
 
 def _doc_line(obj: Any) -> str:
