@@ -50,9 +50,15 @@ def write_recipe(directory: Path, root: Path, extra: str = "", name: str = "reci
     return path
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m toolkit ARGS`` in a real subprocess and capture its output."""
-    env = {**os.environ, "TOOLKIT_NO_PROGRESS": "1", "TOOLKIT_LOAD_PLUGINS": ""}
+def run_cli(
+    *args: object, cwd: Path | None = None, progress: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m toolkit ARGS`` in a real subprocess and capture its output.
+
+    Progress is off unless ``progress``; then stderr is a pipe, as in a log file.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    env.update(TOOLKIT_NO_PROGRESS="0" if progress else "1", TOOLKIT_LOAD_PLUGINS="")
     return subprocess.run(
         [sys.executable, "-m", "toolkit", *map(str, args)],
         cwd=cwd,

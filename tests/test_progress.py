@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from io import StringIO
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from tests.conftest import write_recipe
+from tests.conftest import run_cli, write_recipe
 from tests.test_search import SEARCH
 from toolkit.demo_data import DemoCompetition
 from toolkit.progress import PlainProgress, progress_bar
@@ -29,20 +26,6 @@ def plain_console() -> tuple[Console, StringIO]:
     """A console writing to a buffer, which is not a terminal."""
     buffer = StringIO()
     return Console(file=buffer, force_terminal=False, width=200), buffer
-
-
-def run_logged(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``python -m toolkit ARGS`` with progress on and stderr a pipe, as in a log file."""
-    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
-    env.update(TOOLKIT_LOAD_PLUGINS="", TOOLKIT_NO_PROGRESS="0")
-    return subprocess.run(
-        [sys.executable, "-m", "toolkit", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def assert_clean_log(stderr: str) -> list[str]:
@@ -103,7 +86,9 @@ def test_a_terminal_keeps_the_rich_bar() -> None:
 
 
 def test_demo_data_to_a_log_prints_plain_lines(tmp_path: Path) -> None:
-    result = run_logged("demo-data", tmp_path / "demo", "--train", 8, "--test", 4, cwd=tmp_path)
+    result = run_cli(
+        "demo-data", tmp_path / "demo", "--train", 8, "--test", 4, cwd=tmp_path, progress=True
+    )
     assert result.returncode == 0, result.stderr
     lines = assert_clean_log(result.stderr)
     assert 1 <= len(lines) <= 11
@@ -115,7 +100,7 @@ def test_study_to_a_log_prints_epochs_and_trials_without_redrawing(
 ) -> None:
     search = SEARCH.format(n_trials=2, sampler="random", pruner="{name: none}")
     recipe = write_recipe(tmp_path, tiny_competition.root, extra=search)
-    result = run_logged("run", recipe, "--output", tmp_path / "run", cwd=tmp_path)
+    result = run_cli("run", recipe, "--output", tmp_path / "run", cwd=tmp_path, progress=True)
     assert result.returncode == 0, result.stderr
     lines = assert_clean_log(result.stderr)
     epochs = [m.group("bar", "epoch") for m in map(EPOCH_LINE.match, lines) if m]
