@@ -40,8 +40,6 @@ STATES = ("running", "complete", "pruned", "failed")
 BUSY_TIMEOUT_S = 60.0
 """How long a writer waits for another process's transaction before giving up."""
 
-_LOWER_IS_BETTER = {"log_loss", "logloss", "loss", "val_loss", "cross_entropy", "error", "mse"}
-
 
 class LeaderboardError(ToolkitError):
     """A leaderboard problem the user can act on (unknown id, bad column, missing db)."""
@@ -138,15 +136,6 @@ def default_db_path() -> Path:
 def normalize_run_dir(run_dir: Path | str) -> str:
     """The absolute, symlink-resolved form under which a run directory is stored."""
     return str(Path(run_dir).expanduser().resolve())
-
-
-def higher_is_better(metric: str | None) -> bool:
-    """Whether larger values of ``metric`` are better (unknown names: yes, like accuracy)."""
-    if not metric:
-        return True
-    if metric in METRICS:
-        return METRICS[metric].direction == "maximize"
-    return metric.lower() not in _LOWER_IS_BETTER
 
 
 class Leaderboard:
@@ -397,7 +386,7 @@ def sort_rows(
         # best first whatever each row's metric direction: negate lower-is-better values
         def key(r: Row) -> Any:
             value = float(r.metric_value)  # type: ignore[arg-type]
-            return value if higher_is_better(r.metric) else -value
+            return METRICS[r.metric].goodness(value) if r.metric in METRICS else value
 
         return sorted(present, key=key, reverse=True) + missing
 

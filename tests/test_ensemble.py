@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from toolkit.ensemble import EnsembleResult, blend, select_ensemble
-from toolkit.metrics import METRICS, accuracy, log_loss, metric_is_better
+from toolkit.metrics import METRICS, accuracy, get_metric, log_loss
 
 
 def binary(p0: list[float]) -> np.ndarray:
@@ -42,18 +42,29 @@ def test_log_loss_clips_zero_probabilities_and_renormalises_rows() -> None:
     assert log_loss(np.array([[2.0, 2.0]]), np.array([0])) == pytest.approx(math.log(2))
 
 
-def test_metric_registry_and_direction() -> None:
-    assert set(METRICS) == {"accuracy", "log_loss"}
-    fn, direction = METRICS["accuracy"]
-    assert fn is accuracy and direction == "maximize"
-    fn, direction = METRICS["log_loss"]
-    assert fn is log_loss and direction == "minimize"
-    assert metric_is_better(0.9, 0.8, "accuracy")
-    assert not metric_is_better(0.8, 0.8, "accuracy")
-    assert metric_is_better(0.2, 0.3, "log_loss")
-    assert not metric_is_better(0.3, 0.2, "log_loss")
-    with pytest.raises(ValueError, match="unknown metric 'f1'"):
-        metric_is_better(1.0, 0.0, "f1")
+def test_metric_table_and_direction() -> None:
+    assert set(METRICS) == {"accuracy", "log_loss", "macro_f1", "balanced_accuracy"}
+    assert METRICS["accuracy"].fn is accuracy and METRICS["accuracy"].direction == "maximize"
+    assert METRICS["log_loss"].fn is log_loss and METRICS["log_loss"].direction == "minimize"
+    assert METRICS["log_loss"].history_key == "val_loss"
+    assert get_metric("accuracy").better(0.9, 0.8)
+    assert not get_metric("accuracy").better(0.8, 0.8)
+    assert get_metric("log_loss").better(0.2, 0.3)
+    assert not get_metric("log_loss").better(0.3, 0.2)
+    assert get_metric("log_loss").best([0.3, 0.2, 0.4]) == 0.2
+    with pytest.raises(ValueError, match="unknown metric 'acuracy'; did you mean 'accuracy'"):
+        get_metric("acuracy")
+
+
+def test_macro_f1_and_balanced_accuracy_on_a_known_table() -> None:
+    # truth 0 0 0 1 1 2; predicted 0 0 1 1 1 1 (class 2 never predicted)
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    probs = np.eye(3)[[0, 0, 1, 1, 1, 1]]
+    # F1: class 0 = 2*2/(3+2) = 0.8; class 1 = 2*2/(2+4) = 2/3; class 2 = 0
+    assert METRICS["macro_f1"].fn(probs, labels) == pytest.approx((0.8 + 2 / 3 + 0) / 3)
+    # recall: 2/3, 2/2, 0/1
+    assert METRICS["balanced_accuracy"].fn(probs, labels) == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert METRICS["accuracy"].fn(probs, labels) == pytest.approx(4 / 6)
 
 
 def test_metrics_reject_out_of_range_labels() -> None:
@@ -96,7 +107,7 @@ def test_complementary_models_are_both_picked() -> None:
         assert set(result.members) == {"left", "right"}
         assert result.members["left"] == pytest.approx(0.5)
         assert result.members["right"] == pytest.approx(0.5)
-        assert all(metric_is_better(result.val_metric, s, metric) for s in singles)
+        assert all(METRICS[metric].better(result.val_metric, s) for s in singles)
     assert select_ensemble(probs, labels, size=5).val_metric == 1.0
 
 
@@ -316,7 +327,7 @@ def test_blend_errors() -> None:
 # -------------------------------------------------------- (8) property-style check
 
 
-@pytest.mark.parametrize("metric", ["accuracy", "log_loss"])
+@pytest.mark.parametrize("metric", list(METRICS))
 def test_ensemble_is_never_worse_than_the_best_single_model(metric: str) -> None:
     fn = METRICS[metric].fn
     for seed in range(40):
@@ -331,18 +342,18 @@ def test_ensemble_is_never_worse_than_the_best_single_model(metric: str) -> None
             for i in range(n_models)
         }
         singles = [fn(p, labels) for p in probs.values()]
-        best_single = max(singles) if METRICS[metric].direction == "maximize" else min(singles)
+        best_single = METRICS[metric].best(singles)
         init_best = int(rng.integers(0, 3))
         size = int(rng.integers(1, 25))
         result = select_ensemble(probs, labels, metric=metric, size=size, init_best=init_best)
 
         assert isinstance(result, EnsembleResult)
-        assert not metric_is_better(best_single, result.val_metric, metric), seed
+        assert not METRICS[metric].better(best_single, result.val_metric), seed
         assert result.trajectory[0] == best_single, seed
         assert len(result.trajectory) == min(init_best, n_models) + size
         # the kept prefix is the best point of the trajectory (ties within 1e-12)
-        sign = 1.0 if METRICS[metric].direction == "maximize" else -1.0
-        assert max(sign * t for t in result.trajectory) <= sign * result.val_metric + 1e-12
+        goodness = METRICS[metric].goodness
+        assert max(goodness(t) for t in result.trajectory) <= goodness(result.val_metric) + 1e-12
         assert sum(result.members.values()) == pytest.approx(1.0)
         assert all(w > 0 for w in result.members.values())
         kept = sum(result.counts.values())

@@ -162,7 +162,8 @@ def select_ensemble(
         ValueError: on no candidates, mismatched shapes (naming the candidate),
             bad labels, unknown metric, ``size < 1`` or ``init_best < 0``.
     """
-    metric_fn, direction = get_metric(metric)
+    scorer = get_metric(metric)
+    metric_fn = scorer.fn
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be an integer >= 1; got {size!r}")
     if isinstance(init_best, bool) or not isinstance(init_best, int) or init_best < 0:
@@ -171,11 +172,7 @@ def select_ensemble(
     n_rows, n_classes = tables[0].shape
     y = _check_labels(labels, n_rows, n_classes, ids[0])
 
-    sign = 1.0 if direction == "maximize" else -1.0
-
-    def goodness(value: float) -> float:
-        return sign * value
-
+    goodness = scorer.goodness
     single = [goodness(metric_fn(t, y)) for t in tables]
     # Ranking key shared by init_best and by in-round tie-breaking.
     rank_key = [(-single[i], i) for i in range(len(ids))]
@@ -203,7 +200,7 @@ def select_ensemble(
             np.add(running, table, out=buffer)
             buffer /= n_after
             scores[i] = metric_fn(buffer, y)
-        good = sign * scores
+        good = scores if scorer.direction == "maximize" else -scores
         best = float(good.max())
         tied = np.flatnonzero(good >= best - _tolerance(best))
         choice = int(min(tied, key=lambda i: rank_key[int(i)]))

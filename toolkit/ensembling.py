@@ -167,10 +167,9 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
         size=spec.size,
         init_best=spec.init_best,
     )
-    metric_fn = get_metric(run.metric).fn
-    single = {mid: metric_fn(m.val_probs, labels) for mid, m in models.items()}
-    better = max if get_metric(run.metric).direction == "maximize" else min
-    best_value = better(single.values())
+    metric = get_metric(run.metric)
+    single = {mid: metric.fn(m.val_probs, labels) for mid, m in models.items()}
+    best_value = metric.best(single.values())
     best_id = min(mid for mid, v in single.items() if v == best_value)
 
     weights: dict[str, float] = {}
@@ -186,7 +185,7 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
     val = blend({k: m.val_probs for k, m in chosen.items()}, weights)
     test = blend({k: m.test_probs for k, m in chosen.items()}, weights)
     # without seed copies the blend is the selection's own average: report its exact score
-    value = selection.val_metric if copies == 1 else metric_fn(val, labels)
+    value = selection.val_metric if copies == 1 else metric.fn(val, labels)
 
     comp = data.competition
     run_dir = run.run_dir

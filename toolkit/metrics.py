@@ -1,28 +1,26 @@
-"""Classification metrics over probability tables.
+"""Classification metrics over probability tables, and the one table of them.
 
 Every metric takes ``probs`` of shape ``[N, K]`` (one row of class
 probabilities per example) and integer ``labels`` of shape ``[N]`` with values
-in ``[0, K)``, and returns a Python ``float``. :data:`METRICS` maps each metric
-name to its function and its optimisation direction, so callers (ensemble
-selection, model ranking) can optimise a metric named in a recipe.
+in ``[0, K)``, and returns a Python ``float``. :data:`METRICS` names each one
+with its function, its direction, what of a prediction it reads and the column
+of a training history that holds it; the trainer's best epoch, the study's
+direction, the ensemble's selection and the leaderboard's order all read it,
+so a new metric is one entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal, NamedTuple
+import difflib
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 Direction = Literal["maximize", "minimize"]
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
-
-
-class Metric(NamedTuple):
-    """A metric function and whether larger (``maximize``) or smaller values are better."""
-
-    fn: MetricFn
-    direction: Direction
 
 
 def _check_inputs(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,24 +71,73 @@ def log_loss(probs: np.ndarray, labels: np.ndarray, eps: float = 1e-15) -> float
     return float(-np.mean(np.log(true_class)))
 
 
+def macro_f1(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Unweighted mean of the F1 scores of the classes present (in truth or prediction)."""
+    from sklearn import metrics as sk_metrics  # lazily: the leaderboard imports this module
+
+    p, y = _check_inputs(probs, labels)
+    return float(sk_metrics.f1_score(y, p.argmax(axis=1), average="macro", zero_division=0))
+
+
+def balanced_accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over the classes present in ``labels`` of the fraction of them predicted right."""
+    from sklearn import metrics as sk_metrics
+
+    p, y = _check_inputs(probs, labels)
+    with warnings.catch_warnings():  # a predicted class absent from the labels is no error
+        warnings.simplefilter("ignore", UserWarning)
+        return float(sk_metrics.balanced_accuracy_score(y, p.argmax(axis=1)))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric: its function, whether larger or smaller is better, and what it reads."""
+
+    name: str
+    fn: MetricFn
+    direction: Direction
+    reads: Literal["probabilities", "labels"]
+    """What of a prediction it depends on: the probabilities, or only the arg-max label."""
+    history_key: str
+    """Its column in a training history and ``metrics.csv`` (validation split)."""
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether score ``a`` is strictly better than score ``b``."""
+        return a > b if self.direction == "maximize" else a < b
+
+    def best(self, values: Iterable[float]) -> float:
+        """The best of ``values``."""
+        return max(values) if self.direction == "maximize" else min(values)
+
+    def goodness(self, value: float) -> float:
+        """``value`` signed so that larger is better, for sorting best first."""
+        return value if self.direction == "maximize" else -value
+
+
 METRICS: dict[str, Metric] = {
-    "accuracy": Metric(accuracy, "maximize"),
-    "log_loss": Metric(log_loss, "minimize"),
+    m.name: m
+    for m in (
+        Metric("accuracy", accuracy, "maximize", "labels", "val_accuracy"),
+        Metric("log_loss", log_loss, "minimize", "probabilities", "val_loss"),
+        Metric("macro_f1", macro_f1, "maximize", "labels", "val_macro_f1"),
+        Metric(
+            "balanced_accuracy", balanced_accuracy, "maximize", "labels", "val_balanced_accuracy"
+        ),
+    )
 }
-"""Metric name -> ``(function, direction)``; each entry unpacks as a 2-tuple."""
+"""Every metric by name: what recipes, the trainer, the study, ensembles and the leaderboard use."""
 
 
 def get_metric(name: str) -> Metric:
-    """Return the :class:`Metric` registered under ``name``; ``ValueError`` if unknown."""
+    """The :class:`Metric` called ``name``; ``ValueError`` naming the closest ones if unknown."""
     try:
         return METRICS[name]
     except KeyError:
-        known = ", ".join(sorted(METRICS))
-        raise ValueError(f"unknown metric {name!r}; known metrics: {known}") from None
+        close = difflib.get_close_matches(str(name), list(METRICS), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"unknown metric {name!r}; {hint}known: {', '.join(METRICS)}") from None
 
 
-def metric_is_better(a: float, b: float, name: str) -> bool:
-    """Return True if score ``a`` is strictly better than score ``b`` under metric ``name``."""
-    if get_metric(name).direction == "maximize":
-        return a > b
-    return a < b
+def validation_scores(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Every metric of the table on these predictions, by its history column."""
+    return {m.history_key: m.fn(probs, labels) for m in METRICS.values()}

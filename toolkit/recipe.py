@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from toolkit.errors import RecipeError
+from toolkit.metrics import get_metric
 from toolkit.registry import Registry, format_validation_error
 
 PluginSpec = dict[str, Any]
@@ -200,11 +201,18 @@ class Search(Strict):
     timeout: float | None = Field(None, gt=0, description="seconds; no new trial after this")
     sampler: Sampler = Field(default_factory=Sampler)
     pruner: Pruner = Field(default_factory=Pruner)
-    metric: Literal["accuracy", "log_loss"] = "accuracy"
+    metric: str = Field("accuracy", description="a name from toolkit.metrics.METRICS")
     study_name: str | None = Field(None, min_length=1, description="default: the recipe name")
     storage: str | None = Field(None, description="Optuna RDB URL; default: RUN_DIR/study.db")
     space: dict[str, Distribution] = Field(default_factory=dict)
     baseline: bool = Field(True, description="trial 0 runs the recipe's own values of the space")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        """A metric of the table, or an error naming the closest one."""
+        get_metric(value)
+        return value
 
     @field_validator("space", mode="before")
     @classmethod

@@ -82,8 +82,6 @@ MAX_CONSECUTIVE_FAILURES = 3
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 """Trial states that count toward ``n_trials``."""
 
-_METRIC_KEYS = {"accuracy": "val_accuracy", "log_loss": "val_loss"}
-
 
 class SearchError(ToolkitError):
     """A search problem the user can act on (storage, study mismatch, no trial completed)."""
@@ -586,8 +584,8 @@ class StudyRun:
         done = [t for t in (trials or self.trials()) if t.state == TrialState.COMPLETE]
         if not done:
             return None
-        sign = -1.0 if direction(self.metric) == "maximize" else 1.0
-        return min(done, key=lambda t: (sign * float(t.value or 0.0), t.number))
+        metric = get_metric(self.metric)
+        return min(done, key=lambda t: (-metric.goodness(float(t.value or 0.0)), t.number))
 
     def _describe(self, outcome: TrialOutcome) -> str:
         head = f"trial {outcome.number} {outcome.state}"
@@ -641,7 +639,7 @@ class StudyRun:
             self.board.upsert(row)
             status.current = f"trial {trial.number}: preparing"
             data = self.prepared(recipe)
-            key = _METRIC_KEYS[self.metric]
+            key = get_metric(self.metric).history_key
             epochs = recipe.train.epochs
 
             def on_epoch(epoch: int, record: dict[str, float]) -> None:
@@ -729,9 +727,9 @@ class StudyRun:
         row.seconds = time.perf_counter() - started
         row.epochs = len(history)
         if history:
-            key = _METRIC_KEYS[self.metric]
-            better = max if direction(self.metric) == "maximize" else min
-            best = better(history, key=lambda r: r[key])
+            metric = get_metric(self.metric)
+            best = max(history, key=lambda r: metric.goodness(r[metric.history_key]))
+            key = metric.history_key
             row.val_accuracy, row.val_loss = best["val_accuracy"], best["val_loss"]
             row.metric_value = best[key]
         if error:

@@ -17,7 +17,7 @@ from torch import nn
 
 from toolkit.devices import resolve_device
 from toolkit.kinds import BatchAugmenter
-from toolkit.metrics import accuracy, log_loss
+from toolkit.metrics import Metric, get_metric, validation_scores
 from toolkit.progress import progress_bar
 from toolkit.recipe import Train
 
@@ -123,13 +123,13 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _better(record: dict[str, float], best: dict[str, float] | None, select_by: str) -> bool:
+def _better(record: dict[str, float], best: dict[str, float] | None, metric: Metric) -> bool:
+    """Whether an epoch's record beats the best so far on ``metric`` (ties: lower loss)."""
     if best is None:
         return True
-    if select_by == "log_loss":
-        return record["val_loss"] < best["val_loss"]
-    if record["val_accuracy"] != best["val_accuracy"]:
-        return record["val_accuracy"] > best["val_accuracy"]
+    key = metric.history_key
+    if record[key] != best[key]:
+        return metric.better(record[key], best[key])
     return record["val_loss"] < best["val_loss"]
 
 
@@ -149,6 +149,7 @@ def train(
     description: str = "training",
 ) -> TrainResult:
     """Train ``backbone`` on the training arrays, keep the best epoch on validation."""
+    metric = get_metric(select_by)
     started = time.perf_counter()
     seed_everything(cfg.seed, cfg.deterministic)
     device = resolve_device(cfg.device)
@@ -196,11 +197,10 @@ def train(
                 "lr": lr,
                 "train_loss": loss_sum / seen,
                 "train_accuracy": correct / seen,
-                "val_loss": log_loss(probs, val_y),
-                "val_accuracy": accuracy(probs, val_y),
+                **validation_scores(probs, val_y),
             }
             history.append(record)
-            if _better(record, best, select_by):
+            if _better(record, best, metric):
                 best = record
                 best_state = copy.deepcopy(model.state_dict())
             advance(
