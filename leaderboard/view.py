@@ -17,6 +17,8 @@ from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
+from toolkit.metrics import METRICS
+
 from .store import COLUMNS, LeaderboardError, Row, check_column, ensembles_first
 
 STATE_STYLES = {
@@ -27,7 +29,9 @@ STATE_STYLES = {
 }
 """Colour of each state in the table."""
 
-REPEATED_METRICS = {"accuracy", "log_loss"}
+REPEATED_METRICS = {
+    m.name for m in METRICS.values() if m.history_key in ("val_accuracy", "val_loss")
+}
 """Metrics whose values the val acc and val loss columns already show."""
 
 PARAMS_MIN_WIDTH = 30
