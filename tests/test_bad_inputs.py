@@ -26,7 +26,8 @@ from tests.conftest import run_cli, write_recipe
 from toolkit.cli import app
 from toolkit.demo_data import DemoCompetition, make_demo_competition
 from toolkit.leaderboard.store import Leaderboard
-from toolkit.pipeline import load_recipe, run
+from toolkit.pipeline import load_recipe
+from toolkit.workflow import run
 
 CaseFn = Callable[["Workspace", Path], tuple[list[Any], list[str]]]
 CASES: dict[str, CaseFn] = {}

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from toolkit.ensemble import EnsembleResult, blend, select_ensemble
+from toolkit.ensemble.selection import EnsembleResult, blend, select_ensemble
 from toolkit.metrics import METRICS, accuracy, get_metric, log_loss
 
 

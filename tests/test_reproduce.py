@@ -14,7 +14,8 @@ from tests.conftest import run_cli, write_recipe
 from tests.test_search import search_recipe
 from toolkit.demo_data import DemoCompetition
 from toolkit.leaderboard.store import Leaderboard, Row
-from toolkit.pipeline import load_recipe, run
+from toolkit.pipeline import load_recipe
+from toolkit.workflow import run
 
 MODEL_FILES = ("metrics.csv", "val_probs.npy", "test_probs.npy")
 

@@ -21,13 +21,15 @@ import yaml
 
 from tests.conftest import TINY_RECIPE, run_cli, write_recipe
 from toolkit.demo_data import DemoCompetition
-from toolkit.ensembling import build_ensemble
+from toolkit.ensemble.study import build_ensemble
 from toolkit.errors import RecipeError
 from toolkit.pipeline import load_recipe
 from toolkit.recipe import Ensemble, Search, validate_recipe
 from toolkit.registry import load_plugins
-from toolkit.search import StudyRun, TrialSeededSampler, worker_alive, worker_identity
-from toolkit.search_space import apply_values, recipe_values, suggest, validate_space
+from toolkit.study import StudyRun
+from toolkit.study.samplers import TrialSeededSampler
+from toolkit.study.space import apply_values, recipe_values, suggest, validate_space
+from toolkit.study.workers import worker_alive, worker_identity
 
 SEARCH = """
 search:
@@ -219,13 +221,13 @@ def test_surplus_trials_and_dead_workers(tiny_competition: DemoCompetition, tmp_
     run = StudyRun(load_recipe(recipe, output=tmp_path / "run"))
     study = run.study
     trials = [study.ask() for _ in range(3)]  # three workers asked at once for two slots
-    assert [run._surplus(t.number) for t in trials] == [False, False, True]
+    assert [run.surplus(t.number) for t in trials] == [False, False, True]
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     trials[1].set_user_attr("worker", {**worker_identity(), "pid": dead.pid})
     trials[0].set_user_attr("worker", worker_identity())  # this process: alive
     assert run.fail_dead_trials() == [1]
-    assert run._surplus(2) is False  # the dead trial's slot is free again
+    assert run.surplus(2) is False  # the dead trial's slot is free again
     assert run.counts()["running"] == 2 and run.counts()["failed"] == 1
 
 

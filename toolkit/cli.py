@@ -115,8 +115,8 @@ def run(
     select the ensemble of its trials.
     """
     from toolkit.pipeline import load_recipe
-    from toolkit.pipeline import run as run_recipe
-    from toolkit.search import has_study
+    from toolkit.study import has_study
+    from toolkit.workflow import run as run_recipe
 
     loaded = load_recipe(recipe, set_ or [], output)
     if has_study(loaded.recipe):
@@ -134,7 +134,7 @@ def run(
 
 
 def _run_study(loaded: Any, storage: str | None) -> None:
-    from toolkit.search import run_study
+    from toolkit.workflow import run_study
 
     result = run_study(loaded, storage)
     counts = result.worker.counts
@@ -172,7 +172,7 @@ def worker(
     search.n_trials finished trials. `toolkit run` builds the ensemble.
     """
     from toolkit.pipeline import load_recipe
-    from toolkit.search import run_worker
+    from toolkit.workflow import run_worker
 
     loaded = load_recipe(recipe, set_ or [], output)
     report = run_worker(loaded, storage)

@@ -22,3 +22,7 @@ class PluginLoadError(ToolkitError):
 
 class DataError(ToolkitError):
     """The competition folder or one of its clips cannot be used."""
+
+
+class SearchError(ToolkitError):
+    """A search problem the user can act on (storage, study mismatch, no trial completed)."""

@@ -1,38 +1,28 @@
-"""One recipe run: prepare the data once, train, predict, write the submission, record it."""
+"""A recipe's data and training: load and check it, prepare features once, train its model."""
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import torch
 
 from toolkit.checks import CheckedInputs, check_inputs
 from toolkit.dataset import Competition
 from toolkit.errors import DataError
 from toolkit.kinds import BatchAugmenter, DatasetAugmenter
-from toolkit.leaderboard.store import Leaderboard, Row
-from toolkit.metrics import get_metric
 from toolkit.preprocess import Preprocessor, StageStats
-from toolkit.provenance import model_provenance
 from toolkit.recipe import (
     Recipe,
     apply_override,
-    dump_recipe,
     parse_override,
     plugin_files,
     read_recipe_file,
     validate_recipe,
 )
 from toolkit.registry import Registry, load_plugins
-from toolkit.submission import probability_frame, write_submission
 from toolkit.trainer import EpochCallback, TrainResult, seed_everything, train
 
 
@@ -79,6 +69,11 @@ class PreparedData:
     def labels(self) -> np.ndarray:
         """Class index of every train clip."""
         return self.competition.train_labels
+
+    @property
+    def val_labels(self) -> np.ndarray:
+        """Class index of every validation clip."""
+        return self.competition.train_labels[self.val_idx]
 
 
 def prepare(
@@ -180,141 +175,4 @@ def train_recipe(
         select_by=select_by,
         on_epoch=on_epoch,
         description=description,
-    )
-
-
-def save_outputs(
-    recipe: Recipe, data: PreparedData, result: TrainResult, out_dir: Path
-) -> dict[str, Path]:
-    """Write a trained model's files: metrics, weights, probabilities (csv, npy), submission."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    comp = data.competition
-    pd.DataFrame(result.history).to_csv(out_dir / "metrics.csv", index=False)
-    torch.save(
-        {
-            "state_dict": result.state_dict,
-            "backbone": recipe.model.backbone,
-            "classes": comp.classes,
-            "best_epoch": result.best_epoch,
-        },
-        out_dir / "best.pt",
-    )
-    val_ids = [comp.train_ids[i] for i in data.val_idx]
-    probability_frame(val_ids, result.val_probs, comp.classes, data.labels[data.val_idx]).to_csv(
-        out_dir / "val_probs.csv", index=False
-    )
-    assert result.test_probs is not None
-    probability_frame(comp.test_ids, result.test_probs, comp.classes).to_csv(
-        out_dir / "test_probs.csv", index=False
-    )
-    np.save(out_dir / "val_probs.npy", result.val_probs)
-    np.save(out_dir / "test_probs.npy", result.test_probs)
-    submission = write_submission(comp, result.test_probs, out_dir / "submission.csv")
-    return {"submission": submission, "metrics": out_dir / "metrics.csv"}
-
-
-def main_settings(recipe: Recipe) -> dict[str, Any]:
-    """The settings shown beside a run on the leaderboard."""
-    opt, sched = recipe.train.optimizer, recipe.train.scheduler
-    return {
-        "separator": recipe.separator["name"],
-        "features": recipe.features["name"],
-        "augmenters": [a["name"] for a in recipe.augmenters],
-        "optimizer": opt.name,
-        "lr": opt.lr,
-        "scheduler": sched.name,
-        "batch_size": recipe.train.batch_size,
-        "seed": recipe.train.seed,
-    }
-
-
-def trial_row(
-    row_id: str,
-    recipe: Recipe,
-    registry: Registry,
-    run_dir: Path,
-    model_dir: Path,
-    *,
-    metric: str = "accuracy",
-    values: dict[str, Any] | None = None,
-    trial_number: int | None = None,
-) -> Row:
-    """The leaderboard row of a training run that is starting, with what reproduces it."""
-    return Row(
-        id=row_id,
-        kind="trial",
-        recipe=recipe.name,
-        run_dir=str(Path(run_dir).resolve()),
-        state="running",
-        backbone=recipe.model.backbone["name"],
-        params={**(values or {}), **main_settings(recipe)},
-        metric=metric,
-        trial_number=trial_number,
-        provenance=model_provenance(recipe, registry, metric, model_dir),
-    )
-
-
-def complete_row(
-    row: Row, result: TrainResult, submission: Path, seconds: float, val_labels: np.ndarray
-) -> None:
-    """Fill a trial's leaderboard row from its finished training."""
-    row.state = "complete"
-    row.val_accuracy, row.val_loss = result.val_accuracy, result.val_loss
-    row.metric_value = get_metric(row.metric or "accuracy").fn(result.val_probs, val_labels)
-    row.epochs, row.seconds = len(result.history), seconds
-    row.submission = str(Path(submission).resolve())
-
-
-@dataclass
-class RunResult:
-    """The outcome of ``toolkit run`` for one recipe."""
-
-    run_dir: Path
-    submission: Path
-    val_accuracy: float
-    val_loss: float
-    best_epoch: int
-    seconds: float
-    leaderboard_id: str
-    stats: dict[str, int] = field(default_factory=dict)
-
-
-def run(loaded: LoadedRecipe, metric: str = "accuracy") -> RunResult:
-    """Run the recipe end to end: features, training, submission, leaderboard row.
-
-    ``metric`` chooses the best epoch and is the row's metric.
-    """
-    started = time.perf_counter()
-    recipe, registry = loaded.recipe, loaded.registry
-    inputs = check_inputs(recipe)
-    run_dir = Path(recipe.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
-    board = Leaderboard(Path(recipe.output.leaderboard))
-    board.mark_stale_running(run_dir)  # a row left "running" by a killed run of this directory
-    row_id = f"{recipe.name}/r{datetime.now():%Y%m%d-%H%M%S}-{time.time_ns() % 1000:03d}"
-    row = trial_row(row_id, recipe, registry, run_dir, run_dir, metric=metric)
-    board.upsert(row)
-    try:
-        data = prepare(recipe, registry, inputs)
-        (run_dir / "stats.json").write_text(json.dumps(data.stats.as_dict(), indent=2))
-        result = train_recipe(recipe, registry, data, select_by=metric)
-        files = save_outputs(recipe, data, result, run_dir)
-    except BaseException:
-        row.state = "failed"
-        row.seconds = time.perf_counter() - started
-        board.upsert(row)
-        raise
-    seconds = time.perf_counter() - started
-    complete_row(row, result, files["submission"], seconds, data.labels[data.val_idx])
-    board.upsert(row)
-    return RunResult(
-        run_dir=run_dir,
-        submission=files["submission"],
-        val_accuracy=result.val_accuracy,
-        val_loss=result.val_loss,
-        best_epoch=result.best_epoch,
-        seconds=seconds,
-        leaderboard_id=row_id,
-        stats=data.stats.as_dict(),
     )

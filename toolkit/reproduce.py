@@ -11,13 +11,12 @@ import pandas as pd
 
 from toolkit.errors import ToolkitError
 from toolkit.leaderboard.store import Leaderboard, Row
-from toolkit.pipeline import LoadedRecipe, RunResult, run
+from toolkit.pipeline import LoadedRecipe
 from toolkit.provenance import version_changes
 from toolkit.recipe import validate_recipe
 from toolkit.registry import load_plugins
-
-COMPARED_FILES = ("metrics.csv", "val_probs.npy", "test_probs.npy")
-"""A model's files whose contents must be the same when its row reproduces."""
+from toolkit.run_dir import MODEL_FILES, RunDir
+from toolkit.workflow import RunResult, run
 
 
 @dataclass
@@ -78,15 +77,15 @@ def reproduce(board: Leaderboard, row_id: str, output: Path | None = None) -> Re
     recipe = validate_recipe(raw, registry, source)
     result = run(LoadedRecipe(recipe, registry, Path(source), raw), metric=provenance["metric"])
     outcome = Reproduction(row, result, version_changes=version_changes(provenance["versions"]))
-    original = Path(provenance["dir"])
-    if all((original / name).is_file() for name in COMPARED_FILES):
-        for name in COMPARED_FILES:
+    original, again = RunDir(provenance["dir"]), RunDir(result.run_dir)
+    if original.has_model_files():
+        for name in MODEL_FILES:
             outcome.compared.append(name)
-            difference = _compare_file(original / name, result.run_dir / name)
+            difference = _compare_file(original.file(name), again.file(name))
             if difference:
                 outcome.differences.append(f"{name}: {difference}")
     else:  # the original files are gone: compare what the row kept
-        outcome.compared.append(f"row values (no files left in {original})")
+        outcome.compared.append(f"row values (no files left in {original.path})")
         new = board.get(result.leaderboard_id)
         for name in ("val_accuracy", "val_loss", "metric_value", "epochs"):
             old_value, new_value = getattr(row, name), getattr(new, name)

@@ -2,7 +2,7 @@
 
 Candidates are the study's complete trials, each with the validation
 probabilities it saved on the common validation set. Selection is
-:func:`toolkit.ensemble.select_ensemble` (Caruana et al., 2004) on the
+:func:`toolkit.ensemble.selection.select_ensemble` (Caruana et al., 2004) on the
 recipe's metric, ``ensemble.size`` rounds, optionally starting from the
 ``ensemble.init_best`` best trials. With ``ensemble.seeds: K`` (K >= 2) every
 chosen trial is represented by K models: itself and K - 1 copies retrained with
@@ -14,23 +14,23 @@ probabilities are the weighted average of its models'; they make the run's
 
 from __future__ import annotations
 
-import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from toolkit.ensemble import EnsembleResult, blend, select_ensemble
+from toolkit.ensemble.selection import EnsembleResult, blend, select_ensemble
+from toolkit.errors import SearchError
 from toolkit.leaderboard.store import Row
 from toolkit.metrics import accuracy, get_metric, log_loss
-from toolkit.pipeline import complete_row, save_outputs, train_recipe, trial_row
+from toolkit.model_run import ModelRun
 from toolkit.recipe import Ensemble
-from toolkit.search import SearchError, StudyRun
-from toolkit.submission import probability_frame, write_submission
+from toolkit.run_dir import RunDir
+from toolkit.study import StudyRun
 
 
 @dataclass
@@ -61,82 +61,58 @@ class EnsembleOutcome:
     submission: Path
     seconds: float
     selection: EnsembleResult | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _model(run: StudyRun, trial: int, seed_index: int, out: RunDir) -> Model:
+    """A model of the ensemble from the probabilities saved in ``out``."""
+    return Model(
+        id=run.trial_id(trial, seed_index),
+        trial=trial,
+        seed_index=seed_index,
+        dir=out.path,
+        val_probs=out.read_probabilities("val"),
+        test_probs=out.read_probabilities("test"),
+    )
 
 
 def load_trial_model(run: StudyRun, trial: FrozenTrial) -> Model:
     """The saved probabilities of a complete trial."""
     recorded = trial.user_attrs.get("dir")
-    folder = Path(recorded) if recorded else run.trial_dir(trial.number)
-    if not (folder / "test_probs.npy").is_file():
-        fallback = run.trial_dir(trial.number)
-        if (fallback / "test_probs.npy").is_file():
-            folder = fallback
-        else:
+    out = RunDir(recorded) if recorded else run.layout.trial(trial.number)
+    if not out.has_predictions():
+        fallback = run.layout.trial(trial.number)
+        if not fallback.has_predictions():
             raise SearchError(
-                f"trial {trial.number}: no probabilities in {folder}; workers on other machines "
-                "must write to a run directory this machine can read (--output)"
+                f"trial {trial.number}: no probabilities in {out.path}; workers on other "
+                "machines must write to a run directory this machine can read (--output)"
             )
-    return Model(
-        id=run.trial_id(trial.number),
-        trial=trial.number,
-        seed_index=0,
-        dir=folder,
-        val_probs=np.load(folder / "val_probs.npy"),
-        test_probs=np.load(folder / "test_probs.npy"),
-    )
+        out = fallback
+    return _model(run, trial.number, 0, out)
 
 
 def seed_copy(run: StudyRun, trial: FrozenTrial, index: int) -> Model:
     """Trial ``trial`` retrained with ``train.seed + index`` (reused when already saved)."""
-    folder = run.trial_dir(trial.number) / f"seed{index}"
-    row_id = run.trial_id(trial.number, index)
-    if (folder / "test_probs.npy").is_file() and (folder / "val_probs.npy").is_file():
-        return Model(
-            row_id,
-            trial.number,
-            index,
-            folder,
-            np.load(folder / "val_probs.npy"),
-            np.load(folder / "test_probs.npy"),
+    out = run.layout.trial(trial.number).seed_copy(index)
+    if not out.has_predictions():
+        values = dict(trial.params)
+        base = run.trial_recipe(values)
+        recipe = base.model_copy(
+            update={"train": base.train.model_copy(update={"seed": base.train.seed + index})}
         )
-    values = dict(trial.params)
-    base = run.trial_recipe(values)
-    recipe = base.model_copy(
-        update={"train": base.train.model_copy(update={"seed": base.train.seed + index})}
-    )
-    started = time.perf_counter()
-    row = trial_row(
-        row_id,
-        recipe,
-        run.registry,
-        run.run_dir,
-        folder,
-        metric=run.metric,
-        values=values,
-        trial_number=trial.number,
-    )
-    run.board.upsert(row)
-    try:
-        data = run.prepared(recipe)
-        result = train_recipe(
-            recipe,
-            run.registry,
-            data,
-            select_by=run.metric,
+        ModelRun(
+            row_id=run.trial_id(trial.number, index),
+            recipe=recipe,
+            registry=run.registry,
+            load_data=lambda: run.prepared(recipe),
+            out=out,
+            run_dir=run.run_dir,
+            board=run.board,
+            metric=run.metric,
+            values=values,
+            trial_number=trial.number,
             description=f"trial {trial.number} seed {recipe.train.seed}",
-        )
-        files = save_outputs(recipe, data, result, folder)
-    except BaseException:
-        row.state = "failed"
-        row.seconds = time.perf_counter() - started
-        run.board.upsert(row)
-        raise
-    assert result.test_probs is not None
-    seconds = time.perf_counter() - started
-    complete_row(row, result, files["submission"], seconds, data.labels[data.val_idx])
-    run.board.upsert(row)
-    return Model(row_id, trial.number, index, folder, result.val_probs, result.test_probs)
+        ).execute()
+    return _model(run, trial.number, index, out)
 
 
 def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutcome:
@@ -189,14 +165,10 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
 
     comp = data.competition
     run_dir = run.run_dir
-    submission = write_submission(comp, test, run_dir / "submission.csv")
+    submission = run.layout.write_submission(comp, test)
     val_ids = [comp.train_ids[i] for i in data.val_idx]
-    probability_frame(val_ids, val, comp.classes, labels).to_csv(
-        run_dir / "val_probs.csv", index=False
-    )
-    probability_frame(comp.test_ids, test, comp.classes).to_csv(
-        run_dir / "test_probs.csv", index=False
-    )
+    run.layout.write_probabilities("val", val_ids, val, comp.classes, labels, npy=False)
+    run.layout.write_probabilities("test", comp.test_ids, test, comp.classes, npy=False)
     members = [{"id": k, "weight": w} for k, w in weights.items()]
     row_id = _ensemble_id(run, members)
     outcome = EnsembleOutcome(
@@ -213,7 +185,7 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
         seconds=time.perf_counter() - started,
         selection=selection,
     )
-    (run_dir / "ensemble.json").write_text(json.dumps(_summary(run, spec, outcome), indent=2))
+    run.layout.write_ensemble(_summary(run, spec, outcome))
     rows = {r.id: r for r in run.board.rows(run_dir=run_dir)}
     backbones = sorted({str(rows[k].backbone) for k in weights if k in rows})
     run.board.upsert(

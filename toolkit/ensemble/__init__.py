@@ -1,0 +1,6 @@
+"""Ensembles: greedy selection over models' predictions (``selection``, pure functions),
+and its use on a study's trials, seed copies and submission (``study``)."""
+
+from toolkit.ensemble.selection import EnsembleResult, blend, select_ensemble
+
+__all__ = ["EnsembleResult", "blend", "select_ensemble"]

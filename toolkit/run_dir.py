@@ -1,0 +1,156 @@
+"""The layout of a run directory: its file names, and every writer and reader of them.
+
+A run directory holds one model (a plain run), or a study: its trials under
+``trials/tNNNN/`` (each a model folder, its seed copies under ``seedK/``), and
+the ensemble's files at the top. A model folder holds:
+
+============================  ==================================================
+``recipe.yaml``               the resolved recipe
+``stats.json``                what the cached stages computed and reused
+``metrics.csv``               one row per epoch (see the trainer)
+``best.pt``                   the best epoch's weights, backbone block, classes
+``val_probs.npy|csv``         validation probabilities (the csv with labels)
+``test_probs.npy|csv``        test probabilities
+``submission.csv``            the sample submission filled in
+============================  ==================================================
+
+and a run with an ensemble also ``ensemble.json`` (members, weights, picks,
+trajectory) and, by default, its Optuna storage ``study.db``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from toolkit.dataset import Competition
+from toolkit.recipe import Recipe, dump_recipe
+from toolkit.submission import probability_frame, write_submission
+
+RECIPE = "recipe.yaml"
+STATS = "stats.json"
+METRICS = "metrics.csv"
+WEIGHTS = "best.pt"
+SUBMISSION = "submission.csv"
+ENSEMBLE = "ensemble.json"
+STUDY = "study.db"
+SPLITS = ("val", "test")
+"""The predicted splits: ``val_probs.*`` and ``test_probs.*``."""
+
+MODEL_FILES = (METRICS, "val_probs.npy", "test_probs.npy")
+"""A model's files whose numbers say whether it reproduces."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run (or model) directory: where each of its files is, and how it is written and read."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    # ------------------------------------------------------------ places
+    def file(self, name: str) -> Path:
+        """The path of one of its files (one of this module's names)."""
+        return self.path / name
+
+    def probabilities_file(self, split: str, suffix: str = ".npy") -> Path:
+        """``val_probs.npy`` / ``test_probs.csv`` and the like."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; one of {', '.join(SPLITS)}")
+        return self.path / f"{split}_probs{suffix}"
+
+    def trial(self, number: int) -> RunDir:
+        """The folder of trial ``number`` of the run's study."""
+        return RunDir(self.path / "trials" / f"t{number:04d}")
+
+    def seed_copy(self, index: int) -> RunDir:
+        """The folder of this model retrained with ``train.seed + index``."""
+        return RunDir(self.path / f"seed{index}")
+
+    def study_storage(self) -> str:
+        """The default Optuna storage URL, ``sqlite:///RUN_DIR/study.db`` (absolute)."""
+        return f"sqlite:///{self.file(STUDY).resolve()}"
+
+    # ----------------------------------------------------------- writers
+    def create(self) -> RunDir:
+        """Make the folder (and its parents)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def write_recipe(self, recipe: Recipe) -> Path:
+        """``recipe.yaml``: the resolved recipe."""
+        return self._write_text(RECIPE, dump_recipe(recipe))
+
+    def write_stats(self, stats: dict[str, Any]) -> Path:
+        """``stats.json``: what the cached stages did."""
+        return self._write_text(STATS, json.dumps(stats, indent=2))
+
+    def write_history(self, history: Sequence[dict[str, float]]) -> Path:
+        """``metrics.csv``: one row per epoch."""
+        self.create()
+        pd.DataFrame(list(history)).to_csv(self.file(METRICS), index=False)
+        return self.file(METRICS)
+
+    def write_weights(self, state: dict[str, Any]) -> Path:
+        """``best.pt``: the best epoch's weights and what rebuilds their network."""
+        import torch
+
+        self.create()
+        torch.save(state, self.file(WEIGHTS))
+        return self.file(WEIGHTS)
+
+    def write_probabilities(
+        self,
+        split: str,
+        ids: Sequence[str],
+        probs: np.ndarray,
+        classes: Sequence[str],
+        labels: np.ndarray | None = None,
+        *,
+        npy: bool = True,
+    ) -> None:
+        """``<split>_probs.csv`` (ids, true labels if given, a column per class) and ``.npy``."""
+        self.create()
+        probability_frame(ids, probs, classes, labels).to_csv(
+            self.probabilities_file(split, ".csv"), index=False
+        )
+        if npy:
+            np.save(self.probabilities_file(split), probs)
+
+    def write_submission(self, competition: Competition, test_probs: np.ndarray) -> Path:
+        """``submission.csv``: the sample submission filled in from test probabilities."""
+        return write_submission(competition, test_probs, self.file(SUBMISSION))
+
+    def write_ensemble(self, summary: dict[str, Any]) -> Path:
+        """``ensemble.json``: the ensemble's members, weights, picks and trajectory."""
+        return self._write_text(ENSEMBLE, json.dumps(summary, indent=2))
+
+    def _write_text(self, name: str, text: str) -> Path:
+        self.create()
+        self.file(name).write_text(text)
+        return self.file(name)
+
+    # ----------------------------------------------------------- readers
+    def has_predictions(self) -> bool:
+        """Whether the validation and test probabilities are saved (a finished model)."""
+        return all(self.probabilities_file(split).is_file() for split in SPLITS)
+
+    def has_model_files(self) -> bool:
+        """Whether every file of :data:`MODEL_FILES` is there."""
+        return all(self.file(name).is_file() for name in MODEL_FILES)
+
+    def read_probabilities(self, split: str) -> np.ndarray:
+        """The saved ``[N, K]`` probabilities of ``split``."""
+        return np.load(self.probabilities_file(split))
+
+    def read_history(self) -> pd.DataFrame:
+        """``metrics.csv`` as a table."""
+        return pd.read_csv(self.file(METRICS))

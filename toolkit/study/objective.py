@@ -1,0 +1,107 @@
+"""One trial of a study: its values, its model run, its report to the pruner."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import TYPE_CHECKING
+
+import optuna
+
+from toolkit.metrics import get_metric
+from toolkit.model_run import ModelRun
+from toolkit.study.live import LiveView, StudyStatus
+from toolkit.study.space import suggest
+from toolkit.study.workers import TrialOutcome, worker_identity
+
+if TYPE_CHECKING:
+    from toolkit.study.run import StudyRun
+
+
+class Surplus(Exception):
+    """Raised inside a trial asked after the study already had its trials."""
+
+
+class TrialObjective:
+    """Optuna's objective for one trial of ``run``: train the trial's model, return its metric.
+
+    What happened is appended to ``holder`` (complete, pruned, failed or surplus),
+    whatever Optuna makes of the exception that ends a trial.
+    """
+
+    def __init__(
+        self, run: StudyRun, status: StudyStatus, view: LiveView, holder: list[TrialOutcome]
+    ) -> None:
+        self.run = run
+        self.status = status
+        self.view = view
+        self.holder = holder
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        """Run the trial; its value is the recipe's metric on validation."""
+        run, status = self.run, self.status
+        started = time.perf_counter()
+        outcome = TrialOutcome(trial.number, "failed")
+        self.holder.append(outcome)
+        trial.set_user_attr("worker", worker_identity())
+        if run.surplus(trial.number):
+            outcome.state = "surplus"
+            trial.set_user_attr("surplus", True)
+            raise Surplus(f"trial {trial.number}: the study already has its trials")
+        try:
+            values = suggest(trial, run.search.space, run.raw, run.registry)
+            recipe = run.trial_recipe(values)
+            out = run.layout.trial(trial.number)
+            if out.path.exists():
+                shutil.rmtree(out.path)  # left by an older study of the same run directory
+            trial.set_user_attr("dir", str(out.path.resolve()))
+            metric = get_metric(run.metric)
+            epochs = recipe.train.epochs
+
+            def on_epoch(epoch: int, record: dict[str, float]) -> None:
+                value = float(record[metric.history_key])
+                trial.report(value, epoch)
+                status.current = (
+                    f"trial {trial.number}: epoch {epoch}/{epochs}, {metric.name} {value:.4f}"
+                )
+                run.refresh(status)
+                self.view.refresh()
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+            status.current = f"trial {trial.number}: preparing and training"
+            model = ModelRun(
+                row_id=run.trial_id(trial.number),
+                recipe=recipe,
+                registry=run.registry,
+                load_data=lambda: run.prepared(recipe),
+                out=out,
+                run_dir=run.run_dir,
+                board=run.board,
+                metric=run.metric,
+                values=values,
+                trial_number=trial.number,
+                description=f"trial {trial.number}",
+                on_epoch=on_epoch,
+                stopped_by=(optuna.TrialPruned,),
+            ).execute()
+            result = model.result
+            for name, item in (
+                ("val_accuracy", result.val_accuracy),
+                ("val_loss", result.val_loss),
+                ("epochs", len(result.history)),
+                ("best_epoch", result.best_epoch),
+                ("seconds", model.seconds),
+            ):
+                trial.set_user_attr(name, item)
+            value = float(model.row.metric_value)  # type: ignore[arg-type]
+            outcome.state, outcome.value = "complete", value
+            return value
+        except optuna.TrialPruned:
+            outcome.state = "pruned"
+            raise
+        except BaseException as exc:
+            outcome.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise
+        finally:
+            outcome.seconds = time.perf_counter() - started

@@ -1,0 +1,52 @@
+"""The study's Optuna storage: any RDB URL, with heartbeats, created on first use."""
+
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from toolkit.errors import SearchError
+
+HEARTBEAT_INTERVAL = 30
+"""Seconds between a running trial's heartbeats in the storage."""
+
+GRACE_PERIOD = 120
+"""Seconds without a heartbeat after which another worker fails a running trial."""
+
+
+def open_storage(
+    url: str, on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None
+) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage with heartbeats; SQLite files and folders are created."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:"):
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    last: Exception | None = None
+    for attempt in range(4):  # workers starting together may race to create the tables
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=HEARTBEAT_INTERVAL,
+                    grace_period=GRACE_PERIOD,
+                    heartbeat_stale_trial_callback=on_stale,
+                    **kwargs,
+                )
+        except (ImportError, ModuleNotFoundError) as exc:
+            raise SearchError(f"storage {url}: missing database driver: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - sqlalchemy raises many kinds
+            last = exc
+            time.sleep(0.5 + random.random() * (attempt + 1))
+    message = str(last).splitlines()[0] if last else "unknown error"
+    raise SearchError(f"cannot open study storage {url}: {message}")

@@ -1,0 +1,110 @@
+"""What ``toolkit run`` and ``toolkit worker`` do: a plain run, or a study and its ensemble."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from toolkit.checks import check_inputs
+from toolkit.ensemble.study import EnsembleOutcome, build_ensemble
+from toolkit.errors import SearchError
+from toolkit.leaderboard.store import Leaderboard
+from toolkit.model_run import ModelRun
+from toolkit.pipeline import LoadedRecipe, PreparedData, prepare
+from toolkit.run_dir import RunDir
+from toolkit.study import StudyRun, WorkerReport
+
+
+@dataclass
+class RunResult:
+    """The outcome of a plain run (a recipe without a study)."""
+
+    run_dir: Path
+    submission: Path
+    val_accuracy: float
+    val_loss: float
+    best_epoch: int
+    seconds: float
+    leaderboard_id: str
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def run(loaded: LoadedRecipe, metric: str = "accuracy") -> RunResult:
+    """Run the recipe as one model end to end: features, training, submission, leaderboard row.
+
+    ``metric`` chooses the best epoch and is the row's metric.
+    """
+    recipe, registry = loaded.recipe, loaded.registry
+    inputs = check_inputs(recipe)
+    out = RunDir(recipe.run_dir).create()
+    board = Leaderboard(Path(recipe.output.leaderboard))
+    board.mark_stale_running(out.path)  # a row left "running" by a killed run of this folder
+
+    def load_data() -> PreparedData:
+        data = prepare(recipe, registry, inputs)
+        out.write_stats(data.stats.as_dict())
+        return data
+
+    row_id = f"{recipe.name}/r{datetime.now():%Y%m%d-%H%M%S}-{time.time_ns() % 1000:03d}"
+    model = ModelRun(
+        row_id=row_id,
+        recipe=recipe,
+        registry=registry,
+        load_data=load_data,
+        out=out,
+        run_dir=out.path,
+        board=board,
+        metric=metric,
+    ).execute()
+    return RunResult(
+        run_dir=out.path,
+        submission=model.submission,
+        val_accuracy=model.result.val_accuracy,
+        val_loss=model.result.val_loss,
+        best_epoch=model.result.best_epoch,
+        seconds=model.seconds,
+        leaderboard_id=row_id,
+        stats=model.data.stats.as_dict(),
+    )
+
+
+@dataclass
+class StudyResult:
+    """The outcome of ``toolkit run`` on a recipe with a study: its trials and its ensemble."""
+
+    run_dir: Path
+    storage: str
+    study_name: str
+    worker: WorkerReport
+    ensemble: EnsembleOutcome
+    seconds: float
+
+    @property
+    def submission(self) -> Path:
+        """The run's submission: the ensemble's."""
+        return Path(self.ensemble.submission)
+
+
+def run_study(loaded: LoadedRecipe, storage: str | None = None) -> StudyResult:
+    """Run (or continue, or join) the recipe's study to ``n_trials``, then build its ensemble."""
+    started = time.perf_counter()
+    study = StudyRun(loaded, storage)
+    report = study.optimize(wait_for_others=True)
+    outcome = build_ensemble(study)
+    return StudyResult(
+        run_dir=study.run_dir,
+        storage=study.storage_url,
+        study_name=study.study_name,
+        worker=report,
+        ensemble=outcome,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def run_worker(loaded: LoadedRecipe, storage: str | None = None) -> WorkerReport:
+    """Join the recipe's study as one more worker: run trials until none is left to start."""
+    if loaded.recipe.search is None:
+        raise SearchError(f"{loaded.path}: a worker needs a recipe with a search: section")
+    return StudyRun(loaded, storage).optimize(wait_for_others=False)
