@@ -4,18 +4,53 @@ from __future__ import annotations
 
 import shutil
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
 import optuna
 
+from toolkit.leaderboard.store import Leaderboard
 from toolkit.metrics import get_metric
 from toolkit.model_run import ModelRun
+from toolkit.pipeline import PreparedData
+from toolkit.recipe import Recipe, Search
+from toolkit.registry import Registry
+from toolkit.run_dir import RunDir
 from toolkit.study.live import LiveView, StudyStatus
 from toolkit.study.space import suggest
 from toolkit.study.workers import TrialOutcome, worker_identity
 
-if TYPE_CHECKING:
-    from toolkit.study.run import StudyRun
+
+class TrialHost(Protocol):
+    """What a trial needs of its study (:class:`toolkit.study.run.StudyRun` provides it)."""
+
+    search: Search
+    raw: dict[str, Any]
+    registry: Registry
+    metric: str
+    layout: RunDir
+    run_dir: Path
+    board: Leaderboard
+
+    def surplus(self, number: int) -> bool:
+        """Whether the study already has its trials without trial ``number``."""
+        ...
+
+    def trial_recipe(self, values: dict[str, Any]) -> Recipe:
+        """The validated recipe of a trial's values."""
+        ...
+
+    def trial_id(self, number: int, seed_index: int = 0) -> str:
+        """The leaderboard id of a trial."""
+        ...
+
+    def prepared(self, recipe: Recipe) -> PreparedData:
+        """The recipe's features and split."""
+        ...
+
+    def refresh(self, status: StudyStatus) -> dict[str, int]:
+        """Update the live status from the storage."""
+        ...
 
 
 class Surplus(Exception):
@@ -30,7 +65,7 @@ class TrialObjective:
     """
 
     def __init__(
-        self, run: StudyRun, status: StudyStatus, view: LiveView, holder: list[TrialOutcome]
+        self, run: TrialHost, status: StudyStatus, view: LiveView, holder: list[TrialOutcome]
     ) -> None:
         self.run = run
         self.status = status
