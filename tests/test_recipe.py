@@ -9,7 +9,7 @@ import yaml
 
 from toolkit.errors import RecipeError
 from toolkit.pipeline import load_recipe
-from toolkit.recipe import apply_override, dump_recipe, parse_override
+from toolkit.recipe import dump_recipe, get_path, parse_override, set_path
 
 BASE = """
 name: t
@@ -121,9 +121,12 @@ def test_override_helpers() -> None:
     keys, value = parse_override("a.b=[1, 2]")
     assert keys == ["a", "b"] and value == [1, 2]
     raw: dict = {"a": [{"x": 1}]}
-    apply_override(raw, ["a", "0", "x"], 5)
-    apply_override(raw, ["new", "deep"], True)
+    set_path(raw, ["a", "0", "x"], 5)
+    set_path(raw, ["new", "deep"], True)
     assert raw == {"a": [{"x": 5}], "new": {"deep": True}}
+    assert get_path(raw, ["a", "0", "x"]) == 5
+    assert get_path(raw, ["a", "1", "x"], "missing") == "missing"
+    assert get_path(raw, ["new", "deep", "er"]) is None
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "demo-search.yaml", "final.yaml"])

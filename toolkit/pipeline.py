@@ -16,10 +16,10 @@ from toolkit.kinds import BatchAugmenter, DatasetAugmenter
 from toolkit.preprocess import Preprocessor, StageStats
 from toolkit.recipe import (
     Recipe,
-    apply_override,
     parse_override,
     plugin_files,
     read_recipe_file,
+    set_path,
     validate_recipe,
 )
 from toolkit.registry import Registry, load_plugins
@@ -44,9 +44,9 @@ def load_recipe(
     raw = read_recipe_file(path)
     for text in overrides:
         keys, value = parse_override(text)
-        apply_override(raw, keys, value)
+        set_path(raw, keys, value)
     if output is not None:
-        apply_override(raw, ["output", "dir"], str(output))
+        set_path(raw, ["output", "dir"], str(output))
     files = plugin_files(raw, path)
     if files:  # stored as found, so the resolved recipe loads them from any folder
         raw["plugins"] = [str(f.resolve()) for f in files]

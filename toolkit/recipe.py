@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -321,8 +322,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), parsed
 
 
-def apply_override(
-    raw: dict[str, Any], path: list[str] | tuple[str, ...], value: Any, label: str | None = None
+def set_path(
+    raw: dict[str, Any], path: Sequence[str], value: Any, label: str | None = None
 ) -> None:
     """Set ``value`` at a dotted key path, creating mappings on the way; list items by index.
 
@@ -353,27 +354,26 @@ def apply_override(
             raise RecipeError(f"{label}: {where} is not a mapping in the recipe")
 
 
-def _get(raw: dict[str, Any], path: tuple[str, ...]) -> Any:
+def get_path(raw: Mapping[str, Any], path: Sequence[str], default: Any = None) -> Any:
+    """The value at a dotted key path (list items by index), or ``default`` where it is missing."""
     node: Any = raw
     for part in path:
-        node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, list) and str(part).isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
+            return default
     return node
-
-
-def _set(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    node = raw
-    for part in path[:-1]:
-        node = node[part]
-    node[path[-1]] = value
 
 
 def resolve_plugin_blocks(raw: dict[str, Any], registry: Registry) -> dict[str, Any]:
     """Validate every plugin block against its plugin and fill in parameter defaults."""
     resolved = copy.deepcopy(raw)
     for kind, path in PLUGIN_BLOCKS:
-        spec = _get(resolved, path)
+        spec = get_path(resolved, path)
         if spec is not None:
-            _set(resolved, path, _resolve_spec(registry, kind, spec, ".".join(path)))
+            set_path(resolved, path, _resolve_spec(registry, kind, spec, ".".join(path)))
     augmenters = resolved.get("augmenters") or []
     resolved["augmenters"] = [
         _resolve_spec(registry, "augmenters", spec, f"augmenters[{i}]")

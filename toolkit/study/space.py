@@ -30,7 +30,8 @@ from toolkit.recipe import (
     Model,
     Range,
     Recipe,
-    apply_override,
+    get_path,
+    set_path,
     validate_recipe,
 )
 from toolkit.registry import Registry
@@ -168,13 +169,13 @@ def apply_values(
             old = _block(out, skey.block)
             accepted = _accepted(registry, skey.kind, name, skey.key)
             kept = {k: v for k, v in old.items() if k != "name" and k in accepted}
-            _set_path(out, skey.block, {"name": name, **kept}, skey.key)
+            set_path(out, skey.block, {"name": name, **kept}, f"search.space: {skey.key}")
     for skey in parsed:
         if skey.is_choice or not _applies(out, skey, registry):
             continue
         if skey.block is not None:
-            _set_path(out, skey.block, _block(out, skey.block), skey.key)
-        _set_path(out, skey.path, values[skey.key], skey.key)
+            set_path(out, skey.block, _block(out, skey.block), f"search.space: {skey.key}")
+        set_path(out, skey.path, values[skey.key], f"search.space: {skey.key}")
     return out
 
 
@@ -197,14 +198,7 @@ def _accepted(registry: Registry, kind: str, name: Any, key: str) -> set[str]:
 
 def _block(raw: Mapping[str, Any], block: tuple[str, ...]) -> dict[str, Any]:
     """The plugin block at ``block`` as a mapping (a bare name becomes ``{name: ...}``)."""
-    node: Any = raw
-    for part in block:
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, Mapping):
-            node = node.get(part)
-        else:
-            node = None
+    node = get_path(raw, block)
     if node is None:
         if block in _DEFAULT_PLUGINS:
             return {"name": _DEFAULT_PLUGINS[block]}
@@ -220,11 +214,6 @@ def _block(raw: Mapping[str, Any], block: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(node, Mapping):
         raise RecipeError(f"search.space: {'.'.join(block)}: expected a plugin block mapping")
     return dict(node)
-
-
-def _set_path(raw: dict[str, Any], path: tuple[str, ...], value: Any, key: str) -> None:
-    """Set ``value`` at ``path``, creating mappings; list items by existing index."""
-    apply_override(raw, path, value, label=f"search.space: {key}")
 
 
 def validate_space(
@@ -307,16 +296,8 @@ def recipe_values(recipe: Recipe, space: Mapping[str, Distribution]) -> dict[str
     resolved = recipe.model_dump(mode="json")
     values: dict[str, Any] = {}
     for skey, dist in parse_space(space):
-        node: Any = resolved
         path = skey.block if skey.is_choice and skey.block is not None else skey.path
-        for part in path:
-            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            elif isinstance(node, dict) and part in node:
-                node = node[part]
-            else:
-                node = _MISSING
-                break
+        node = get_path(resolved, path, _MISSING)
         if skey.is_choice and isinstance(node, dict):
             node = node.get("name", _MISSING)
         if node is not _MISSING and _drawable(dist, node):
