@@ -11,7 +11,6 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -188,7 +187,3 @@ class Preprocessor:
                     self.clip_features.put(keys[i], feat.astype(np.float16))
                 self.stats.features_computed += len(batch)
                 adv(len(batch))
-
-    def describe(self) -> dict[str, Any]:
-        """Settings keys of the stages, for the run's record."""
-        return {"stem_settings": self.stem_settings, "feature_settings": self.feature_settings}

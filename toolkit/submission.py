@@ -48,10 +48,3 @@ def probability_frame(
     for k, name in enumerate(classes):
         frame[f"p_{name}"] = probs[:, k]
     return frame
-
-
-def read_probabilities(path: Path) -> tuple[list[str], np.ndarray]:
-    """Ids and probabilities ``[N, K]`` from a table written by :func:`probability_frame`."""
-    frame = pd.read_csv(path, dtype={"id": str})
-    columns = [c for c in frame.columns if c.startswith("p_")]
-    return list(frame["id"]), frame[columns].to_numpy(dtype=np.float64)

@@ -8,7 +8,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -120,7 +120,6 @@ class TrainResult:
     val_accuracy: float
     val_loss: float
     seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _better(record: dict[str, float], best: dict[str, float] | None, metric: Metric) -> bool:
