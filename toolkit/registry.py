@@ -13,6 +13,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import json
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -62,10 +63,22 @@ class Entry:
 
 @dataclass
 class Registry:
-    """Every registered plugin, by kind and name."""
+    """Every registered plugin, by kind and name.
+
+    A plugin block is validated once, here: :meth:`validate` remembers the
+    parameters model of each block it has checked, under the block as given and
+    under its resolved form (what :meth:`resolve` returns and the recipe keeps).
+    :meth:`create` builds from that model, so a block the recipe validated is not
+    checked again when it is built; only a block never seen is validated, once.
+    Blocks are remembered by their canonical JSON, and only when that JSON says
+    exactly what the block holds (no tuples, paths or non-string keys).
+    """
 
     entries: dict[str, dict[str, Entry]] = field(
         default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+    _validated: dict[str, pydantic.BaseModel] = field(
+        default_factory=dict, init=False, repr=False, compare=False
     )
 
     def list_names(self, kind: str, pattern: str = "*") -> list[str]:
@@ -90,19 +103,37 @@ class Registry:
         return entries[name]
 
     def validate(self, kind: str, spec: dict[str, Any], key: str) -> pydantic.BaseModel:
-        """Check a recipe block ``{name: ..., **params}`` against its plugin's parameters."""
-        spec = dict(spec)
-        name = spec.pop("name", None)
+        """The parameters of a recipe block ``{name: ..., **params}``, checked by its plugin.
+
+        A bad block raises a :class:`RecipeError` naming ``key``. The model returned
+        is shared by every later use of the same block: do not modify it.
+        """
+        memo_key = _memo_key(kind, spec)
+        if memo_key is not None and memo_key in self._validated:
+            return self._validated[memo_key]
+        params = dict(spec)
+        name = params.pop("name", None)
         if name is None:
             raise RecipeError(f"{key}: missing 'name' (one of {', '.join(self.list_names(kind))})")
         entry = self.get_info(kind, name, key)
         try:
-            return entry.params.model_validate(spec)
+            model = entry.params.model_validate(params)
         except pydantic.ValidationError as exc:
             raise RecipeError(format_validation_error(exc, key, entry.params)) from None
+        for memo in (memo_key, _memo_key(kind, _resolved(name, model))):
+            if memo is not None:
+                self._validated[memo] = model
+        return model
+
+    def resolve(self, kind: str, spec: dict[str, Any], key: str) -> dict[str, Any]:
+        """The block as the resolved recipe keeps it: its name and every parameter, as JSON."""
+        return _resolved(spec.get("name"), self.validate(kind, spec, key))
 
     def create(self, kind: str, spec: dict[str, Any], key: str = "", **context: Any) -> Any:
-        """Build the plugin a recipe block names, with its validated parameters."""
+        """Build the plugin a recipe block names, from its validated parameters.
+
+        ``context`` holds the arguments the engine supplies (e.g. ``num_classes``).
+        """
         params = self.validate(kind, spec, key)
         entry = self.get_info(kind, spec["name"], key)
         return entry.factory(**context, **params.model_dump())
@@ -111,6 +142,20 @@ class Registry:
         if kind not in self.entries:
             raise ValueError(f"unknown plugin kind {kind!r}; kinds: {', '.join(KINDS)}")
         return self.entries[kind]
+
+
+def _resolved(name: Any, params: pydantic.BaseModel) -> dict[str, Any]:
+    """A block's name and validated parameters, as JSON values."""
+    return {"name": name, **params.model_dump(mode="json")}
+
+
+def _memo_key(kind: str, spec: Any) -> str | None:
+    """``kind`` and the canonical JSON of ``spec``; ``None`` when JSON cannot say it exactly."""
+    try:
+        text = json.dumps(spec, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return f"{kind}:{text}" if json.loads(text) == spec else None
 
 
 def singular(kind: str) -> str:
