@@ -210,3 +210,33 @@ def test_plugin_blocks_are_validated_once_and_built_from_the_validated_values(
     loaded.registry.create("augmenters", {"name": "counted", "copies": {"2": 1}})
     assert plugin.VALIDATED == [{0: 2}, {1: 3}, {2: 1}]
     assert plugin.BUILT[2:] == [{"copies": {2: 1}}, {"copies": {2: 1}}]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "n_mels: 32",
+            "n_mels: 32, win_length: 2048",
+            "features: win_length 2048 exceeds n_fft 1024",
+        ),
+        ("n_mels: 32", "n_mels: 32, f_min: 500, f_max: 400", "features: f_max 400.0 must exceed"),
+        (
+            "width: 8",
+            "width: 8, dropout: 1.5",
+            "model.backbone.dropout: Input should be less than 1",
+        ),
+        (
+            "width: 8",
+            "width: 0",
+            "model.backbone.width: Input should be greater than or equal to 1",
+        ),
+        ("{name: resnet18, width: 8}", "{name: timm, model: resnet_18}", "model.backbone.model"),
+    ],
+)
+def test_bad_plugin_parameter_fails_at_recipe_validation(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    message = error_of(write(tmp_path, BASE.replace(old, new)))
+    assert expected in message
+    assert "Value error" not in message

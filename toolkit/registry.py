@@ -179,8 +179,12 @@ def format_validation_error(
             valid = ", ".join(owner.model_fields) or "none"
             hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {valid}"
             lines.append(f"{path}: unknown key; {hint}")
+        elif err["type"] == "value_error" and not err["loc"]:
+            # A check across parameters: its message names the values itself.
+            lines.append(f"{path}: {err['msg'].removeprefix('Value error, ')}")
         else:
-            lines.append(f"{path}: {err['msg']} (got {err.get('input')!r})")
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{path}: {message} (got {err.get('input')!r})")
     return "; ".join(lines)
 
 
