@@ -70,7 +70,8 @@ class SpleeterSeparator(Separator):
     version = IMPLEMENTATION
 
     def __init__(self, **params: Any) -> None:
-        self.params = SpleeterParams.model_validate(params)
+        """Keep ``params`` (validated by the registry) and check the backend is available."""
+        self.params = SpleeterParams.model_construct(**params)
         p = self.params
         parts = [IMPLEMENTATION, p.model, p.stem, p.backend]
         if p.backend == "torch":
