@@ -7,7 +7,9 @@ in a recipe. Every name is recorded with the source that registered it.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import enum
 import hashlib
 import importlib
 import importlib.metadata
@@ -50,7 +52,15 @@ TRACE_PLUGINS_ENV = "TOOLKIT_TRACE_PLUGINS"
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered plugin: what it is called, how it is built, where it came from."""
+    """One registered plugin: what it is called, how it is built, where it came from.
+
+    ``version`` is the version of the source that registered it (a distribution's
+    version, a plugin file's digest, ``builtin``). The stage fields are what the
+    engine needs to know before building a plugin, as given to ``register``:
+    ``input_sample_rate`` (``None``: the data's rate) and ``input_channels`` of a
+    separator, and the ``output_version`` of a separator or feature extractor,
+    which enters the cache keys of their output.
+    """
 
     kind: str
     name: str
@@ -59,6 +69,9 @@ class Entry:
     description: str
     source: str
     version: str
+    input_sample_rate: int | None = None
+    input_channels: int = 1
+    output_version: str = "1"
 
 
 @dataclass
@@ -227,6 +240,21 @@ def params_from_signature(factory: Callable[..., Any], context: Iterable[str]) -
 ENGINE_CONTEXT = {"backbones": ("num_classes", "in_channels")}
 """Factory arguments the engine supplies, never the recipe."""
 
+STAGE_FIELDS = {
+    "separators": ("input_sample_rate", "input_channels", "version"),
+    "feature_extractors": ("version",),
+}
+"""``register`` keywords each kind may pass: what the engine needs to know of the plugin."""
+
+
+class _Unset(enum.Enum):
+    """The default of a ``register`` keyword, told apart from every value a plugin may give."""
+
+    UNSET = "unset"
+
+
+UNSET = _Unset.UNSET
+
 
 def load_plugins(
     plugin_files: Iterable[Path] = (),
@@ -355,7 +383,7 @@ def _collect(pm: pluggy.PluginManager, sources: dict[int, tuple[str, str]]) -> R
 
 
 def _make_register(
-    registry: Registry, kind: str, source: str, version: str, trace: Callable[..., None]
+    registry: Registry, kind: str, source: str, source_version: str, trace: Callable[..., None]
 ) -> tuple[Callable[..., None], Callable[[], None]]:
     """The ``register`` function one plugin's hook is given, and what closes it afterwards."""
     open_ = [True]
@@ -366,8 +394,11 @@ def _make_register(
         *,
         params: type[pydantic.BaseModel] | None = None,
         description: str = "",
+        input_sample_rate: int | None | _Unset = UNSET,
+        input_channels: int | _Unset = UNSET,
+        version: str | _Unset = UNSET,
     ) -> None:
-        """Record ``factory`` under ``name`` for this kind."""
+        """Record ``factory`` under ``name`` for this kind (see :mod:`toolkit.hookspecs`)."""
         if not open_[0]:
             raise PluginLoadError(
                 f"plugin {source}: register() was called outside a register_* hook"
@@ -382,9 +413,22 @@ def _make_register(
                 f"{singular(kind)} {name!r} is registered twice: by {existing.source} "
                 f"and by {source}; rename one, or remove one of the plugins"
             )
+        given = {
+            "input_sample_rate": input_sample_rate,
+            "input_channels": input_channels,
+            "version": version,
+        }
+        stage = _stage_fields(kind, name, factory, source, given)
         model = params or params_from_signature(factory, ENGINE_CONTEXT.get(kind, ()))
         registry.entries[kind][name] = Entry(
-            kind, name, factory, model, description or _doc_line(factory), source, version
+            kind,
+            name,
+            factory,
+            model,
+            description or _doc_line(factory),
+            source,
+            source_version,
+            **stage,
         )
         trace(f"{singular(kind)} {name!r} from {source}")
 
@@ -392,6 +436,57 @@ def _make_register(
         open_[0] = False
 
     return register, close
+
+
+def _stage_fields(
+    kind: str, name: str, factory: Callable[..., Any], source: str, given: dict[str, Any]
+) -> dict[str, Any]:
+    """The :class:`Entry` fields a registration's stage keywords set; misuse is a PluginLoadError.
+
+    A factory still carrying one of its kind's stage fields as an attribute that
+    disagrees with the registration is refused: the engine no longer reads the
+    attribute, and going on with another value would silently change what the
+    plugin is fed or which cached output it reuses.
+    """
+    allowed = STAGE_FIELDS.get(kind, ())
+    where = f"plugin {source}: {singular(kind)} {name!r}"
+    wrong = [key for key, value in given.items() if value is not UNSET and key not in allowed]
+    if wrong:
+        takers = "; ".join(f"{k}: {', '.join(v)}" for k, v in STAGE_FIELDS.items())
+        raise PluginLoadError(
+            f"{where}: register() takes no {', '.join(wrong)} for {kind} (only {takers})"
+        )
+    defaults = {f.name: f.default for f in dataclasses.fields(Entry)}
+    declared = {_entry_field(k): v for k, v in given.items() if v is not UNSET}
+    for keyword in allowed:
+        value = declared.get(_entry_field(keyword), defaults[_entry_field(keyword)])
+        accepts, expected = _STAGE_CHECKS[keyword]
+        if not accepts(value):
+            raise PluginLoadError(f"{where}: {keyword} must be {expected}, got {value!r}")
+        attribute = getattr(factory, keyword, value)
+        if attribute != value:
+            raise PluginLoadError(
+                f"{where}: its factory sets {keyword} = {attribute!r}, but the engine reads "
+                f"{keyword} from the registration ({value!r}); pass "
+                f"register({name!r}, ..., {keyword}={attribute!r})"
+            )
+    return declared
+
+
+def _entry_field(keyword: str) -> str:
+    """The :class:`Entry` field a stage keyword of ``register`` sets."""
+    return "output_version" if keyword == "version" else keyword
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_STAGE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "input_sample_rate": (lambda v: v is None or (_is_int(v) and v >= 1), "a positive int or None"),
+    "input_channels": (lambda v: _is_int(v) and v >= 1, "a positive int"),
+    "version": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+}
 
 
 def _doc_line(obj: Any) -> str:

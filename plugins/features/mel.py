@@ -69,8 +69,6 @@ class MelFeatures(FeatureExtractor):
     applied per clip, so a clip's features never depend on its batch.
     """
 
-    version = "1"
-
     def __init__(self, **settings: Any) -> None:
         """Keep ``settings``, the fields of :class:`MelParams` the registry validated."""
         import torchaudio  # noqa: PLC0415 - heavy: imported when the extractor is built
@@ -144,5 +142,6 @@ def register_feature_extractors(register):  # type: ignore[no-untyped-def]
         "mel",
         MelFeatures,
         params=MelParams,
+        version="1",
         description="torchaudio mel spectrogram in dB (amplitude to dB), one channel",
     )
