@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from toolkit.errors import PluginLoadError
 from toolkit.registry import load_plugins
+from toolkit.scaffold import new_plugin
 
 HEADER = "from toolkit import hookimpl\n\ndef make(size: int = 1): ...\n\n"
 
@@ -127,3 +129,84 @@ def test_a_failing_hook_names_its_plugin(tmp_path: Path) -> None:
     with pytest.raises(PluginLoadError) as caught:
         load_plugins([plugin])
     assert str(caught.value) == (f"plugin {plugin}: register_backbones failed: ValueError: no luck")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "@hookimpl\ndef register_backbones(register):\n"
+            "    register('net', make, input_channels=2)\n",
+            "backbone 'net': register() takes no input_channels for backbones",
+        ),
+        (
+            "@hookimpl\ndef register_augmenters(register):\n"
+            "    register('aug', make, version='2')\n",
+            "augmenter 'aug': register() takes no version for augmenters",
+        ),
+        (
+            "@hookimpl\ndef register_feature_extractors(register):\n"
+            "    register('feat', make, input_sample_rate=8000)\n",
+            "feature_extractor 'feat': register() takes no input_sample_rate for "
+            "feature_extractors (only separators: input_sample_rate, input_channels, version; "
+            "feature_extractors: version)",
+        ),
+        (
+            "@hookimpl\ndef register_separators(register):\n"
+            "    register('sep', make, input_channels=0)\n",
+            "separator 'sep': input_channels must be a positive int, got 0",
+        ),
+        (
+            "@hookimpl\ndef register_feature_extractors(register):\n"
+            "    register('feat', make, version=2)\n",
+            "feature_extractor 'feat': version must be a non-empty string, got 2",
+        ),
+        (
+            "class Stereo:\n    input_sample_rate = 44100\n\n"
+            "@hookimpl\ndef register_separators(register):\n    register('sep', Stereo)\n",
+            "separator 'sep': its factory sets input_sample_rate = 44100, but the engine reads "
+            "input_sample_rate from the registration (None); pass "
+            "register('sep', ..., input_sample_rate=44100)",
+        ),
+    ],
+)
+def test_misused_stage_keywords_are_load_errors(tmp_path: Path, body: str, expected: str) -> None:
+    plugin = write_plugin(tmp_path / "stage.py", body)
+    with pytest.raises(PluginLoadError) as caught:
+        load_plugins([plugin])
+    assert str(caught.value).startswith(f"plugin {plugin}: {expected}")
+
+
+def test_stage_keywords_are_recorded_on_the_entry(tmp_path: Path) -> None:
+    plugin = write_plugin(
+        tmp_path / "stages.py",
+        "class Stereo:\n    input_channels = 2\n\n"
+        "@hookimpl\ndef register_separators(register):\n"
+        "    register('stereo', Stereo, input_sample_rate=32000, input_channels=2, version='b')\n"
+        "    register('plain', make)\n"
+        "@hookimpl\ndef register_feature_extractors(register):\n"
+        "    register('feat', make, version='7')\n",
+    )
+    registry = load_plugins([plugin])
+    stereo = registry.get_info("separators", "stereo")
+    assert (stereo.input_sample_rate, stereo.input_channels, stereo.output_version) == (
+        32000,
+        2,
+        "b",
+    )
+    plain = registry.get_info("separators", "plain")
+    assert (plain.input_sample_rate, plain.input_channels, plain.output_version) == (None, 1, "1")
+    assert registry.get_info("feature_extractors", "feat").output_version == "7"
+    spleeter = registry.get_info("separators", "spleeter")
+    assert (spleeter.input_sample_rate, spleeter.input_channels) == (44100, 2)
+
+
+def test_scaffolded_separator_and_feature_declare_their_stage_fields(tmp_path: Path) -> None:
+    files = [new_plugin("separator", "mid", tmp_path), new_plugin("feature", "spec", tmp_path)]
+    registry = load_plugins(files)
+    mid = registry.get_info("separators", "mid")
+    assert (mid.input_sample_rate, mid.input_channels, mid.output_version) == (None, 2, "1")
+    assert registry.get_info("feature_extractors", "spec").output_version == "1"
+    stereo = np.stack([np.linspace(-1, 1, 800, dtype=np.float32), np.zeros(800, np.float32)])
+    stem = registry.create("separators", {"name": "mid"}, "separator").separate(stereo[None])
+    np.testing.assert_allclose(stem, stereo.mean(axis=0, keepdims=True)[None])

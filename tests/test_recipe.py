@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from toolkit.errors import RecipeError
-from toolkit.pipeline import load_recipe
+from toolkit.pipeline import build_augmenters, load_recipe
 from toolkit.recipe import dump_recipe, get_path, parse_override, set_path
 
 BASE = """
@@ -148,3 +149,97 @@ def test_final_recipe_has_the_reports_settings() -> None:
     assert (opt.name, opt.lr, opt.momentum, opt.weight_decay) == ("sgd", 1e-3, 0.9, 0.0)
     assert recipe.train.epochs == 24
     assert (sched.name, sched.milestones, sched.gamma) == ("multistep", [6, 12, 18], 0.1)
+
+
+COUNTED_PLUGIN = '''
+import numpy as np
+import pydantic
+
+from toolkit import DatasetAugmenter, hookimpl
+
+VALIDATED = []
+"""The copies of every block the params model validated, in order."""
+BUILT = []
+"""The keyword arguments of every call of the factory, in order."""
+
+
+class CountedParams(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    copies: dict[int, int]
+
+    @pydantic.model_validator(mode="after")
+    def _count(self):
+        VALIDATED.append(dict(self.copies))
+        return self
+
+
+class Counted(DatasetAugmenter):
+    def __init__(self, **values):
+        BUILT.append(values)
+
+    def expand(self, features, labels, rng):
+        return features[:0], np.asarray(labels)[:0]
+
+
+@hookimpl
+def register_augmenters(register):
+    register("counted", Counted, params=CountedParams)
+'''
+
+
+def test_plugin_blocks_are_validated_once_and_built_from_the_validated_values(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "counted.py").write_text(COUNTED_PLUGIN)
+    text = BASE.replace(
+        "augmenters:\n",
+        "plugins: [counted.py]\naugmenters:\n"
+        "  - {name: counted, copies: {0: 2}}\n"
+        "  - {name: counted, copies: {1: 3}}\n",
+    )
+    loaded = load_recipe(write(tmp_path, text))
+    entry = loaded.registry.get_info("augmenters", "counted")
+    plugin = sys.modules[entry.factory.__module__]
+    assert plugin.VALIDATED == [{0: 2}, {1: 3}]
+    # The resolved recipe holds JSON (string keys); the factory gets the validated ints.
+    assert loaded.recipe.augmenters[0] == {"name": "counted", "copies": {"0": 2}}
+    dataset_augmenters, _ = build_augmenters(loaded.recipe, loaded.registry)
+    assert len(dataset_augmenters) == 3
+    assert plugin.BUILT == [{"copies": {0: 2}}, {"copies": {1: 3}}]
+    assert plugin.VALIDATED == [{0: 2}, {1: 3}], "building validated nothing again"
+    # A block that recipe validation never saw is validated once, then built.
+    loaded.registry.create("augmenters", {"name": "counted", "copies": {"2": 1}})
+    loaded.registry.create("augmenters", {"name": "counted", "copies": {"2": 1}})
+    assert plugin.VALIDATED == [{0: 2}, {1: 3}, {2: 1}]
+    assert plugin.BUILT[2:] == [{"copies": {2: 1}}, {"copies": {2: 1}}]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "n_mels: 32",
+            "n_mels: 32, win_length: 2048",
+            "features: win_length 2048 exceeds n_fft 1024",
+        ),
+        ("n_mels: 32", "n_mels: 32, f_min: 500, f_max: 400", "features: f_max 400.0 must exceed"),
+        (
+            "width: 8",
+            "width: 8, dropout: 1.5",
+            "model.backbone.dropout: Input should be less than 1",
+        ),
+        (
+            "width: 8",
+            "width: 0",
+            "model.backbone.width: Input should be greater than or equal to 1",
+        ),
+        ("{name: resnet18, width: 8}", "{name: timm, model: resnet_18}", "model.backbone.model"),
+    ],
+)
+def test_bad_plugin_parameter_fails_at_recipe_validation(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    message = error_of(write(tmp_path, BASE.replace(old, new)))
+    assert expected in message
+    assert "Value error" not in message

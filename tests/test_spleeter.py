@@ -242,7 +242,7 @@ def test_plugin_separates_batches_and_mono() -> None:
     """The registered plugin: 44.1 kHz stereo in, the vocals stem out, any batch size."""
     registry = load_plugins()
     entry = registry.get_info("separators", "spleeter")
-    assert entry.factory.input_sample_rate == 44100 and entry.factory.input_channels == 2
+    assert entry.input_sample_rate == 44100 and entry.input_channels == 2
     sep = registry.create("separators", {"name": "spleeter", "progress": False}, "separator")
     clips = np.stack(vocal_clips([2.0, 2.0], seed=3))
     out = sep.separate(clips)

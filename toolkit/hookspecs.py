@@ -3,6 +3,13 @@
 Each hook receives ``register(name, factory, *, params=None, description="")``
 and calls it once per thing it contributes. Registration only records a
 callable: nothing heavy is built until the engine calls ``create``.
+
+The recipe's parameters of a plugin are validated once, against ``params``
+(a pydantic model; derived from the factory's signature when omitted), when
+the recipe is loaded; the factory is called with the validated values and
+need not check them again. Separators and feature extractors also declare, as
+further keywords of ``register``, what the engine needs to know before building
+them (see their hooks); other kinds passing those keywords fail to load.
 """
 
 from __future__ import annotations
@@ -21,21 +28,32 @@ def register_separators(register):  # type: ignore[no-untyped-def]
 
     Called once per run, after all plugins are loaded.
 
-    ``register(name, factory, *, params=None, description="")`` accepts a
+    ``register(name, factory, *, params=None, description="",
+    input_sample_rate=None, input_channels=1, version="1")`` accepts a
     name unique across all plugins, a factory returning a
     :class:`toolkit.Separator`, and optionally a pydantic model of the
     factory's parameters (derived from the factory's signature otherwise).
 
-    The separator declares the sample rate and channel count it wants
-    (``input_sample_rate``, ``input_channels``) and maps a batch of equal-length
-    waveforms ``float32 [B, C, T]`` to the stem ``float32 [B, C', T]`` at the
-    same rate. It must be deterministic.
+    The registration declares what the engine feeds the separator: clips
+    decoded at ``input_sample_rate`` (``None``: the data's ``sample_rate``) with
+    ``input_channels`` channels (mono is duplicated, more channels are averaged
+    first). ``version`` enters the cache key of every stem: bump it when the
+    output changes for the same settings. The separator maps a batch of
+    equal-length waveforms ``float32 [B, C, T]`` to the stem ``float32 [B, C',
+    T]`` at the same rate. It must be deterministic.
 
     Example::
 
         @hookimpl
         def register_separators(register):
-            register("identity", Identity, description="keep the mixture")
+            register(
+                "identity",
+                Identity,
+                input_sample_rate=None,
+                input_channels=1,
+                version="1",
+                description="keep the mixture",
+            )
 
     In a recipe::
 
@@ -49,17 +67,18 @@ def register_feature_extractors(register):  # type: ignore[no-untyped-def]
 
     Called once per run, after all plugins are loaded.
 
-    ``register(name, factory, *, params=None, description="")``: the factory
-    returns a :class:`toolkit.FeatureExtractor`, whose ``extract(waves,
-    sample_rate)`` maps ``float32 [B, T]`` to ``float32 [B, C, F, T']`` with
-    the same shape for every clip of one length. It must be deterministic: its
-    output is cached by the settings it was built with.
+    ``register(name, factory, *, params=None, description="", version="1")``:
+    the factory returns a :class:`toolkit.FeatureExtractor`, whose
+    ``extract(waves, sample_rate)`` maps ``float32 [B, T]`` to ``float32 [B, C,
+    F, T']`` with the same shape for every clip of one length. It must be
+    deterministic: its output is cached by the settings it was built with and
+    ``version``; bump ``version`` when the output changes for the same settings.
 
     Example::
 
         @hookimpl
         def register_feature_extractors(register):
-            register("mfcc", Mfcc, description="MFCC coefficients")
+            register("mfcc", Mfcc, version="1", description="MFCC coefficients")
 
     In a recipe::
 

@@ -16,14 +16,10 @@ KINDS = ("separators", "feature_extractors", "augmenters", "backbones")
 class Separator(ABC):
     """Maps a batch of mixtures to the stem to classify.
 
-    ``input_sample_rate`` is the rate the separator needs (``None``: any rate,
-    the data's rate is used); ``input_channels`` the channel count it needs.
-    ``version`` enters cache keys: bump it when the output changes.
+    The rate and channel count it needs and its version are declared when it is
+    registered (``register(name, factory, input_sample_rate=..., input_channels=...,
+    version=...)``; see :func:`toolkit.hookspecs.register_separators`).
     """
-
-    input_sample_rate: int | None = None
-    input_channels: int = 1
-    version: str = "1"
 
     @abstractmethod
     def separate(self, waves: np.ndarray) -> np.ndarray:
@@ -31,9 +27,11 @@ class Separator(ABC):
 
 
 class FeatureExtractor(ABC):
-    """Maps mono waveforms to feature maps; deterministic."""
+    """Maps mono waveforms to feature maps; deterministic.
 
-    version: str = "1"
+    Its version is declared when it is registered (``register(name, factory,
+    version=...)``; see :func:`toolkit.hookspecs.register_feature_extractors`).
+    """
 
     @abstractmethod
     def extract(self, waves: torch.Tensor, sample_rate: int) -> torch.Tensor:

@@ -43,8 +43,9 @@ class StageStats:
 
 
 def _plugin_version(registry: Registry, kind: str, name: str) -> list[str]:
+    """Where a plugin comes from and the version of its output, for cache keys."""
     entry = registry.get_info(kind, name)
-    return [entry.source, entry.version, str(getattr(entry.factory, "version", ""))]
+    return [entry.source, entry.version, entry.output_version]
 
 
 def _batches(items: Sequence[int], size: int) -> Iterator[list[int]]:
@@ -67,8 +68,8 @@ class Preprocessor:
         self._separator: Separator | None = None
         self._extractor: FeatureExtractor | None = None
         sep_entry = registry.get_info("separators", recipe.separator["name"], "separator")
-        self.separator_rate = getattr(sep_entry.factory, "input_sample_rate", None)
-        self.separator_channels = int(getattr(sep_entry.factory, "input_channels", 1))
+        self.separator_rate = sep_entry.input_sample_rate
+        self.separator_channels = sep_entry.input_channels
         data = recipe.data
         self.decode_rate = self.separator_rate or data.sample_rate
         self.stem_settings = settings_key(

@@ -387,8 +387,7 @@ def _resolve_spec(registry: Registry, kind: str, spec: Any, key: str) -> dict[st
         spec = {"name": spec}
     if not isinstance(spec, dict):
         raise RecipeError(f"{key}: expected a mapping with a 'name', got {spec!r}")
-    params = registry.validate(kind, spec, key)
-    return {"name": spec["name"], **params.model_dump(mode="json")}
+    return registry.resolve(kind, spec, key)
 
 
 def validate_recipe(

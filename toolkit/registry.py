@@ -7,12 +7,15 @@ in a recipe. Every name is recorded with the source that registered it.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import enum
 import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import json
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -49,7 +52,15 @@ TRACE_PLUGINS_ENV = "TOOLKIT_TRACE_PLUGINS"
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered plugin: what it is called, how it is built, where it came from."""
+    """One registered plugin: what it is called, how it is built, where it came from.
+
+    ``version`` is the version of the source that registered it (a distribution's
+    version, a plugin file's digest, ``builtin``). The stage fields are what the
+    engine needs to know before building a plugin, as given to ``register``:
+    ``input_sample_rate`` (``None``: the data's rate) and ``input_channels`` of a
+    separator, and the ``output_version`` of a separator or feature extractor,
+    which enters the cache keys of their output.
+    """
 
     kind: str
     name: str
@@ -58,14 +69,29 @@ class Entry:
     description: str
     source: str
     version: str
+    input_sample_rate: int | None = None
+    input_channels: int = 1
+    output_version: str = "1"
 
 
 @dataclass
 class Registry:
-    """Every registered plugin, by kind and name."""
+    """Every registered plugin, by kind and name.
+
+    A plugin block is validated once, here: :meth:`validate` remembers the
+    parameters model of each block it has checked, under the block as given and
+    under its resolved form (what :meth:`resolve` returns and the recipe keeps).
+    :meth:`create` builds from that model, so a block the recipe validated is not
+    checked again when it is built; only a block never seen is validated, once.
+    Blocks are remembered by their canonical JSON, and only when that JSON says
+    exactly what the block holds (no tuples, paths or non-string keys).
+    """
 
     entries: dict[str, dict[str, Entry]] = field(
         default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+    _validated: dict[str, pydantic.BaseModel] = field(
+        default_factory=dict, init=False, repr=False, compare=False
     )
 
     def list_names(self, kind: str, pattern: str = "*") -> list[str]:
@@ -90,19 +116,37 @@ class Registry:
         return entries[name]
 
     def validate(self, kind: str, spec: dict[str, Any], key: str) -> pydantic.BaseModel:
-        """Check a recipe block ``{name: ..., **params}`` against its plugin's parameters."""
-        spec = dict(spec)
-        name = spec.pop("name", None)
+        """The parameters of a recipe block ``{name: ..., **params}``, checked by its plugin.
+
+        A bad block raises a :class:`RecipeError` naming ``key``. The model returned
+        is shared by every later use of the same block: do not modify it.
+        """
+        memo_key = _memo_key(kind, spec)
+        if memo_key is not None and memo_key in self._validated:
+            return self._validated[memo_key]
+        params = dict(spec)
+        name = params.pop("name", None)
         if name is None:
             raise RecipeError(f"{key}: missing 'name' (one of {', '.join(self.list_names(kind))})")
         entry = self.get_info(kind, name, key)
         try:
-            return entry.params.model_validate(spec)
+            model = entry.params.model_validate(params)
         except pydantic.ValidationError as exc:
             raise RecipeError(format_validation_error(exc, key, entry.params)) from None
+        for memo in (memo_key, _memo_key(kind, _resolved(name, model))):
+            if memo is not None:
+                self._validated[memo] = model
+        return model
+
+    def resolve(self, kind: str, spec: dict[str, Any], key: str) -> dict[str, Any]:
+        """The block as the resolved recipe keeps it: its name and every parameter, as JSON."""
+        return _resolved(spec.get("name"), self.validate(kind, spec, key))
 
     def create(self, kind: str, spec: dict[str, Any], key: str = "", **context: Any) -> Any:
-        """Build the plugin a recipe block names, with its validated parameters."""
+        """Build the plugin a recipe block names, from its validated parameters.
+
+        ``context`` holds the arguments the engine supplies (e.g. ``num_classes``).
+        """
         params = self.validate(kind, spec, key)
         entry = self.get_info(kind, spec["name"], key)
         return entry.factory(**context, **params.model_dump())
@@ -111,6 +155,20 @@ class Registry:
         if kind not in self.entries:
             raise ValueError(f"unknown plugin kind {kind!r}; kinds: {', '.join(KINDS)}")
         return self.entries[kind]
+
+
+def _resolved(name: Any, params: pydantic.BaseModel) -> dict[str, Any]:
+    """A block's name and validated parameters, as JSON values."""
+    return {"name": name, **params.model_dump(mode="json")}
+
+
+def _memo_key(kind: str, spec: Any) -> str | None:
+    """``kind`` and the canonical JSON of ``spec``; ``None`` when JSON cannot say it exactly."""
+    try:
+        text = json.dumps(spec, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return f"{kind}:{text}" if json.loads(text) == spec else None
 
 
 def singular(kind: str) -> str:
@@ -134,8 +192,12 @@ def format_validation_error(
             valid = ", ".join(owner.model_fields) or "none"
             hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {valid}"
             lines.append(f"{path}: unknown key; {hint}")
+        elif err["type"] == "value_error" and not err["loc"]:
+            # A check across parameters: its message names the values itself.
+            lines.append(f"{path}: {err['msg'].removeprefix('Value error, ')}")
         else:
-            lines.append(f"{path}: {err['msg']} (got {err.get('input')!r})")
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{path}: {message} (got {err.get('input')!r})")
     return "; ".join(lines)
 
 
@@ -177,6 +239,21 @@ def params_from_signature(factory: Callable[..., Any], context: Iterable[str]) -
 
 ENGINE_CONTEXT = {"backbones": ("num_classes", "in_channels")}
 """Factory arguments the engine supplies, never the recipe."""
+
+STAGE_FIELDS = {
+    "separators": ("input_sample_rate", "input_channels", "version"),
+    "feature_extractors": ("version",),
+}
+"""``register`` keywords each kind may pass: what the engine needs to know of the plugin."""
+
+
+class _Unset(enum.Enum):
+    """The default of a ``register`` keyword, told apart from every value a plugin may give."""
+
+    UNSET = "unset"
+
+
+UNSET = _Unset.UNSET
 
 
 def load_plugins(
@@ -306,7 +383,7 @@ def _collect(pm: pluggy.PluginManager, sources: dict[int, tuple[str, str]]) -> R
 
 
 def _make_register(
-    registry: Registry, kind: str, source: str, version: str, trace: Callable[..., None]
+    registry: Registry, kind: str, source: str, source_version: str, trace: Callable[..., None]
 ) -> tuple[Callable[..., None], Callable[[], None]]:
     """The ``register`` function one plugin's hook is given, and what closes it afterwards."""
     open_ = [True]
@@ -317,8 +394,11 @@ def _make_register(
         *,
         params: type[pydantic.BaseModel] | None = None,
         description: str = "",
+        input_sample_rate: int | None | _Unset = UNSET,
+        input_channels: int | _Unset = UNSET,
+        version: str | _Unset = UNSET,
     ) -> None:
-        """Record ``factory`` under ``name`` for this kind."""
+        """Record ``factory`` under ``name`` for this kind (see :mod:`toolkit.hookspecs`)."""
         if not open_[0]:
             raise PluginLoadError(
                 f"plugin {source}: register() was called outside a register_* hook"
@@ -333,9 +413,22 @@ def _make_register(
                 f"{singular(kind)} {name!r} is registered twice: by {existing.source} "
                 f"and by {source}; rename one, or remove one of the plugins"
             )
+        given = {
+            "input_sample_rate": input_sample_rate,
+            "input_channels": input_channels,
+            "version": version,
+        }
+        stage = _stage_fields(kind, name, factory, source, given)
         model = params or params_from_signature(factory, ENGINE_CONTEXT.get(kind, ()))
         registry.entries[kind][name] = Entry(
-            kind, name, factory, model, description or _doc_line(factory), source, version
+            kind,
+            name,
+            factory,
+            model,
+            description or _doc_line(factory),
+            source,
+            source_version,
+            **stage,
         )
         trace(f"{singular(kind)} {name!r} from {source}")
 
@@ -343,6 +436,57 @@ def _make_register(
         open_[0] = False
 
     return register, close
+
+
+def _stage_fields(
+    kind: str, name: str, factory: Callable[..., Any], source: str, given: dict[str, Any]
+) -> dict[str, Any]:
+    """The :class:`Entry` fields a registration's stage keywords set; misuse is a PluginLoadError.
+
+    A factory still carrying one of its kind's stage fields as an attribute that
+    disagrees with the registration is refused: the engine no longer reads the
+    attribute, and going on with another value would silently change what the
+    plugin is fed or which cached output it reuses.
+    """
+    allowed = STAGE_FIELDS.get(kind, ())
+    where = f"plugin {source}: {singular(kind)} {name!r}"
+    wrong = [key for key, value in given.items() if value is not UNSET and key not in allowed]
+    if wrong:
+        takers = "; ".join(f"{k}: {', '.join(v)}" for k, v in STAGE_FIELDS.items())
+        raise PluginLoadError(
+            f"{where}: register() takes no {', '.join(wrong)} for {kind} (only {takers})"
+        )
+    defaults = {f.name: f.default for f in dataclasses.fields(Entry)}
+    declared = {_entry_field(k): v for k, v in given.items() if v is not UNSET}
+    for keyword in allowed:
+        value = declared.get(_entry_field(keyword), defaults[_entry_field(keyword)])
+        accepts, expected = _STAGE_CHECKS[keyword]
+        if not accepts(value):
+            raise PluginLoadError(f"{where}: {keyword} must be {expected}, got {value!r}")
+        attribute = getattr(factory, keyword, value)
+        if attribute != value:
+            raise PluginLoadError(
+                f"{where}: its factory sets {keyword} = {attribute!r}, but the engine reads "
+                f"{keyword} from the registration ({value!r}); pass "
+                f"register({name!r}, ..., {keyword}={attribute!r})"
+            )
+    return declared
+
+
+def _entry_field(keyword: str) -> str:
+    """The :class:`Entry` field a stage keyword of ``register`` sets."""
+    return "output_version" if keyword == "version" else keyword
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_STAGE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "input_sample_rate": (lambda v: v is None or (_is_int(v) and v >= 1), "a positive int or None"),
+    "input_channels": (lambda v: _is_int(v) and v >= 1, "a positive int"),
+    "version": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+}
 
 
 def _doc_line(obj: Any) -> str:

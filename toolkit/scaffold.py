@@ -53,8 +53,6 @@ from toolkit import FeatureExtractor, hookimpl
 class {cls}(FeatureExtractor):
     """Maps mono waves [B, T] to features [B, 1, F, T']."""
 
-    version = "1"
-
     def __init__(self, frame: int = 512) -> None:
         self.frame = frame
 
@@ -67,7 +65,8 @@ class {cls}(FeatureExtractor):
 
 @hookimpl
 def register_feature_extractors(register):
-    register("{name}", {cls}, description="{title}")
+    # version enters the feature cache key: bump it when the output changes.
+    register("{name}", {cls}, version="1", description="{title}")
 
 # In a recipe:  features: {{name: {name}, frame: 512}}
 ''',
@@ -103,17 +102,23 @@ from toolkit import Separator, hookimpl
 class {cls}(Separator):
     """Keeps the mixture's mid channel."""
 
-    input_sample_rate = None
-    input_channels = 2
-    version = "1"
-
     def separate(self, waves: np.ndarray) -> np.ndarray:
         return waves.mean(axis=1, keepdims=True)
 
 
 @hookimpl
 def register_separators(register):
-    register("{name}", {cls}, description="{title}")
+    # What the engine feeds it: clips at input_sample_rate (None: the data's rate)
+    # with input_channels channels. version enters the stem cache key: bump it
+    # when the output changes.
+    register(
+        "{name}",
+        {cls},
+        input_sample_rate=None,
+        input_channels=2,
+        version="1",
+        description="{title}",
+    )
 
 # In a recipe:  separator: {{name: {name}}}
 ''',

@@ -41,8 +41,8 @@ class AxisMask(DatasetAugmenter):
     """Axis of the ``[N, C, F, T]`` feature array that masks cut across."""
 
     def __init__(self, **settings: Any) -> None:
-        """Validate ``settings`` against :class:`MaskParams` and keep them."""
-        self.params = MaskParams(**settings)
+        """Keep ``settings``, the fields of :class:`MaskParams` the registry validated."""
+        self.params = MaskParams.model_construct(**settings)
 
     def draw(self, n: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Random ``(starts, widths)``, each ``[copies, n, count]``, for an axis of ``size``."""

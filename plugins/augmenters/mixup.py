@@ -36,8 +36,8 @@ class Mixup(BatchAugmenter):
     """
 
     def __init__(self, **settings: Any) -> None:
-        """Validate ``settings`` against :class:`MixupParams` and keep them."""
-        self.params = MixupParams(**settings)
+        """Keep ``settings``, the fields of :class:`MixupParams` the registry validated."""
+        self.params = MixupParams.model_construct(**settings)
 
     def draw(
         self, batch_size: int, generator: torch.Generator

@@ -29,8 +29,8 @@ class Oversample(DatasetAugmenter):
     """
 
     def __init__(self, **settings: Any) -> None:
-        """Validate ``settings`` against :class:`OversampleParams` and keep them."""
-        self.params = OversampleParams(**settings)
+        """Keep ``settings``, the fields of :class:`OversampleParams` the registry validated."""
+        self.params = OversampleParams.model_construct(**settings)
 
     def expand(
         self, features: np.ndarray, labels: np.ndarray, rng: np.random.Generator

@@ -47,12 +47,16 @@ class ResNet(nn.Module):
         dropout: float = 0.0,
         zero_init_residual: bool = False,
     ) -> None:
-        """Build the network with ``layers[i]`` blocks in stage ``i``."""
+        """Build the network with ``layers[i]`` blocks in stage ``i``.
+
+        ``width`` and ``dropout`` are recipe parameters, checked by ``ResNetParams``;
+        ``num_classes`` and ``in_channels`` come from the data and are checked here.
+        """
         super().__init__()
-        if num_classes < 1 or in_channels < 1 or width < 1:
-            raise ValueError("num_classes, in_channels and width must be positive")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if num_classes < 1 or in_channels < 1:
+            raise ValueError(
+                f"num_classes and in_channels must be positive, got {num_classes}, {in_channels}"
+            )
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False),
             nn.BatchNorm2d(width),

@@ -84,17 +84,20 @@ def timm_backbone(
     drop_rate: float = 0.0,
     kwargs: dict[str, Any] | None = None,
 ) -> nn.Module:
-    """Build timm's ``model`` for ``in_channels`` inputs and ``num_classes`` outputs, untrained."""
+    """Build timm's ``model`` for ``in_channels`` inputs and ``num_classes`` outputs, untrained.
+
+    The parameters come validated by :class:`TimmParams` (the model name is known
+    to timm, ``kwargs`` sets nothing the toolkit sets).
+    """
     import timm  # noqa: PLC0415
 
-    params = TimmParams(model=model, drop_rate=drop_rate, kwargs=kwargs or {})
     return timm.create_model(
-        params.model,
+        model,
         pretrained=False,
         in_chans=in_channels,
         num_classes=num_classes,
-        drop_rate=params.drop_rate,
-        **params.kwargs,
+        drop_rate=drop_rate,
+        **(kwargs or {}),
     )
 
 

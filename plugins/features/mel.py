@@ -63,18 +63,17 @@ class MelParams(pydantic.BaseModel):
 class MelFeatures(FeatureExtractor):
     """Log-mel spectrogram: ``MelSpectrogram`` then ``AmplitudeToDB``, one channel.
 
-    Built from the keyword settings of :class:`MelParams`. The transform is
+    Built from the keyword settings of :class:`MelParams`, as validated by the
+    registry (the extractor does not check them again). The transform is
     created lazily for each sample rate and device it meets. ``top_db`` is
     applied per clip, so a clip's features never depend on its batch.
     """
 
-    version = "1"
-
     def __init__(self, **settings: Any) -> None:
-        """Validate ``settings`` against :class:`MelParams` and keep them."""
+        """Keep ``settings``, the fields of :class:`MelParams` the registry validated."""
         import torchaudio  # noqa: PLC0415 - heavy: imported when the extractor is built
 
-        self.params = MelParams(**settings)
+        self.params = MelParams.model_construct(**settings)
         self._transforms: dict[tuple[int, str], torch.nn.Module] = {}
         self.to_db = torchaudio.transforms.AmplitudeToDB(
             stype="power" if self.params.power == 2.0 else "magnitude", top_db=self.params.top_db
@@ -143,5 +142,6 @@ def register_feature_extractors(register):  # type: ignore[no-untyped-def]
         "mel",
         MelFeatures,
         params=MelParams,
+        version="1",
         description="torchaudio mel spectrogram in dB (amplitude to dB), one channel",
     )

@@ -10,10 +10,6 @@ from toolkit import Separator, hookimpl
 class NoSeparation(Separator):
     """Keep the mixture, downmixed to mono."""
 
-    input_sample_rate = None
-    input_channels = 1
-    version = "1"
-
     def separate(self, waves: np.ndarray) -> np.ndarray:
         """Return the mixtures unchanged."""
         return waves
@@ -22,4 +18,11 @@ class NoSeparation(Separator):
 @hookimpl
 def register_separators(register):  # type: ignore[no-untyped-def]
     """Register ``none``."""
-    register("none", NoSeparation, description="no separation: keep the mixture")
+    register(
+        "none",
+        NoSeparation,
+        input_sample_rate=None,
+        input_channels=1,
+        version="1",
+        description="no separation: keep the mixture",
+    )

@@ -61,16 +61,14 @@ class SpleeterParams(pydantic.BaseModel):
 class SpleeterSeparator(Separator):
     """Spleeter 2stems at 44.1 kHz stereo; returns the chosen stem, stereo.
 
-    ``version`` (on the class, as the engine reads it) names the implementation; on
-    an instance it also names every setting that changes the output.
+    Registered with ``version=IMPLEMENTATION``, which the engine's cache keys use
+    (beside the settings); an instance's ``version`` also names every setting that
+    changes the output.
     """
 
-    input_sample_rate = 44100
-    input_channels = 2
-    version = IMPLEMENTATION
-
     def __init__(self, **params: Any) -> None:
-        self.params = SpleeterParams.model_validate(params)
+        """Keep ``params`` (validated by the registry) and check the backend is available."""
+        self.params = SpleeterParams.model_construct(**params)
         p = self.params
         parts = [IMPLEMENTATION, p.model, p.stem, p.backend]
         if p.backend == "torch":
@@ -146,5 +144,8 @@ def register_separators(register):  # type: ignore[no-untyped-def]
         "spleeter",
         SpleeterSeparator,
         params=SpleeterParams,
+        input_sample_rate=44100,
+        input_channels=2,
+        version=IMPLEMENTATION,
         description="Spleeter 2stems (Deezer's pretrained weights): vocals or accompaniment",
     )
