@@ -12,15 +12,16 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from toolkit import demo_data
-from toolkit.demo_data import (
+from toolkit.demo import (
     CLASS_NAMES,
     CLASS_PROBABILITIES,
     DemoCompetition,
     clip_rng,
+    competition,
     draw_labels,
     ensure_demo_competition,
     make_demo_competition,
+    sound,
     synthesize_clip,
 )
 
@@ -159,13 +160,13 @@ def test_male_voices_sing_lower_than_female_voices() -> None:
 
 def test_several_voices_have_more_than_one_singer(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    real = demo_data._sing
+    real = sound._sing
 
     def counting(singer: Any, *args: Any, **kwargs: Any) -> np.ndarray:
         calls.append(singer.gender)
         return real(singer, *args, **kwargs)
 
-    monkeypatch.setattr(demo_data, "_sing", counting)
+    monkeypatch.setattr(sound, "_sing", counting)
     counts: dict[int, list[list[str]]] = {}
     for label in range(4):
         for i in range(6):
@@ -274,7 +275,7 @@ def test_interrupted_build_leaves_no_folder(
 ) -> None:
     root = tmp_path / "demo"
     partial = tmp_path / "demo.partial"
-    real = demo_data._write_clips
+    real = competition._write_clips
     written: list[int] = []
 
     def failing(tasks: Any) -> int:  # fails after the first chunk
@@ -283,7 +284,7 @@ def test_interrupted_build_leaves_no_folder(
         written.append(real(tasks))
         return written[-1]
 
-    monkeypatch.setattr(demo_data, "_write_clips", failing)
+    monkeypatch.setattr(competition, "_write_clips", failing)
     with pytest.raises(KeyboardInterrupt):
         make_demo_competition(root, n_train=8, n_test=4, duration=0.3, workers=1)
     assert written and not root.exists() and not partial.exists()
