@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.cache import ClipStore
-from toolkit.demo_data import make_demo_competition
+from toolkit.demo import make_demo_competition
 from toolkit.pipeline import load_recipe, prepare
 
 RECIPE = """

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.demo_data import DemoCompetition, make_demo_competition
+from toolkit.demo import DemoCompetition, make_demo_competition
 
 TINY_RECIPE = """
 name: tiny

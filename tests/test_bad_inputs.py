@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import run_cli, write_recipe
 from toolkit.cli import app
-from toolkit.demo_data import DemoCompetition, make_demo_competition
+from toolkit.demo import DemoCompetition, make_demo_competition
 from toolkit.leaderboard.store import Leaderboard
 from toolkit.pipeline import load_recipe
 from toolkit.workflow import run

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from toolkit.demo_data import synthesize_clip
+from toolkit.demo import synthesize_clip
 from toolkit.errors import RecipeError
 from toolkit.plugins.augmenters.masks import FreqMask, TimeMask
 from toolkit.plugins.augmenters.mixup import Mixup

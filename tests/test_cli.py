@@ -19,7 +19,7 @@ import torch
 import toolkit
 from tests.conftest import run_cli, write_recipe
 from toolkit.cache import ClipStore
-from toolkit.demo_data import DemoCompetition
+from toolkit.demo import DemoCompetition
 from toolkit.leaderboard import Leaderboard
 
 

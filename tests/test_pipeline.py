@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import write_recipe
-from toolkit.demo_data import DemoCompetition, make_demo_competition
+from toolkit.demo import DemoCompetition, make_demo_competition
 from toolkit.metrics import accuracy
 from toolkit.pipeline import (
     build_augmenters,

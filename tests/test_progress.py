@@ -11,7 +11,7 @@ from rich.console import Console
 
 from tests.conftest import run_cli, write_recipe
 from tests.test_search import SEARCH
-from toolkit.demo_data import DemoCompetition
+from toolkit.demo import DemoCompetition
 from toolkit.progress import PlainProgress, progress_bar
 
 COUNT_LINE = r"\d+/\d+ \(\d+%\) \d+:\d\d:\d\d"

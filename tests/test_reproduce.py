@@ -12,7 +12,7 @@ import torch
 
 from tests.conftest import run_cli, write_recipe
 from tests.test_search import search_recipe
-from toolkit.demo_data import DemoCompetition
+from toolkit.demo import DemoCompetition
 from toolkit.leaderboard.store import Leaderboard, Row
 from toolkit.pipeline import load_recipe
 from toolkit.workflow import run

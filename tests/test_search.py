@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import TINY_RECIPE, run_cli, write_recipe
-from toolkit.demo_data import DemoCompetition
+from toolkit.demo import DemoCompetition
 from toolkit.ensemble.study import build_ensemble
 from toolkit.errors import RecipeError
 from toolkit.pipeline import load_recipe

@@ -24,7 +24,7 @@ import optuna
 import pytest
 
 from tests.conftest import run_cli, write_recipe
-from toolkit.demo_data import DemoCompetition
+from toolkit.demo import DemoCompetition
 
 WORKER_SEARCH = """
 search:

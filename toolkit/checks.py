@@ -50,7 +50,7 @@ def ensure_data(recipe: Recipe) -> None:
     demo = recipe.data.demo
     if demo is None:
         return
-    from toolkit.demo_data import ensure_demo_competition
+    from toolkit.demo import ensure_demo_competition
 
     root = Path(recipe.data.root)
     if not (root / ".demo.json").is_file():

