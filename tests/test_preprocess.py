@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 
 from toolkit.audio import fix_length, load_clip, resample
-from toolkit.demo_data import synthesize_clip
+from toolkit.demo import synthesize_clip
 from toolkit.preprocess import Preprocessor
 from toolkit.recipe import validate_recipe
 from toolkit.registry import Registry, load_plugins

@@ -50,10 +50,10 @@ def ensure_data(recipe: Recipe) -> None:
     demo = recipe.data.demo
     if demo is None:
         return
-    from toolkit.demo import ensure_demo_competition
+    from toolkit.demo import MARKER_NAME, ensure_demo_competition
 
     root = Path(recipe.data.root)
-    if not (root / ".demo.json").is_file():
+    if not (root / MARKER_NAME).is_file():
         console.print(f"creating the demo competition in {root} ...")
     try:
         ensure_demo_competition(
