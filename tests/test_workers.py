@@ -173,3 +173,31 @@ def test_two_workers_share_a_postgresql_study(
     tiny_competition: DemoCompetition, tmp_path: Path, postgres_url: str
 ) -> None:
     two_workers_finish_one_study(tiny_competition, tmp_path, postgres_url)
+
+
+def test_a_queued_trial_is_taken_by_one_worker_only(tmp_path: Path) -> None:
+    """SQLite's deferred transactions let two workers both take a queued trial (the baseline);
+    the study's storage begins every transaction with the write lock, so one does."""
+    import threading
+
+    from toolkit.study.storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    for attempt in range(15):
+        url = f"sqlite:///{tmp_path / f's{attempt}.db'}"
+        first = optuna.create_study(storage=open_storage(url), study_name="s")
+        first.enqueue_trial({"x": 1.0})
+        studies = [optuna.load_study(storage=open_storage(url), study_name="s") for _ in range(4)]
+        barrier = threading.Barrier(len(studies))
+        taken: list[int] = []
+
+        def ask(study: optuna.Study, barrier: threading.Barrier, taken: list[int]) -> None:
+            barrier.wait()
+            taken.append(study.ask().number)
+
+        threads = [threading.Thread(target=ask, args=(study, barrier, taken)) for study in studies]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(taken) == [0, 1, 2, 3], (attempt, taken)

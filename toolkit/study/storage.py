@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.trial import FrozenTrial
 
 from toolkit.errors import SearchError
@@ -30,19 +31,23 @@ def open_storage(
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+        # pysqlite's own BEGIN is turned off: every transaction begins IMMEDIATE (below)
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60, "isolation_level": None}}
     last: Exception | None = None
     for attempt in range(4):  # workers starting together may race to create the tables
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
+                storage = optuna.storages.RDBStorage(
                     url,
                     heartbeat_interval=HEARTBEAT_INTERVAL,
                     grace_period=GRACE_PERIOD,
                     heartbeat_stale_trial_callback=on_stale,
                     **kwargs,
                 )
+            if url.startswith("sqlite:"):
+                sqlalchemy.event.listen(storage.engine, "begin", _begin_immediate)
+            return storage
         except (ImportError, ModuleNotFoundError) as exc:
             raise SearchError(f"storage {url}: missing database driver: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - sqlalchemy raises many kinds
@@ -50,3 +55,14 @@ def open_storage(
             time.sleep(0.5 + random.random() * (attempt + 1))
     message = str(last).splitlines()[0] if last else "unknown error"
     raise SearchError(f"cannot open study storage {url}: {message}")
+
+
+def _begin_immediate(connection: sqlalchemy.engine.Connection) -> None:
+    """Begin a SQLite transaction holding the write lock from its first read.
+
+    Optuna reads a queued trial's state, then marks it running: in SQLite's
+    default (deferred) transactions two workers can both read "waiting" and
+    both run the trial. Taking the lock first makes the second one see
+    "running" and take another trial.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
