@@ -22,6 +22,12 @@ EPOCH_LINE = re.compile(
 )
 
 
+@pytest.fixture(autouse=True)
+def progress_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests look at progress: on, whatever the calling shell set."""
+    monkeypatch.delenv("TOOLKIT_NO_PROGRESS", raising=False)
+
+
 def plain_console() -> tuple[Console, StringIO]:
     """A console writing to a buffer, which is not a terminal."""
     buffer = StringIO()

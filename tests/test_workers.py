@@ -175,6 +175,7 @@ def test_two_workers_share_a_postgresql_study(
     two_workers_finish_one_study(tiny_competition, tmp_path, postgres_url)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 def test_a_queued_trial_is_taken_by_one_worker_only(tmp_path: Path) -> None:
     """SQLite's deferred transactions let two workers both take a queued trial (the baseline);
     the study's storage begins every transaction with the write lock, so one does."""

@@ -43,7 +43,7 @@ STUDY = "study.db"
 SPLITS = ("val", "test")
 """The predicted splits: ``val_probs.*`` and ``test_probs.*``."""
 
-MODEL_FILES = (METRICS, "val_probs.npy", "test_probs.npy")
+MODEL_FILES = (METRICS, *(f"{split}_probs.npy" for split in SPLITS))
 """A model's files whose numbers say whether it reproduces."""
 
 

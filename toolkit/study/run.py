@@ -66,7 +66,7 @@ class StudyRun:
     """A recipe's study: its storage, its trials' files and leaderboard rows.
 
     Build it from a loaded recipe; :meth:`optimize` runs trials in this process
-    (a worker), :mod:`toolkit.ensembling` builds the ensemble of its trials.
+    (a worker), :mod:`toolkit.ensemble.study` builds the ensemble of its trials.
     """
 
     def __init__(self, loaded: LoadedRecipe, storage: str | None = None) -> None:
