@@ -29,6 +29,8 @@ from toolkit.leaderboard.store import Leaderboard
 from toolkit.pipeline import load_recipe
 from toolkit.workflow import run
 
+pytestmark = pytest.mark.slow  # the catalogue starts from a trained run
+
 CaseFn = Callable[["Workspace", Path], tuple[list[Any], list[str]]]
 CASES: dict[str, CaseFn] = {}
 

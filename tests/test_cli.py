@@ -35,6 +35,7 @@ def first_run(tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempPa
     return work
 
 
+@pytest.mark.slow
 def test_run_writes_submission_in_sample_order(
     first_run: Path, tiny_competition: DemoCompetition
 ) -> None:
@@ -54,6 +55,7 @@ def test_run_writes_submission_in_sample_order(
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_leaderboard_has_the_run(first_run: Path) -> None:
     board = first_run / "leaderboard.db"
     listed = run_cli("leaderboard", "--db", board, "--json", cwd=first_run)
@@ -71,6 +73,7 @@ def test_leaderboard_has_the_run(first_run: Path) -> None:
     assert row["id"] in table.stdout
 
 
+@pytest.mark.slow
 def test_second_run_with_new_lr_does_no_feature_work(
     first_run: Path, tiny_competition: DemoCompetition
 ) -> None:
@@ -116,6 +119,7 @@ def test_plugins_json_lists_builtins() -> None:
     assert {"none", "spleeter"} <= set(listing["separators"])
 
 
+@pytest.mark.slow
 def test_plugin_file_in_recipe_registers_a_backbone_the_run_uses(
     tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:
@@ -143,6 +147,7 @@ def test_plugin_file_in_recipe_registers_a_backbone_the_run_uses(
     assert rows[0]["backbone"] == "tinynet"
 
 
+@pytest.mark.slow
 def test_same_name_twice_is_an_error_naming_both(
     tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:
@@ -176,6 +181,7 @@ def one_line_error(result: object) -> str:
     return stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["corrupt", "random_mp3", "damaged_mp3", "empty", "missing"])
 def test_bad_clip_gives_one_line_error(
     damage: str, tiny_competition: DemoCompetition, tmp_path: Path
@@ -213,6 +219,7 @@ def test_bad_clip_gives_one_line_error(
         assert ("empty" in message) if damage == "empty" else ("cannot decode" in message)
 
 
+@pytest.mark.slow
 def test_bad_clip_keeps_finished_work(tiny_competition: DemoCompetition, tmp_path: Path) -> None:
     root = copy_competition(tiny_competition, tmp_path / "comp")
     victim = sorted((root / "train").iterdir())[-1]
@@ -224,6 +231,7 @@ def test_bad_clip_keeps_finished_work(tiny_competition: DemoCompetition, tmp_pat
     assert kept >= 28  # every batch before the bad clip's is cached
 
 
+@pytest.mark.slow
 def test_recipe_typo_and_unknown_plugin(tiny_competition: DemoCompetition, tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path, tiny_competition.root)
     typo = one_line_error(run_cli("run", recipe, "--set", "train.epocs=3", cwd=tmp_path))
@@ -234,6 +242,7 @@ def test_recipe_typo_and_unknown_plugin(tiny_competition: DemoCompetition, tmp_p
     assert "model.backbone" in unknown and "'resnet81'" in unknown and "resnet18" in unknown
 
 
+@pytest.mark.slow
 def test_unexpected_failure_is_one_line_with_the_traceback_in_a_file(
     tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:
@@ -262,6 +271,7 @@ def test_unexpected_failure_is_one_line_with_the_traceback_in_a_file(
     assert [r["state"] for r in rows] == ["failed"]
 
 
+@pytest.mark.slow
 def test_a_killed_run_is_marked_failed_by_the_next_run(
     tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:
@@ -286,6 +296,7 @@ def test_a_killed_run_is_marked_failed_by_the_next_run(
     assert sorted(r.state for r in board.rows()) == ["complete", "failed"]
 
 
+@pytest.mark.slow
 def test_separate_resumes_after_a_kill_without_redoing_clips(
     tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:

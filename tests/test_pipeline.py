@@ -19,6 +19,8 @@ from toolkit.pipeline import (
     train_recipe,
 )
 
+pytestmark = pytest.mark.slow  # these train and prepare features
+
 
 def test_augmented_copies_never_reach_validation(
     tiny_competition: DemoCompetition, tmp_path: Path

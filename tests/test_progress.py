@@ -91,6 +91,7 @@ def test_a_terminal_keeps_the_rich_bar() -> None:
     assert "training: " not in text
 
 
+@pytest.mark.slow
 def test_demo_data_to_a_log_prints_plain_lines(tmp_path: Path) -> None:
     result = run_cli(
         "demo-data", tmp_path / "demo", "--train", 8, "--test", 4, cwd=tmp_path, progress=True
@@ -101,6 +102,7 @@ def test_demo_data_to_a_log_prints_plain_lines(tmp_path: Path) -> None:
     assert re.fullmatch(r"synthesising demo clips: 12/12 \(100%\) \d+:\d\d:\d\d", lines[-1])
 
 
+@pytest.mark.slow
 def test_study_to_a_log_prints_epochs_and_trials_without_redrawing(
     tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:

@@ -17,6 +17,8 @@ from toolkit.leaderboard.store import Leaderboard, Row
 from toolkit.pipeline import load_recipe
 from toolkit.workflow import run
 
+pytestmark = pytest.mark.slow  # every test trains
+
 MODEL_FILES = ("metrics.csv", "val_probs.npy", "test_probs.npy")
 
 

@@ -243,6 +243,7 @@ def study_work(tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempP
     return work
 
 
+@pytest.mark.slow
 def test_study_ends_with_an_ensemble_at_least_as_good_as_its_best_trial(study_work: Path) -> None:
     run_dir = study_work / "run"
     study = load_study(run_dir)
@@ -267,6 +268,7 @@ def test_study_ends_with_an_ensemble_at_least_as_good_as_its_best_trial(study_wo
     assert study.trials[0].params == {"train.optimizer.lr": 0.003, "model.backbone.width": 8}
 
 
+@pytest.mark.slow
 def test_study_submission_is_the_ensembles_in_sample_order(
     study_work: Path, tiny_competition: DemoCompetition
 ) -> None:
@@ -280,6 +282,7 @@ def test_study_submission_is_the_ensembles_in_sample_order(
     assert list(submission["category"]) == predicted
 
 
+@pytest.mark.slow
 def test_leaderboard_holds_every_trial_and_the_ensemble(study_work: Path) -> None:
     rows = board_rows(study_work)
     trials = [r for r in rows if r["kind"] == "trial"]
@@ -308,6 +311,7 @@ def test_leaderboard_holds_every_trial_and_the_ensemble(study_work: Path) -> Non
     assert [r["public_score"] for r in board_rows(study_work) if r["id"] == "run/e1"] == [0.7956]
 
 
+@pytest.mark.slow
 def test_running_a_finished_study_again_trains_nothing(study_work: Path) -> None:
     stamps = {p: p.stat().st_mtime_ns for p in (study_work / "run" / "trials").rglob("best.pt")}
     result = run_cli(
@@ -319,6 +323,7 @@ def test_running_a_finished_study_again_trains_nothing(study_work: Path) -> None
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
+@pytest.mark.slow
 def test_ensemble_seeds_retrain_the_chosen_trials_once(study_work: Path) -> None:
     run = StudyRun(load_recipe(study_work / "recipe.yaml", output=study_work / "run"))
     outcome = build_ensemble(run, Ensemble(size=1, seeds=2))  # the best trial, two seeds
@@ -338,6 +343,7 @@ def test_ensemble_seeds_retrain_the_chosen_trials_once(study_work: Path) -> None
     ]
 
 
+@pytest.mark.slow
 def test_optuna_dashboard_opens_the_storage(study_work: Path) -> None:
     pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed")
     with socket.socket() as sock:
@@ -390,6 +396,7 @@ def test_run_search_recipe_errors_are_one_line(
 
 
 # ------------------------------------------------------- killed and resumed
+@pytest.mark.slow
 def test_study_killed_mid_trial_resumes_without_losing_or_repeating_trials(
     tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:

@@ -30,6 +30,8 @@ from toolkit.spleeter.tf_backend import (
 )
 from toolkit.spleeter.unet import UNet
 
+pytestmark = pytest.mark.slow  # these separate
+
 
 @pytest.fixture(scope="module")
 def states() -> dict[str, dict[str, torch.Tensor]]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from toolkit.metrics import METRICS
 from toolkit.plugins.backbones.resnet import resnet18
 from toolkit.recipe import Train
 from toolkit.trainer import train
+
+pytestmark = pytest.mark.slow  # these train
 
 
 def test_a_last_batch_of_one_clip_does_not_break_batch_norm() -> None:

@@ -26,6 +26,8 @@ import pytest
 from tests.conftest import run_cli, write_recipe
 from toolkit.demo import DemoCompetition
 
+pytestmark = pytest.mark.slow  # studies with workers train
+
 WORKER_SEARCH = """
 search:
   n_trials: 4
