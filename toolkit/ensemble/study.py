@@ -27,7 +27,6 @@ from toolkit.ensemble.selection import EnsembleResult, blend, select_ensemble
 from toolkit.errors import SearchError
 from toolkit.leaderboard.store import Row
 from toolkit.metrics import accuracy, get_metric, log_loss
-from toolkit.model_run import ModelRun
 from toolkit.recipe import Ensemble
 from toolkit.run_dir import RunDir
 from toolkit.study import StudyRun
@@ -99,17 +98,12 @@ def seed_copy(run: StudyRun, trial: FrozenTrial, index: int) -> Model:
         recipe = base.model_copy(
             update={"train": base.train.model_copy(update={"seed": base.train.seed + index})}
         )
-        ModelRun(
-            row_id=run.trial_id(trial.number, index),
-            recipe=recipe,
-            registry=run.registry,
-            load_data=lambda: run.prepared(recipe),
-            out=out,
-            run_dir=run.run_dir,
-            board=run.board,
-            metric=run.metric,
-            values=values,
-            trial_number=trial.number,
+        run.trial_model(
+            trial.number,
+            values,
+            recipe,
+            out,
+            seed_index=index,
             description=f"trial {trial.number} seed {recipe.train.seed}",
         ).execute()
     return _model(run, trial.number, index, out)

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
 
-from toolkit.leaderboard.store import Leaderboard
 from toolkit.metrics import get_metric
 from toolkit.model_run import ModelRun
-from toolkit.pipeline import PreparedData
 from toolkit.recipe import Recipe, Search
 from toolkit.registry import Registry
 from toolkit.run_dir import RunDir
@@ -29,8 +26,6 @@ class TrialHost(Protocol):
     registry: Registry
     metric: str
     layout: RunDir
-    run_dir: Path
-    board: Leaderboard
 
     def surplus(self, number: int) -> bool:
         """Whether the study already has its trials without trial ``number``."""
@@ -44,8 +39,17 @@ class TrialHost(Protocol):
         """The leaderboard id of a trial."""
         ...
 
-    def prepared(self, recipe: Recipe) -> PreparedData:
-        """The recipe's features and split."""
+    def trial_model(
+        self,
+        number: int,
+        values: dict[str, Any],
+        recipe: Recipe,
+        out: RunDir,
+        *,
+        seed_index: int = 0,
+        **options: Any,
+    ) -> ModelRun:
+        """The model run of a trial."""
         ...
 
     def refresh(self, status: StudyStatus) -> dict[str, int]:
@@ -105,17 +109,11 @@ class TrialObjective:
                     raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
             status.current = f"trial {trial.number}: preparing and training"
-            model = ModelRun(
-                row_id=run.trial_id(trial.number),
-                recipe=recipe,
-                registry=run.registry,
-                load_data=lambda: run.prepared(recipe),
-                out=out,
-                run_dir=run.run_dir,
-                board=run.board,
-                metric=run.metric,
-                values=values,
-                trial_number=trial.number,
+            model = run.trial_model(
+                trial.number,
+                values,
+                recipe,
+                out,
                 description=f"trial {trial.number}",
                 on_epoch=on_epoch,
                 stopped_by=(optuna.TrialPruned,),

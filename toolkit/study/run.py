@@ -43,6 +43,7 @@ from toolkit.checks import CheckedInputs, check_inputs
 from toolkit.errors import SearchError, ToolkitError
 from toolkit.leaderboard.store import Leaderboard
 from toolkit.metrics import get_metric
+from toolkit.model_run import ModelRun
 from toolkit.pipeline import LoadedRecipe, PreparedData, prepare
 from toolkit.recipe import Recipe, Search, validate_recipe
 from toolkit.registry import Registry
@@ -225,6 +226,34 @@ class StudyRun:
         """The validated recipe of a trial's values."""
         raw = apply_values(self.raw, values, self.registry)
         return validate_recipe(raw, self.registry, f"{self.loaded.path} (trial values {values})")
+
+    def trial_model(
+        self,
+        number: int,
+        values: dict[str, Any],
+        recipe: Recipe,
+        out: RunDir,
+        *,
+        seed_index: int = 0,
+        **options: Any,
+    ) -> ModelRun:
+        """The model run of trial ``number`` (or of its seed copy ``seed_index``) into ``out``.
+
+        ``options`` are :class:`~toolkit.model_run.ModelRun`'s (description, on_epoch, ...).
+        """
+        return ModelRun(
+            row_id=self.trial_id(number, seed_index),
+            recipe=recipe,
+            registry=self.registry,
+            load_data=lambda: self.prepared(recipe),
+            out=out,
+            run_dir=self.run_dir,
+            board=self.board,
+            metric=self.metric,
+            values=values,
+            trial_number=number,
+            **options,
+        )
 
     def enqueue_baseline(self) -> dict[str, Any] | None:
         """Queue the recipe's own values as the first trial of a new study (``search.baseline``).
