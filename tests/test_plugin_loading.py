@@ -149,7 +149,7 @@ def test_a_failing_hook_names_its_plugin(tmp_path: Path) -> None:
             "    register('feat', make, input_sample_rate=8000)\n",
             "feature_extractor 'feat': register() takes no input_sample_rate for "
             "feature_extractors (only separators: input_sample_rate, input_channels, version; "
-            "feature_extractors: version)",
+            "feature_extractors: version; backbones: streams)",
         ),
         (
             "@hookimpl\ndef register_separators(register):\n"

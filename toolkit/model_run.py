@@ -20,7 +20,7 @@ from toolkit.leaderboard.store import Leaderboard, Row
 from toolkit.metrics import get_metric
 from toolkit.pipeline import PreparedData, train_recipe
 from toolkit.provenance import model_provenance
-from toolkit.recipe import Recipe
+from toolkit.recipe import Recipe, stream_label
 from toolkit.registry import Registry
 from toolkit.run_dir import RunDir
 from toolkit.trainer import EpochCallback, TrainResult
@@ -31,7 +31,7 @@ def main_settings(recipe: Recipe) -> dict[str, Any]:
     opt, sched = recipe.train.optimizer, recipe.train.scheduler
     return {
         "separator": recipe.separator["name"],
-        "features": recipe.features["name"],
+        "features": "+".join(stream_label(b) for b in recipe.feature_streams),
         "augmenters": [a["name"] for a in recipe.augmenters],
         "optimizer": opt.name,
         "lr": opt.lr,

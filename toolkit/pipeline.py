@@ -8,10 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from toolkit.checks import CheckedInputs, check_inputs
 from toolkit.dataset import Competition
 from toolkit.errors import DataError
+from toolkit.fusion import fuse
 from toolkit.kinds import BatchAugmenter, DatasetAugmenter
 from toolkit.preprocess import Preprocessor, StageStats
 from toolkit.recipe import (
@@ -20,6 +24,8 @@ from toolkit.recipe import (
     plugin_files,
     read_recipe_file,
     set_path,
+    stream_label,
+    stream_mode,
     validate_recipe,
 )
 from toolkit.registry import Registry, load_plugins
@@ -82,14 +88,23 @@ def prepare(
     """Check the inputs (unless given checked) and compute (or reuse) every clip's features."""
     inputs = inputs or check_inputs(recipe)
     competition = inputs.competition
-    pre = Preprocessor(recipe, registry)
-    train_x = pre.features(competition.train_files, competition.train_ids, "train")
-    test_x = pre.features(competition.test_files, competition.test_ids, "test")
-    return PreparedData(competition, train_x, test_x, inputs.train_idx, inputs.val_idx, pre.stats)
+    mode = stream_mode(recipe, registry)
+    stats = StageStats()
+    train: list[np.ndarray] = []
+    test: list[np.ndarray] = []
+    for stream in recipe.feature_streams:
+        pre = Preprocessor(recipe, registry, stream)
+        train.append(pre.features(competition.train_files, competition.train_ids, "train"))
+        test.append(pre.features(competition.test_files, competition.test_ids, "test"))
+        stats.add(pre.stats)
+    labels = [stream_label(b) for b in recipe.feature_streams]
+    train_x, test_x = fuse(train, mode, labels), fuse(test, mode, labels)
+    return PreparedData(competition, train_x, test_x, inputs.train_idx, inputs.val_idx, stats)
 
 
 def separate_all(recipe: Recipe, registry: Registry) -> StageStats:
     """Precompute the separated stems of every train and test clip (resumable)."""
+    # every stream that reads the separator's output shares these stems
     competition = check_inputs(recipe).competition
     pre = Preprocessor(recipe, registry)
     pre.separate(competition.train_files, "train: separating")
@@ -135,6 +150,16 @@ def expand_training_set(
     return x, y
 
 
+def materialize(backbone: nn.Module, shape: tuple[int, ...]) -> None:
+    """Give a backbone's lazy layers their sizes with one pass over zeros of ``shape``."""
+    lazy = [m for m in backbone.modules() if isinstance(m, LazyModuleMixin)]
+    if any(m.has_uninitialized_params() for m in lazy):
+        backbone.eval()
+        with torch.no_grad():
+            backbone(torch.zeros(2, *shape))
+        backbone.train()
+
+
 def train_recipe(
     recipe: Recipe,
     registry: Registry,
@@ -162,6 +187,7 @@ def train_recipe(
         num_classes=data.competition.num_classes,
         in_channels=int(data.train_x.shape[1]),
     )
+    materialize(backbone, data.train_x.shape[1:])
     return train(
         backbone,
         train_x,

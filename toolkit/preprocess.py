@@ -19,7 +19,7 @@ from toolkit.audio import fix_length, load_clip, resample
 from toolkit.cache import ClipStore, ContentHashes, SplitStore, settings_key
 from toolkit.kinds import FeatureExtractor, Separator
 from toolkit.progress import progress_bar
-from toolkit.recipe import Recipe
+from toolkit.recipe import PluginSpec, Recipe, feature_input, plugin_params
 from toolkit.registry import Registry
 
 STEM_FORMAT = "mono-float16-1"
@@ -41,6 +41,11 @@ class StageStats:
         """The counters as a plain mapping."""
         return asdict(self)
 
+    def add(self, other: StageStats) -> None:
+        """Count ``other``'s work too (another stream of the same run)."""
+        for name, value in other.as_dict().items():
+            setattr(self, name, getattr(self, name) + value)
+
 
 def _plugin_version(registry: Registry, kind: str, name: str) -> list[str]:
     """Where a plugin comes from and the version of its output, for cache keys."""
@@ -53,12 +58,26 @@ def _batches(items: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(items[start : start + size])
 
 
-class Preprocessor:
-    """Runs and caches separation and feature extraction for a recipe."""
+MIXTURE = {"name": "none"}
+"""The "separator" of a stream that reads the decoded clip itself (``input: mixture``)."""
 
-    def __init__(self, recipe: Recipe, registry: Registry) -> None:
+
+class Preprocessor:
+    """Runs and caches separation and feature extraction for one feature stream of a recipe.
+
+    ``stream`` is one of the recipe's feature blocks (default: the first); one
+    with ``input: mixture`` reads the decoded clip instead of the separator's
+    output, and its clips are cached as the ``none`` separator's.
+    """
+
+    def __init__(
+        self, recipe: Recipe, registry: Registry, stream: PluginSpec | None = None
+    ) -> None:
         self.recipe = recipe
         self.registry = registry
+        self.stream = plugin_params(stream or recipe.feature_streams[0])
+        reads_mixture = feature_input(stream or recipe.feature_streams[0]) == "mixture"
+        self.separator_spec = MIXTURE if reads_mixture else recipe.separator
         cache_dir = Path(recipe.cache.dir)
         self.hashes = ContentHashes(cache_dir / "content_hashes.json")
         self.stems = ClipStore(cache_dir / "stems")
@@ -67,7 +86,7 @@ class Preprocessor:
         self.stats = StageStats()
         self._separator: Separator | None = None
         self._extractor: FeatureExtractor | None = None
-        sep_entry = registry.get_info("separators", recipe.separator["name"], "separator")
+        sep_entry = registry.get_info("separators", self.separator_spec["name"], "separator")
         self.separator_rate = sep_entry.input_sample_rate
         self.separator_channels = sep_entry.input_channels
         data = recipe.data
@@ -80,30 +99,28 @@ class Preprocessor:
             data.duration,
             data.crop,
             data.sample_rate,
-            recipe.separator,
-            _plugin_version(registry, "separators", recipe.separator["name"]),
+            self.separator_spec,
+            _plugin_version(registry, "separators", self.separator_spec["name"]),
         )
         self.feature_settings = settings_key(
             "features",
             data.sample_rate,
-            recipe.features,
-            _plugin_version(registry, "feature_extractors", recipe.features["name"]),
+            self.stream,
+            _plugin_version(registry, "feature_extractors", self.stream["name"]),
         )
 
     @property
     def separator(self) -> Separator:
-        """The recipe's separator, built on first use."""
+        """The stream's separator, built on first use."""
         if self._separator is None:
-            self._separator = self.registry.create("separators", self.recipe.separator, "separator")
+            self._separator = self.registry.create("separators", self.separator_spec, "separator")
         return self._separator
 
     @property
     def extractor(self) -> FeatureExtractor:
-        """The recipe's feature extractor, built on first use."""
+        """The stream's feature extractor, built on first use."""
         if self._extractor is None:
-            self._extractor = self.registry.create(
-                "feature_extractors", self.recipe.features, "features"
-            )
+            self._extractor = self.registry.create("feature_extractors", self.stream, "features")
         return self._extractor
 
     def stem_keys(self, files: Sequence[Path]) -> list[str]:
@@ -126,7 +143,7 @@ class Preprocessor:
         data = self.recipe.data
         length = int(round(data.duration * data.sample_rate))
         with (
-            progress_bar(f"{label} ({self.recipe.separator['name']})", len(todo)) as advance,
+            progress_bar(f"{label} ({self.separator_spec['name']})", len(todo)) as advance,
             ThreadPoolExecutor(max_workers=2) as pool,
         ):
             for batch in _batches(todo, self.recipe.cache.batch_size):
@@ -174,7 +191,7 @@ class Preprocessor:
         self, todo: list[int], stem_keys: Sequence[str], keys: Sequence[str], split: str
     ) -> None:
         rate = self.recipe.data.sample_rate
-        with progress_bar(f"{split}: features ({self.recipe.features['name']})", len(todo)) as adv:
+        with progress_bar(f"{split}: features ({self.stream['name']})", len(todo)) as adv:
             for batch in _batches(todo, self.recipe.cache.batch_size):
                 waves = np.stack([self.stems.get(stem_keys[i]).astype(np.float32) for i in batch])
                 with torch.inference_mode():
@@ -182,7 +199,7 @@ class Preprocessor:
                 feats_np = feats.detach().cpu().numpy()
                 if not np.isfinite(feats_np).all():
                     raise ValueError(
-                        f"feature extractor {self.recipe.features['name']!r} returned NaN or inf"
+                        f"feature extractor {self.stream['name']!r} returned NaN or inf"
                     )
                 for i, feat in zip(batch, feats_np, strict=True):
                     self.clip_features.put(keys[i], feat.astype(np.float16))

@@ -13,7 +13,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from toolkit.recipe import PLUGIN_BLOCKS, Recipe
+from toolkit.recipe import Recipe
 from toolkit.registry import Registry
 
 LIBRARIES = ("toolkit", "torch", "torchaudio", "timm", "numpy")
@@ -36,13 +36,12 @@ def library_versions() -> dict[str, str]:
 
 def used_plugins(recipe: Recipe, registry: Registry) -> dict[str, dict[str, str]]:
     """``kind/name`` -> source and version of every plugin the recipe uses."""
-    specs: list[tuple[str, dict[str, Any]]] = []
-    for kind, path in PLUGIN_BLOCKS:
-        node: Any = recipe
-        for part in path:
-            node = getattr(node, part)
-        specs.append((kind, node))
-    specs.extend(("augmenters", spec) for spec in recipe.augmenters)
+    specs: list[tuple[str, dict[str, Any]]] = [
+        ("separators", recipe.separator),
+        *(("feature_extractors", block) for block in recipe.feature_streams),
+        ("backbones", recipe.model.backbone),
+        *(("augmenters", spec) for spec in recipe.augmenters),
+    ]
     used = {}
     for kind, spec in specs:
         entry = registry.get_info(kind, spec["name"])

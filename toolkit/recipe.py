@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -268,7 +269,8 @@ class Recipe(Strict):
     plugins: list[Path] = Field(default_factory=list)
     data: Data
     separator: PluginSpec = Field(default_factory=lambda: {"name": "none"})
-    features: PluginSpec = Field(default_factory=lambda: {"name": "mel"})
+    features: PluginSpec | list[PluginSpec] = Field(default_factory=lambda: {"name": "mel"})
+    """One feature block, or several streams (each with ``input: separated|mixture``)."""
     augmenters: list[PluginSpec] = Field(default_factory=list)
     split: Split = Field(default_factory=Split)
     model: Model = Field(default_factory=Model)
@@ -277,6 +279,11 @@ class Recipe(Strict):
     output: Output = Field(default_factory=Output)
     search: Search | None = None
     ensemble: Ensemble | None = None
+
+    @property
+    def feature_streams(self) -> list[PluginSpec]:
+        """The feature blocks, always as a list (one stream for a single block)."""
+        return list(self.features) if isinstance(self.features, list) else [self.features]
 
     @property
     def run_dir(self) -> Path:
@@ -289,7 +296,26 @@ PLUGIN_BLOCKS = (
     ("feature_extractors", ("features",)),
     ("backbones", ("model", "backbone")),
 )
-"""Recipe blocks that name a single plugin, by kind and key path."""
+"""Recipe blocks that name a single plugin, by kind and key path (``features`` may be a list)."""
+
+FEATURE_INPUTS = ("separated", "mixture")
+"""What a feature stream reads: the separator's output (default) or the decoded clip."""
+
+
+def feature_input(block: PluginSpec) -> str:
+    """What a feature block reads (its ``input``; default ``separated``)."""
+    return str(block.get("input", "separated"))
+
+
+def stream_label(block: PluginSpec) -> str:
+    """A stream's short name: its plugin, and what it reads when that is not the separator's."""
+    source = feature_input(block)
+    return block["name"] if source == "separated" else f"{block['name']}({source})"
+
+
+def plugin_params(block: PluginSpec) -> PluginSpec:
+    """A feature block without the engine's ``input`` key: what its plugin is built from."""
+    return {k: v for k, v in block.items() if k != "input"}
 
 
 def read_recipe_file(path: Path) -> dict[str, Any]:
@@ -372,14 +398,40 @@ def resolve_plugin_blocks(raw: dict[str, Any], registry: Registry) -> dict[str, 
     resolved = copy.deepcopy(raw)
     for kind, path in PLUGIN_BLOCKS:
         spec = get_path(resolved, path)
-        if spec is not None:
-            set_path(resolved, path, _resolve_spec(registry, kind, spec, ".".join(path)))
+        if spec is None:
+            continue
+        key = ".".join(path)
+        if kind == "feature_extractors":
+            streams = spec if isinstance(spec, list) else None
+            if streams is not None and not streams:
+                raise RecipeError(f"{key}: an empty list; name one feature block or more")
+            blocks = [
+                _resolve_feature_block(registry, block, f"{key}[{i}]" if streams else key)
+                for i, block in enumerate(streams if streams is not None else [spec])
+            ]
+            set_path(resolved, path, blocks if streams is not None else blocks[0])
+        else:
+            set_path(resolved, path, _resolve_spec(registry, kind, spec, key))
     augmenters = resolved.get("augmenters") or []
     resolved["augmenters"] = [
         _resolve_spec(registry, "augmenters", spec, f"augmenters[{i}]")
         for i, spec in enumerate(augmenters)
     ]
     return resolved
+
+
+def _resolve_feature_block(registry: Registry, spec: Any, key: str) -> dict[str, Any]:
+    """A feature block resolved by its plugin, with its ``input`` checked and kept."""
+    if isinstance(spec, dict) and "input" in spec:
+        source = spec["input"]
+        if source not in FEATURE_INPUTS:
+            raise RecipeError(
+                f"{key}.input: {source!r} is not one of {', '.join(FEATURE_INPUTS)} "
+                "(the separator's output, or the decoded clip)"
+            )
+        resolved = _resolve_spec(registry, "feature_extractors", plugin_params(spec), key)
+        return {**resolved, "input": source}
+    return _resolve_spec(registry, "feature_extractors", spec, key)
 
 
 def _resolve_spec(registry: Registry, kind: str, spec: Any, key: str) -> dict[str, Any]:
@@ -390,6 +442,24 @@ def _resolve_spec(registry: Registry, kind: str, spec: Any, key: str) -> dict[st
     return registry.resolve(kind, spec, key)
 
 
+def stream_mode(recipe: Recipe, registry: Registry) -> str:
+    """How the backbone takes the feature streams (its ``streams``); unlike streams it stacks
+    as channels are a RecipeError."""
+    entry = registry.get_info("backbones", recipe.model.backbone["name"], "model.backbone")
+    streams = recipe.feature_streams
+    if entry.streams == "stack" and len(streams) > 1:
+        settings = {json.dumps(plugin_params(b), sort_keys=True, default=str) for b in streams}
+        if len(settings) > 1:
+            names = ", ".join(stream_label(b) for b in streams)
+            raise RecipeError(
+                f"features: the streams {names} differ in plugin or settings, so their shapes "
+                f"differ; backbone {entry.name!r} stacks streams as channels of one map: give "
+                "them one plugin and settings, or use an embedding head (model.backbone: "
+                "{name: head}) that pools and concatenates them"
+            )
+    return entry.streams
+
+
 def validate_recipe(
     raw: dict[str, Any], registry: Registry, source: Path | str | None = None
 ) -> Recipe:
@@ -397,7 +467,9 @@ def validate_recipe(
     prefix = f"{source}: " if source is not None else ""
     try:
         resolved = resolve_plugin_blocks(raw, registry)
-        return Recipe.model_validate(resolved)
+        recipe = Recipe.model_validate(resolved)
+        stream_mode(recipe, registry)
+        return recipe
     except RecipeError as exc:
         raise RecipeError(f"{prefix}{exc}") from None
     except pydantic.ValidationError as exc:

@@ -40,6 +40,7 @@ BUILTIN_PLUGINS = (
     "toolkit.plugins.augmenters.mixup",
     "toolkit.plugins.backbones.resnet",
     "toolkit.plugins.backbones.timm_models",
+    "toolkit.plugins.backbones.head",
 )
 """Modules of the built-in plugins, registered like any other plugin."""
 
@@ -72,6 +73,8 @@ class Entry:
     input_sample_rate: int | None = None
     input_channels: int = 1
     output_version: str = "1"
+    streams: str = "stack"
+    """A backbone's way with several feature streams: ``stack`` (as channels) or ``concat``."""
 
 
 @dataclass
@@ -243,6 +246,7 @@ ENGINE_CONTEXT = {"backbones": ("num_classes", "in_channels")}
 STAGE_FIELDS = {
     "separators": ("input_sample_rate", "input_channels", "version"),
     "feature_extractors": ("version",),
+    "backbones": ("streams",),
 }
 """``register`` keywords each kind may pass: what the engine needs to know of the plugin."""
 
@@ -397,6 +401,7 @@ def _make_register(
         input_sample_rate: int | None | _Unset = UNSET,
         input_channels: int | _Unset = UNSET,
         version: str | _Unset = UNSET,
+        streams: str | _Unset = UNSET,
     ) -> None:
         """Record ``factory`` under ``name`` for this kind (see :mod:`toolkit.hookspecs`)."""
         if not open_[0]:
@@ -417,6 +422,7 @@ def _make_register(
             "input_sample_rate": input_sample_rate,
             "input_channels": input_channels,
             "version": version,
+            "streams": streams,
         }
         stage = _stage_fields(kind, name, factory, source, given)
         model = params or params_from_signature(factory, ENGINE_CONTEXT.get(kind, ()))
@@ -486,6 +492,7 @@ _STAGE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "input_sample_rate": (lambda v: v is None or (_is_int(v) and v >= 1), "a positive int or None"),
     "input_channels": (lambda v: _is_int(v) and v >= 1, "a positive int"),
     "version": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "streams": (lambda v: v in ("stack", "concat"), "'stack' or 'concat'"),
 }
 
 

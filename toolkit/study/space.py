@@ -93,6 +93,9 @@ def parse_key(key: str) -> SpaceKey:
             f"search.space: {key}: keys under {parts[0]}.* cannot be searched: every trial "
             "must share the data, split and run so their validation predictions compare"
         )
+    if parts[0] == "features" and len(parts) > 1 and parts[1].isdigit():  # one of several streams
+        param = parts[2] if len(parts) > 2 else "name"
+        return SpaceKey(key, parts, parts[:2], "feature_extractors", param)
     for block, kind in _SINGLE_BLOCKS.items():
         if parts[: len(block)] == block:
             param = parts[len(block)] if len(parts) > len(block) else "name"
@@ -202,12 +205,14 @@ def _block(raw: Mapping[str, Any], block: tuple[str, ...]) -> dict[str, Any]:
     if node is None:
         if block in _DEFAULT_PLUGINS:
             return {"name": _DEFAULT_PLUGINS[block]}
-        count = len(raw.get("augmenters") or [])
+        section = block[0]
+        items = raw.get(section)
+        count = len(items) if isinstance(items, list) else 0
         raise RecipeError(
-            f"search.space: {'.'.join(block)}: no such augmenter; the recipe has {count} "
-            f"(augmenters.0 to augmenters.{count - 1})"
+            f"search.space: {'.'.join(block)}: no such item; the recipe's {section} has {count} "
+            f"({section}.0 to {section}.{count - 1})"
             if count
-            else f"search.space: {'.'.join(block)}: the recipe has no augmenters"
+            else f"search.space: {'.'.join(block)}: the recipe has no list of {section}"
         )
     if isinstance(node, str):
         return {"name": node}
