@@ -10,7 +10,6 @@ from __future__ import annotations
 import builtins
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,6 @@ from toolkit.pipeline import load_recipe
 from toolkit.plugins.features.speaker import SpeakerFeatures
 from toolkit.pretrained import speaker as sp
 from toolkit.registry import load_plugins
-
-REFERENCE_ENV = "TOOLKIT_RESEMBLYZER_PYTHON"
 
 RECIPE = """
 name: t
@@ -221,62 +218,54 @@ def test_male_and_female_voices_differ_more_than_one_voice_over_time(
 
 # -- parity with resemblyzer ------------------------------------------------------------
 
-REFERENCE_SCRIPT = """
-import sys
-import numpy as np
-from resemblyzer import VoiceEncoder, audio
-from resemblyzer.hparams import audio_norm_target_dBFS
-
-encoder = VoiceEncoder("cpu", verbose=False)
-clips = np.load(sys.argv[1])
-partials = []
-for name in sorted(clips.files, key=lambda n: int(n.split("_")[1])):
-    wav = clips[name]
-    wav = audio.normalize_volume(wav, audio_norm_target_dBFS, increase_only=True)
-    partials.append(encoder.embed_utterance(wav, return_partials=True)[1])
-np.savez(sys.argv[2], *partials)
-"""
-
-PARITY_TOLERANCE = 1e-5
+PARITY_TOLERANCE = 1e-4
 """Max abs difference of partial embeddings (entries in [0, 1]) allowed against resemblyzer.
 
-Float32 rounding through the STFT and 160 LSTM steps measures about 3e-7; the
-smallest front-end slip (reflect instead of zero padding at the clip edges) gives
-about 1e-2, and the HTK mel scale about 0.3.
+Both sides given the same 16 kHz audio, float32 rounding through the STFT and 160
+LSTM steps measures 2e-7 to 5e-6 (the most on real Spleeter vocals); the smallest
+front-end slip (reflect instead of zero padding at the clip edges) gives 1e-2, the
+HTK mel scale 0.3.
 """
+
+RESAMPLED_TOLERANCE = 5e-3
+"""The same from 44.1 kHz clips, which resemblyzer resamples with librosa (soxr) and we
+with torchaudio: measured up to 2e-3; torchaudio's default filter gives 2e-2."""
 
 
 def reference_python() -> str:
     """The reference virtualenv's Python, or skip with how to make one."""
-    python = os.environ.get(REFERENCE_ENV)
+    python = os.environ.get(sp.REFERENCE_ENV)
     if not python:
-        pytest.skip(f"{REFERENCE_ENV} is unset: no resemblyzer virtualenv (see docs/speaker.md)")
+        pytest.skip(f"{sp.REFERENCE_ENV} is unset: no resemblyzer virtualenv (see docs/speaker.md)")
     if not Path(python).is_file():
-        pytest.skip(f"{REFERENCE_ENV}={python} is not a file")
+        pytest.skip(f"{sp.REFERENCE_ENV}={python} is not a file")
     return python
 
 
 @pytest.mark.slow
-def test_partial_embeddings_match_resemblyzer(tmp_path: Path) -> None:
+def test_partial_embeddings_match_resemblyzer() -> None:
     python = reference_python()
     lengths = [0.7, 1.6, 2.5, 4.0, 7.3]
     clips = [voice(1 + i % 3, 10 + i, d, sample_rate=16000) for i, d in enumerate(lengths)]
     clips.append(0.003 * clips[0])  # a quiet clip: volume normalisation raises it
-    np.savez(tmp_path / "clips.npz", *clips)
-    script = tmp_path / "reference.py"
-    script.write_text(REFERENCE_SCRIPT)
-    subprocess.run(
-        [python, str(script), str(tmp_path / "clips.npz"), str(tmp_path / "partials.npz")],
-        check=True,
-        timeout=600,
-    )
-    reference = np.load(tmp_path / "partials.npz")
     embedder = sp.SpeakerEmbedder()
     worst = 0.0
-    for i, clip in enumerate(clips):
-        theirs = reference[f"arr_{i}"]
+    for clip, theirs in zip(clips, sp.reference_partials(python, clips), strict=True):
         ours = embedder.embed(torch.from_numpy(clip)[None])[0].numpy()
         assert ours.shape == theirs.shape
         worst = max(worst, float(np.abs(ours - theirs).max()))
     print(f"max abs diff of partial embeddings vs resemblyzer: {worst:.2e}")
     assert worst < PARITY_TOLERANCE
+
+
+@pytest.mark.slow
+def test_resampled_embeddings_match_resemblyzer(extractor: SpeakerFeatures) -> None:
+    python = reference_python()
+    clips = [voice(1 + i % 3, 20 + i, d, sample_rate=44100) for i, d in enumerate([1.2, 3.0, 5.0])]
+    worst = 0.0
+    for clip, theirs in zip(clips, sp.reference_partials(python, clips, 44100), strict=True):
+        ours = extractor.extract(torch.from_numpy(clip)[None], 44100)[0, 0].T.numpy()
+        assert ours.shape == theirs.shape
+        worst = max(worst, float(np.abs(ours - theirs).max()))
+    print(f"max abs diff of partial embeddings of 44.1 kHz clips vs resemblyzer: {worst:.2e}")
+    assert worst < RESAMPLED_TOLERANCE

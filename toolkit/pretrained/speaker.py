@@ -24,8 +24,11 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import math
+import subprocess
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -308,3 +311,53 @@ class SpeakerEmbedder:
             batch, count = windows.shape[:2]
             embeds = self.encoder(windows.reshape(batch * count, self.window_frames, N_MELS))
         return embeds.reshape(batch, count, EMBEDDING_SIZE)
+
+
+REFERENCE_ENV = "TOOLKIT_RESEMBLYZER_PYTHON"
+"""The Python of a virtualenv with resemblyzer and its dependencies (the reference)."""
+
+_REFERENCE_SCRIPT = """
+import sys
+import numpy as np
+import librosa
+from resemblyzer import VoiceEncoder, audio
+from resemblyzer.hparams import audio_norm_target_dBFS, sampling_rate
+
+clips, rate = np.load(sys.argv[1]), int(sys.argv[3])
+encoder = VoiceEncoder("cpu", verbose=False)
+partials = []
+for i in range(len(clips.files)):
+    wav = clips[f"arr_{i}"]
+    if rate != sampling_rate:
+        wav = librosa.resample(wav, orig_sr=rate, target_sr=sampling_rate)
+    wav = audio.normalize_volume(wav, audio_norm_target_dBFS, increase_only=True)
+    partials.append(encoder.embed_utterance(wav, return_partials=True)[1])
+np.savez(sys.argv[2], *partials)
+"""
+
+
+def reference_partials(
+    python: str | Path, clips: list[np.ndarray], sample_rate: int = SAMPLE_RATE
+) -> list[np.ndarray]:
+    """Resemblyzer's own partial embeddings ``[n_windows, 256]`` of mono ``clips``.
+
+    Runs ``VoiceEncoder.embed_utterance(..., return_partials=True)`` with ``python``
+    (see :data:`REFERENCE_ENV`) after resemblyzer's resampling and volume
+    normalisation (not its silence trimming).
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        inputs, outputs = Path(folder) / "clips.npz", Path(folder) / "partials.npz"
+        np.savez(inputs, *[np.asarray(c, dtype=np.float32) for c in clips])
+        script = Path(folder) / "reference.py"
+        script.write_text(_REFERENCE_SCRIPT)
+        result = subprocess.run(
+            [str(python), str(script), str(inputs), str(outputs), str(sample_rate)],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if result.returncode != 0:
+            tail = result.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"the resemblyzer reference failed: {tail[0]}")
+        with np.load(outputs) as data:
+            return [data[f"arr_{i}"] for i in range(len(clips))]
