@@ -64,6 +64,20 @@ def test_a_convolutional_backbone_refuses_unlike_streams_at_recipe_time(
     assert load_recipe(head).recipe.model.backbone["name"] == "head"
 
 
+def test_an_extra_stream_can_be_switched_off(
+    tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    extra = f"features: [{{{MEL}}}, {{{MEL}, input: mixture, enabled: false}}]\n"
+    recipe = load_recipe(recipe_with(tmp_path, tiny_competition.root, extra)).recipe
+    assert [b.get("input", "separated") for b in recipe.feature_streams] == ["separated"]
+    none = f"features: [{{{MEL}, enabled: false}}]\n"
+    with pytest.raises(RecipeError, match="every stream is enabled: false"):
+        load_recipe(recipe_with(tmp_path, tiny_competition.root, none))
+    bad = f"features: [{{{MEL}, enabled: maybe}}]\n"
+    with pytest.raises(RecipeError, match=r"features\[0\]\.enabled: expected true or false"):
+        load_recipe(recipe_with(tmp_path, tiny_competition.root, bad))
+
+
 def test_streams_of_a_list_are_searchable_by_position() -> None:
     registry = load_plugins()
     raw = {
@@ -72,7 +86,13 @@ def test_streams_of_a_list_are_searchable_by_position() -> None:
         "features": [{"name": "mel"}, {"name": "mel", "input": "mixture"}],
         "model": {"backbone": {"name": "head"}},
     }
-    good = Search(space={"features.1.n_mels": {"low": 16, "high": 64}}).space
+    good = Search(
+        space={
+            "features.1.n_mels": {"low": 16, "high": 64},
+            "features.1.enabled": {"choices": [True, False]},
+            "features.0.input": {"choices": ["separated", "mixture"]},
+        }
+    ).space
     validate_space(raw, registry, good)
     typo = Search(space={"features.1.n_melz": {"low": 16, "high": 64}}).space
     with pytest.raises(RecipeError, match=r"features.1.n_melz.*did you mean 'n_mels'"):

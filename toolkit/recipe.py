@@ -282,8 +282,9 @@ class Recipe(Strict):
 
     @property
     def feature_streams(self) -> list[PluginSpec]:
-        """The feature blocks, always as a list (one stream for a single block)."""
-        return list(self.features) if isinstance(self.features, list) else [self.features]
+        """The feature blocks in use, always as a list (``enabled: false`` ones left out)."""
+        blocks = self.features if isinstance(self.features, list) else [self.features]
+        return [b for b in blocks if b.get("enabled", True)]
 
     @property
     def run_dir(self) -> Path:
@@ -313,9 +314,14 @@ def stream_label(block: PluginSpec) -> str:
     return block["name"] if source == "separated" else f"{block['name']}({source})"
 
 
+FEATURE_ENGINE_KEYS = ("input", "enabled")
+"""Keys of a feature block that the engine reads, not its plugin (``enabled: false`` drops
+the stream, so a search can switch an extra stream on and off)."""
+
+
 def plugin_params(block: PluginSpec) -> PluginSpec:
-    """A feature block without the engine's ``input`` key: what its plugin is built from."""
-    return {k: v for k, v in block.items() if k != "input"}
+    """A feature block without the engine's keys: what its plugin is built from."""
+    return {k: v for k, v in block.items() if k not in FEATURE_ENGINE_KEYS}
 
 
 def read_recipe_file(path: Path) -> dict[str, Any]:
@@ -421,17 +427,18 @@ def resolve_plugin_blocks(raw: dict[str, Any], registry: Registry) -> dict[str, 
 
 
 def _resolve_feature_block(registry: Registry, spec: Any, key: str) -> dict[str, Any]:
-    """A feature block resolved by its plugin, with its ``input`` checked and kept."""
-    if isinstance(spec, dict) and "input" in spec:
-        source = spec["input"]
-        if source not in FEATURE_INPUTS:
-            raise RecipeError(
-                f"{key}.input: {source!r} is not one of {', '.join(FEATURE_INPUTS)} "
-                "(the separator's output, or the decoded clip)"
-            )
-        resolved = _resolve_spec(registry, "feature_extractors", plugin_params(spec), key)
-        return {**resolved, "input": source}
-    return _resolve_spec(registry, "feature_extractors", spec, key)
+    """A feature block resolved by its plugin, with its engine keys checked and kept."""
+    if not isinstance(spec, dict) or not any(k in spec for k in FEATURE_ENGINE_KEYS):
+        return _resolve_spec(registry, "feature_extractors", spec, key)
+    engine = {k: spec[k] for k in FEATURE_ENGINE_KEYS if k in spec}
+    if "input" in engine and engine["input"] not in FEATURE_INPUTS:
+        raise RecipeError(
+            f"{key}.input: {engine['input']!r} is not one of {', '.join(FEATURE_INPUTS)} "
+            "(the separator's output, or the decoded clip)"
+        )
+    if "enabled" in engine and not isinstance(engine["enabled"], bool):
+        raise RecipeError(f"{key}.enabled: expected true or false, got {engine['enabled']!r}")
+    return {**_resolve_spec(registry, "feature_extractors", plugin_params(spec), key), **engine}
 
 
 def _resolve_spec(registry: Registry, kind: str, spec: Any, key: str) -> dict[str, Any]:
@@ -447,6 +454,8 @@ def stream_mode(recipe: Recipe, registry: Registry) -> str:
     as channels are a RecipeError."""
     entry = registry.get_info("backbones", recipe.model.backbone["name"], "model.backbone")
     streams = recipe.feature_streams
+    if not streams:
+        raise RecipeError("features: every stream is enabled: false; enable one")
     if entry.streams == "stack" and len(streams) > 1:
         settings = {json.dumps(plugin_params(b), sort_keys=True, default=str) for b in streams}
         if len(settings) > 1:

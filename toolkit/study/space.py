@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from toolkit.errors import RecipeError
 from toolkit.recipe import (
+    FEATURE_ENGINE_KEYS,
     PLUGIN_BLOCKS,
     Choices,
     Distribution,
@@ -196,7 +197,8 @@ def _applies(raw: Mapping[str, Any], skey: SpaceKey, registry: Registry) -> bool
 def _accepted(registry: Registry, kind: str, name: Any, key: str) -> set[str]:
     if not isinstance(name, str):
         raise RecipeError(f"search.space: {key}: a plugin name must be a string, got {name!r}")
-    return set(registry.get_info(kind, name, f"search.space: {key}").params.model_fields)
+    accepted = set(registry.get_info(kind, name, f"search.space: {key}").params.model_fields)
+    return accepted | set(FEATURE_ENGINE_KEYS) if kind == "feature_extractors" else accepted
 
 
 def _block(raw: Mapping[str, Any], block: tuple[str, ...]) -> dict[str, Any]:
