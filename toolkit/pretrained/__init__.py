@@ -1,0 +1,1 @@
+"""Pretrained networks run in PyTorch from their published files, read without their frameworks."""
