@@ -35,6 +35,7 @@ BUILTIN_PLUGINS = (
     "toolkit.plugins.separators.none",
     "toolkit.plugins.separators.spleeter",
     "toolkit.plugins.features.mel",
+    "toolkit.plugins.features.musicnn",
     "toolkit.plugins.augmenters.oversample",
     "toolkit.plugins.augmenters.masks",
     "toolkit.plugins.augmenters.mixup",
