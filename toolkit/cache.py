@@ -37,18 +37,6 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def user_cache_dir(name: str, env: str) -> Path:
-    """The user-level cache folder ``name`` of the toolkit; the variable ``env`` overrides it.
-
-    Default: ``$XDG_CACHE_HOME/toolkit/<name>``, else ``~/.cache/toolkit/<name>``.
-    """
-    override = os.environ.get(env)
-    if override:
-        return Path(override)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "toolkit" / name
-
-
 def atomic_write(path: Path, write: Any) -> None:
     """Write ``path`` through ``write(handle)`` into a temporary file renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)

