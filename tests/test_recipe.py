@@ -11,6 +11,7 @@ import yaml
 from toolkit.errors import RecipeError
 from toolkit.pipeline import build_augmenters, load_recipe
 from toolkit.recipe import dump_recipe, get_path, parse_override, set_path
+from toolkit.study.space import validate_space
 
 BASE = """
 name: t
@@ -137,6 +138,21 @@ def test_shipped_recipes_validate(name: str) -> None:
     assert recipe.separator["name"] == "spleeter" and recipe.separator["stem"] == "vocals"
     assert recipe.features["name"] == "mel"
     assert [a["name"] for a in recipe.augmenters] == ["oversample", "time_mask", "mixup"]
+
+
+@pytest.mark.parametrize("name", ["pretrained.yaml", "strong.yaml"])
+def test_pretrained_recipes_validate_with_their_search(name: str) -> None:
+    loaded = load_recipe(Path(__file__).parent.parent / "recipes" / name)
+    recipe = loaded.recipe
+    streams = [(b["name"], b.get("input", "separated")) for b in recipe.feature_streams]
+    assert streams == [
+        ("musicnn", "separated"),
+        ("speaker", "separated"),
+        ("musicnn", "mixture"),
+    ]
+    assert recipe.model.backbone["name"] == "head"
+    assert recipe.search is not None and "features.2.enabled" in recipe.search.space
+    validate_space(loaded.raw, loaded.registry, recipe.search.space)
 
 
 def test_final_recipe_has_the_reports_settings() -> None:
