@@ -19,6 +19,9 @@ class EmbeddingHead(nn.Module):
         super().__init__()
         self.pooling = pooling
         self.score = nn.LazyLinear(1) if pooling == "attention" else None
+        # streams of unlike scales (unit-norm speaker vectors, musicnn activations):
+        # every dimension of the pooled vector is standardised on its own
+        self.norm = nn.LazyBatchNorm1d()
         if hidden == 0:
             self.classifier: nn.Module = nn.Sequential(
                 nn.Dropout(dropout), nn.LazyLinear(num_classes)
@@ -41,4 +44,4 @@ class EmbeddingHead(nn.Module):
             pooled = (weights * windows).sum(dim=1)
         else:
             pooled = windows.mean(dim=1)
-        return self.classifier(pooled)
+        return self.classifier(self.norm(pooled))
