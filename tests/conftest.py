@@ -67,3 +67,18 @@ def run_cli(
         text=True,
         timeout=600,
     )
+
+
+def held_out_accuracy(root: Path, competition: object, test_probs: object) -> tuple[float, float]:
+    """Accuracy of test probabilities on a demo's ``test_labels.csv``, and the majority share."""
+    import numpy as np
+    import pandas as pd
+
+    from toolkit.metrics import accuracy
+
+    truth = pd.read_csv(root / "test_labels.csv", dtype={"id": str})
+    truth = truth.set_index("id").loc[competition.test_ids]  # type: ignore[attr-defined]
+    classes = competition.classes  # type: ignore[attr-defined]
+    labels = np.array([classes.index(str(c)) for c in truth["category"]])
+    majority = float(np.bincount(labels).max() / len(labels))
+    return accuracy(test_probs, labels), majority  # type: ignore[arg-type]
