@@ -38,6 +38,16 @@ class FeatureExtractor(ABC):
         """Return features float32 ``[B, C, F, T']`` for waves float32 ``[B, T]``."""
 
 
+def mono_batch(waves: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """``waves`` as a float32 tensor ``[B, T]``; any other shape is a ValueError naming it."""
+    import torch
+
+    waves = torch.as_tensor(waves)
+    if waves.dim() != 2:
+        raise ValueError(f"expected mono waves [B, T], got shape {tuple(waves.shape)}")
+    return waves.to(torch.float32)
+
+
 class DatasetAugmenter(ABC):
     """Adds examples to the training part of the split, once, before training."""
 

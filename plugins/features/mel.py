@@ -8,6 +8,7 @@ import pydantic
 from pydantic import Field
 
 from toolkit import FeatureExtractor, hookimpl
+from toolkit.kinds import mono_batch
 
 if TYPE_CHECKING:
     import torch
@@ -119,10 +120,7 @@ class MelFeatures(FeatureExtractor):
         """Return float32 ``[B, 1, n_mels, frames]`` dB features of float32 ``[B, T]`` waves."""
         import torch  # noqa: PLC0415
 
-        waves = torch.as_tensor(waves)
-        if waves.dim() != 2:
-            raise ValueError(f"expected mono waves [B, T], got shape {tuple(waves.shape)}")
-        waves = waves.to(torch.float32)
+        waves = mono_batch(waves)
         p = self.params
         with torch.no_grad():
             spec = self.transform(sample_rate, waves.device)(waves).unsqueeze(1)

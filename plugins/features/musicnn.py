@@ -17,6 +17,7 @@ import pydantic
 from pydantic import Field
 
 from toolkit import FeatureExtractor, hookimpl
+from toolkit.kinds import mono_batch
 
 if TYPE_CHECKING:
     import torch
@@ -82,12 +83,9 @@ class MusicnnFeatures(FeatureExtractor):
 
         from toolkit.pretrained import musicnn  # noqa: PLC0415
 
-        waves = torch.as_tensor(waves)
-        if waves.dim() != 2:
-            raise ValueError(f"expected mono waves [B, T], got shape {tuple(waves.shape)}")
+        waves = mono_batch(waves)
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-        waves = waves.to(torch.float32)
         if sample_rate != musicnn.SAMPLE_RATE:
             waves = torchaudio.functional.resample(waves, int(sample_rate), musicnn.SAMPLE_RATE)
         self.network.to(waves.device)

@@ -8,6 +8,7 @@ import pydantic
 from pydantic import Field
 
 from toolkit import FeatureExtractor, hookimpl
+from toolkit.kinds import mono_batch
 
 if TYPE_CHECKING:
     import torch
@@ -94,10 +95,7 @@ class SpeakerFeatures(FeatureExtractor):
         """Return float32 ``[B, 1, 256, n_windows]`` embeddings of float32 ``[B, T]`` waves."""
         import torch  # noqa: PLC0415
 
-        waves = torch.as_tensor(waves)
-        if waves.dim() != 2:
-            raise ValueError(f"expected mono waves [B, T], got shape {tuple(waves.shape)}")
-        waves = waves.to(torch.float32)
+        waves = mono_batch(waves)
         with torch.no_grad():
             waves = self.resampler(sample_rate, waves.device)(waves)
             embeds = self.embedder.embed(waves)  # [B, n_windows, 256]

@@ -34,6 +34,7 @@ from torch import nn
 
 from toolkit.cache import atomic_write, file_digest
 from toolkit.errors import ToolkitError
+from toolkit.kinds import mono_batch
 from toolkit.pretrained.files import load_weights_safely, user_cache_dir
 
 SAMPLE_RATE = 16000
@@ -281,9 +282,7 @@ class SpeakerEmbedder:
 
     def embed(self, waves: torch.Tensor) -> torch.Tensor:
         """Embeddings ``[B, n_windows, 256]`` of float32 16 kHz clips ``[B, T]``."""
-        if waves.dim() != 2:
-            raise ValueError(f"expected mono waves [B, T], got shape {tuple(waves.shape)}")
-        waves = waves.to(torch.float32)
+        waves = mono_batch(waves)
         n_samples = waves.shape[-1]
         starts = partial_starts(n_samples, self.window_frames, self.rate, self.min_coverage)
         if self.normalize:
