@@ -22,7 +22,6 @@ Its volume normalisation is (:func:`normalize_volume`).
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import math
 import subprocess
 import tempfile
@@ -35,7 +34,7 @@ from torch import nn
 from toolkit.cache import atomic_write, file_digest
 from toolkit.errors import ToolkitError
 from toolkit.kinds import mono_batch
-from toolkit.pretrained.files import load_weights_safely, user_cache_dir
+from toolkit.pretrained.files import load_weights_safely, package_dir, user_cache_dir
 
 SAMPLE_RATE = 16000
 """Sample rate the encoder was trained on, in Hz."""
@@ -61,7 +60,7 @@ _INT16_MAX = 2**15 - 1
 
 DISTRIBUTION = "resemblyzer"
 DISTRIBUTION_VERSION = "0.1.4"
-WEIGHTS_FILE = "resemblyzer/pretrained.pt"
+WEIGHTS_FILE = "pretrained.pt"
 """The weight file, relative to the distribution's install location."""
 WEIGHTS_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"
 """sha256 of ``pretrained.pt`` in resemblyzer 0.1.4."""
@@ -94,14 +93,13 @@ class SpeakerEncoder(nn.Module):
 
 def weights_path() -> Path:
     """The installed ``pretrained.pt`` of resemblyzer, found without importing it."""
-    try:
-        dist = importlib.metadata.distribution(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
+    folder = package_dir(DISTRIBUTION)
+    if folder is None:
         raise SpeakerWeightsError(
             f"the speaker encoder's weights come with the '{DISTRIBUTION}' package, which is "
             f"not installed: run '{INSTALL_COMMAND}'"
-        ) from None
-    path = Path(str(dist.locate_file(WEIGHTS_FILE)))
+        )
+    path = folder / WEIGHTS_FILE
     if not path.is_file():
         raise SpeakerWeightsError(
             f"speaker encoder weight file {path} not found: reinstall it with "
