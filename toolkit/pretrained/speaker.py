@@ -61,7 +61,7 @@ _INT16_MAX = 2**15 - 1
 DISTRIBUTION = "resemblyzer"
 DISTRIBUTION_VERSION = "0.1.4"
 WEIGHTS_FILE = "pretrained.pt"
-"""The weight file, relative to the distribution's install location."""
+"""The weight file, relative to the installed resemblyzer package folder."""
 WEIGHTS_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"
 """sha256 of ``pretrained.pt`` in resemblyzer 0.1.4."""
 INSTALL_COMMAND = f"pip install --no-deps {DISTRIBUTION}=={DISTRIBUTION_VERSION}"
