@@ -36,6 +36,8 @@ class StageStats:
     features_reused: int = 0
     splits_assembled: int = 0
     splits_reused: int = 0
+    views_reused: int = 0
+    """Whole data views (features and folds) a model took from memory: no stage ran."""
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain mapping."""
