@@ -25,22 +25,11 @@ import json
 import time
 from pathlib import Path
 
-import pandas as pd
-
+from toolkit.demo import submission_accuracy
 from toolkit.pipeline import load_recipe
 from toolkit.workflow import run_study
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def test_accuracy(submission: Path, root: Path) -> float:
-    """Accuracy of a submission file against the demo's held-out ``test_labels.csv``."""
-    predicted = pd.read_csv(submission, dtype=str)
-    truth = pd.read_csv(root / "test_labels.csv", dtype=str)
-    merged = predicted.merge(truth, on="id", suffixes=("", "_true"))
-    if len(merged) != len(truth):
-        raise SystemExit(f"{submission}: {len(merged)} of {len(truth)} test ids")
-    return float((merged["category"] == merged["category_true"]).mean())
 
 
 def main() -> None:
@@ -69,7 +58,7 @@ def main() -> None:
         root = Path(loaded.recipe.data.root)
         print(
             f"{name:38} {result.worker.counts['complete']:>6} {summary['val_metric']:11.4f} "
-            f"{test_accuracy(result.submission, root):9.4f} {seconds:8.0f}"
+            f"{submission_accuracy(result.submission, root):9.4f} {seconds:8.0f}"
         )
 
 

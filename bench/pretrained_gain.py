@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toolkit.demo import MARKER_NAME
+from toolkit.demo import MARKER_NAME, submission_accuracy
 from toolkit.ensemble.selection import blend, select_ensemble
 from toolkit.metrics import accuracy
 from toolkit.pipeline import load_recipe
@@ -72,16 +72,6 @@ def test_labels(root: Path, test_ids: list[str], classes: list[str]) -> np.ndarr
     """The class index of every test clip, from the demo's held-out ``test_labels.csv``."""
     truth = pd.read_csv(root / "test_labels.csv", dtype=str).set_index("id")
     return np.array([classes.index(c) for c in truth.loc[test_ids, "category"]])
-
-
-def submission_accuracy(submission: Path, root: Path) -> float:
-    """Accuracy of a submission file against the demo's held-out ``test_labels.csv``."""
-    predicted = pd.read_csv(submission, dtype=str)
-    truth = pd.read_csv(root / "test_labels.csv", dtype=str)
-    merged = predicted.merge(truth, on="id", suffixes=("", "_true"))
-    if len(merged) != len(truth):
-        raise SystemExit(f"{submission}: {len(merged)} of {len(truth)} test ids")
-    return float((merged["category"] == merged["category_true"]).mean())
 
 
 def compare_recipes(root: Path, work: Path, final_seeds: int) -> None:
