@@ -74,7 +74,7 @@ def test_labels(root: Path, test_ids: list[str], classes: list[str]) -> np.ndarr
     return np.array([classes.index(c) for c in truth.loc[test_ids, "category"]])
 
 
-def compare_recipes(root: Path, work: Path, final_seeds: int) -> None:
+def compare_recipes(root: Path, work: Path, final_seeds: int, only: list[str] | None) -> None:
     """Run strong.yaml and final.yaml on the demo folder; print test accuracy and wall time."""
     demo = read_demo_duration(root)
     runs = {
@@ -86,6 +86,8 @@ def compare_recipes(root: Path, work: Path, final_seeds: int) -> None:
     }
     print(f"{'recipe':34} {'test acc':>9} {'seconds':>8}")
     for i, (name, (path, overrides)) in enumerate(runs.items()):
+        if only and not any(o in name for o in only):
+            continue
         loaded = load_recipe(path, overrides, output=work / f"recipe{i}")
         started = time.perf_counter()
         result = run_study(loaded)
@@ -110,7 +112,7 @@ def main() -> None:
     parser.add_argument("--final-seeds", type=int, default=8)
     args = parser.parse_args()
     if args.recipes:
-        compare_recipes(args.root, args.work, args.final_seeds)
+        compare_recipes(args.root, args.work, args.final_seeds, args.only)
         return
     rows = []
     val: dict[str, np.ndarray] = {}
