@@ -216,6 +216,30 @@ def test_recipe_values_are_the_baseline_trial(raw: dict[str, Any], registry: Any
     }
 
 
+def test_a_failed_baseline_trial_is_queued_again(
+    tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    recipe = search_recipe(tmp_path, tiny_competition.root, n_trials=3)
+    run = StudyRun(load_recipe(recipe, output=tmp_path / "run"))
+    values = run.enqueue_baseline()
+    assert values is not None
+    assert run.enqueue_baseline() is None  # queued once
+
+    def fixed(number: int) -> dict[str, Any]:  # the values an enqueued trial will suggest
+        return dict(run.study.trials[number].system_attrs["fixed_params"])
+
+    first = run.study.ask()
+    assert fixed(0) == values and first.user_attrs["baseline"]
+    assert run.enqueue_baseline() is None  # running
+    run.study.tell(first, state=optuna.trial.TrialState.FAIL)  # its worker was killed
+    assert run.enqueue_baseline() == values
+    again = run.study.ask()
+    assert again.number == 1 and fixed(1) == values and again.user_attrs["baseline"]
+    run.study.tell(again, 0.5)
+    run.study.tell(run.study.ask(), 0.4)
+    assert run.enqueue_baseline() is None  # the baseline finished
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_surplus_trials_and_dead_workers(tiny_competition: DemoCompetition, tmp_path: Path) -> None:
     recipe = search_recipe(tmp_path, tiny_competition.root, n_trials=2)

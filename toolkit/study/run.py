@@ -269,14 +269,21 @@ class StudyRun:
         """Queue the recipe's own values as the first trial of a new study (``search.baseline``).
 
         So the study starts from the hand-tuned recipe and its best trial is
-        never worse than it. Returns the queued values, or ``None``.
+        never worse than it. A baseline trial that failed (its worker killed) is
+        queued again. Returns the queued values, or ``None``.
         """
-        if not self.search.baseline or not self.search.space or self.trials():
+        if not self.search.baseline or not self.search.space:
             return None
+        trials = self.trials()
+        baselines = [t for t in trials if t.user_attrs.get("baseline")]
+        if trials and not baselines:
+            return None  # a study begun without its baseline stays so
+        if any(t.state != TrialState.FAIL for t in baselines):
+            return None  # queued, running or finished
         values = recipe_values(self.recipe, self.search.space)
         if not values:
             return None
-        self.study.enqueue_trial(values, user_attrs={"baseline": True}, skip_if_exists=True)
+        self.study.enqueue_trial(values, user_attrs={"baseline": True})
         return values
 
     # ------------------------------------------------------------ running
