@@ -28,7 +28,7 @@ class RunResult:
     best_epoch: int
     seconds: float
     leaderboard_id: str
-    stats: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 def run(loaded: LoadedRecipe, metric: str = "accuracy") -> RunResult:
@@ -93,6 +93,8 @@ def run_study(loaded: LoadedRecipe, storage: str | None = None) -> StudyResult:
     study = StudyRun(loaded, storage)
     report = study.optimize(wait_for_others=True)
     outcome = build_ensemble(study)
+    # what this process's cached stages did for the recipe's own features (trials reuse them)
+    study.layout.write_stats(study.prepared(study.recipe).stats.as_dict())
     return StudyResult(
         run_dir=study.run_dir,
         storage=study.storage_url,
