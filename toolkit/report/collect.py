@@ -29,7 +29,7 @@ from toolkit.leaderboard.store import Leaderboard, Row
 from toolkit.metrics import get_metric
 from toolkit.recipe import Recipe, get_path, read_recipe_file
 from toolkit.registry import format_validation_error
-from toolkit.run_dir import ENSEMBLE, METRICS, RECIPE, STATS, RunDir
+from toolkit.run_dir import ENSEMBLE, METRICS, RECIPE, STATS, STUDY, RunDir
 from toolkit.study.settings import has_study, search_settings, study_name
 
 TRIAL_FOLDER = re.compile(r"t(\d+)")
@@ -230,7 +230,7 @@ def _collect_study(contents: RunContents, layout: RunDir, storage: str | None) -
         best_trial_metric=float(summary["best_trial_metric"]),
         candidates=int(summary["candidates"]),
     )
-    contents.ensemble_predictions = read_predictions(layout, "ensemble")
+    contents.ensemble_predictions = read_predictions(layout, contents.ensemble.id)
 
 
 def _read_study(
@@ -240,7 +240,7 @@ def _read_study(
     storage ``ensemble.json`` names."""
     search = search_settings(contents.recipe)
     name = study_name(contents.recipe)
-    default = layout.file("study.db")
+    default = layout.file(STUDY)
     url = storage or search.storage
     if url is None and default.is_file():
         url = layout.study_storage()

@@ -182,7 +182,7 @@ def param_slices(study: StudyData) -> Figure:
     axes = plot_slice(study.study, target_name=study.metric)
     first = np.asarray(axes).flatten()[0]
     count = np.asarray(axes).size
-    return _sized(first.figure, min(4.0 * count, 16), 4.2)
+    return _sized(first.figure, min(max(5.0 * count, 8.0), 16.0), 4.2)
 
 
 def _sized(figure: Figure, width: float, height: float) -> Figure:
@@ -213,10 +213,11 @@ def confusion(scores: ClassScores, title: str) -> Figure:
     bars_ax.bar(x - 0.2, scores.precision, width=0.4, label="precision")
     bars_ax.bar(x + 0.2, scores.recall, width=0.4, label="recall")
     bars_ax.set_xticks(x, scores.classes, rotation=30, ha="right")
-    bars_ax.set_ylim(0, 1.05)
+    bars_ax.set_ylim(0, 1.2)
+    bars_ax.set_yticks(np.linspace(0, 1, 6))
     bars_ax.set_title("per class")
     bars_ax.grid(axis="y", alpha=0.3)
-    bars_ax.legend(loc="lower right")
+    bars_ax.legend(loc="upper right", ncols=2)
     return figure
 
 

@@ -40,6 +40,7 @@ nav { padding: 8px 32px; background: #f6f8fa; border-bottom: 1px solid #d0d7de; 
 nav a { margin-right: 18px; color: #0969da; text-decoration: none; font-size: 14px; }
 main { padding: 0 32px 32px 32px; max-width: 1280px; }
 section { border-bottom: 1px solid #d8dee4; padding: 8px 0 16px 0; }
+p { font-size: 14px; }
 h2 { font-size: 20px; margin: 20px 0 10px 0; }
 h3 { font-size: 16px; margin: 16px 0 8px 0; }
 img { max-width: 100%; height: auto; display: block; margin: 8px 0; }
@@ -162,11 +163,9 @@ def _results(contents: RunContents, scores: dict[str, ClassScores]) -> str:
         if key not in scores:
             continue
         row = contents.best_row if key == "best" else _ensemble_row(contents)
-        name = f"{label}: {scores[key].name}" if key == "best" else label
-        if key == "ensemble" and contents.ensemble is not None:
-            name = f"{label}: {contents.ensemble.id}"
         public = row.public_score if row is not None else None
-        lines.append([_t(name), *(_f(scores[key].metrics[c]) for c in columns), _f(public, 5, "—")])
+        cells = (_f(scores[key].metrics[c]) for c in columns)
+        lines.append([_t(f"{label}: {scores[key].name}"), *cells, _f(public, 5, "—")])
     if not lines:
         return ""
     return "<h3>Results</h3>" + _table(headers, lines)
@@ -208,7 +207,7 @@ def _confusion(
         if key not in scores:
             continue
         s = scores[key]
-        parts.append(f"<h3>{label} ({_e(s.name)}), {held} predictions</h3>")
+        parts.append(f"<h3>{label} ({_e(s.name)}): {held} predictions</h3>")
         parts.append(_img(figures, f"confusion_{key}", ""))
         lines = [
             [_t(c), _n(int(s.support[i])), _f(s.precision[i]), _f(s.recall[i]), _f(s.f1[i])]
