@@ -107,7 +107,7 @@ def learning_curves(histories: list[ModelHistory]) -> Figure:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        if column == "lr" and _positive(histories, column):
+        if _log_scale(histories, column):
             ax.set_yscale("log")
         if column.endswith("accuracy"):
             ax.set_ylim(-0.02, 1.02)
@@ -142,9 +142,14 @@ def _first_fold(history: pd.DataFrame) -> int | None:
     return int(history["fold"].min()) if "fold" in history.columns else None
 
 
-def _positive(histories: list[ModelHistory], column: str) -> bool:
-    values = [h.history[column] for h in histories if column in h.history.columns]
-    return bool(values) and all(bool((v > 0).all()) for v in values)
+def _log_scale(histories: list[ModelHistory], column: str) -> bool:
+    """Whether a panel reads better on a log scale: the learning rate, or values spread over
+    more than a factor of 20 (one diverging trial), when all are positive."""
+    parts = [h.history[column].to_numpy(dtype=float) for h in histories if column in h.history]
+    values = np.concatenate(parts) if parts else np.zeros(0)
+    if not values.size or (values <= 0).any():
+        return False
+    return column == "lr" or values.max() / values.min() > 20
 
 
 @_as_png

@@ -11,9 +11,10 @@ import html
 import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from pathlib import Path
 
 from toolkit.leaderboard.store import Row
-from toolkit.leaderboard.view import plain_table
+from toolkit.leaderboard.view import REPEATED_METRICS, plain_table
 from toolkit.metrics import METRICS
 from toolkit.report.collect import RunContents
 from toolkit.report.scores import ClassScores
@@ -29,6 +30,20 @@ SECTIONS = {
     "leaderboard": "Leaderboard",
 }
 """Each section's anchor and heading, in page order."""
+
+LEADERBOARD_COLUMNS = (
+    "id",
+    "state",
+    "val_accuracy",
+    "val_loss",
+    "metric",
+    "public_score",
+    "backbone",
+    "epochs",
+    "seconds",
+    "params",
+)
+"""The leaderboard table's columns on the page (the run's recipe and files are said above)."""
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
@@ -56,7 +71,7 @@ td.id { white-space: pre; font-family: ui-monospace, monospace; }
 p.note { color: #9a6700; background: #fff8c5; padding: 4px 8px; display: inline-block;
          margin: 4px 0; font-size: 13px; }
 .scroll { overflow-x: auto; }
-#leaderboard-rows td:last-child { white-space: normal; min-width: 320px; }
+#leaderboard-rows td:last-child { white-space: normal; min-width: 320px; font-size: 12px; }
 """
 
 
@@ -94,14 +109,14 @@ def render_page(
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
-        f"<header><h1>{_e(title)}</h1><p>{_e(str(contents.run_dir))} · made {made}</p></header>"
+        f"<header><h1>{_e(title)}</h1><p>{_e(_path(contents.run_dir))} · made {made}</p></header>"
         f"<nav>{nav}</nav><main>{''.join(parts)}</main></body></html>\n"
     )
 
 
 # -------------------------------------------------------------------- sections
 def _summary(contents: RunContents, scores: dict[str, ClassScores]) -> str:
-    run = [("recipe", contents.recipe.name), ("run directory", str(contents.run_dir))]
+    run = [("recipe", contents.recipe.name), ("run directory", _path(contents.run_dir))]
     if contents.study is not None:
         counts = contents.study.counts()
         done = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
@@ -114,7 +129,7 @@ def _summary(contents: RunContents, scores: dict[str, ClassScores]) -> str:
     if contents.folds > 1:
         run.append(("validation", f"{contents.folds}-fold cross-validation (out of fold)"))
     if contents.leaderboard is not None:
-        run.append(("leaderboard", str(contents.leaderboard)))
+        run.append(("leaderboard", _path(contents.leaderboard)))
     parts = [_table([], [[_t(k), _t(v)] for k, v in run], header=False)]
     parts.append(_data(contents))
     parts.append(_results(contents, scores))
@@ -239,7 +254,10 @@ def _ensemble(contents: RunContents, figures: dict[str, bytes]) -> str:
 def _leaderboard(rows: list[Row]) -> str:
     if not rows:
         return ""
-    headers, lines = plain_table(rows)
+    columns = list(LEADERBOARD_COLUMNS)
+    if {r.metric for r in rows if r.metric} <= REPEATED_METRICS:
+        columns.remove("metric")  # the val acc or val loss column already shows it
+    headers, lines = plain_table(rows, columns)
     body = "".join(
         f'<tr class="{"ensemble" if line.row.kind == "ensemble" else line.row.state}">'
         + "".join(_t(cell, "id" if i == 0 else "") for i, cell in enumerate(line.cells))
@@ -251,6 +269,14 @@ def _leaderboard(rows: list[Row]) -> str:
 
 
 # --------------------------------------------------------------------- helpers
+def _path(path: Path) -> str:
+    """A path as the reader typed it: relative to the current folder when inside it."""
+    absolute = path.resolve()
+    return (
+        str(absolute.relative_to(Path.cwd())) if absolute.is_relative_to(Path.cwd()) else str(path)
+    )
+
+
 def _ensemble_row(contents: RunContents) -> Row | None:
     if contents.ensemble is None:
         return None
