@@ -19,8 +19,10 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from tests.conftest import run_cli, write_recipe
+from toolkit.cli import app
 from toolkit.demo import DemoCompetition
 from toolkit.report import FIGURES, REPORT, Report, build_report
 from toolkit.report.collect import ModelHistory
@@ -54,10 +56,15 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def study(tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's work folder: one cache (features computed once) and one leaderboard."""
+    return tmp_path_factory.mktemp("report")
+
+
+@pytest.fixture(scope="module")
+def study(tiny_competition: DemoCompetition, work: Path) -> Path:
     """``toolkit run`` of a 4-trial study with its ensemble; returns its run directory."""
-    work = tmp_path_factory.mktemp("report-study")
-    recipe = write_recipe(work, tiny_competition.root, extra=SEARCH)
+    recipe = write_recipe(work, tiny_competition.root, extra=SEARCH, name="search.yaml")
     result = run_cli("run", recipe, "--output", work / "run", cwd=work)
     assert result.returncode == 0, result.stderr
     page = (work / "run" / REPORT).resolve()
@@ -71,15 +78,20 @@ def study_report(study: Path) -> Report:
 
 
 @pytest.fixture(scope="module")
-def plain(tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def plain(tiny_competition: DemoCompetition, work: Path) -> Path:
     """A plain run (no search) made with ``--no-report``; returns its run directory."""
-    work = tmp_path_factory.mktemp("report-plain")
-    recipe = write_recipe(work, tiny_competition.root)
-    result = run_cli("run", recipe, "--output", work / "run", "--no-report", cwd=work)
+    recipe = write_recipe(work, tiny_competition.root, name="plain.yaml")
+    result = run_cli("run", recipe, "--output", work / "plain", "--no-report", cwd=work)
     assert result.returncode == 0, result.stderr
     assert "report:" not in result.stdout
-    assert not (work / "run" / REPORT).exists()
-    return work / "run"
+    assert not (work / "plain" / REPORT).exists()
+    return work / "plain"
+
+
+def invoke(*args: object) -> tuple[int, str, str]:
+    """Run a ``toolkit`` command in this process: its exit code, stdout and stderr."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
 
 
 def section(html: str, name: str) -> str:
@@ -240,9 +252,9 @@ def test_report_of_a_study_still_running(study: Path, tmp_path: Path) -> None:
     optuna.load_study(study_name="tiny", storage=storage).ask()  # a fifth trial, running
     (going / "trials" / "t0004").mkdir()  # which has written nothing but its recipe yet
     shutil.copy(going / "recipe.yaml", going / "trials" / "t0004" / "recipe.yaml")
-    result = run_cli("report", going, "--db", tmp_path / "none.db", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str((going / REPORT).resolve())
+    code, stdout, stderr = invoke("report", going, "--db", tmp_path / "none.db")
+    assert code == 0, stderr
+    assert stdout.strip() == str((going / REPORT).resolve())
     html = (going / REPORT).read_text()
     assert "The ensemble is not built yet" in section(html, "ensemble")
     assert "1 running" in section(html, "summary")
@@ -275,12 +287,12 @@ def test_learning_curves_draw_one_line_per_fold() -> None:
 # ---------------------------------------------------------------- a plain run
 def test_report_of_a_plain_run(plain: Path) -> None:
     board = plain.parent / "leaderboard.db"
-    listing = run_cli("leaderboard", "--db", board, "--json")
-    row = json.loads(listing.stdout)[0]
-    recorded = run_cli("leaderboard", "record", row["id"], "0.7956", "--db", board)
-    assert recorded.returncode == 0, recorded.stderr
-    result = run_cli("report", plain, cwd=plain.parent)
-    assert result.returncode == 0, result.stderr
+    code, listing, _ = invoke("leaderboard", plain, "--db", board, "--json")
+    (row,) = json.loads(listing)
+    code, _, stderr = invoke("leaderboard", "record", row["id"], "0.7956", "--db", board)
+    assert code == 0, stderr
+    code, _, stderr = invoke("report", plain)
+    assert code == 0, stderr
     html = (plain / REPORT).read_text()
     for name in ("summary", "curves", "confusion", "leaderboard"):
         assert section(html, name), name
