@@ -25,8 +25,8 @@ from tests.conftest import run_cli, write_recipe
 from toolkit.cli import app
 from toolkit.demo import DemoCompetition
 from toolkit.report import FIGURES, REPORT, Report, build_report
-from toolkit.report.collect import ModelHistory
-from toolkit.report.figures import learning_curves
+from toolkit.report.collect import ModelHistory, StudyData
+from toolkit.report.figures import learning_curves, param_importances, param_slices
 from toolkit.report.stages import stage_times
 
 pytestmark = pytest.mark.slow  # every test reads a trained run
@@ -282,6 +282,22 @@ def test_learning_curves_draw_one_line_per_fold() -> None:
     )
     png = learning_curves([ModelHistory("t0000", 0, "complete", history)])
     assert png.startswith(PNG_MAGIC)
+
+
+def test_search_figures_that_cannot_be_drawn_say_why() -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    flat = optuna.create_study(direction="maximize")  # every trial scores the same
+    flat.optimize(lambda trial: 0.5 + 0 * trial.suggest_float("lr", 0.001, 0.01), n_trials=3)
+    data = StudyData("flat", "memory", flat, "accuracy", ["lr"], flat.get_trials())
+    assert param_slices(data).startswith(PNG_MAGIC)
+    with pytest.raises(ValueError, match="does not vary"):
+        param_importances(data)
+    bare = optuna.create_study(direction="maximize")  # nothing searched
+    bare.optimize(lambda trial: 0.5, n_trials=2)
+    data = StudyData("bare", "memory", bare, "accuracy", [], bare.get_trials())
+    for draw in (param_slices, param_importances):
+        with pytest.raises(ValueError, match="searched values"):
+            draw(data)
 
 
 # ---------------------------------------------------------------- a plain run

@@ -52,7 +52,7 @@ P = ParamSpec("P")
 def png(figure: Figure) -> bytes:
     """The figure as PNG bytes (without the software tag)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     return buffer.getvalue()
 
 
@@ -166,7 +166,7 @@ def param_importances(study: StudyData) -> Figure:
     """Optuna's parameter importances (fANOVA) over the complete trials.
 
     Raises ``ValueError`` when they cannot be computed (fewer than two complete
-    trials, or no parameter searched).
+    trials, no parameter searched, or the same metric for every trial).
     """
     from optuna.importance import FanovaImportanceEvaluator
     from optuna.visualization.matplotlib import plot_param_importances
@@ -175,14 +175,23 @@ def param_importances(study: StudyData) -> Figure:
     if len(complete) < 2 or not any(t.params for t in complete):
         raise ValueError("parameter importances need two complete trials with searched values")
     evaluator = FanovaImportanceEvaluator(n_trees=32, seed=0)
-    ax = plot_param_importances(study.study, evaluator=evaluator, target_name=study.metric)
+    try:
+        ax = plot_param_importances(study.study, evaluator=evaluator, target_name=study.metric)
+    except RuntimeError as exc:  # fANOVA finds no variance: every trial scored the same
+        raise ValueError(f"the complete trials' metric does not vary ({exc})") from None
     return _sized(ax.figure, 8, max(2.5, 0.6 * len(study.space) + 1.5))
 
 
 @_as_png
 def param_slices(study: StudyData) -> Figure:
-    """Optuna's slice plot: each searched key's values against the trials' metric."""
+    """Optuna's slice plot: each searched key's values against the trials' metric.
+
+    Raises ``ValueError`` when no complete trial has searched values.
+    """
     from optuna.visualization.matplotlib import plot_slice
+
+    if not any(t.params for t in study.trials if t.state.name == "COMPLETE"):
+        raise ValueError("no complete trial has searched values")
 
     axes = plot_slice(study.study, target_name=study.metric)
     first = np.asarray(axes).flatten()[0]
@@ -191,8 +200,7 @@ def param_slices(study: StudyData) -> Figure:
 
 
 def _sized(figure: Figure, width: float, height: float) -> Figure:
-    figure.set_size_inches(width, height)
-    figure.set_layout_engine("constrained")
+    figure.set_size_inches(width, height)  # saved cropped to what is drawn (Optuna's layout)
     return figure
 
 
