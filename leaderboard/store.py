@@ -25,7 +25,7 @@ from typing import Any
 from toolkit.errors import ToolkitError
 from toolkit.metrics import METRICS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Schema version stored in ``PRAGMA user_version``."""
 
 DEFAULT_DB = Path("runs") / "leaderboard.db"
@@ -34,7 +34,7 @@ DEFAULT_DB = Path("runs") / "leaderboard.db"
 DB_ENV = "TOOLKIT_LEADERBOARD"
 """Environment variable naming the workspace database, overriding :data:`DEFAULT_DB`."""
 
-KINDS = ("trial", "ensemble")
+KINDS = ("trial", "ensemble", "refit")
 STATES = ("running", "complete", "pruned", "failed")
 
 BUSY_TIMEOUT_S = 60.0
@@ -69,6 +69,12 @@ class Row:
     public_score: float | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     """What reproduces a trained model: resolved recipe, metric, plugins, versions."""
+    folds: int | None = None
+    """K of a cross-validated model (its metric is then out-of-fold); None: one split."""
+    fold_mean: float | None = None
+    """Mean of the metric over the folds' held-out parts."""
+    fold_std: float | None = None
+    """Standard deviation of the metric over the folds."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Row:
@@ -113,17 +119,30 @@ _SQL_TYPES = {
     "created_at": "TEXT NOT NULL",
     "public_score": "REAL",
     "provenance": "TEXT NOT NULL DEFAULT '{}'",
+    "folds": "INTEGER",
+    "fold_mean": "REAL",
+    "fold_std": "REAL",
 }
-_V2_COLUMNS = ("provenance",)
+_ADDED_COLUMNS: dict[int, tuple[str, ...]] = {
+    2: ("provenance",),
+    3: ("folds", "fold_mean", "fold_std"),
+}
+"""The columns each schema version added to the first one."""
+_LATER = {name for names in _ADDED_COLUMNS.values() for name in names}
 _SCHEMA_V1 = [
     "CREATE TABLE IF NOT EXISTS entries ("
-    + ", ".join(f"{name} {_SQL_TYPES[name]}" for name in COLUMNS if name not in _V2_COLUMNS)
+    + ", ".join(f"{name} {_SQL_TYPES[name]}" for name in COLUMNS if name not in _LATER)
     + ")",
     "CREATE INDEX IF NOT EXISTS entries_run_dir ON entries (run_dir)",
     "CREATE INDEX IF NOT EXISTS entries_recipe ON entries (recipe)",
 ]
-_SCHEMA_V2 = [f"ALTER TABLE entries ADD COLUMN {name} {_SQL_TYPES[name]}" for name in _V2_COLUMNS]
-_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+_MIGRATIONS: dict[int, list[str]] = {
+    1: _SCHEMA_V1,
+    **{
+        version: [f"ALTER TABLE entries ADD COLUMN {name} {_SQL_TYPES[name]}" for name in names]
+        for version, names in _ADDED_COLUMNS.items()
+    },
+}
 """Statements that bring a database from version ``n - 1`` to version ``n``."""
 
 
@@ -459,10 +478,11 @@ def _to_sql(row: Row) -> dict[str, Any]:
     values["run_dir"] = normalize_run_dir(row.run_dir)
     for name in _JSON_COLUMNS:
         values[name] = json.dumps(values[name], default=str)
-    for name in ("val_accuracy", "val_loss", "metric_value", "seconds", "public_score"):
+    floats = ("val_accuracy", "val_loss", "metric_value", "seconds", "public_score")
+    for name in (*floats, "fold_mean", "fold_std"):
         if values[name] is not None:
             values[name] = float(values[name])
-    for name in ("epochs", "trial_number"):
+    for name in ("epochs", "trial_number", "folds"):
         if values[name] is not None:
             values[name] = int(values[name])
     return values

@@ -83,12 +83,23 @@ def _params_cell(line: _Line) -> Text:
     return Text(_params(line.row), no_wrap=True, overflow="ellipsis")
 
 
-def _columns(lines: Sequence[_Line]) -> tuple[Column, ...]:
+def _fold_cell(line: _Line) -> str:
+    """``mean ± std`` of a cross-validated row's per-fold metric."""
+    row = line.row
+    if row.fold_mean is None:
+        return ""
+    return f"{_number(row.fold_mean, 4)} ± {_number(row.fold_std, 4)}"
+
+
+def _columns(lines: Sequence[_Line], folds: bool | None = None) -> tuple[Column, ...]:
     """Every table column in display order, for these lines.
 
     When all rows share one metric its name heads the metric column, whose
-    cells then hold just the values.
+    cells then hold just the values. The fold columns are there when a row is
+    cross-validated (or ``folds`` says so).
     """
+    if folds is None:
+        folds = any(line.row.folds for line in lines)
     names = {line.row.metric for line in lines if line.row.metric}
     # accuracy and log loss have columns of their own: the metric column repeats them
     metric_rank = 13 if names <= REPEATED_METRICS else 5
@@ -121,6 +132,20 @@ def _columns(lines: Sequence[_Line]) -> tuple[Column, ...]:
             justify="right",
         ),
         Column("metric", shared or "metric", metric, rank=metric_rank, justify="right"),
+        *(
+            (
+                Column("fold_mean", "fold mean ± std", _fold_cell, rank=5, justify="right"),
+                Column(
+                    "folds",
+                    "folds",
+                    lambda line: str(line.row.folds or ""),
+                    rank=9,
+                    justify="right",
+                ),
+            )
+            if folds
+            else ()
+        ),
         Column("epochs", "epochs", epochs, rank=9, justify="right"),
         Column(
             "seconds", "seconds", lambda line: _duration(line.row.seconds), rank=8, justify="right"
@@ -137,7 +162,7 @@ def _columns(lines: Sequence[_Line]) -> tuple[Column, ...]:
     )
 
 
-TABLE_COLUMNS: tuple[str, ...] = tuple(c.name for c in _columns([]))
+TABLE_COLUMNS: tuple[str, ...] = tuple(c.name for c in _columns([], folds=True))
 """Names of the table's columns in display order: what ``columns=`` and ``--columns`` take."""
 
 
@@ -165,7 +190,10 @@ def render_table(
         console.print("no rows")
         return
     lines = _display_order(rows)
-    every = _columns(lines)
+    every = _columns(lines, folds=True if columns is not None else None)
+    if any(r.folds for r in rows):
+        note = "rows with folds: val acc, val loss and the metric are out-of-fold"
+        caption = f"{caption}\n{note}" if caption else note
     cells = {c.name: [_text(c.cell(line)) for line in lines] for c in every}
     need = {
         c.name: max(cell_len(c.header), *(cell.cell_len for cell in cells[c.name])) for c in every

@@ -205,6 +205,28 @@ SPACE = "search:\n  n_trials: 2\n  space:\n    {key}: {dist}\n"
 
 
 @case
+def case_split_folds_zero(ws: Workspace, d: Path) -> tuple[list[Any], list[str]]:
+    return ws.run_args(d) + ["--set", "split.folds=0"], ["split.folds", "greater than"]
+
+
+@case
+def case_split_more_folds_than_clips(ws: Workspace, d: Path) -> tuple[list[Any], list[str]]:
+    return ws.run_args(d) + ["--set", "split.folds=500"], ["split.folds", "500 folds of 32 clips"]
+
+
+@case
+def case_group_column_missing(ws: Workspace, d: Path) -> tuple[list[Any], list[str]]:
+    args = ws.run_args(d) + ["--set", "data.group_column=song"]
+    return args, ["train.csv", "song", "data.group_column"]
+
+
+@case
+def case_tta_with_a_training_augmenter(ws: Workspace, d: Path) -> tuple[list[Any], list[str]]:
+    args = ws.run_args(d) + ["--set", "predict.tta=[{name: mixup}]"]
+    return args, ["predict.tta[0]", "mixup", "TestTimeAugmenter"]
+
+
+@case
 def case_search_space_typo(ws: Workspace, d: Path) -> tuple[list[Any], list[str]]:
     extra = SPACE.format(key="model.backbone.widht", dist="{choices: [4, 8]}")
     return ws.run_args(d, extra), ["search.space", "widht", "'width'"]

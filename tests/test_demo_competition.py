@@ -20,6 +20,7 @@ from toolkit.demo import (
     draw_labels,
     ensure_demo_competition,
     make_demo_competition,
+    submission_accuracy,
 )
 
 SR = 44100
@@ -207,3 +208,18 @@ def test_bad_arguments(tmp_path: Path) -> None:
         make_demo_competition(tmp_path / "busy", n_train=8, n_test=1, duration=0.2)
     assert (tmp_path / "busy" / "keep.txt").read_text() == "mine"
     assert not os.path.exists(tmp_path / "x")
+
+
+def test_submission_accuracy_scores_on_the_held_out_labels(
+    comp: DemoCompetition, tmp_path: Path
+) -> None:
+    truth = pd.read_csv(comp.test_labels, dtype=str)
+    guess = truth.copy()
+    wrong = guess["category"] == guess["category"].iloc[0]
+    guess.loc[wrong, "category"] = "nobody"  # every clip of the first clip's class is wrong
+    path = tmp_path / "submission.csv"
+    guess.sample(frac=1.0, random_state=0).to_csv(path, index=False)  # any row order
+    assert submission_accuracy(path, comp.root) == pytest.approx(1 - wrong.mean())
+    guess.iloc[1:].to_csv(path, index=False)
+    with pytest.raises(ValueError, match=f"{len(truth) - 1} of {len(truth)} test ids"):
+        submission_accuracy(path, comp.root)

@@ -87,14 +87,14 @@ def test_schema_created_on_first_write_with_wal_and_version(tmp_path: Path) -> N
     assert not path.exists()
     board.upsert(trial("a/t0", tmp_path))
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_version_1_database_is_read_then_migrated_keeping_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:  # a leaderboard written by the first release
-        columns = [c for c in COLUMNS if c != "provenance"]
+        columns = [c for c in COLUMNS if c not in ("provenance", "folds", "fold_mean", "fold_std")]
         conn.execute(f"CREATE TABLE entries ({', '.join(columns)})")
         values = {c: None for c in columns}
         values.update(
@@ -109,10 +109,14 @@ def test_version_1_database_is_read_then_migrated_keeping_rows(tmp_path: Path) -
     board = Leaderboard(path)
     assert board.get("old/r1").provenance == {}  # read before any write migrates it
     board.upsert(trial("old/r2", tmp_path, provenance={"metric": "accuracy"}))
+    board.upsert(trial("old/r3", tmp_path, folds=5, fold_mean=0.8, fold_std=0.05))
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert board.get("old/r1").val_accuracy == 0.5
+    assert board.get("old/r1").folds is None
     assert board.get("old/r2").provenance == {"metric": "accuracy"}
+    cv = board.get("old/r3")
+    assert (cv.folds, cv.fold_mean, cv.fold_std) == (5, 0.8, 0.05)
 
 
 def test_upsert_inserts_then_updates_running_trial(tmp_path: Path) -> None:
@@ -599,7 +603,8 @@ def test_table_every_column_runs_past_a_narrow_console(
     search: tuple[Leaderboard, Path], width: int
 ) -> None:
     board, run = search
-    headers, body, _ = table_lines(board.rows(run_dir=run), width, list(TABLE_COLUMNS))
+    single_split = [c for c in TABLE_COLUMNS if c not in ("fold_mean", "folds")]
+    headers, body, _ = table_lines(board.rows(run_dir=run), width, single_split)
     assert headers == SEARCH_HEADERS
     # every cell whole on one line per row, the lines longer than the console
     assert len(body) == len(SEARCH_LINES)
@@ -844,3 +849,19 @@ def test_cli_as_plain_command_registration(demo: tuple[Leaderboard, Path, Path])
     bad = runner.invoke(app, ["leaderboard", "--db", db, "--sort", "nope"])
     assert bad.exit_code == USAGE_ERROR
     assert "unknown column 'nope'" in bad.stderr
+
+
+def test_cross_validated_rows_show_folds_and_their_spread(tmp_path: Path) -> None:
+    board = Leaderboard(tmp_path / "lb.db")
+    run = tmp_path / "runs" / "cv"
+    board.upsert(trial("cv/t0000", run, val_accuracy=0.8, folds=5, fold_mean=0.79, fold_std=0.03))
+    board.upsert(trial("cv/t0001", run, val_accuracy=0.7, folds=5, fold_mean=0.71, fold_std=0.05))
+    console = Console(width=160, record=True, color_system=None)
+    render_table(board.rows(run_dir=run), console)
+    text = console.export_text()
+    assert "fold mean ± std" in text and "folds" in text
+    assert "0.7900 ± 0.0300" in text and "0.7100 ± 0.0500" in text
+    assert "out-of-fold" in text  # the caption says what the validation columns are
+    single = Console(width=160, record=True, color_system=None)
+    render_table([trial("a/t0", run, val_accuracy=0.5)], single)
+    assert "fold" not in single.export_text()  # no fold columns without folds

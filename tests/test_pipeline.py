@@ -25,12 +25,12 @@ def test_augmented_copies_never_reach_validation(
 ) -> None:
     loaded = load_recipe(write_recipe(tmp_path, tiny_competition.root))
     data = prepare(loaded.recipe, loaded.registry)
-    assert not set(data.train_idx) & set(data.val_idx)
-    assert len(data.train_idx) + len(data.val_idx) == len(tiny_competition_ids(data))
+    assert not set(data.folds[0].train_idx) & set(data.val_idx)
+    assert len(data.folds[0].train_idx) + len(data.val_idx) == len(tiny_competition_ids(data))
     dataset_augs, batch_augs = build_augmenters(loaded.recipe, loaded.registry)
     assert [type(a).__name__ for a in batch_augs] == ["Mixup"]
-    originals = np.asarray(data.train_x[data.train_idx], dtype=np.float32)
-    labels = data.labels[data.train_idx]
+    originals = np.asarray(data.train_x[data.folds[0].train_idx], dtype=np.float32)
+    labels = data.labels[data.folds[0].train_idx]
     x, y = expand_training_set(originals, labels, dataset_augs, seed=0)
     n_zero = int((labels == 0).sum())
     # oversample adds one copy of class 0, then time_mask one copy of everything so far

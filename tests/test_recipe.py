@@ -131,7 +131,7 @@ def test_override_helpers() -> None:
     assert get_path(raw, ["new", "deep", "er"]) is None
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "demo-search.yaml", "final.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "demo-search.yaml", "final.yaml", "cv.yaml"])
 def test_shipped_recipes_validate(name: str) -> None:
     path = Path(__file__).parent.parent / "recipes" / name
     recipe = load_recipe(path).recipe
@@ -165,6 +165,17 @@ def test_final_recipe_has_the_reports_settings() -> None:
     assert (opt.name, opt.lr, opt.momentum, opt.weight_decay) == ("sgd", 1e-3, 0.9, 0.0)
     assert recipe.train.epochs == 24
     assert (sched.name, sched.milestones, sched.gamma) == ("multistep", [6, 12, 18], 0.1)
+    assert recipe.split.folds == 1  # the report's single split, as written
+
+
+def test_cv_recipe_is_the_reports_pipeline_on_five_folds() -> None:
+    recipes = Path(__file__).parent.parent / "recipes"
+    final = load_recipe(recipes / "final.yaml").recipe
+    cv = load_recipe(recipes / "cv.yaml").recipe
+    assert cv.split.folds == 5 and cv.split.stratify
+    assert cv.search is not None and cv.search.n_trials > 1 and cv.ensemble is not None
+    for block in ("separator", "features", "augmenters", "model", "train"):
+        assert getattr(cv, block) == getattr(final, block), block
 
 
 COUNTED_PLUGIN = '''

@@ -23,6 +23,7 @@ from tests.conftest import TINY_RECIPE, run_cli, write_recipe
 from toolkit.demo import DemoCompetition
 from toolkit.ensemble.study import build_ensemble
 from toolkit.errors import RecipeError
+from toolkit.metrics import accuracy
 from toolkit.pipeline import load_recipe
 from toolkit.recipe import Ensemble, Search, validate_recipe
 from toolkit.registry import load_plugins
@@ -326,21 +327,30 @@ def test_running_a_finished_study_again_trains_nothing(study_work: Path) -> None
 @pytest.mark.slow
 def test_ensemble_seeds_retrain_the_chosen_trials_once(study_work: Path) -> None:
     run = StudyRun(load_recipe(study_work / "recipe.yaml", output=study_work / "run"))
-    outcome = build_ensemble(run, Ensemble(size=1, seeds=2))  # the best trial, two seeds
+    spec = Ensemble(size=1, seeds=2, init_best=1)  # the best trial, then one more pick
+    first = build_ensemble(run, Ensemble(size=1))
+    outcome = build_ensemble(run, spec)
     best = outcome.best_trial
-    assert outcome.members == {best: 0.5, f"{best}-s1": 0.5}
+    assert list(first.members) == [best]
     copy = run.run_dir / "trials" / best.split("/")[-1] / "seed1"
     stamp = (copy / "best.pt").stat().st_mtime_ns
-    again = build_ensemble(run, Ensemble(size=1, seeds=2))
+    again = build_ensemble(run, spec)
     assert again.id == outcome.id and again.members == outcome.members
     assert (copy / "best.pt").stat().st_mtime_ns == stamp  # reused, not retrained
     rows = {r["id"]: r for r in board_rows(study_work)}
     assert rows[f"{best}-s1"]["state"] == "complete"
     assert rows[f"{best}-s1"]["params"]["seed"] == 1
-    assert rows[outcome.id]["members"] == [
-        {"id": best, "weight": 0.5},
-        {"id": f"{best}-s1", "weight": 0.5},
-    ]
+    # the copy and the bag (best + copy) were candidates; the ensemble beats every one
+    complete = load_study(run.run_dir).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert outcome.candidates == len(complete) + 2
+    data = run.check_split()
+    trial_probs = np.load(copy.parent / "val_probs.npy")
+    copy_probs = np.load(copy / "val_probs.npy")
+    for probs in (trial_probs, copy_probs, (trial_probs + copy_probs) / 2):
+        assert outcome.val_metric >= accuracy(probs, data.val_labels)
+    weights = {m["id"]: m["weight"] for m in rows[outcome.id]["members"]}
+    assert set(weights) <= {best, f"{best}-s1"} | set(rows)
+    assert sum(weights.values()) == pytest.approx(1.0)
 
 
 @pytest.mark.slow

@@ -1,7 +1,13 @@
 """toolkit: a plugin-based AutoML toolkit for audio-classification competitions."""
 
 from toolkit.hookspecs import hookimpl
-from toolkit.kinds import BatchAugmenter, DatasetAugmenter, FeatureExtractor, Separator
+from toolkit.kinds import (
+    BatchAugmenter,
+    DatasetAugmenter,
+    FeatureExtractor,
+    Separator,
+    TestTimeAugmenter,
+)
 
 __version__ = "0.1.0"
 
@@ -10,6 +16,7 @@ __all__ = [
     "DatasetAugmenter",
     "FeatureExtractor",
     "Separator",
+    "TestTimeAugmenter",
     "__version__",
     "hookimpl",
 ]

@@ -6,22 +6,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from toolkit.dataset import Competition, load_competition
 from toolkit.errors import DataError
 from toolkit.progress import console
 from toolkit.recipe import Recipe
-from toolkit.split import split_indices
+from toolkit.split import Fold, split_folds
 
 
 @dataclass(frozen=True)
 class CheckedInputs:
-    """The competition as read and checked, and the train/validation split of its clips."""
+    """The competition as read and checked, and the folds of its clips (one for one split)."""
 
     competition: Competition
-    train_idx: np.ndarray
-    val_idx: np.ndarray
+    folds: tuple[Fold, ...]
 
 
 def check_writable(path: Path, key: str) -> None:
@@ -73,5 +70,4 @@ def check_inputs(recipe: Recipe) -> CheckedInputs:
     check_outputs(recipe)
     ensure_data(recipe)
     competition = load_competition(recipe.data)
-    train_idx, val_idx = split_indices(competition, recipe.split)
-    return CheckedInputs(competition, train_idx, val_idx)
+    return CheckedInputs(competition, split_folds(competition, recipe.split))

@@ -33,6 +33,8 @@ class Competition:
     label_column: str
     train_csv: Path
     """The train CSV the labels come from (for messages)."""
+    groups: np.ndarray | None = None
+    """Each train clip's value of ``data.group_column`` (clips of one group split together)."""
 
     @property
     def num_classes(self) -> int:
@@ -136,6 +138,16 @@ def load_competition(data: Data) -> Competition:
     empty = [i for i, lab in zip(train_ids, labels, strict=True) if not lab]
     if empty:
         raise DataError(f"{train_csv}: id {empty[0]!r} has an empty {data.label_column!r}")
+    groups = None
+    if data.group_column is not None:
+        values = list(_column(train, data.group_column, train_csv, "data.group_column"))
+        blank = [i for i, g in zip(train_ids, values, strict=True) if not g]
+        if blank:
+            raise DataError(
+                f"{train_csv}: id {blank[0]!r} has an empty {data.group_column!r} "
+                "(data.group_column); give every clip a group"
+            )
+        groups = np.array(values, dtype=object)
     classes = sorted(set(labels), key=_label_sort_key)
     if len(classes) < 2:
         raise DataError(f"{train_csv}: needs at least two classes, found {classes}")
@@ -161,4 +173,5 @@ def load_competition(data: Data) -> Competition:
         id_column=data.id_column,
         label_column=data.label_column,
         train_csv=train_csv,
+        groups=groups,
     )

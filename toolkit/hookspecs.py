@@ -97,7 +97,10 @@ def register_augmenters(register):  # type: ignore[no-untyped-def]
     of the split, it returns extra examples to append) or a
     :class:`toolkit.BatchAugmenter` (run on every training batch, on the
     training device, it returns the mixed inputs and soft targets).
-    Augmenters never see validation or test data.
+    Augmenters never see validation or test data, except a
+    :class:`toolkit.TestTimeAugmenter` named in ``predict.tta``: its views of
+    validation and test features are predicted and averaged with the features'
+    own predictions.
 
     Example::
 

@@ -72,4 +72,14 @@ class BatchAugmenter(ABC):
         """Return the batch ``x [B, C, F, T]`` and its soft targets ``y [B, K]`` transformed."""
 
 
-Augmenter = DatasetAugmenter | BatchAugmenter
+class TestTimeAugmenter(ABC):
+    """Views of a batch whose predictions are averaged with the batch's own (``predict.tta``)."""
+
+    stage: ClassVar[str] = "test"
+
+    @abstractmethod
+    def views(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Extra views of the features ``x [B, C, F, T]``, each of the same shape."""
+
+
+Augmenter = DatasetAugmenter | BatchAugmenter | TestTimeAugmenter

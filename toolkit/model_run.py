@@ -9,12 +9,16 @@ model trained and its files written to its folder; the row ends ``complete``,
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from toolkit.cross_validation import CrossValidated, combine_folds, running_estimate, saved_fold
 from toolkit.errors import ToolkitError
 from toolkit.leaderboard.store import Leaderboard, Row
 from toolkit.metrics import get_metric
@@ -41,21 +45,37 @@ def main_settings(recipe: Recipe) -> dict[str, Any]:
     }
 
 
-def save_model(out: RunDir, recipe: Recipe, data: PreparedData, result: TrainResult) -> Path:
-    """Write a trained model's files (see :mod:`toolkit.run_dir`); returns its submission."""
+def save_model(
+    out: RunDir,
+    recipe: Recipe,
+    data: PreparedData,
+    result: TrainResult,
+    val_idx: np.ndarray | None = None,
+) -> Path:
+    """Write a trained model's files (see :mod:`toolkit.run_dir`); returns its submission.
+
+    ``val_idx`` are the clips its validation probabilities cover (default: the
+    data's, i.e. the held-out part or, cross-validated, every clip out-of-fold).
+    A combined cross-validated result has no weights of its own.
+    """
     comp = data.competition
     assert result.test_probs is not None
+    out.write_recipe(recipe)
     out.write_history(result.history)
-    out.write_weights(
-        {
-            "state_dict": result.state_dict,
-            "backbone": recipe.model.backbone,
-            "classes": comp.classes,
-            "best_epoch": result.best_epoch,
-        }
-    )
-    val_ids = [comp.train_ids[i] for i in data.val_idx]
-    out.write_probabilities("val", val_ids, result.val_probs, comp.classes, data.val_labels)
+    if result.state_dict:
+        out.write_weights(
+            {
+                "state_dict": result.state_dict,
+                "backbone": recipe.model.backbone,
+                "classes": comp.classes,
+                "best_epoch": result.best_epoch,
+            }
+        )
+    val_idx = data.val_idx if val_idx is None else val_idx
+    if len(val_idx):
+        val_ids = [comp.train_ids[i] for i in val_idx]
+        labels = data.labels[val_idx]
+        out.write_probabilities("val", val_ids, result.val_probs, comp.classes, labels)
     out.write_probabilities("test", comp.test_ids, result.test_probs, comp.classes)
     return out.write_submission(comp, result.test_probs)
 
@@ -69,6 +89,8 @@ class ModelOutcome:
     data: PreparedData
     submission: Path
     seconds: float
+    fold_values: list[float] = field(default_factory=list)
+    """Each fold's metric on its held-out clips (empty for a single split)."""
 
 
 @dataclass
@@ -94,13 +116,15 @@ class ModelRun:
     on_epoch: EpochCallback | None = None
     stopped_by: tuple[type[BaseException], ...] = ()
     """Exceptions (raised by ``on_epoch``) that end the run as pruned rather than failed."""
+    refit: bool = False
+    """Train on every train clip, nothing held out (a refit row: no validation numbers)."""
     history: list[dict[str, float]] = field(default_factory=list, init=False)
 
     def start_row(self) -> Row:
         """Its leaderboard row as it starts, with what reproduces it."""
         return Row(
             id=self.row_id,
-            kind="trial",
+            kind="refit" if self.refit else "trial",
             recipe=self.recipe.name,
             run_dir=str(Path(self.run_dir).resolve()),
             state="running",
@@ -118,17 +142,33 @@ class ModelRun:
         row = self.start_row()
         self.board.upsert(row)
         self.history = []
+        fold_values: list[float] = []
         try:
             data = self.load_data()
-            result = train_recipe(
-                self.recipe,
-                self.registry,
-                data,
-                on_epoch=self._record,
-                select_by=self.metric,
-                description=self.description,
-            )
-            submission = save_model(self.out, self.recipe, data, result)
+            self.out.write_stats(data.stats.as_dict())
+            if self.refit:
+                result = train_recipe(
+                    self.recipe,
+                    self.registry,
+                    data,
+                    fold=data.all_clips(),
+                    on_epoch=self._record,
+                    description=self.description,
+                )
+            elif data.cross_validated:
+                combined = self._cross_validate(data)
+                result, fold_values = combined.result, combined.fold_values
+            else:
+                result = train_recipe(
+                    self.recipe,
+                    self.registry,
+                    data,
+                    on_epoch=self._record,
+                    select_by=self.metric,
+                    description=self.description,
+                )
+            held_out = data.all_clips().val_idx if self.refit else None
+            submission = save_model(self.out, self.recipe, data, result, held_out)
         except BaseException as exc:
             pruned = isinstance(exc, self.stopped_by)
             error = "" if pruned else f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -136,12 +176,59 @@ class ModelRun:
             raise
         seconds = time.perf_counter() - started
         row.state = "complete"
-        row.val_accuracy, row.val_loss = result.val_accuracy, result.val_loss
-        row.metric_value = get_metric(self.metric).fn(result.val_probs, data.val_labels)
+        if not self.refit:
+            row.val_accuracy, row.val_loss = result.val_accuracy, result.val_loss
+            row.metric_value = get_metric(self.metric).fn(result.val_probs, data.val_labels)
         row.epochs, row.seconds = len(result.history), seconds
         row.submission = str(submission.resolve())
+        if fold_values:
+            row.folds = len(fold_values)
+            row.fold_mean, row.fold_std = float(np.mean(fold_values)), float(np.std(fold_values))
         self.board.upsert(row)
-        return ModelOutcome(row, result, data, submission, seconds)
+        return ModelOutcome(row, result, data, submission, seconds, fold_values)
+
+    def _cross_validate(self, data: PreparedData) -> CrossValidated:
+        """Train (or, resumed, reuse) the model of every fold; combine them out-of-fold."""
+        metric = get_metric(self.metric)
+        results: list[TrainResult] = []
+        done: list[float] = []  # finished folds' metric, for the running estimate
+        k_folds = len(data.folds)
+        for k, fold in enumerate(data.folds, 1):
+            out = self.out.fold(k)
+            result = saved_fold(out, self.recipe)
+            if result is None:
+                if out.path.exists():
+                    shutil.rmtree(out.path)  # a fold cut short, or of another recipe
+                result = train_recipe(
+                    self.recipe,
+                    self.registry,
+                    data,
+                    fold=fold,
+                    on_epoch=self._fold_epoch(k, done),
+                    select_by=self.metric,
+                    description=f"{self.description} fold {k}/{k_folds}",
+                )
+                save_model(out, self.recipe, data, result, fold.val_idx)
+                out.write_stats(data.reused().stats.as_dict())
+            else:
+                self.history.extend({"fold": k, **r} for r in result.history)
+            results.append(result)
+            done.append(metric.fn(result.val_probs, data.labels[fold.val_idx]))
+        return combine_folds(results, data.folds, data.labels, self.metric)
+
+    def _fold_epoch(self, k: int, done: list[float]) -> EpochCallback:
+        """The epoch callback of fold ``k``: its records keep their fold; the callback of the
+        run sees one step per fold-epoch and the running out-of-fold estimate."""
+        key = get_metric(self.metric).history_key
+        epochs = self.recipe.train.epochs
+
+        def on_epoch(epoch: int, record: dict[str, float]) -> None:
+            self.history.append({"fold": k, **record})
+            if self.on_epoch is not None:
+                estimate = {**record, "fold": k, key: running_estimate(done, record[key])}
+                self.on_epoch((k - 1) * epochs + epoch, estimate)
+
+        return on_epoch
 
     def _record(self, epoch: int, record: dict[str, float]) -> None:
         self.history.append(record)
@@ -153,12 +240,13 @@ class ModelRun:
         row.state = state
         row.seconds = time.perf_counter() - started
         row.epochs = len(self.history)
+        metric = get_metric(self.metric)
         if self.history:
-            metric = get_metric(self.metric)
+            self.out.write_history(self.history)
+        if self.history and metric.history_key in self.history[0]:  # a refit validates nothing
             best = max(self.history, key=lambda r: metric.goodness(r[metric.history_key]))
             row.val_accuracy, row.val_loss = best["val_accuracy"], best["val_loss"]
             row.metric_value = best[metric.history_key]
-            self.out.write_history(self.history)
         if error:
             row.params = {**row.params, "error": error}
         with contextlib.suppress(ToolkitError):  # the failure being raised matters more

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from toolkit.checks import CheckedInputs, check_inputs
 from toolkit.dataset import Competition
 from toolkit.errors import DataError
 from toolkit.fusion import fuse
-from toolkit.kinds import BatchAugmenter, DatasetAugmenter
+from toolkit.kinds import BatchAugmenter, DatasetAugmenter, TestTimeAugmenter
 from toolkit.preprocess import Preprocessor, StageStats
 from toolkit.recipe import (
     Recipe,
@@ -29,6 +30,7 @@ from toolkit.recipe import (
     validate_recipe,
 )
 from toolkit.registry import Registry, load_plugins
+from toolkit.split import Fold
 from toolkit.trainer import EpochCallback, TrainResult, seed_everything, train
 
 
@@ -62,14 +64,27 @@ def load_recipe(
 
 @dataclass
 class PreparedData:
-    """Features of the whole competition and the fixed train/validation split."""
+    """Features of the whole competition and the fixed folds of its train clips."""
 
     competition: Competition
     train_x: np.ndarray
     test_x: np.ndarray
-    train_idx: np.ndarray
-    val_idx: np.ndarray
+    folds: tuple[Fold, ...]
+    """One fold for a single train/validation split, else ``split.folds`` of them."""
     stats: StageStats
+
+    @property
+    def cross_validated(self) -> bool:
+        """Whether the clips are split into K >= 2 folds (predictions are out-of-fold)."""
+        return len(self.folds) > 1
+
+    @property
+    def val_idx(self) -> np.ndarray:
+        """The clips a model's validation predictions cover: the held-out part, or every
+        train clip (out-of-fold) when cross-validated."""
+        if self.cross_validated:
+            return np.arange(len(self.labels))
+        return self.folds[0].val_idx
 
     @property
     def labels(self) -> np.ndarray:
@@ -78,8 +93,16 @@ class PreparedData:
 
     @property
     def val_labels(self) -> np.ndarray:
-        """Class index of every validation clip."""
+        """Class index of every clip of :attr:`val_idx`."""
         return self.competition.train_labels[self.val_idx]
+
+    def reused(self) -> PreparedData:
+        """The same view for one more model of the process: its stats say no stage ran."""
+        return dataclasses.replace(self, stats=StageStats(views_reused=1))
+
+    def all_clips(self) -> Fold:
+        """Every train clip trains, none is held out (a refit on the full data)."""
+        return Fold(np.arange(len(self.labels)), np.arange(0))
 
 
 def prepare(
@@ -99,7 +122,7 @@ def prepare(
         stats.add(pre.stats)
     labels = [stream_label(b) for b in recipe.feature_streams]
     train_x, test_x = fuse(train, mode, labels), fuse(test, mode, labels)
-    return PreparedData(competition, train_x, test_x, inputs.train_idx, inputs.val_idx, stats)
+    return PreparedData(competition, train_x, test_x, inputs.folds, stats)
 
 
 def separate_all(recipe: Recipe, registry: Registry) -> StageStats:
@@ -130,6 +153,20 @@ def build_augmenters(
                 "nor a BatchAugmenter"
             )
     return dataset, batch
+
+
+def build_test_time_augmenters(recipe: Recipe, registry: Registry) -> list[TestTimeAugmenter]:
+    """The recipe's ``predict.tta`` augmenters (a plugin of another stage is a DataError)."""
+    built: list[TestTimeAugmenter] = []
+    for i, spec in enumerate(recipe.predict.tta):
+        augmenter = registry.create("augmenters", spec, f"predict.tta[{i}]")
+        if not isinstance(augmenter, TestTimeAugmenter):
+            raise DataError(
+                f"predict.tta[{i}]: plugin {spec['name']!r} is not a TestTimeAugmenter "
+                "(a training augmenter belongs under augmenters:)"
+            )
+        built.append(augmenter)
+    return built
 
 
 def expand_training_set(
@@ -165,19 +202,24 @@ def train_recipe(
     registry: Registry,
     data: PreparedData,
     *,
+    fold: Fold | None = None,
     on_epoch: EpochCallback | None = None,
     select_by: str = "accuracy",
     description: str = "training",
 ) -> TrainResult:
-    """Train the recipe's backbone on the training part; validation never sees a copy.
+    """Train the recipe's backbone on a fold's training part (default: the first fold);
+    its held-out part validates and never sees a copy of its clips.
 
     Everything random (initial weights, augmenter draws, batch order, dropout)
     is seeded from ``train.seed`` first, whatever ran before in the process.
+    A fold without held-out clips (:meth:`PreparedData.all_clips`) trains for
+    ``train.epochs`` and keeps the last epoch.
     """
     seed_everything(recipe.train.seed, recipe.train.deterministic)
+    fold = fold or data.folds[0]
     labels = data.labels
-    train_x = np.asarray(data.train_x[data.train_idx])
-    train_y = labels[data.train_idx]
+    train_x = np.asarray(data.train_x[fold.train_idx])
+    train_y = labels[fold.train_idx]
     dataset_augs, batch_augs = build_augmenters(recipe, registry)
     train_x, train_y = expand_training_set(train_x, train_y, dataset_augs, recipe.train.seed)
     backbone = registry.create(
@@ -192,12 +234,13 @@ def train_recipe(
         backbone,
         train_x,
         train_y,
-        data.train_x[data.val_idx],
-        labels[data.val_idx],
+        data.train_x[fold.val_idx],
+        labels[fold.val_idx],
         recipe.train,
         data.competition.num_classes,
         test_x=data.test_x,
         batch_augmenters=batch_augs,
+        test_time_augmenters=build_test_time_augmenters(recipe, registry),
         select_by=select_by,
         on_epoch=on_epoch,
         description=description,

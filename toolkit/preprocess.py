@@ -41,6 +41,8 @@ class StageStats:
     """Wall time spent separating clips (decoding included)."""
     features_seconds: float = 0.0
     """Wall time spent extracting features and assembling splits."""
+    views_reused: int = 0
+    """Whole data views (features and folds) a model took from memory: no stage ran."""
 
     def as_dict(self) -> dict[str, float]:
         """The counters as a plain mapping."""

@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from toolkit.errors import RecipeError
+from toolkit.kinds import TestTimeAugmenter
 from toolkit.metrics import get_metric
 from toolkit.registry import Registry, format_validation_error
 
@@ -63,15 +64,18 @@ class Data(Strict):
     sample_rate: int = Field(22050, gt=0, description="rate the features are computed at")
     duration: float = Field(10.0, gt=0, description="seconds per clip, by crop or zero pad")
     crop: Literal["start", "center"] = "start"
+    group_column: str | None = None
+    """A train CSV column whose equal values (e.g. one song) never straddle a split."""
     demo: DemoData | None = None
 
 
 class Split(Strict):
-    """Train/validation split of the train CSV (sklearn's train_test_split)."""
+    """Which train clips validate: one held-out part (``test_size``) or K folds."""
 
     test_size: float = Field(0.2, gt=0, lt=1)
     random_state: int = 42
     stratify: bool = True
+    folds: int = Field(1, ge=1, description="K >= 2: K-fold cross-validation; 1: one split")
 
 
 class Model(Strict):
@@ -260,6 +264,17 @@ class Ensemble(Strict):
     size: int = Field(20, ge=1, description="greedy rounds (picks, with replacement)")
     init_best: int = Field(0, ge=0, description="start from the N best trials")
     seeds: int = Field(0, ge=0, description="models per chosen trial, by train.seed; 0/1: one")
+    refit: bool = Field(
+        False, description="retrain each chosen trial on every clip for the test prediction"
+    )
+
+
+class Predict(Strict):
+    """How the trained models predict."""
+
+    tta: list[PluginSpec] = Field(default_factory=list)
+    """Test-time augmenters (e.g. ``time_shift``): validation and test predictions are
+    averaged over the features and every view these give."""
 
 
 class Recipe(Strict):
@@ -279,6 +294,7 @@ class Recipe(Strict):
     output: Output = Field(default_factory=Output)
     search: Search | None = None
     ensemble: Ensemble | None = None
+    predict: Predict = Field(default_factory=Predict)
 
     @property
     def feature_streams(self) -> list[PluginSpec]:
@@ -423,7 +439,25 @@ def resolve_plugin_blocks(raw: dict[str, Any], registry: Registry) -> dict[str, 
         _resolve_spec(registry, "augmenters", spec, f"augmenters[{i}]")
         for i, spec in enumerate(augmenters)
     ]
+    predict = resolved.get("predict")
+    if isinstance(predict, dict) and isinstance(predict.get("tta"), list):
+        predict["tta"] = [
+            _resolve_spec(registry, "augmenters", spec, f"predict.tta[{i}]")
+            for i, spec in enumerate(predict["tta"])
+        ]
+        for i, spec in enumerate(predict["tta"]):
+            _check_test_time(registry, spec["name"], f"predict.tta[{i}]")
     return resolved
+
+
+def _check_test_time(registry: Registry, name: str, key: str) -> None:
+    """A RecipeError when plugin ``name`` is a class, but no test-time augmenter."""
+    factory = registry.get_info("augmenters", name, key).factory
+    if isinstance(factory, type) and not issubclass(factory, TestTimeAugmenter):
+        raise RecipeError(
+            f"{key}: plugin {name!r} is not a TestTimeAugmenter "
+            "(a training augmenter belongs under augmenters:)"
+        )
 
 
 def _resolve_feature_block(registry: Registry, spec: Any, key: str) -> dict[str, Any]:

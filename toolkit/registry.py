@@ -40,6 +40,7 @@ BUILTIN_PLUGINS = (
     "toolkit.plugins.augmenters.oversample",
     "toolkit.plugins.augmenters.masks",
     "toolkit.plugins.augmenters.mixup",
+    "toolkit.plugins.augmenters.shift",
     "toolkit.plugins.backbones.resnet",
     "toolkit.plugins.backbones.timm_models",
     "toolkit.plugins.backbones.head",

@@ -43,6 +43,11 @@ def reproducible_row(board: Leaderboard, row_id: str) -> Row:
     if row.kind == "ensemble":
         members = ", ".join(row.member_weights()) or "none"
         raise ToolkitError(f"{row_id} is an ensemble; reproduce its members one by one: {members}")
+    if row.kind == "refit":
+        trial = row.id.removesuffix("-refit")
+        raise ToolkitError(
+            f"{row_id} is a refit on every train clip, made by the ensemble; reproduce {trial}"
+        )
     if row.state != "complete":
         raise ToolkitError(f"{row_id} is {row.state}; only complete rows can be reproduced")
     if not row.provenance.get("recipe"):

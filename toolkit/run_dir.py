@@ -14,6 +14,12 @@ the ensemble's files at the top. A model folder holds:
 ``submission.csv``            the sample submission filled in
 ============================  ==================================================
 
+A cross-validated model (``split.folds: K``) keeps each fold's model folder in
+``foldK/``; its own ``val_probs`` are then out-of-fold, one row per train clip,
+its ``test_probs`` the folds' mean, its ``metrics.csv`` every fold's epochs (a
+``fold`` column) and it has no ``best.pt``. ``refit/`` holds the model retrained
+on every train clip when the ensemble asks for it (no validation files).
+
 and a run with an ensemble also ``ensemble.json`` (members, weights, picks,
 trajectory) and, by default, its Optuna storage ``study.db``.
 """
@@ -74,6 +80,14 @@ class RunDir:
     def seed_copy(self, index: int) -> RunDir:
         """The folder of this model retrained with ``train.seed + index``."""
         return RunDir(self.path / f"seed{index}")
+
+    def fold(self, number: int) -> RunDir:
+        """The folder of this model's fold ``number`` (1-based) when cross-validated."""
+        return RunDir(self.path / f"fold{number}")
+
+    def refit(self) -> RunDir:
+        """The folder of this model retrained once on every train clip (``ensemble.refit``)."""
+        return RunDir(self.path / "refit")
 
     def study_storage(self) -> str:
         """The default Optuna storage URL, ``sqlite:///RUN_DIR/study.db`` (absolute)."""
@@ -158,3 +172,9 @@ class RunDir:
     def read_history(self) -> pd.DataFrame:
         """``metrics.csv`` as a table."""
         return pd.read_csv(self.file(METRICS))
+
+    def read_weights(self) -> dict[str, Any]:
+        """``best.pt`` as written (tensors and plain values only; no code is run)."""
+        import torch
+
+        return torch.load(self.file(WEIGHTS), map_location="cpu", weights_only=True)

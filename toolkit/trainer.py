@@ -16,10 +16,18 @@ import torch
 from torch import nn
 
 from toolkit.devices import resolve_device
-from toolkit.kinds import BatchAugmenter
+from toolkit.kinds import BatchAugmenter, TestTimeAugmenter
 from toolkit.metrics import Metric, get_metric, validation_scores
 from toolkit.progress import progress_bar
 from toolkit.recipe import Train
+
+EPOCH_SHOWN = {
+    "train_loss": "train_loss",
+    "train_accuracy": "train_acc",
+    "val_loss": "val_loss",
+    "val_accuracy": "val_acc",
+}
+"""Record keys shown once per epoch (and their short names), when the record has them."""
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 """Called after each epoch with (epoch, record); may raise to stop (e.g. a pruned trial)."""
@@ -97,14 +105,23 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 @torch.inference_mode()
 def predict_proba(
-    model: nn.Module, x: np.ndarray, device: torch.device, batch_size: int = 128
+    model: nn.Module,
+    x: np.ndarray,
+    device: torch.device,
+    batch_size: int = 128,
+    *,
+    test_time_augmenters: Sequence[TestTimeAugmenter] = (),
 ) -> np.ndarray:
-    """Class probabilities ``[N, K]`` of a feature array."""
+    """Class probabilities ``[N, K]`` of a feature array (averaged over the features and
+    every view of the test-time augmenters, if any)."""
     model.eval()
     out = []
     for start in range(0, len(x), batch_size):
         batch = torch.from_numpy(np.asarray(x[start : start + batch_size], dtype=np.float32))
-        out.append(torch.softmax(model(batch.to(device)), dim=1).float().cpu().numpy())
+        batch = batch.to(device)
+        views = [batch, *(v for tta in test_time_augmenters for v in tta.views(batch))]
+        probs = torch.stack([torch.softmax(model(v), dim=1).float() for v in views]).mean(0)
+        out.append(probs.cpu().numpy())
     return np.concatenate(out).astype(np.float64)
 
 
@@ -143,12 +160,19 @@ def train(
     *,
     test_x: np.ndarray | None = None,
     batch_augmenters: Sequence[BatchAugmenter] = (),
+    test_time_augmenters: Sequence[TestTimeAugmenter] = (),
     select_by: str = "accuracy",
     on_epoch: EpochCallback | None = None,
     description: str = "training",
 ) -> TrainResult:
-    """Train ``backbone`` on the training arrays, keep the best epoch on validation."""
+    """Train ``backbone`` on the training arrays, keep the best epoch on validation
+    (the last epoch when ``val_x`` is empty: nothing is held out).
+
+    The best epoch is chosen on plain predictions; the final validation and test
+    probabilities of that epoch average ``test_time_augmenters``' views too.
+    """
     metric = get_metric(select_by)
+    validating = len(val_x) > 0
     started = time.perf_counter()
     seed_everything(cfg.seed, cfg.deterministic)
     device = resolve_device(cfg.device)
@@ -190,34 +214,35 @@ def train(
             lr = optimizer.param_groups[0]["lr"]
             if scheduler is not None:
                 scheduler.step()
-            probs = predict_proba(model, val_x, device, cfg.eval_batch_size)
             record = {
                 "epoch": epoch,
                 "lr": lr,
                 "train_loss": loss_sum / seen,
                 "train_accuracy": correct / seen,
-                **validation_scores(probs, val_y),
             }
+            if validating:
+                probs = predict_proba(model, val_x, device, cfg.eval_batch_size)
+                record.update(validation_scores(probs, val_y))
             history.append(record)
-            if _better(record, best, metric):
+            if not validating or _better(record, best, metric):
                 best = record
                 best_state = copy.deepcopy(model.state_dict())
-            advance(
-                0,
-                milestone=True,
-                epoch=f"{epoch}/{cfg.epochs}",
-                train_loss=f"{record['train_loss']:.3f}",
-                train_acc=f"{record['train_accuracy']:.3f}",
-                val_loss=f"{record['val_loss']:.3f}",
-                val_acc=f"{record['val_accuracy']:.3f}",
-            )
+            shown = {v: f"{record[k]:.3f}" for k, v in EPOCH_SHOWN.items() if k in record}
+            advance(0, milestone=True, epoch=f"{epoch}/{cfg.epochs}", **shown)
             if on_epoch is not None:
                 on_epoch(epoch, record)
     assert best is not None
     model.load_state_dict(best_state)
-    val_probs = predict_proba(model, val_x, device, cfg.eval_batch_size)
+    tta = tuple(test_time_augmenters)
+    val_probs = (
+        predict_proba(model, val_x, device, cfg.eval_batch_size, test_time_augmenters=tta)
+        if validating
+        else np.zeros((0, num_classes))
+    )
     test_probs = (
-        predict_proba(model, test_x, device, cfg.eval_batch_size) if test_x is not None else None
+        predict_proba(model, test_x, device, cfg.eval_batch_size, test_time_augmenters=tta)
+        if test_x is not None
+        else None
     )
     return TrainResult(
         history=history,
@@ -225,7 +250,7 @@ def train(
         state_dict={k: v.detach().cpu() for k, v in best_state.items()},
         val_probs=val_probs,
         test_probs=test_probs,
-        val_accuracy=best["val_accuracy"],
-        val_loss=best["val_loss"],
+        val_accuracy=best.get("val_accuracy", math.nan),
+        val_loss=best.get("val_loss", math.nan),
         seconds=time.perf_counter() - started,
     )

@@ -12,7 +12,7 @@ from toolkit.ensemble.study import EnsembleOutcome, build_ensemble
 from toolkit.errors import SearchError
 from toolkit.leaderboard.store import Leaderboard
 from toolkit.model_run import ModelRun
-from toolkit.pipeline import LoadedRecipe, PreparedData, prepare
+from toolkit.pipeline import LoadedRecipe, prepare
 from toolkit.run_dir import RunDir
 from toolkit.study import StudyRun, WorkerReport
 
@@ -42,17 +42,12 @@ def run(loaded: LoadedRecipe, metric: str = "accuracy") -> RunResult:
     board = Leaderboard(Path(recipe.output.leaderboard))
     board.mark_stale_running(out.path)  # a row left "running" by a killed run of this folder
 
-    def load_data() -> PreparedData:
-        data = prepare(recipe, registry, inputs)
-        out.write_stats(data.stats.as_dict())
-        return data
-
     row_id = f"{recipe.name}/r{datetime.now():%Y%m%d-%H%M%S}-{time.time_ns() % 1000:03d}"
     model = ModelRun(
         row_id=row_id,
         recipe=recipe,
         registry=registry,
-        load_data=load_data,
+        load_data=lambda: prepare(recipe, registry, inputs),
         out=out,
         run_dir=out.path,
         board=board,

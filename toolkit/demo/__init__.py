@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         draw_labels,
         ensure_demo_competition,
         make_demo_competition,
+        submission_accuracy,
     )
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "draw_labels",
     "ensure_demo_competition",
     "make_demo_competition",
+    "submission_accuracy",
     "synthesize_clip",
 ]
 

@@ -205,6 +205,17 @@ def _build(
     (partial / MARKER_NAME).write_text(json.dumps(params, indent=2) + "\n")
 
 
+def submission_accuracy(submission: Path, root: Path) -> float:
+    """Accuracy of a submission file (``id,category``) on the demo folder's held-out
+    ``test_labels.csv``; a ValueError when it misses test ids."""
+    predicted = pd.read_csv(submission, dtype=str)
+    truth = pd.read_csv(Path(root) / "test_labels.csv", dtype=str)
+    merged = predicted.merge(truth, on="id", suffixes=("", "_true"))
+    if len(merged) != len(truth):
+        raise ValueError(f"{submission}: {len(merged)} of {len(truth)} test ids")
+    return float((merged["category"] == merged["category_true"]).mean())
+
+
 def make_demo_competition(
     root: Path,
     n_train: int = 400,

@@ -47,6 +47,7 @@ class TrialHost(Protocol):
         out: RunDir,
         *,
         seed_index: int = 0,
+        row_id: str | None = None,
         **options: Any,
     ) -> ModelRun:
         """The model run of a trial."""
@@ -97,16 +98,20 @@ class TrialObjective:
             metric = get_metric(run.metric)
             epochs = recipe.train.epochs
 
-            def on_epoch(epoch: int, record: dict[str, float]) -> None:
+            folds = recipe.split.folds
+
+            def on_epoch(step: int, record: dict[str, float]) -> None:
+                # cross-validated: one step per fold-epoch, the running out-of-fold value
                 value = float(record[metric.history_key])
-                trial.report(value, epoch)
-                status.current = (
-                    f"trial {trial.number}: epoch {epoch}/{epochs}, {metric.name} {value:.4f}"
-                )
+                trial.report(value, step)
+                where = f"epoch {record['epoch']:.0f}/{epochs}"
+                if folds > 1:
+                    where = f"fold {record['fold']:.0f}/{folds} {where}"
+                status.current = f"trial {trial.number}: {where}, {metric.name} {value:.4f}"
                 run.refresh(status)
                 self.view.refresh()
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+                    raise optuna.TrialPruned(f"pruned after {where}")
 
             status.current = f"trial {trial.number}: preparing and training"
             model = run.trial_model(
@@ -127,6 +132,8 @@ class TrialObjective:
                 ("seconds", model.seconds),
             ):
                 trial.set_user_attr(name, item)
+            if model.fold_values:
+                trial.set_user_attr("fold_values", model.fold_values)
             value = float(model.row.metric_value)  # type: ignore[arg-type]
             outcome.state, outcome.value = "complete", value
             return value

@@ -2,8 +2,10 @@
 
 Every trial applies its values (see :mod:`toolkit.study.space`) to the raw
 recipe, validates it, reuses the cached features, trains on the recipe's fixed
-train/validation split, reports the validation metric after each epoch to the
-pruner and keeps its files in ``RUN_DIR/trials/tNNNN/`` (see
+train/validation split (or each of its K folds, one after the other), reports
+the validation metric after each epoch (cross-validated: after each fold-epoch,
+the running out-of-fold estimate) to the pruner and keeps its files in
+``RUN_DIR/trials/tNNNN/`` (see
 :mod:`toolkit.run_dir`; the trial itself is :mod:`toolkit.study.objective`).
 
 The study lives in an Optuna RDB storage (SQLite beside the run by default, any
@@ -139,11 +141,13 @@ class StudyRun:
         return study
 
     def _max_epochs(self) -> int:
+        """The most steps a trial reports: its epochs, times its folds when cross-validated."""
         dist = self.search.space.get("train.epochs")
         high = getattr(dist, "high", None)
         if high is None and dist is not None:
             high = max(int(c) for c in getattr(dist, "choices", [self.recipe.train.epochs]))
-        return int(high) if high is not None else self.recipe.train.epochs
+        epochs = int(high) if high is not None else self.recipe.train.epochs
+        return epochs * self.recipe.split.folds
 
     def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
         """The study's trials (fresh from the storage), optionally of some states."""
@@ -186,14 +190,16 @@ class StudyRun:
 
     # ------------------------------------------------------------- data
     def prepared(self, recipe: Recipe) -> PreparedData:
-        """The recipe's features and split, computed once per process and feature settings."""
+        """The recipe's features and split, computed once per process and feature settings
+        (later calls: the same arrays, with stats saying no stage ran)."""
         key = json.dumps(
             recipe.model_dump(mode="json", include={"data", "separator", "features", "cache"}),
             sort_keys=True,
         )
         if key not in self._prepared:
             self._prepared[key] = prepare(recipe, self.registry, self.checked_inputs())
-        return self._prepared[key]
+            return self._prepared[key]
+        return self._prepared[key].reused()
 
     def checked_inputs(self) -> CheckedInputs:
         """The competition and split, checked once (trials cannot change either)."""
@@ -205,7 +211,10 @@ class StudyRun:
         """A digest of the validation clips and labels, the same for every comparable trial."""
         comp = data.competition
         ids = [comp.train_ids[i] for i in data.val_idx]
-        payload = json.dumps([ids, data.labels[data.val_idx].tolist(), comp.classes])
+        parts: list[Any] = [ids, data.labels[data.val_idx].tolist(), comp.classes]
+        if data.cross_validated:  # which fold holds out each clip matters too
+            parts.append([[comp.train_ids[i] for i in f.val_idx] for f in data.folds])
+        payload = json.dumps(parts)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def check_split(self) -> PreparedData:
@@ -235,6 +244,7 @@ class StudyRun:
         out: RunDir,
         *,
         seed_index: int = 0,
+        row_id: str | None = None,
         **options: Any,
     ) -> ModelRun:
         """The model run of trial ``number`` (or of its seed copy ``seed_index``) into ``out``.
@@ -242,7 +252,7 @@ class StudyRun:
         ``options`` are :class:`~toolkit.model_run.ModelRun`'s (description, on_epoch, ...).
         """
         return ModelRun(
-            row_id=self.trial_id(number, seed_index),
+            row_id=row_id or self.trial_id(number, seed_index),
             recipe=recipe,
             registry=self.registry,
             load_data=lambda: self.prepared(recipe),
