@@ -249,7 +249,7 @@ def plain_table(
     for name in columns:
         check_column(name, TABLE_COLUMNS)
     lines = _display_order(rows)
-    by_name = {c.name: c for c in _columns(lines)}
+    by_name = {c.name: c for c in _columns(lines, folds=True)}
     shown = [by_name[name] for name in dict.fromkeys(columns)]
     plain = [
         PlainLine(line.row, line.depth, [_text(c.cell(line)).plain for c in shown])

@@ -323,3 +323,24 @@ def test_report_of_a_plain_run(plain: Path) -> None:
     stages = {s.name: s.seconds for s in stage_times(report.contents)}
     preparation = (stages["separation"] or 0) + (stages["features"] or 0)
     assert stages["training"] == pytest.approx(row["seconds"] - preparation)
+
+
+# ------------------------------------------------------ a cross-validated run
+def test_report_of_a_cross_validated_run(tiny_competition: DemoCompetition, work: Path) -> None:
+    recipe = write_recipe(work, tiny_competition.root, name="cv.yaml")
+    out = work / "cv"
+    code, stdout, stderr = invoke("run", recipe, "--output", out, "--set", "split.folds=2")
+    assert code == 0, stderr
+    assert f"report: {(out / REPORT).resolve()}" in stdout.splitlines()
+    report = build_report(out)
+    contents = report.contents
+    assert contents.folds == 2 and contents.data is not None
+    assert sum(contents.data.validation.values()) == 32  # every train clip, out of fold
+    assert report.scores["best"].confusion.sum() == 32
+    (history,) = contents.histories
+    assert sorted(set(history.history["fold"])) == [1, 2]
+    html = report.html()
+    assert "2-fold cross-validation" in section(html, "summary")
+    assert "trained on" not in section(html, "summary")
+    assert "out-of-fold predictions" in section(html, "confusion")
+    assert "thin line per fold" in section(html, "curves")

@@ -88,8 +88,7 @@ def run_study(loaded: LoadedRecipe, storage: str | None = None) -> StudyResult:
     study = StudyRun(loaded, storage)
     report = study.optimize(wait_for_others=True)
     outcome = build_ensemble(study)
-    # what this process's cached stages did for the recipe's own features (trials reuse them)
-    study.layout.write_stats(study.prepared(study.recipe).stats.as_dict())
+    study.layout.write_stats(study.stage_stats().as_dict())  # this process's audio work
     return StudyResult(
         run_dir=study.run_dir,
         storage=study.storage_url,

@@ -276,11 +276,7 @@ def _trial_folders(layout: RunDir) -> list[tuple[int, RunDir]]:
 
 def _trial_states(contents: RunContents) -> dict[int, str]:
     """Each trial's state: the study's when it is readable, else its leaderboard row's."""
-    states = {
-        r.trial_number: r.state
-        for r in contents.rows
-        if r.trial_number is not None and not is_seed_copy(r)
-    }
+    states = {r.trial_number: r.state for r in contents.rows if is_trial(r)}
     if contents.study is not None:
         states.update({t.number: _state_name(t.state) for t in contents.study.trials})
     return states
@@ -299,14 +295,16 @@ def _best_trial(contents: RunContents) -> int | None:
         scored = [
             (r.trial_number, float(r.metric_value))
             for r in contents.rows
-            if r.state == "complete"
-            and r.trial_number is not None
-            and r.metric_value is not None
-            and not is_seed_copy(r)
+            if is_trial(r) and r.state == "complete" and r.metric_value is not None
         ]
     if not scored:
         return None
     return min(scored, key=lambda item: (-metric.goodness(item[1]), item[0]))[0]
+
+
+def is_trial(row: Row) -> bool:
+    """Whether a row is a trial of a study itself (not a seed copy, a refit or an ensemble)."""
+    return row.kind == "trial" and row.trial_number is not None and not is_seed_copy(row)
 
 
 def is_seed_copy(row: Row) -> bool:

@@ -37,6 +37,7 @@ LEADERBOARD_COLUMNS = (
     "val_accuracy",
     "val_loss",
     "metric",
+    "fold_mean",
     "public_score",
     "backbone",
     "epochs",
@@ -257,6 +258,8 @@ def _leaderboard(rows: list[Row]) -> str:
     columns = list(LEADERBOARD_COLUMNS)
     if {r.metric for r in rows if r.metric} <= REPEATED_METRICS:
         columns.remove("metric")  # the val acc or val loss column already shows it
+    if not any(r.folds for r in rows):
+        columns.remove("fold_mean")
     headers, lines = plain_table(rows, columns)
     body = "".join(
         f'<tr class="{"ensemble" if line.row.kind == "ensemble" else line.row.state}">'

@@ -41,18 +41,19 @@ def stage_times(contents: RunContents) -> list[Stage]:
         ),
     ]
     if contents.is_study:
-        models = [r for r in contents.rows if r.kind == "trial" and r.seconds is not None]
+        models = [r for r in contents.rows if r.kind != "ensemble" and r.seconds is not None]
         copies = sum(1 for r in models if is_seed_copy(r))
-        detail = f"{len(models) - copies} trials" + (f" and {copies} seed copies" if copies else "")
+        refits = sum(1 for r in models if r.kind == "refit")
+        detail = f"{len(models) - copies - refits} trials"
+        detail += f", {copies} seed copies" if copies else ""
+        detail += f", {refits} refits on every clip" if refits else ""
         training = sum(float(r.seconds or 0.0) for r in models) if models else None
         stages.append(Stage("training", training, f"{detail}, added up"))
-        ensemble = next((r for r in contents.rows if r.kind == "ensemble"), None)
         if contents.ensemble is not None:
-            ensemble = next((r for r in contents.rows if r.id == contents.ensemble.id), ensemble)
-        if ensemble is not None:
-            stages.append(
-                Stage("ensemble", ensemble.seconds, f"selection over {_candidates(contents)}")
-            )
+            chosen = contents.ensemble
+            row = next((r for r in contents.rows if r.id == chosen.id), None)
+            detail = f"selection over {chosen.candidates} candidates"
+            stages.append(Stage("ensemble", row.seconds if row else None, detail))
         return stages
     row = contents.best_row
     training = None
@@ -73,8 +74,3 @@ def _counts(stats: dict[str, float], what: str, done: str, reused: str) -> str:
         return f"{what}: not recorded"
     made, kept = int(stats[f"{what}_{done}"]), int(stats.get(f"{what}_reused", 0))
     return f"{what}: {made} {done}, {kept} {reused}"
-
-
-def _candidates(contents: RunContents) -> str:
-    ensemble = contents.ensemble
-    return f"{ensemble.candidates} trials" if ensemble is not None else "the complete trials"
