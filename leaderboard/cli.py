@@ -183,7 +183,7 @@ def _show(
     columns: list[str] | None,
 ) -> None:
     """Select the rows and print them as a table (fitted, or these columns), JSON or CSV."""
-    db_path, filter_run = _choose_db(run_dir, db)
+    db_path, filter_run = choose_db(run_dir, db)
     board = _open(db_path)
     rows = board.rows(
         run_dir=run_dir if filter_run else None,
@@ -223,7 +223,7 @@ def _show(
         typer.echo(f"wrote {len(rows)} rows to {out}", err=True)
 
 
-def _choose_db(run_dir: Path | None, db: Path | None) -> tuple[Path, bool]:
+def choose_db(run_dir: Path | None, db: Path | None) -> tuple[Path, bool]:
     """The database to read and whether to filter its rows by ``run_dir``."""
     if db is not None:
         return db, True

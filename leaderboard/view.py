@@ -230,6 +230,34 @@ def render_table(
     console.print(table, crop=False)
 
 
+class PlainLine(NamedTuple):
+    """One line of the table as plain text: its row, its depth (1: an ensemble's member), cells."""
+
+    row: Row
+    depth: int
+    cells: list[str]
+
+
+def plain_table(
+    rows: list[Row], columns: Sequence[str] = TABLE_COLUMNS
+) -> tuple[list[str], list[PlainLine]]:
+    """The table's headers and lines as plain text (for pages other than the terminal).
+
+    The same columns, cells and order as :func:`render_table` with ``columns``:
+    best first, each ensemble's members under it with their weights.
+    """
+    for name in columns:
+        check_column(name, TABLE_COLUMNS)
+    lines = _display_order(rows)
+    by_name = {c.name: c for c in _columns(lines, folds=True)}
+    shown = [by_name[name] for name in dict.fromkeys(columns)]
+    plain = [
+        PlainLine(line.row, line.depth, [_text(c.cell(line)).plain for c in shown])
+        for line in lines
+    ]
+    return [c.header for c in shown], plain
+
+
 def parse_columns(text: str) -> list[str]:
     """The table columns named in a comma-separated list such as ``id,state,val_loss``."""
     names = [name.strip() for name in text.split(",") if name.strip()]

@@ -468,6 +468,21 @@ def case_reproduce_unknown_id(ws: Workspace, d: Path) -> tuple[list[Any], list[s
 
 
 @case
+def case_report_no_such_run(ws: Workspace, d: Path) -> tuple[list[Any], list[str]]:
+    return ["report", d / "nope"], ["nope", "no such run directory"]
+
+
+@case
+def case_report_folder_is_not_a_run(ws: Workspace, d: Path) -> tuple[list[Any], list[str]]:
+    return ["report", d], [str(d), "not a run directory", "recipe.yaml"]
+
+
+@case
+def case_report_of_a_recipe_file(ws: Workspace, d: Path) -> tuple[list[Any], list[str]]:
+    return ["report", ws.recipe(d)], ["recipe.yaml", "not a run directory"]
+
+
+@case
 def case_plugins_recipe_missing(ws: Workspace, d: Path) -> tuple[list[Any], list[str]]:
     return ["plugins", "--recipe", d / "nope.yaml"], ["nope.yaml", "not found"]
 

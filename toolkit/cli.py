@@ -108,8 +108,11 @@ def run(
     set_: SetOption = None,
     output: OutputOption = None,
     storage: StorageOption = None,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="Do not write RUN_DIR/report.html at the end.")
+    ] = False,
 ) -> None:
-    """Run a recipe end to end and write the submission.
+    """Run a recipe end to end and write the submission and the report.
 
     With a search: or ensemble: section, run (or continue) its study, then
     select the ensemble of its trials.
@@ -120,7 +123,9 @@ def run(
 
     loaded = load_recipe(recipe, set_ or [], output)
     if has_study(loaded.recipe):
-        _run_study(loaded, storage)
+        run_dir = _run_study(loaded, storage)
+        if not no_report:
+            _run_report(run_dir, storage)
         return
     if storage is not None:
         raise ToolkitError(f"--storage: {recipe} has no search: section to keep a study of")
@@ -131,9 +136,25 @@ def run(
         f"(epoch {result.best_epoch}, log loss {result.val_loss:.4f})"
     )
     out.print(f"leaderboard: {result.leaderboard_id} ({result.seconds:.0f} s)")
+    if not no_report:
+        _run_report(result.run_dir, None)
 
 
-def _run_study(loaded: Any, storage: str | None) -> None:
+def _run_report(run_dir: Path, storage: str | None) -> None:
+    """The report at the end of a run; if it fails, a warning: the run's work stands."""
+    from toolkit.report import write_report
+
+    try:
+        page = write_report(run_dir, storage)
+    except Exception as exc:  # noqa: BLE001 - the submission is written whatever the report does
+        log = write_traceback(exc)
+        message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        err.print(f"warning: no report ({message}; traceback in {log})", highlight=False)
+        return
+    out.print(f"report: {page}")
+
+
+def _run_study(loaded: Any, storage: str | None) -> Path:
     from toolkit.workflow import run_study
 
     result = run_study(loaded, storage)
@@ -156,6 +177,7 @@ def _run_study(loaded: Any, storage: str | None) -> None:
     )
     out.print(f"submission: {result.submission}", highlight=False, soft_wrap=True)
     out.print(f"dashboard: optuna-dashboard {result.storage}", highlight=False, soft_wrap=True)
+    return result.run_dir
 
 
 @app.command()
@@ -230,6 +252,32 @@ def reproduce(
         out.print(f"differs: {difference}")
     out.print("match: no")
     raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by toolkit run.")],
+    storage: StorageOption = None,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            envvar="TOOLKIT_LEADERBOARD",
+            help="Leaderboard database (default: the run recipe's output.leaderboard).",
+            show_default=False,
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Write RUN_DIR/report.html, one self-contained page of the run's figures; print its path.
+
+    The figures are also written to RUN_DIR/figures/*.png. A study still
+    running is reported as far as it got.
+    """
+    from toolkit.report import write_report
+
+    out.print(str(write_report(run_dir, storage, db)), highlight=False, soft_wrap=True)
 
 
 @app.command()

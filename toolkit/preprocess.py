@@ -7,6 +7,7 @@ stopped, and a split's features come back as one contiguous memmap.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -28,7 +29,7 @@ STEM_FORMAT = "mono-float16-1"
 
 @dataclass
 class StageStats:
-    """What the stages did in one run: computed versus reused, per stage."""
+    """What the stages did in one run: computed versus reused, and seconds spent, per stage."""
 
     stems_computed: int = 0
     stems_reused: int = 0
@@ -36,10 +37,14 @@ class StageStats:
     features_reused: int = 0
     splits_assembled: int = 0
     splits_reused: int = 0
+    separation_seconds: float = 0.0
+    """Wall time spent separating clips (decoding included)."""
+    features_seconds: float = 0.0
+    """Wall time spent extracting features and assembling splits."""
     views_reused: int = 0
     """Whole data views (features and folds) a model took from memory: no stage ran."""
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, float]:
         """The counters as a plain mapping."""
         return asdict(self)
 
@@ -144,6 +149,7 @@ class Preprocessor:
             return keys
         data = self.recipe.data
         length = int(round(data.duration * data.sample_rate))
+        started = time.perf_counter()
         with (
             progress_bar(f"{label} ({self.separator_spec['name']})", len(todo)) as advance,
             ThreadPoolExecutor(max_workers=2) as pool,
@@ -169,6 +175,7 @@ class Preprocessor:
                     self.stems.put(keys[i], mono)
                 self.stats.stems_computed += len(batch)
                 advance(len(batch))
+        self.stats.separation_seconds += time.perf_counter() - started
         return keys
 
     def features(self, files: Sequence[Path], ids: Sequence[str], split: str) -> np.ndarray:
@@ -184,10 +191,14 @@ class Preprocessor:
         self.stats.features_reused += len(keys) - len(todo)
         if todo:
             self.separate([files[i] for i in todo], f"{split}: separating")
+        started = time.perf_counter()
+        if todo:
             self._extract(todo, stem_keys, keys, split)
         self.stats.splits_assembled += 1
         arrays = (self.clip_features.get(k) for k in keys)
-        return self.splits.assemble(split_key, ids, keys, arrays)
+        assembled = self.splits.assemble(split_key, ids, keys, arrays)
+        self.stats.features_seconds += time.perf_counter() - started
+        return assembled
 
     def _extract(
         self, todo: list[int], stem_keys: Sequence[str], keys: Sequence[str], split: str

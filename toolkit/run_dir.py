@@ -165,6 +165,10 @@ class RunDir:
         """The saved ``[N, K]`` probabilities of ``split``."""
         return np.load(self.probabilities_file(split))
 
+    def read_probability_table(self, split: str) -> pd.DataFrame:
+        """``<split>_probs.csv``: ids, true labels (validation), a ``p_<class>`` column each."""
+        return pd.read_csv(self.probabilities_file(split, ".csv"), dtype={"id": str, "label": str})
+
     def read_history(self) -> pd.DataFrame:
         """``metrics.csv`` as a table."""
         return pd.read_csv(self.file(METRICS))

@@ -28,7 +28,7 @@ class RunResult:
     best_epoch: int
     seconds: float
     leaderboard_id: str
-    stats: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 def run(loaded: LoadedRecipe, metric: str = "accuracy") -> RunResult:
@@ -88,6 +88,7 @@ def run_study(loaded: LoadedRecipe, storage: str | None = None) -> StudyResult:
     study = StudyRun(loaded, storage)
     report = study.optimize(wait_for_others=True)
     outcome = build_ensemble(study)
+    study.layout.write_stats(study.stage_stats().as_dict())  # this process's audio work
     return StudyResult(
         run_dir=study.run_dir,
         storage=study.storage_url,

@@ -47,6 +47,7 @@ from toolkit.leaderboard.store import Leaderboard
 from toolkit.metrics import get_metric
 from toolkit.model_run import ModelRun
 from toolkit.pipeline import LoadedRecipe, PreparedData, prepare
+from toolkit.preprocess import StageStats
 from toolkit.recipe import Recipe, Search, validate_recipe
 from toolkit.registry import Registry
 from toolkit.run_dir import RunDir
@@ -200,6 +201,13 @@ class StudyRun:
             self._prepared[key] = prepare(recipe, self.registry, self.checked_inputs())
             return self._prepared[key]
         return self._prepared[key].reused()
+
+    def stage_stats(self) -> StageStats:
+        """What the cached stages did for every data view this process prepared."""
+        total = StageStats()
+        for data in self._prepared.values():
+            total.add(data.stats)
+        return total
 
     def checked_inputs(self) -> CheckedInputs:
         """The competition and split, checked once (trials cannot change either)."""

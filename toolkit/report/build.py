@@ -1,0 +1,113 @@
+"""A run's report: read the run, score its predictions, draw its figures, write the page."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolkit.report import figures as draw
+from toolkit.report.collect import RunContents, collect
+from toolkit.report.page import render_page
+from toolkit.report.scores import ClassScores, score
+
+REPORT = "report.html"
+"""The page, in the run directory."""
+
+FIGURES = "figures"
+"""The folder of the run directory that holds the figures as PNG files."""
+
+FIGURE_NAMES = (
+    "learning_curves",
+    "optimization_history",
+    "param_importances",
+    "param_slices",
+    "confusion_best",
+    "confusion_ensemble",
+    "ensemble",
+)
+"""Every figure the report may draw (``figures/<name>.png``)."""
+
+
+@dataclass
+class Report:
+    """What the page shows: the run's contents, scores, figures (PNG bytes) and notes."""
+
+    contents: RunContents
+    scores: dict[str, ClassScores] = field(default_factory=dict)
+    """The ``best`` single model's and the ``ensemble``'s, when their predictions are there."""
+    figures: dict[str, bytes] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def html(self) -> str:
+        """The self-contained page."""
+        return render_page(self.contents, self.scores, self.figures, self.notes)
+
+
+def build_report(run_dir: Path | str, storage: str | None = None, db: Path | None = None) -> Report:
+    """Read a run directory (finished or not) and make every figure its data allows.
+
+    ``storage`` and ``db`` name the study's storage and the leaderboard when
+    they are not where the run's recipe says (see :func:`collect`).
+    """
+    started = time.perf_counter()
+    contents = collect(run_dir, storage, db)
+    report = Report(contents, notes={k: list(v) for k, v in contents.notes.items()})
+    for key, predictions in (("best", contents.best), ("ensemble", contents.ensemble_predictions)):
+        if predictions is not None:
+            report.scores[key] = score(predictions)
+    if contents.histories:
+        _figure(report, "learning_curves", lambda: draw.learning_curves(contents.histories))
+    study = contents.study
+    if study is not None and contents.recipe.search is not None:
+        if any(t.state.name == "COMPLETE" for t in study.trials):
+            _figure(report, "optimization_history", lambda: draw.optimization_history(study))
+            _figure(report, "param_slices", lambda: draw.param_slices(study), "search")
+            _figure(report, "param_importances", lambda: draw.param_importances(study), "search")
+        else:
+            report.notes.setdefault("search", []).append("No trial has completed yet.")
+    for key, title in (("best", "best single model"), ("ensemble", "ensemble")):
+        if key in report.scores:
+            scores = report.scores[key]
+            _figure(report, f"confusion_{key}", lambda s=scores, t=title: draw.confusion(s, t))
+    if contents.ensemble is not None:
+        ensemble = contents.ensemble
+        _figure(report, "ensemble", lambda: draw.ensemble(ensemble))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _figure(
+    report: Report, name: str, make: Callable[[], bytes], section: str | None = None
+) -> None:
+    """Draw one figure; with ``section``, a figure that cannot be drawn is a note there."""
+    try:
+        report.figures[name] = make()
+    except ValueError as exc:
+        if section is None:
+            raise
+        what = name.replace("_", " ")
+        report.notes.setdefault(section, []).append(f"No {what}: {exc}")
+
+
+def write_report(run_dir: Path | str, storage: str | None = None, db: Path | None = None) -> Path:
+    """Write ``RUN_DIR/report.html`` (one self-contained file) and ``RUN_DIR/figures/*.png``.
+
+    Returns the page's path. Figures of an earlier report that this one does
+    not draw are removed, so the folder matches the page.
+    """
+    report = build_report(run_dir, storage, db)
+    out = report.contents.run_dir
+    folder = out / FIGURES
+    folder.mkdir(exist_ok=True)
+    for name in FIGURE_NAMES:
+        path = folder / f"{name}.png"
+        if name in report.figures:
+            path.write_bytes(report.figures[name])
+        else:
+            path.unlink(missing_ok=True)
+    page = out / REPORT
+    page.write_text(report.html(), encoding="utf-8")
+    return page

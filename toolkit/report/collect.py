@@ -1,0 +1,397 @@
+"""What a run directory holds, read into plain dataclasses: the report's only input.
+
+A plain run is one model folder; a study has its trials under ``trials/``, its
+Optuna storage and, once selected, its ensemble at the top (see
+:mod:`toolkit.run_dir`). Whatever is missing (a study still running, an
+ensemble not built yet, a leaderboard kept elsewhere) is left empty and noted,
+so a run can be reported at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import pydantic
+from optuna.trial import FrozenTrial, TrialState
+
+from toolkit.dataset import load_competition
+from toolkit.errors import ToolkitError
+from toolkit.leaderboard.cli import choose_db
+from toolkit.leaderboard.store import Leaderboard, Row
+from toolkit.metrics import get_metric
+from toolkit.recipe import Recipe, get_path, read_recipe_file
+from toolkit.registry import format_validation_error
+from toolkit.run_dir import ENSEMBLE, METRICS, RECIPE, STATS, STUDY, RunDir
+from toolkit.study.settings import has_study, search_settings, study_name
+
+TRIAL_FOLDER = re.compile(r"t(\d+)")
+"""A trial's folder name under ``trials/``: ``t`` and its number."""
+
+
+@dataclass(frozen=True)
+class ModelHistory:
+    """One model's ``metrics.csv``: a plain run, or a trial of a study."""
+
+    name: str
+    trial: int | None
+    state: str
+    """complete, pruned, failed or running; empty when nothing records it."""
+    history: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Validation (or out-of-fold) probabilities of one model, with the true labels."""
+
+    name: str
+    classes: list[str]
+    labels: np.ndarray
+    """Class index of each clip, into ``classes``."""
+    probs: np.ndarray
+
+
+@dataclass(frozen=True)
+class DataCounts:
+    """How many clips the run had: per class in the train CSV and in validation; test clips."""
+
+    classes: list[str]
+    train: dict[str, int] | None
+    """Clips per class in the whole train CSV (``None`` when the data is no longer there)."""
+    validation: dict[str, int]
+    test: int | None
+    folds: int
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """The study in the run's Optuna storage, as read when the report was made."""
+
+    name: str
+    storage: str
+    study: optuna.Study
+    metric: str
+    space: list[str]
+    """The searched recipe keys."""
+    trials: list[FrozenTrial]
+
+    def counts(self) -> dict[str, int]:
+        """Trials by state name (complete, pruned, running, failed, waiting)."""
+        counts = {"complete": 0, "pruned": 0, "running": 0, "failed": 0, "waiting": 0}
+        for t in self.trials:
+            counts[_state_name(t.state)] += 1
+        return counts
+
+
+@dataclass(frozen=True)
+class EnsembleData:
+    """``ensemble.json``: members and weights, and the greedy selection that chose them."""
+
+    id: str
+    metric: str
+    val_metric: float
+    members: dict[str, float]
+    picks: list[str]
+    trajectory: list[float]
+    """The metric after every pick, before the best-prefix cut."""
+    best_trial: str
+    best_trial_metric: float
+    candidates: int
+
+
+@dataclass
+class RunContents:
+    """Everything the report shows, read from one run directory."""
+
+    run_dir: Path
+    recipe: Recipe
+    is_study: bool
+    metric: str
+    folds: int
+    """``split.folds``: above 1, validation predictions are out of fold."""
+    stats: dict[str, float] | None = None
+    histories: list[ModelHistory] = field(default_factory=list)
+    study: StudyData | None = None
+    best: Predictions | None = None
+    best_row: Row | None = None
+    ensemble: EnsembleData | None = None
+    ensemble_predictions: Predictions | None = None
+    rows: list[Row] = field(default_factory=list)
+    leaderboard: Path | None = None
+    data: DataCounts | None = None
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    """What is missing or could not be read, one line each, by page section."""
+
+    def note(self, section: str, text: str) -> None:
+        """Add a one-line remark to a section of the page."""
+        self.notes.setdefault(section, []).append(text)
+
+
+def collect(run_dir: Path | str, storage: str | None = None, db: Path | None = None) -> RunContents:
+    """Read a run directory (and its study storage and leaderboard rows) for the report.
+
+    ``storage`` is the study's Optuna URL when it is not the recipe's nor
+    ``RUN_DIR/study.db``; ``db`` the leaderboard database when it is not the
+    recipe's ``output.leaderboard`` nor the one ``toolkit leaderboard RUN_DIR`` reads.
+    """
+    recipe, raw = read_run_recipe(RunDir(Path(run_dir)))
+    layout = RunDir(Path(run_dir).resolve())
+    is_study = has_study(recipe)
+    metric = search_settings(recipe).metric if is_study else "accuracy"
+    contents = RunContents(
+        run_dir=layout.path,
+        recipe=recipe,
+        is_study=is_study,
+        metric=metric,
+        folds=int(get_path(raw, ["split", "folds"], 1) or 1),
+    )
+    contents.stats = _read_json(layout.file(STATS))
+    contents.leaderboard, contents.rows = _leaderboard_rows(layout.path, recipe, db)
+    if is_study:
+        _collect_study(contents, layout, storage)
+    else:
+        _collect_plain_run(contents, layout)
+    contents.data = _data_counts(contents)
+    return contents
+
+
+def read_run_recipe(layout: RunDir) -> tuple[Recipe, dict[str, Any]]:
+    """The run's resolved ``recipe.yaml``, typed and raw; a folder without one is an error."""
+    if not layout.path.exists():
+        raise ToolkitError(f"{layout.path}: no such run directory")
+    if not layout.path.is_dir():
+        raise ToolkitError(f"{layout.path}: a file, not a run directory; pass the run's folder")
+    path = layout.file(RECIPE)
+    if not path.is_file():
+        raise ToolkitError(
+            f"{layout.path}: not a run directory (no {RECIPE}); "
+            "pass a folder written by toolkit run"
+        )
+    raw = read_recipe_file(path)
+    try:
+        return Recipe.model_validate(raw), raw
+    except pydantic.ValidationError as exc:
+        raise ToolkitError(f"{path}: {format_validation_error(exc, '', Recipe)}") from None
+
+
+# ------------------------------------------------------------------ a plain run
+def _collect_plain_run(contents: RunContents, layout: RunDir) -> None:
+    rows = [r for r in contents.rows if r.kind == "trial"]
+    row = max(rows, key=lambda r: r.created_at) if rows else None
+    contents.best_row = row
+    state = row.state if row else ("complete" if layout.has_predictions() else "")
+    history = _read_history(layout)
+    if history is not None:
+        contents.histories.append(ModelHistory(contents.recipe.name, None, state, history))
+    contents.best = read_predictions(layout, contents.recipe.name)
+    if contents.best is None:
+        contents.note("summary", "No validation predictions yet: the run has not finished.")
+
+
+# ---------------------------------------------------------------------- a study
+def _collect_study(contents: RunContents, layout: RunDir, storage: str | None) -> None:
+    summary = _read_json(layout.file(ENSEMBLE))
+    contents.study = _read_study(contents, layout, storage, summary)
+    states = _trial_states(contents)
+    for number, folder in _trial_folders(layout):
+        history = _read_history(folder)
+        if history is not None:
+            name = f"t{number:04d}"
+            contents.histories.append(ModelHistory(name, number, states.get(number, ""), history))
+    best = _best_trial(contents)
+    if best is not None:
+        folder = layout.trial(best)
+        contents.best = read_predictions(folder, f"t{best:04d}")
+        contents.best_row = next(
+            (r for r in contents.rows if r.kind == "trial" and r.id.endswith(f"/t{best:04d}")),
+            None,
+        )
+    if summary is None:
+        contents.note(
+            "ensemble",
+            "The ensemble is not built yet: the study is still running, or stopped before it.",
+        )
+        return
+    contents.ensemble = EnsembleData(
+        id=str(summary["id"]),
+        metric=str(summary["metric"]),
+        val_metric=float(summary["val_metric"]),
+        members={str(m["id"]): float(m["weight"]) for m in summary["members"]},
+        picks=[str(p) for p in summary.get("picks", [])],
+        trajectory=[float(v) for v in summary.get("trajectory", [])],
+        best_trial=str(summary["best_trial"]),
+        best_trial_metric=float(summary["best_trial_metric"]),
+        candidates=int(summary["candidates"]),
+    )
+    contents.ensemble_predictions = read_predictions(layout, contents.ensemble.id)
+
+
+def _read_study(
+    contents: RunContents, layout: RunDir, storage: str | None, summary: dict[str, Any] | None
+) -> StudyData | None:
+    """The study from ``storage``, else the recipe's, else ``RUN_DIR/study.db``, else the
+    storage ``ensemble.json`` names."""
+    search = search_settings(contents.recipe)
+    name = study_name(contents.recipe)
+    default = layout.file(STUDY)
+    url = storage or search.storage
+    if url is None and default.is_file():
+        url = layout.study_storage()
+    if url is None and summary is not None:
+        url = summary.get("storage")
+    if url is None:  # a missing SQLite file must not be created by reading it
+        contents.note("search", f"No study storage found ({default} is missing; pass --storage).")
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            optuna.logging.set_verbosity(optuna.logging.ERROR)
+            study = optuna.load_study(study_name=name, storage=url)
+            trials = study.get_trials(deepcopy=False)
+    except Exception as exc:  # noqa: BLE001 - any storage failure: report the rest
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        contents.note("search", f"Could not read study {name} in {url}: {message}")
+        return None
+    trials = [t for t in trials if not t.user_attrs.get("surplus")]
+    return StudyData(name, url, study, contents.metric, list(search.space), trials)
+
+
+def _trial_folders(layout: RunDir) -> list[tuple[int, RunDir]]:
+    """The trial folders present (a running study has only some), by trial number."""
+    root = layout.path / "trials"
+    found = []
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        match = TRIAL_FOLDER.fullmatch(path.name)
+        if match and path.is_dir():
+            found.append((int(match.group(1)), RunDir(path)))
+    return found
+
+
+def _trial_states(contents: RunContents) -> dict[int, str]:
+    """Each trial's state: the study's when it is readable, else its leaderboard row's."""
+    states = {r.trial_number: r.state for r in contents.rows if is_trial(r)}
+    if contents.study is not None:
+        states.update({t.number: _state_name(t.state) for t in contents.study.trials})
+    return states
+
+
+def _best_trial(contents: RunContents) -> int | None:
+    """The number of the complete trial with the best metric (ties: the lowest number)."""
+    metric = get_metric(contents.metric)
+    if contents.study is not None:
+        scored = [
+            (t.number, float(t.value))
+            for t in contents.study.trials
+            if t.state == TrialState.COMPLETE and t.value is not None
+        ]
+    else:
+        scored = [
+            (r.trial_number, float(r.metric_value))
+            for r in contents.rows
+            if is_trial(r) and r.state == "complete" and r.metric_value is not None
+        ]
+    if not scored:
+        return None
+    return min(scored, key=lambda item: (-metric.goodness(item[1]), item[0]))[0]
+
+
+def is_trial(row: Row) -> bool:
+    """Whether a row is a trial of a study itself (not a seed copy, a refit or an ensemble)."""
+    return row.kind == "trial" and row.trial_number is not None and not is_seed_copy(row)
+
+
+def is_seed_copy(row: Row) -> bool:
+    """Whether a row is a trial's copy retrained with another seed (``RUN/t0003-s1``)."""
+    return row.kind == "trial" and re.search(r"/t\d+-s\d+$", row.id) is not None
+
+
+def _state_name(state: TrialState) -> str:
+    names = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}
+    names |= {TrialState.RUNNING: "running", TrialState.FAIL: "failed"}
+    return names.get(state, "waiting")
+
+
+# ---------------------------------------------------------------------- readers
+def read_predictions(folder: RunDir, name: str) -> Predictions | None:
+    """A model folder's validation probabilities and true labels (``val_probs.csv``), if saved."""
+    if not folder.probabilities_file("val", ".csv").is_file():
+        return None
+    table = folder.read_probability_table("val")
+    if "label" not in table.columns:
+        return None
+    columns = [c for c in table.columns if c.startswith("p_")]
+    classes = [c.removeprefix("p_") for c in columns]
+    lookup = {c: i for i, c in enumerate(classes)}
+    labels = np.array([lookup[str(label)] for label in table["label"]], dtype=np.int64)
+    return Predictions(name, classes, labels, table[columns].to_numpy(dtype=np.float64))
+
+
+def _read_history(folder: RunDir) -> pd.DataFrame | None:
+    path = folder.file(METRICS)
+    if not path.is_file():
+        return None
+    history = folder.read_history()
+    return history if len(history) else None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _leaderboard_rows(
+    run_dir: Path, recipe: Recipe, db: Path | None
+) -> tuple[Path | None, list[Row]]:
+    """The run's rows: from ``db``, else the recipe's leaderboard, else the one
+    ``toolkit leaderboard RUN_DIR`` reads."""
+    if db is not None:
+        candidates = [(db, True)]
+    else:
+        candidates = [(Path(recipe.output.leaderboard), True), choose_db(run_dir, None)]
+    for path, by_run in candidates:
+        board = Leaderboard(path)
+        if board.exists():
+            rows = board.rows(run_dir=run_dir if by_run else None)
+            if rows:
+                return path, rows
+    return None, []
+
+
+def _data_counts(contents: RunContents) -> DataCounts | None:
+    """Clips per class (train CSV, validation) and test clips, from the data and predictions."""
+    predictions = contents.ensemble_predictions or contents.best
+    try:
+        competition = load_competition(contents.recipe.data)
+    except ToolkitError:
+        competition = None
+    if predictions is None and competition is None:
+        return None
+    train: dict[str, int] | None = None
+    test: int | None = None
+    if competition is not None:
+        classes = competition.classes
+        train = _per_class(competition.train_labels, classes)
+        test = len(competition.test_ids)
+    if predictions is not None:
+        classes = predictions.classes
+        validation = _per_class(predictions.labels, classes)
+    else:
+        validation = dict.fromkeys(classes, 0)
+    return DataCounts(classes, train, validation, test, contents.folds)
+
+
+def _per_class(labels: np.ndarray, classes: list[str]) -> dict[str, int]:
+    counts = np.bincount(labels, minlength=len(classes))
+    return {c: int(n) for c, n in zip(classes, counts, strict=True)}

@@ -1,0 +1,332 @@
+"""The report as one self-contained HTML page: styles inline, figures as base64 PNGs.
+
+Nothing on the page refers to anything outside it (no stylesheet, script,
+font or image to fetch), so it opens the same in any browser, offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from toolkit.leaderboard.store import Row
+from toolkit.leaderboard.view import REPEATED_METRICS, plain_table
+from toolkit.metrics import METRICS
+from toolkit.report.collect import RunContents
+from toolkit.report.scores import ClassScores
+from toolkit.report.stages import Stage, stage_times
+from toolkit.study.live import format_seconds
+
+SECTIONS = {
+    "summary": "Summary",
+    "curves": "Learning curves",
+    "search": "The search",
+    "confusion": "Where the model confuses classes",
+    "ensemble": "The ensemble",
+    "leaderboard": "Leaderboard",
+}
+"""Each section's anchor and heading, in page order."""
+
+LEADERBOARD_COLUMNS = (
+    "id",
+    "state",
+    "val_accuracy",
+    "val_loss",
+    "metric",
+    "fold_mean",
+    "public_score",
+    "backbone",
+    "epochs",
+    "seconds",
+    "params",
+)
+"""The leaderboard table's columns on the page (the run's recipe and files are said above)."""
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
+       color: #1f2328; background: #ffffff; }
+header { background: #24292f; color: #ffffff; padding: 16px 32px; }
+header h1 { margin: 0 0 4px 0; font-size: 24px; }
+header p { margin: 0; color: #d0d7de; font-size: 13px; }
+nav { padding: 8px 32px; background: #f6f8fa; border-bottom: 1px solid #d0d7de; }
+nav a { margin-right: 18px; color: #0969da; text-decoration: none; font-size: 14px; }
+main { padding: 0 32px 32px 32px; max-width: 1280px; }
+section { border-bottom: 1px solid #d8dee4; padding: 8px 0 16px 0; }
+p { font-size: 14px; }
+h2 { font-size: 20px; margin: 20px 0 10px 0; }
+h3 { font-size: 16px; margin: 16px 0 8px 0; }
+img { max-width: 100%; height: auto; display: block; margin: 8px 0; }
+table { border-collapse: collapse; font-size: 13px; margin: 6px 0 12px 0; }
+th, td { padding: 3px 10px; border-bottom: 1px solid #eaeef2; text-align: left;
+         white-space: nowrap; }
+th { background: #f6f8fa; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.pruned td { color: #8c959f; }
+tr.failed td { color: #cf222e; }
+tr.ensemble td { font-weight: 600; }
+td.id { white-space: pre; font-family: ui-monospace, monospace; }
+p.note { color: #9a6700; background: #fff8c5; padding: 4px 8px; display: inline-block;
+         margin: 4px 0; font-size: 13px; }
+.scroll { overflow-x: auto; }
+#leaderboard-rows td:last-child { white-space: normal; min-width: 320px; font-size: 12px; }
+"""
+
+
+def render_page(
+    contents: RunContents,
+    scores: dict[str, ClassScores],
+    figures: dict[str, bytes],
+    notes: dict[str, list[str]],
+) -> str:
+    """The whole page: a section per kind of data the run has, each with its figures and notes.
+
+    ``scores`` holds the ``best`` model's and the ``ensemble``'s, when there;
+    ``figures`` PNG bytes by name; ``notes`` one-line remarks by section.
+    """
+    bodies = {
+        "summary": _summary(contents, scores),
+        "curves": _curves(contents, figures),
+        "search": _search(contents, figures),
+        "confusion": _confusion(contents, scores, figures),
+        "ensemble": _ensemble(contents, figures),
+        "leaderboard": _leaderboard(contents.rows),
+    }
+    shown = [key for key in SECTIONS if bodies[key] or notes.get(key)]
+    parts = [
+        f'<section id="{key}"><h2>{SECTIONS[key]}</h2>'
+        + "".join(f'<p class="note">{_e(note)}</p>' for note in notes.get(key, []))
+        + bodies[key]
+        + "</section>"
+        for key in shown
+    ]
+    nav = "".join(f'<a href="#{key}">{SECTIONS[key]}</a>' for key in shown)
+    title = f"Report: {contents.recipe.name}"
+    made = datetime.now().strftime("%Y-%m-%d %H:%M")
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
+        f"<header><h1>{_e(title)}</h1><p>{_e(_path(contents.run_dir))} · made {made}</p></header>"
+        f"<nav>{nav}</nav><main>{''.join(parts)}</main></body></html>\n"
+    )
+
+
+# -------------------------------------------------------------------- sections
+def _summary(contents: RunContents, scores: dict[str, ClassScores]) -> str:
+    run = [("recipe", contents.recipe.name), ("run directory", _path(contents.run_dir))]
+    if contents.study is not None:
+        counts = contents.study.counts()
+        done = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+        run.append(
+            ("study", f"{contents.study.name}: {len(contents.study.trials)} trials ({done})")
+        )
+    elif not contents.is_study:
+        run.append(("kind", "a single model (no search)"))
+    run.append(("metric", contents.metric))
+    if contents.folds > 1:
+        run.append(("validation", f"{contents.folds}-fold cross-validation (out of fold)"))
+    if contents.leaderboard is not None:
+        run.append(("leaderboard", _path(contents.leaderboard)))
+    parts = [_table([], [[_t(k), _t(v)] for k, v in run], header=False)]
+    parts.append(_data(contents))
+    parts.append(_results(contents, scores))
+    parts.append("<h3>Time and cache</h3>" + _stages(stage_times(contents)))
+    return "".join(parts)
+
+
+def _data(contents: RunContents) -> str:
+    data = contents.data
+    if data is None:
+        return ""
+    held = "out of fold" if data.folds > 1 else "validation"
+    headers = ["class"]
+    if data.train is not None:
+        headers.append("train CSV")
+        if data.folds == 1:
+            headers.append("trained on")
+    headers.append(held)
+    lines = []
+    for c in data.classes:
+        cells = [_t(c)]
+        if data.train is not None:
+            cells.append(_n(data.train.get(c, 0)))
+            if data.folds == 1:
+                cells.append(_n(data.train.get(c, 0) - data.validation.get(c, 0)))
+        cells.append(_n(data.validation.get(c, 0)))
+        lines.append(cells)
+    total = ["<td><b>all</b></td>"]
+    if data.train is not None:
+        total.append(_n(sum(data.train.values())))
+        if data.folds == 1:
+            total.append(_n(sum(data.train.values()) - sum(data.validation.values())))
+    total.append(_n(sum(data.validation.values())))
+    lines.append(total)
+    test = f"<p>Test clips: {data.test}</p>" if data.test is not None else ""
+    return "<h3>Data</h3>" + _table(headers, lines) + test
+
+
+def _results(contents: RunContents, scores: dict[str, ClassScores]) -> str:
+    held = "out-of-fold" if contents.folds > 1 else "validation"
+    columns = [m.history_key for m in METRICS.values()]
+    headers = ["model", *(f"{held} {m.name.replace('_', ' ')}" for m in METRICS.values())]
+    headers.append("public score")
+    lines = []
+    for key, label in (("best", "best single model"), ("ensemble", "ensemble")):
+        if key not in scores:
+            continue
+        row = contents.best_row if key == "best" else _ensemble_row(contents)
+        public = row.public_score if row is not None else None
+        cells = (_f(scores[key].metrics[c]) for c in columns)
+        lines.append([_t(f"{label}: {scores[key].name}"), *cells, _f(public, 5, "—")])
+    if not lines:
+        return ""
+    return "<h3>Results</h3>" + _table(headers, lines)
+
+
+def _stages(stages: Sequence[Stage]) -> str:
+    lines = [[_t(s.name), _duration(s.seconds), _t(s.detail)] for s in stages]
+    return _table(["stage", "wall time", "what it did"], lines)
+
+
+def _curves(contents: RunContents, figures: dict[str, bytes]) -> str:
+    if "learning_curves" not in figures:
+        return ""
+    many = len(contents.histories) > 1
+    what = "one line per trial; pruned trials dashed" if many else "the run's model"
+    if any("fold" in h.history.columns for h in contents.histories):
+        what += "; a thin line per fold"
+    return _img(figures, "learning_curves", f"Per epoch ({what}).")
+
+
+def _search(contents: RunContents, figures: dict[str, bytes]) -> str:
+    parts = []
+    for name, caption in (
+        ("optimization_history", "Each trial's metric, and the best so far."),
+        ("param_importances", "How much of the metric's variation each searched key explains."),
+        ("param_slices", "Each searched key's values against the trials' metric."),
+    ):
+        if name in figures:
+            parts.append(_img(figures, name, caption))
+    return "".join(parts)
+
+
+def _confusion(
+    contents: RunContents, scores: dict[str, ClassScores], figures: dict[str, bytes]
+) -> str:
+    held = "out-of-fold" if contents.folds > 1 else "validation"
+    parts = []
+    for key, label in (("best", "Best single model"), ("ensemble", "Ensemble")):
+        if key not in scores:
+            continue
+        s = scores[key]
+        parts.append(f"<h3>{label} ({_e(s.name)}): {held} predictions</h3>")
+        parts.append(_img(figures, f"confusion_{key}", ""))
+        lines = [
+            [_t(c), _n(int(s.support[i])), _f(s.precision[i]), _f(s.recall[i]), _f(s.f1[i])]
+            for i, c in enumerate(s.classes)
+        ]
+        parts.append(
+            _table(["class", "clips", "precision", "recall", "F1"], lines, id=f"classes-{key}")
+        )
+    return "".join(parts)
+
+
+def _ensemble(contents: RunContents, figures: dict[str, bytes]) -> str:
+    data = contents.ensemble
+    if data is None:
+        return ""
+    lines = [
+        [_t(m), _f(w, 4)]
+        for m, w in sorted(data.members.items(), key=lambda item: (-item[1], item[0]))
+    ]
+    text = (
+        f"<p>{_e(data.id)}: validation {_e(data.metric)} {data.val_metric:.4f} against "
+        f"{data.best_trial_metric:.4f} for the best trial ({_e(data.best_trial)}); "
+        f"{data.candidates} candidates, {len(data.picks)} greedy picks.</p>"
+    )
+    members = _table(["member", "weight"], lines, id="ensemble-members")
+    return text + _img(figures, "ensemble", "") + members
+
+
+def _leaderboard(rows: list[Row]) -> str:
+    if not rows:
+        return ""
+    columns = list(LEADERBOARD_COLUMNS)
+    if {r.metric for r in rows if r.metric} <= REPEATED_METRICS:
+        columns.remove("metric")  # the val acc or val loss column already shows it
+    if not any(r.folds for r in rows):
+        columns.remove("fold_mean")
+    headers, lines = plain_table(rows, columns)
+    body = "".join(
+        f'<tr class="{"ensemble" if line.row.kind == "ensemble" else line.row.state}">'
+        + "".join(_t(cell, "id" if i == 0 else "") for i, cell in enumerate(line.cells))
+        + "</tr>"
+        for line in lines
+    )
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    return f'<div class="scroll"><table id="leaderboard-rows"><tr>{head}</tr>{body}</table></div>'
+
+
+# --------------------------------------------------------------------- helpers
+def _path(path: Path) -> str:
+    """A path as the reader typed it: relative to the current folder when inside it."""
+    absolute = path.resolve()
+    return (
+        str(absolute.relative_to(Path.cwd())) if absolute.is_relative_to(Path.cwd()) else str(path)
+    )
+
+
+def _ensemble_row(contents: RunContents) -> Row | None:
+    if contents.ensemble is None:
+        return None
+    return next((r for r in contents.rows if r.id == contents.ensemble.id), None)
+
+
+def _img(figures: dict[str, bytes], name: str, caption: str) -> str:
+    data = base64.b64encode(figures[name]).decode("ascii")
+    text = f"<p>{_e(caption)}</p>" if caption else ""
+    return f'<img alt="{name}" src="data:image/png;base64,{data}">{text}'
+
+
+def _table(
+    headers: Sequence[str],
+    lines: Iterable[Sequence[str]],
+    header: bool = True,
+    id: str | None = None,
+) -> str:
+    """A table whose lines are lists of ``<td>`` cells (made by ``_t``, ``_n``, ``_f``)."""
+    head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>" if header else ""
+    body = "".join("<tr>" + "".join(line) + "</tr>" for line in lines)
+    attr = f' id="{id}"' if id else ""
+    return f"<table{attr}>{head}{body}</table>"
+
+
+def _t(text: object, css: str = "") -> str:
+    attr = f' class="{css}"' if css else ""
+    return f"<td{attr}>{_e(text)}</td>"
+
+
+def _n(value: int) -> str:
+    return f'<td class="num">{value}</td>'
+
+
+def _f(value: float | None, digits: int = 4, missing: str = "") -> str:
+    if value is None:
+        return f'<td class="num">{missing}</td>'
+    text = f"{value:.{digits}f}" if math.isfinite(value) else str(value)
+    return f'<td class="num">{text}</td>'
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return '<td class="num">—</td>'
+    text = f"{seconds:.1f}s" if seconds < 60 else format_seconds(seconds)
+    return f'<td class="num">{text}</td>'
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text))
