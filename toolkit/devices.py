@@ -1,8 +1,30 @@
-"""Choosing the torch device a recipe or plugin names."""
+"""The training device: which one, which precision and layout, what fits on it.
+
+Everything that only CUDA does (pinned memory, copies that do not wait, the
+memory query) is guarded by ``device.type == "cuda"`` here, so the CPU runs the
+same code paths with those steps left out.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Literal
+
 import torch
+from torch import nn
+
+from toolkit.errors import ToolkitError
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+"""The dtype autocast runs the forward pass in, by ``train.precision``."""
+
+DEVICE_SHARE = 0.5
+"""``data_on_device: auto`` keeps the features on a CUDA device when they take at most
+this share of its free memory (the rest is for the model, activations and gradients)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -10,3 +32,104 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> Precision:
+    """The precision ``train.precision`` means on ``device``.
+
+    ``auto`` is bf16 on a CUDA device that supports it, else fp32. On the CPU it
+    is fp32: bf16 there changes the numbers a seeded run gives, and it is only
+    faster on CPUs with bf16 instructions (choose ``bf16`` to have it).
+    """
+    if name == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return "bf16" if cuda_bf16 else "fp32"
+    if name not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"unknown precision {name!r}")
+    return name  # type: ignore[return-value]
+
+
+def autocast(precision: Precision, device: torch.device) -> AbstractContextManager[object]:
+    """The context a forward pass runs in: autocast to bf16 or fp16, nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
+
+
+def grad_scaler(precision: Precision, device: torch.device) -> torch.amp.GradScaler | None:
+    """The loss scaler fp16 training needs (fp16 gradients underflow without it), else None."""
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+
+def accumulator_dtype(device: torch.device) -> torch.dtype:
+    """The dtype running sums are kept in on ``device``: float64 where it has it."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def fits_on_device(nbytes: int, device: torch.device) -> bool:
+    """Whether ``nbytes`` of features may stay on ``device`` for a whole run.
+
+    On the CPU they always may: the features are already in host memory and the
+    device tensors share it. On CUDA, when they take at most ``DEVICE_SHARE`` of
+    the free memory. Other devices copy a batch at a time.
+    """
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return nbytes <= DEVICE_SHARE * free
+    return False
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` (in host memory) on ``device``; on CUDA through pinned memory, without waiting.
+
+    The copy is ordered on the current stream, so kernels queued after it see it;
+    the host goes on at once.
+    """
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def is_conv2d(model: nn.Module) -> bool:
+    """Whether ``model`` has a 2-D convolution (so a channels-last layout can speed it up)."""
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def use_channels_last(setting: bool | str, model: nn.Module, device: torch.device) -> bool:
+    """Whether to train ``model`` channels-last: ``auto`` on CUDA for 2-D convolutional ones.
+
+    Not by default on the CPU, where it changes the numbers a seeded run gives.
+    """
+    if setting == "auto":
+        return device.type == "cuda" and is_conv2d(model)
+    return bool(setting)
+
+
+def compile_model(model: nn.Module) -> nn.Module:
+    """``torch.compile(model)``, or a one-line error naming ``train.compile`` where unsupported."""
+    try:
+        return torch.compile(model)  # type: ignore[return-value]
+    except RuntimeError as error:
+        raise _compile_error(error) from error
+
+
+@contextmanager
+def compile_errors() -> Iterator[None]:
+    """Turn torch.compile's failures (raised at the first call, or a recompile) into one line."""
+    from torch._dynamo.exc import TorchDynamoException  # noqa: PLC0415 - heavy, only when compiling
+
+    try:
+        yield
+    except TorchDynamoException as error:
+        raise _compile_error(error) from error
+
+
+def _compile_error(error: Exception) -> ToolkitError:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(error).__name__
+    return ToolkitError(
+        f"train.compile: torch.compile does not work here ({reason}); set train.compile: false, "
+        "or install what it names (a C++ compiler on the CPU, Triton on CUDA)"
+    )
