@@ -114,6 +114,26 @@ class Train(Strict):
         True, description="only deterministic kernels (same seed, same numbers; CUDA is slower)"
     )
     device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="autocast of forward passes (training and evaluation): auto is bf16 on a "
+        "CUDA device that supports it, else fp32, the CPU included (bf16 there changes a seeded "
+        "run's numbers and is only faster with bf16 instructions); fp16 adds a loss scaler",
+    )
+    data_on_device: Literal["auto"] | bool = Field(
+        "auto",
+        description="keep the expanded training set, validation and test features on the device "
+        "for the whole run (auto: when they fit in half its free memory; always on the CPU); "
+        "otherwise copy one batch ahead from pinned memory",
+    )
+    channels_last: Literal["auto"] | bool = Field(
+        "auto",
+        description="channels-last memory layout for 2-D convolutional backbones "
+        "(auto: on CUDA; on the CPU it changes a seeded run's numbers)",
+    )
+    compile: bool = Field(
+        False, description="torch.compile the model (a C++ compiler on the CPU, Triton on CUDA)"
+    )
     eval_batch_size: int = Field(128, ge=1)
     optimizer: Optimizer = Field(default_factory=Optimizer)
     scheduler: Scheduler = Field(default_factory=Scheduler)
