@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -15,10 +16,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.devices import resolve_device
+from toolkit.device_data import Features
+from toolkit.devices import (
+    Precision,
+    accumulator_dtype,
+    autocast,
+    compile_errors,
+    compile_model,
+    fits_on_device,
+    grad_scaler,
+    resolve_device,
+    resolve_precision,
+    use_channels_last,
+)
 from toolkit.kinds import BatchAugmenter, TestTimeAugmenter
 from toolkit.metrics import Metric, get_metric, validation_scores
-from toolkit.progress import progress_bar
+from toolkit.progress import progress_bar, progress_enabled
 from toolkit.recipe import Train
 
 EPOCH_SHOWN = {
@@ -31,6 +44,10 @@ EPOCH_SHOWN = {
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 """Called after each epoch with (epoch, record); may raise to stop (e.g. a pruned trial)."""
+
+LOSS_REFRESH_SECONDS = 1.0
+"""The progress bar's running loss is read from the device at most this often: each
+read waits for the device, so an epoch's steps otherwise never wait for it."""
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -68,9 +85,11 @@ def feature_stats(x: np.ndarray, max_items: int = 512) -> tuple[float, float]:
     return float(sample.mean()), std if std > 1e-6 else 1.0
 
 
-def build_optimizer(params: Any, cfg: Train) -> torch.optim.Optimizer:
-    """The recipe's optimizer."""
+def build_optimizer(params: Any, cfg: Train, *, fused: bool = False) -> torch.optim.Optimizer:
+    """The recipe's optimizer; ``fused`` is one kernel per step (fp16's loss scaler then
+    checks for overflow on the device instead of reading a flag back every step)."""
     opt = cfg.optimizer
+    fused_arg = {"fused": True} if fused else {}
     if opt.name == "sgd":
         return torch.optim.SGD(
             params,
@@ -78,8 +97,11 @@ def build_optimizer(params: Any, cfg: Train) -> torch.optim.Optimizer:
             momentum=opt.momentum,
             nesterov=opt.nesterov,
             weight_decay=opt.weight_decay,
+            **fused_arg,
         )
-    return torch.optim.AdamW(params, lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay)
+    return torch.optim.AdamW(
+        params, lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay, **fused_arg
+    )
 
 
 def build_scheduler(
@@ -103,7 +125,38 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(targets * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
+def with_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``x`` in the memory layout the model runs in (channels-last for 4-D batches)."""
+    if channels_last and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 @torch.inference_mode()
+def probabilities(
+    model: nn.Module,
+    features: Features,
+    batch_size: int,
+    *,
+    precision: Precision = "fp32",
+    channels_last: bool = False,
+    test_time_augmenters: Sequence[TestTimeAugmenter] = (),
+) -> np.ndarray:
+    """Class probabilities ``[N, K]`` of ``features`` (averaged over the features and every
+    view of the test-time augmenters, if any), read back from the device once."""
+    model.eval()
+    out = []
+    for batch in features.chunks(batch_size):
+        views = [batch, *(v for tta in test_time_augmenters for v in tta.views(batch))]
+        probs = []
+        for view in views:
+            with autocast(precision, features.device):
+                logits = model(with_layout(view, channels_last))
+            probs.append(torch.softmax(logits.float(), dim=1))
+        out.append(torch.stack(probs).mean(0))
+    return torch.cat(out).cpu().numpy().astype(np.float64)
+
+
 def predict_proba(
     model: nn.Module,
     x: np.ndarray,
@@ -111,18 +164,48 @@ def predict_proba(
     batch_size: int = 128,
     *,
     test_time_augmenters: Sequence[TestTimeAugmenter] = (),
+    precision: Precision = "fp32",
+    data_on_device: bool = False,
+    channels_last: bool = False,
 ) -> np.ndarray:
     """Class probabilities ``[N, K]`` of a feature array (averaged over the features and
-    every view of the test-time augmenters, if any)."""
-    model.eval()
-    out = []
-    for start in range(0, len(x), batch_size):
-        batch = torch.from_numpy(np.asarray(x[start : start + batch_size], dtype=np.float32))
-        batch = batch.to(device)
-        views = [batch, *(v for tta in test_time_augmenters for v in tta.views(batch))]
-        probs = torch.stack([torch.softmax(model(v), dim=1).float() for v in views]).mean(0)
-        out.append(probs.cpu().numpy())
-    return np.concatenate(out).astype(np.float64)
+    every view of the test-time augmenters, if any).
+
+    ``precision`` is the autocast of the forward pass; ``data_on_device`` places
+    ``x`` on the device once (and reuses it for the same array), instead of a
+    batch at a time.
+    """
+    features = Features(x, device, resident=data_on_device)
+    return probabilities(
+        model,
+        features,
+        batch_size,
+        precision=precision,
+        channels_last=channels_last,
+        test_time_augmenters=test_time_augmenters,
+    )
+
+
+def keep_on_device(setting: bool | str, device: torch.device, *arrays: np.ndarray | None) -> bool:
+    """Whether ``train.data_on_device`` keeps these arrays on the device for the whole run."""
+    if setting != "auto":
+        return bool(setting)
+    nbytes = sum(int(np.asarray(a).nbytes) for a in arrays if a is not None)
+    return fits_on_device(nbytes, device)
+
+
+def epoch_batches(
+    rng: np.random.Generator, n: int, batch_size: int
+) -> tuple[list[np.ndarray], int]:
+    """An epoch's batches of row numbers (each sorted) and the number of batches dropped.
+
+    A last batch of one clip is dropped when there are more (it breaks batch
+    norm); its clip is seen in another epoch.
+    """
+    order = rng.permutation(n)
+    parts = [np.sort(order[start : start + batch_size]) for start in range(0, n, batch_size)]
+    kept = [part for part in parts if not len(part) < 2 < n]
+    return kept, len(parts) - len(kept)
 
 
 @dataclass
@@ -149,6 +232,65 @@ def _better(record: dict[str, float], best: dict[str, float] | None, metric: Met
     return record["val_loss"] < best["val_loss"]
 
 
+@dataclass
+class Steps:
+    """What every optimisation step of one training run uses."""
+
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    precision: Precision
+    channels_last: bool
+    num_classes: int
+    augmenters: Sequence[BatchAugmenter]
+    generator: torch.Generator
+
+    def step(self, x: torch.Tensor, hard: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step on a batch and its labels; its loss and logits, on the device."""
+        y = torch.nn.functional.one_hot(hard, self.num_classes).float()
+        for augment in self.augmenters:
+            x, y = augment(x, y, self.generator)
+        with autocast(self.precision, x.device):
+            logits = self.net(with_layout(x, self.channels_last))
+        loss = soft_cross_entropy(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        return loss, logits
+
+    def epoch(
+        self, data: Features, index: Sequence[np.ndarray], advance: Callable[..., None], label: str
+    ) -> tuple[float, float]:
+        """Train on the batches ``index`` of ``data``; the mean loss and the accuracy.
+
+        The sums stay on the device until the epoch ends: no step waits for it,
+        except that the progress bar's running loss is read every
+        ``LOSS_REFRESH_SECONDS`` while progress is shown.
+        """
+        device = data.device
+        loss_sum = torch.zeros((), dtype=accumulator_dtype(device), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
+        show_loss = progress_enabled()
+        next_read = time.monotonic() + LOSS_REFRESH_SECONDS
+        fields = {"epoch": label}
+        for x, hard in data.batches(index):
+            loss, logits = self.step(x, hard)
+            loss_sum += loss.detach().to(loss_sum.dtype) * len(hard)
+            correct += (logits.argmax(1) == hard).sum()
+            seen += len(hard)
+            if show_loss and time.monotonic() >= next_read:
+                fields = {"epoch": label, "loss": f"{loss_sum.item() / seen:.3f}"}
+                next_read = time.monotonic() + LOSS_REFRESH_SECONDS
+            advance(1, **fields)
+        return loss_sum.item() / seen, correct.item() / seen
+
+
 def train(
     backbone: nn.Module,
     train_x: np.ndarray,
@@ -170,59 +312,74 @@ def train(
 
     The best epoch is chosen on plain predictions; the final validation and test
     probabilities of that epoch average ``test_time_augmenters``' views too.
+    ``cfg`` chooses the device, the precision, where the features live, the
+    memory layout and whether the model is compiled (see :class:`Train`).
     """
     metric = get_metric(select_by)
     validating = len(val_x) > 0
     started = time.perf_counter()
     seed_everything(cfg.seed, cfg.deterministic)
     device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
     mean, std = feature_stats(train_x)
     model = Standardized(backbone, mean, std).to(device)
-    optimizer = build_optimizer(model.parameters(), cfg)
+    channels_last = use_channels_last(cfg.channels_last, model, device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model.parameters(), cfg, fused=precision == "fp16")
     scheduler = build_scheduler(optimizer, cfg)
     rng = np.random.default_rng(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    steps = Steps(
+        net=compile_model(model) if cfg.compile else model,
+        optimizer=optimizer,
+        scaler=grad_scaler(precision, device),
+        precision=precision,
+        channels_last=channels_last,
+        num_classes=num_classes,
+        augmenters=batch_augmenters,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    resident = keep_on_device(cfg.data_on_device, device, train_x, train_y, val_x, test_x)
+    train_data = Features(train_x, device, resident=resident, labels=train_y)
+    val_data = Features(val_x, device, resident=resident)
+
+    def predict(features: Features, tta: Sequence[TestTimeAugmenter] = ()) -> np.ndarray:
+        return probabilities(
+            steps.net,
+            features,
+            cfg.eval_batch_size,
+            precision=precision,
+            channels_last=channels_last,
+            test_time_augmenters=tta,
+        )
+
     steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
     history: list[dict[str, float]] = []
     best: dict[str, float] | None = None
     best_state: dict[str, torch.Tensor] = {}
-    with progress_bar(description, cfg.epochs * steps_per_epoch) as advance:
+    with (
+        compile_errors() if cfg.compile else contextlib.nullcontext(),
+        progress_bar(description, cfg.epochs * steps_per_epoch) as advance,
+    ):
         for epoch in range(1, cfg.epochs + 1):
             model.train()
-            order = rng.permutation(len(train_x))
-            loss_sum, correct, seen = 0.0, 0, 0
-            for start in range(0, len(order), cfg.batch_size):
-                idx = np.sort(order[start : start + cfg.batch_size])
-                if len(idx) < 2 < len(order):
-                    advance(1)
-                    continue  # a batch of one breaks batch norm; its clip is seen next epoch
-                x = torch.from_numpy(np.asarray(train_x[idx], dtype=np.float32))
-                hard = torch.from_numpy(np.asarray(train_y[idx], dtype=np.int64))
-                y = torch.nn.functional.one_hot(hard, num_classes).float()
-                for augment in batch_augmenters:
-                    x, y = augment(x, y, generator)
-                x, y, hard = x.to(device), y.to(device), hard.to(device)
-                logits = model(x)
-                loss = soft_cross_entropy(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.item() * len(idx)
-                correct += int((logits.argmax(1) == hard).sum())
-                seen += len(idx)
-                advance(1, epoch=f"{epoch}/{cfg.epochs}", loss=f"{loss_sum / seen:.3f}")
+            index, dropped = epoch_batches(rng, len(train_x), cfg.batch_size)
+            train_loss, train_accuracy = steps.epoch(
+                train_data, index, advance, f"{epoch}/{cfg.epochs}"
+            )
+            if dropped:
+                advance(dropped)
             lr = optimizer.param_groups[0]["lr"]
             if scheduler is not None:
                 scheduler.step()
             record = {
                 "epoch": epoch,
                 "lr": lr,
-                "train_loss": loss_sum / seen,
-                "train_accuracy": correct / seen,
+                "train_loss": train_loss,
+                "train_accuracy": train_accuracy,
             }
             if validating:
-                probs = predict_proba(model, val_x, device, cfg.eval_batch_size)
-                record.update(validation_scores(probs, val_y))
+                record.update(validation_scores(predict(val_data), val_y))
             history.append(record)
             if not validating or _better(record, best, metric):
                 best = record
@@ -231,23 +388,19 @@ def train(
             advance(0, milestone=True, epoch=f"{epoch}/{cfg.epochs}", **shown)
             if on_epoch is not None:
                 on_epoch(epoch, record)
-    assert best is not None
-    model.load_state_dict(best_state)
-    tta = tuple(test_time_augmenters)
-    val_probs = (
-        predict_proba(model, val_x, device, cfg.eval_batch_size, test_time_augmenters=tta)
-        if validating
-        else np.zeros((0, num_classes))
-    )
-    test_probs = (
-        predict_proba(model, test_x, device, cfg.eval_batch_size, test_time_augmenters=tta)
-        if test_x is not None
-        else None
-    )
+        assert best is not None
+        model.load_state_dict(best_state)
+        tta = tuple(test_time_augmenters)
+        val_probs = predict(val_data, tta) if validating else np.zeros((0, num_classes))
+        test_probs = (
+            predict(Features(test_x, device, resident=resident), tta)
+            if test_x is not None
+            else None
+        )
     return TrainResult(
         history=history,
         best_epoch=int(best["epoch"]),
-        state_dict={k: v.detach().cpu() for k, v in best_state.items()},
+        state_dict={k: v.detach().cpu().contiguous() for k, v in best_state.items()},
         val_probs=val_probs,
         test_probs=test_probs,
         val_accuracy=best.get("val_accuracy", math.nan),
