@@ -32,7 +32,9 @@ class Mixup(BatchAugmenter):
     ``x' = lam * x + (1 - lam) * x[perm]`` and the same for the soft targets,
     with ``lam ~ Beta(alpha, alpha)`` and ``perm`` a random permutation. All
     randomness comes from the ``generator`` passed in, so a seeded generator
-    gives the same batches.
+    gives the same batches. The mixing runs on the batch's device; the draws on
+    the generator's (the trainer's is on the host: the same draws on any device,
+    and none waits for it).
     """
 
     def __init__(self, **settings: Any) -> None:
@@ -71,8 +73,9 @@ class Mixup(BatchAugmenter):
         apply, lam, perm = self.draw(len(x), generator)
         if not apply or len(x) < 2:
             return x, y
-        perm = perm.to(x.device)
-        lam_t = torch.as_tensor(lam, device=x.device)
+        # the draws are made on the host; their copies to the batch's device do not wait
+        perm = perm.to(x.device, non_blocking=True)
+        lam_t = torch.from_numpy(lam).to(x.device, non_blocking=True)
         lam_x = lam_t.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
         lam_y = lam_t.to(y.dtype).view(-1, *([1] * (y.dim() - 1)))
         mixed_x = lam_x * x + (1 - lam_x) * x[perm]
