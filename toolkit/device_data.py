@@ -1,9 +1,9 @@
 """Feature arrays as the trainer reads them: resident on the device, or a batch at a time.
 
-Resident arrays are placed on the device once per array and device: seed copies
+Resident arrays are copied to the device once per array and device: seed copies
 and folds that pass the same numpy array reuse its device tensor (a small cache
 keyed by the array's identity, whose entry goes when the array is freed). On
-the CPU a resident tensor shares the array's memory. Otherwise each batch is
+the CPU a resident tensor shares the array's memory: nothing is copied. Otherwise each batch is
 gathered in host memory and copied (on CUDA through pinned memory, without
 waiting) one batch ahead of the step that uses it.
 
@@ -28,15 +28,16 @@ T = TypeVar("T")
 
 
 class DeviceArrays:
-    """The device tensors of the last few numpy arrays placed, each placed once.
+    """The device copies of the last few numpy arrays placed, each copied once.
 
-    An entry lives while its array does and among the ``size`` most recently
-    used; ``placed`` counts the arrays placed so far. The arrays must not be
-    changed in place while they are in use.
+    On the CPU nothing is copied: the tensor shares the array's memory. Elsewhere
+    an entry lives while its array does and among the ``size`` most recently
+    used (it never keeps the array alive); ``placed`` counts the copies made.
+    The arrays must not be changed in place while they are in use.
     """
 
     def __init__(self, size: int = 4) -> None:
-        """Keep at most ``size`` arrays' tensors."""
+        """Keep at most ``size`` arrays' copies."""
         self.size = size
         self.placed = 0
         self._entries: OrderedDict[tuple[int, str], tuple[weakref.ref[np.ndarray], torch.Tensor]]
@@ -46,6 +47,8 @@ class DeviceArrays:
         self, array: np.ndarray, device: torch.device, dtype: np.dtype | None = None
     ) -> torch.Tensor:
         """``array`` (converted to ``dtype`` if given) as a tensor on ``device``."""
+        if device.type == "cpu":
+            return host_tensor(np.asarray(array, dtype=dtype))
         key = (id(array), f"{device}:{dtype}")
         entry = self._entries.get(key)
         if entry is not None and entry[0]() is array:
@@ -59,8 +62,12 @@ class DeviceArrays:
             self._entries.popitem(last=False)
         return tensor
 
+    def __len__(self) -> int:
+        """Number of arrays whose copies are kept."""
+        return len(self._entries)
+
     def clear(self) -> None:
-        """Forget every array (their device memory is freed with the last reference)."""
+        """Forget every copy (its device memory is freed with the last reference)."""
         self._entries.clear()
 
 
