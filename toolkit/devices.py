@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,12 +38,16 @@ def resolve_device(name: str) -> torch.device:
 def resolve_precision(name: str, device: torch.device) -> Precision:
     """The precision ``train.precision`` means on ``device``.
 
-    ``auto`` is bf16 on a CUDA device that supports it, else fp32. On the CPU it
-    is fp32: bf16 there changes the numbers a seeded run gives, and it is only
-    faster on CPUs with bf16 instructions (choose ``bf16`` to have it).
+    ``auto`` is bf16 on a CUDA device that computes in it (compute capability 8
+    or more; on older cards such as Turing bf16 is only emulated, and fp16 is
+    the precision their tensor cores have), else fp32. On the CPU it is fp32:
+    bf16 there changes the numbers a seeded run gives, and it is only faster on
+    CPUs with bf16 instructions (choose ``bf16`` to have it).
     """
     if name == "auto":
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        cuda_bf16 = device.type == "cuda" and (
+            bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
+        )
         return "bf16" if cuda_bf16 else "fp32"
     if name not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"unknown precision {name!r}")
@@ -79,6 +84,14 @@ def fits_on_device(nbytes: int, device: torch.device) -> bool:
         free, _ = torch.cuda.mem_get_info(device)
         return nbytes <= DEVICE_SHARE * free
     return False
+
+
+def keep_on_device(setting: bool | str, device: torch.device, *arrays: np.ndarray | None) -> bool:
+    """Whether ``train.data_on_device`` keeps these arrays on the device for the whole run."""
+    if setting != "auto":
+        return bool(setting)
+    nbytes = sum(int(a.nbytes) for a in arrays if a is not None)
+    return fits_on_device(nbytes, device)
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

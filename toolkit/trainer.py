@@ -23,8 +23,8 @@ from toolkit.devices import (
     autocast,
     compile_errors,
     compile_model,
-    fits_on_device,
     grad_scaler,
+    keep_on_device,
     resolve_device,
     resolve_precision,
     use_channels_last,
@@ -85,11 +85,15 @@ def feature_stats(x: np.ndarray, max_items: int = 512) -> tuple[float, float]:
     return float(sample.mean()), std if std > 1e-6 else 1.0
 
 
-def build_optimizer(params: Any, cfg: Train, *, fused: bool = False) -> torch.optim.Optimizer:
-    """The recipe's optimizer; ``fused`` is one kernel per step (fp16's loss scaler then
-    checks for overflow on the device instead of reading a flag back every step)."""
+def build_optimizer(params: Any, cfg: Train, *, loss_scaled: bool = False) -> torch.optim.Optimizer:
+    """The recipe's optimizer.
+
+    With a loss scaler (fp16), AdamW is PyTorch's fused kernel: the scaler's
+    overflow check then stays on the device, where otherwise it is read back
+    every step. SGD is never fused: fused SGD advances its momentum on the steps
+    the scaler skips, so with SGD and fp16 that flag is read every step.
+    """
     opt = cfg.optimizer
-    fused_arg = {"fused": True} if fused else {}
     if opt.name == "sgd":
         return torch.optim.SGD(
             params,
@@ -97,10 +101,13 @@ def build_optimizer(params: Any, cfg: Train, *, fused: bool = False) -> torch.op
             momentum=opt.momentum,
             nesterov=opt.nesterov,
             weight_decay=opt.weight_decay,
-            **fused_arg,
         )
     return torch.optim.AdamW(
-        params, lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay, **fused_arg
+        params,
+        lr=opt.lr,
+        betas=opt.betas,
+        weight_decay=opt.weight_decay,
+        **({"fused": True} if loss_scaled else {}),
     )
 
 
@@ -184,14 +191,6 @@ def predict_proba(
         channels_last=channels_last,
         test_time_augmenters=test_time_augmenters,
     )
-
-
-def keep_on_device(setting: bool | str, device: torch.device, *arrays: np.ndarray | None) -> bool:
-    """Whether ``train.data_on_device`` keeps these arrays on the device for the whole run."""
-    if setting != "auto":
-        return bool(setting)
-    nbytes = sum(int(np.asarray(a).nbytes) for a in arrays if a is not None)
-    return fits_on_device(nbytes, device)
 
 
 def epoch_batches(
@@ -326,7 +325,7 @@ def train(
     channels_last = use_channels_last(cfg.channels_last, model, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model.parameters(), cfg, fused=precision == "fp16")
+    optimizer = build_optimizer(model.parameters(), cfg, loss_scaled=precision == "fp16")
     scheduler = build_scheduler(optimizer, cfg)
     rng = np.random.default_rng(cfg.seed)
     steps = Steps(
