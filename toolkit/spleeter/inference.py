@@ -18,6 +18,9 @@ processed in chunks with the same result as in one go.
   Segments are packed into batches by length. A clip's stems never depend on which
   other clips share its batch.
 
+On CUDA the networks run in fp32 (see docs/spleeter.md); segments reach the device
+through pinned memory and each batch's stems come back in one copy per stem.
+
 Masks are Spleeter's ratio masks: ``(est_s^e + eps / n) / (sum_i est_i^e + eps)``
 with ``e = 2``, zero above the ``n_bins`` modelled bins.
 """
@@ -33,7 +36,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from toolkit.devices import resolve_device
+from toolkit.devices import resolve_device, to_device
 from toolkit.spleeter import stft as sp_stft
 from toolkit.spleeter.config import TWO_STEMS, SpleeterConfig
 from toolkit.spleeter.unet import UNet
@@ -240,7 +243,7 @@ class SpleeterTorch:
         specs = []
         for b, seg in enumerate(batch):
             samples = sp_stft.frame_samples(clips[seg.clip], seg.first, seg.count, cfg)
-            spec = sp_stft.stft(samples.to(self.device), self.window, cfg.n_bins, cfg)
+            spec = sp_stft.stft(to_device(samples, self.device), self.window, cfg.n_bins, cfg)
             mag[b, :, : seg.count] = spec.abs()
             specs.append(spec)
         trimmed = length < cfg.segment_frames
@@ -257,8 +260,14 @@ class SpleeterTorch:
         total = torch.stack(power).sum(0).add_(cfg.epsilon)
         share = cfg.epsilon / len(power)
         names = list(estimates)
+        counts = [seg.count for seg in batch]
         for s, stem in enumerate(self.stems):
             mask = (power[names.index(stem)] + share).div_(total)
-            for b, (seg, spec) in enumerate(zip(batch, specs, strict=True)):
-                frames = sp_stft.inverse_frames(spec * mask[b, :, : seg.count], self.window, cfg)
-                sp_stft.overlap_add(outputs[seg.clip][s], frames.cpu(), seg.first, cfg)
+            frames = [
+                sp_stft.inverse_frames(spec * mask[b, :, : seg.count], self.window, cfg)
+                for b, (seg, spec) in enumerate(zip(batch, specs, strict=True))
+            ]
+            # one copy back to the host per stem and batch (each copy waits for the device)
+            on_host = torch.cat(frames, dim=1).cpu().split(counts, dim=1)
+            for seg, seg_frames in zip(batch, on_host, strict=True):
+                sp_stft.overlap_add(outputs[seg.clip][s], seg_frames, seg.first, cfg)
