@@ -120,6 +120,13 @@ def use_channels_last(setting: bool | str, model: nn.Module, device: torch.devic
     return bool(setting)
 
 
+def with_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``x`` in the memory layout the model runs in (channels-last for 4-D batches)."""
+    if channels_last and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def compile_model(model: nn.Module) -> nn.Module:
     """``torch.compile(model)``, or a one-line error naming ``train.compile`` where unsupported."""
     try:

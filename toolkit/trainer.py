@@ -28,6 +28,7 @@ from toolkit.devices import (
     resolve_device,
     resolve_precision,
     use_channels_last,
+    with_layout,
 )
 from toolkit.kinds import BatchAugmenter, TestTimeAugmenter
 from toolkit.metrics import Metric, get_metric, validation_scores
@@ -130,13 +131,6 @@ def build_scheduler(
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy against soft targets (rows summing to one)."""
     return -(targets * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
-
-
-def with_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """``x`` in the memory layout the model runs in (channels-last for 4-D batches)."""
-    if channels_last and x.dim() == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
 
 
 @torch.inference_mode()
