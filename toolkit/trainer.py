@@ -53,14 +53,17 @@ read waits for the device, so an epoch's steps otherwise never wait for it."""
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed Python, numpy and torch (every device); with ``deterministic``, only
-    deterministic kernels may run, so the same seed gives the same numbers."""
+    deterministic kernels may run, so the same seed gives the same numbers.
+
+    Without it, cuDNN's autotuner picks the fastest convolution kernels (CUDA only).
+    """
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)  # also seeds every CUDA device
     if deterministic:
         # cuBLAS needs a fixed workspace to be deterministic; read when CUDA starts.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.benchmark = not deterministic
     torch.use_deterministic_algorithms(deterministic)
 
 
