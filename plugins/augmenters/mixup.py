@@ -66,6 +66,8 @@ class Mixup(BatchAugmenter):
         """Return the mixed batch ``x [B, ...]`` and mixed soft targets ``y [B, K]``."""
         import torch  # noqa: PLC0415
 
+        from toolkit.devices import to_device  # noqa: PLC0415 - imports torch
+
         if len(x) != len(y):
             raise ValueError(f"batch of {len(x)} inputs but {len(y)} targets")
         if not y.is_floating_point():
@@ -74,8 +76,8 @@ class Mixup(BatchAugmenter):
         if not apply or len(x) < 2:
             return x, y
         # the draws are made on the host; their copies to the batch's device do not wait
-        perm = perm.to(x.device, non_blocking=True)
-        lam_t = torch.from_numpy(lam).to(x.device, non_blocking=True)
+        perm = to_device(perm, x.device)
+        lam_t = to_device(torch.from_numpy(lam), x.device)
         lam_x = lam_t.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
         lam_y = lam_t.to(y.dtype).view(-1, *([1] * (y.dim() - 1)))
         mixed_x = lam_x * x + (1 - lam_x) * x[perm]
