@@ -95,12 +95,12 @@ def keep_on_device(setting: bool | str, device: torch.device, *arrays: np.ndarra
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``tensor`` (in host memory) on ``device``; on CUDA through pinned memory, without waiting.
+    """``tensor`` on ``device``; from host memory to CUDA through pinned memory, without waiting.
 
     The copy is ordered on the current stream, so kernels queued after it see it;
     the host goes on at once.
     """
-    if device.type == "cuda":
+    if device.type == "cuda" and tensor.device.type == "cpu":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)
 
