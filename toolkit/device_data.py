@@ -54,7 +54,8 @@ class DeviceArrays:
         if entry is not None and entry[0]() is array:
             self._entries.move_to_end(key)
             return entry[1]
-        tensor = to_device(host_tensor(np.asarray(array, dtype=dtype)), device)
+        # one plain copy: pinning a whole array would cost a host copy and keep it pinned
+        tensor = host_tensor(np.asarray(array, dtype=dtype)).to(device)
         self.placed += 1
         entries = self._entries
         self._entries[key] = (weakref.ref(array, lambda _: entries.pop(key, None)), tensor)
