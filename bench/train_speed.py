@@ -8,12 +8,14 @@ one read of the loss per epoch. The toolkit runs ``trainer.train`` with its
 data on the device (``data_on_device: true``) and again with batches gathered
 from host memory (``false``).
 
-Throughput is training samples per second over the epochs after the first
-(the first warms up), best of ``--rounds`` rounds, the runs interleaved so both
-see the same machine. Every precision the device has is measured; on CUDA the
+Throughput is training samples per second over the epochs after the first,
+best of ``--rounds`` rounds, the runs interleaved so both see the same machine,
+after one untimed run of each loop in each precision (on the CPU, oneDNN
+compiles its kernels during the first runs of a precision: bf16's took tens
+of seconds here). Every precision the device has is measured; on CUDA the
 bench says whether the trainer reaches the goal of 0.95 of the bare loop.
 
-Usage: python bench/train_speed.py [--train 512] [--epochs 3] [--rounds 2]
+Usage: python bench/train_speed.py [--train 512] [--epochs 3] [--rounds 3]
                                    [--precisions fp32,bf16,fp16] [--device auto]
 """
 
@@ -154,7 +156,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=16, help="ResNet18 width")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=3, help="the first is not timed")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precisions", default=None, help="comma-separated; default: all")
     args = parser.parse_args()
@@ -175,18 +177,21 @@ def main() -> None:
     print(
         f"data: {args.train} train + {args.val} validation maps {list(shape)} float16; "
         f"ResNet18 width {args.width}; batch {args.batch}; SGD; "
-        f"{args.epochs - 1} timed epochs after 1; best of {args.rounds}"
+        f"{args.epochs - 1} timed epochs after 1; best of {args.rounds} after a warm-up run"
     )
     print()
     print("| precision | loop | samples/s | vs bare loop |")
     print("|---|---|---|---|")
     for precision in chosen:
         best = {"bare": 0.0, "resident": 0.0, "gathered": 0.0}
-        for _ in range(args.rounds):
-            best["bare"] = max(best["bare"], bare_run(args, data, precision))  # type: ignore[arg-type]
+        for round_ in range(args.rounds + 1):  # round 0 warms up
+            speeds = {"bare": bare_run(args, data, precision)}  # type: ignore[arg-type]
             for name, on_device in (("resident", True), ("gathered", False)):
-                speed = toolkit_run(args, data, precision=precision, data_on_device=on_device)
-                best[name] = max(best[name], speed)
+                speeds[name] = toolkit_run(
+                    args, data, precision=precision, data_on_device=on_device
+                )
+            if round_:
+                best = {name: max(best[name], speeds[name]) for name in best}
         labels = {
             "bare": "bare loop",
             "resident": "toolkit, data on device",
