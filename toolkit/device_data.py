@@ -3,9 +3,9 @@
 Resident arrays are copied to the device once per array and device: seed copies
 and folds that pass the same numpy array reuse its device tensor (a small cache
 keyed by the array's identity, whose entry goes when the array is freed). On
-the CPU a resident tensor shares the array's memory: nothing is copied. Otherwise each batch is
-gathered in host memory and copied (on CUDA through pinned memory, without
-waiting) one batch ahead of the step that uses it.
+the CPU a resident tensor shares the array's memory: nothing is copied.
+Otherwise each batch is gathered in host memory and copied (on CUDA through
+pinned memory, without waiting) one batch ahead of the step that uses it.
 
 Batches come out as float32 on the device, whatever the array's dtype (the
 feature cache stores float16).
