@@ -329,3 +329,21 @@ def test_recipe_tta_changes_validation_and_test_predictions(
     # ... predicted through more views
     for name in ("val_probs.npy", "test_probs.npy"):
         assert not np.allclose(np.load(a / name), np.load(b / name))
+
+
+def test_seed_copies_and_folds_share_each_held_out_array(
+    tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    from toolkit.device_data import DeviceArrays
+
+    loaded = load_recipe(write_recipe(tmp_path, tiny_competition.root), ("split.folds=3",))
+    data = prepare(loaded.recipe, loaded.registry)
+    copy = data.reused()  # what a seed copy or a later trial of the process gets
+    cache, meta = DeviceArrays(), torch.device("meta")
+    for fold in data.folds:
+        held = data.held_out_x(fold)
+        assert np.array_equal(held, data.train_x[fold.val_idx])
+        assert copy.held_out_x(fold) is held
+        cache.get(held, meta)
+        cache.get(copy.held_out_x(fold), meta)
+    assert cache.placed == 3  # one device copy per fold, whatever asks for it

@@ -72,6 +72,18 @@ class PreparedData:
     folds: tuple[Fold, ...]
     """One fold for a single train/validation split, else ``split.folds`` of them."""
     stats: StageStats
+    held_out: dict[bytes, np.ndarray] = dataclasses.field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """Each fold's held-out features, gathered once (shared with :meth:`reused` copies)."""
+
+    def held_out_x(self, fold: Fold) -> np.ndarray:
+        """The features of ``fold``'s held-out clips: the same array every time it is asked
+        for, so seed copies and repeated folds reuse its device copy."""
+        key = fold.val_idx.tobytes()
+        if key not in self.held_out:
+            self.held_out[key] = np.asarray(self.train_x[fold.val_idx])
+        return self.held_out[key]
 
     @property
     def cross_validated(self) -> bool:
@@ -234,7 +246,7 @@ def train_recipe(
         backbone,
         train_x,
         train_y,
-        data.train_x[fold.val_idx],
+        data.held_out_x(fold),
         labels[fold.val_idx],
         recipe.train,
         data.competition.num_classes,
