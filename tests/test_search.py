@@ -216,6 +216,7 @@ def test_recipe_values_are_the_baseline_trial(raw: dict[str, Any], registry: Any
     }
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_a_failed_baseline_trial_is_queued_again(
     tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:
