@@ -211,7 +211,7 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
     test = blend({k: candidates[k].test_probs for k in weights}, weights)
     refits: dict[str, str] = {}
     if spec.refit:
-        test, refits = refit_test(run, trials, weights)
+        test, refits = refit_test(run, trials, candidates, weights)
 
     comp = data.competition
     run_dir = run.run_dir
@@ -269,13 +269,16 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
 
 
 def refit_test(
-    run: StudyRun, trials: dict[str, FrozenTrial], weights: dict[str, float]
+    run: StudyRun,
+    trials: dict[str, FrozenTrial],
+    models: dict[str, Model],
+    weights: dict[str, float],
 ) -> tuple[np.ndarray, dict[str, str]]:
     """Test probabilities of the ensemble's trials each retrained once on every train clip
     (its weight: its own and its seed copies'); returns them and trial id -> refit id."""
     by_trial: dict[int, float] = {}
     for mid, weight in weights.items():
-        number = _trial_number(run, mid)
+        number = models[mid].trial
         by_trial[number] = by_trial.get(number, 0.0) + weight
     tests: dict[str, np.ndarray] = {}
     refits: dict[str, str] = {}
@@ -303,14 +306,6 @@ def refit_test(
         refits[run.trial_id(number)] = refit_id
     test = blend(tests, {refits[run.trial_id(n)]: w for n, w in by_trial.items()})
     return test, refits
-
-
-def _trial_number(run: StudyRun, model_id: str) -> int:
-    """The trial a model id belongs to (``RUN/t0003``, ``RUN/t0003-s1``)."""
-    found = re.fullmatch(rf"{re.escape(run.prefix)}/t(\d+)(-s\d+)?", model_id)
-    if found is None:
-        raise SearchError(f"{model_id}: not a trial or seed copy of {run.prefix}")
-    return int(found.group(1))
 
 
 def _ensemble_id(run: StudyRun, members: list[dict[str, Any]], *, refit: bool = False) -> str:
