@@ -60,7 +60,6 @@ def save_model(
     """
     comp = data.competition
     assert result.test_probs is not None
-    out.write_recipe(recipe)
     out.write_history(result.history)
     if result.state_dict:
         out.write_weights(
@@ -208,6 +207,7 @@ class ModelRun:
                     select_by=self.metric,
                     description=f"{self.description} fold {k}/{k_folds}",
                 )
+                out.write_recipe(self.recipe)  # what a resumed run checks it against
                 save_model(out, self.recipe, data, result, fold.val_idx)
                 out.write_stats(data.reused().stats.as_dict())
             else:
