@@ -353,6 +353,7 @@ def train(
     history: list[dict[str, float]] = []
     best: dict[str, float] | None = None
     best_state: dict[str, torch.Tensor] = {}
+    best_probs = np.zeros((0, num_classes))
     with (
         compile_errors() if cfg.compile else contextlib.nullcontext(),
         progress_bar(description, cfg.epochs * steps_per_epoch) as advance,
@@ -375,19 +376,24 @@ def train(
                 "train_accuracy": train_accuracy,
             }
             if validating:
-                record.update(validation_scores(predict(val_data), val_y))
+                probs = predict(val_data)
+                record.update(validation_scores(probs, val_y))
             history.append(record)
-            if not validating or _better(record, best, metric):
-                best = record
+            if validating and _better(record, best, metric):
+                best, best_probs = record, probs
                 best_state = copy.deepcopy(model.state_dict())
             shown = {v: f"{record[k]:.3f}" for k, v in EPOCH_SHOWN.items() if k in record}
             advance(0, milestone=True, epoch=f"{epoch}/{cfg.epochs}", **shown)
             if on_epoch is not None:
                 on_epoch(epoch, record)
+        if not validating:  # nothing held out: the last epoch is the model
+            best, best_probs = history[-1], np.zeros((0, num_classes))
+            best_state = model.state_dict()
         assert best is not None
         model.load_state_dict(best_state)
         tta = tuple(test_time_augmenters)
-        val_probs = predict(val_data, tta) if validating else np.zeros((0, num_classes))
+        # the best epoch's own validation pass is the answer unless views are added
+        val_probs = predict(val_data, tta) if tta and validating else best_probs
         test_probs = (
             predict(Features(test_x, device, resident=resident), tta)
             if test_x is not None
