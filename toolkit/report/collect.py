@@ -31,6 +31,7 @@ from toolkit.recipe import Recipe, get_path, read_recipe_file
 from toolkit.registry import format_validation_error
 from toolkit.run_dir import ENSEMBLE, METRICS, RECIPE, STATS, STUDY, RunDir
 from toolkit.study.settings import has_study, search_settings, study_name
+from toolkit.study.workers import state_name
 
 TRIAL_FOLDER = re.compile(r"t(\d+)")
 """A trial's folder name under ``trials/``: ``t`` and its number."""
@@ -86,7 +87,7 @@ class StudyData:
         """Trials by state name (complete, pruned, running, failed, waiting)."""
         counts = {"complete": 0, "pruned": 0, "running": 0, "failed": 0, "waiting": 0}
         for t in self.trials:
-            counts[_state_name(t.state)] += 1
+            counts[state_name(t.state)] += 1
         return counts
 
 
@@ -278,7 +279,7 @@ def _trial_states(contents: RunContents) -> dict[int, str]:
     """Each trial's state: the study's when it is readable, else its leaderboard row's."""
     states = {r.trial_number: r.state for r in contents.rows if is_trial(r)}
     if contents.study is not None:
-        states.update({t.number: _state_name(t.state) for t in contents.study.trials})
+        states.update({t.number: state_name(t.state) for t in contents.study.trials})
     return states
 
 
@@ -310,12 +311,6 @@ def is_trial(row: Row) -> bool:
 def is_seed_copy(row: Row) -> bool:
     """Whether a row is a trial's copy retrained with another seed (``RUN/t0003-s1``)."""
     return row.kind == "trial" and re.search(r"/t\d+-s\d+$", row.id) is not None
-
-
-def _state_name(state: TrialState) -> str:
-    names = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}
-    names |= {TrialState.RUNNING: "running", TrialState.FAIL: "failed"}
-    return names.get(state, "waiting")
 
 
 # ---------------------------------------------------------------------- readers

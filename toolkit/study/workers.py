@@ -87,16 +87,24 @@ class WorkerReport:
         ]
 
 
+STATE_NAMES = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.RUNNING: "running",
+    TrialState.FAIL: "failed",
+    TrialState.WAITING: "waiting",
+}
+"""The word for each Optuna trial state, as the leaderboard and the live view say it."""
+
+
+def state_name(state: TrialState) -> str:
+    """The word for an Optuna trial state (``waiting`` for one not listed)."""
+    return STATE_NAMES.get(state, "waiting")
+
+
 def trial_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
     """Trials by state: complete, pruned, running, failed, waiting."""
-    counts = {"complete": 0, "pruned": 0, "running": 0, "failed": 0, "waiting": 0}
-    names = {
-        TrialState.COMPLETE: "complete",
-        TrialState.PRUNED: "pruned",
-        TrialState.RUNNING: "running",
-        TrialState.FAIL: "failed",
-        TrialState.WAITING: "waiting",
-    }
+    counts = dict.fromkeys(STATE_NAMES.values(), 0)
     for t in trials:
-        counts[names[t.state]] += 1
+        counts[state_name(t.state)] += 1
     return counts
