@@ -58,7 +58,7 @@ it only repeats val acc or val loss (every row's metric is accuracy or log loss)
 
 RANKS = {name: rank for rank, name in enumerate(PRIORITY)}
 
-PARAMS_MIN_WIDTH = 30
+PARAMS_MIN_WIDTH = 20
 """Narrowest key-params column shown: the params keep this width whatever follows them
 (narrower, they are left out, and so is every column after them), and take whatever
 width the columns after them leave."""
@@ -444,10 +444,32 @@ def _short_path(path: str | None) -> str:
 
 
 def _params(row: Row) -> str:
-    items = [f"{k}={_compact(v)}" for k, v in _flatten(row.params)]
+    """``key=value`` of each parameter, in order, each key by its short name (see
+    :func:`_short_names`) and a pair already shown under that name left out."""
+    flat = [(key, _compact(value)) for key, value in _flatten(row.params)]
+    names = _short_names(flat)
+    items = list(dict.fromkeys(f"{names[key]}={value}" for key, value in flat))
     if row.kind == "ensemble" and row.members:
         items.insert(0, f"members={len(row.members)}")
     return " ".join(items)
+
+
+def _short_names(flat: list[tuple[str, str]]) -> dict[str, str]:
+    """Each dotted key's last part (``train.optimizer.lr`` -> ``lr``; ``copies.0`` keeps the
+    part before a number), or the whole key when another key of that short name has another
+    value: the sampled ``train.optimizer.lr`` and the settings' ``lr`` show once, as ``lr``."""
+
+    def short(key: str) -> str:
+        parts = key.split(".")
+        start = len(parts) - 1
+        while start > 0 and parts[start].isdigit():
+            start -= 1
+        return ".".join(parts[start:])
+
+    values: dict[str, set[str]] = {}
+    for key, value in flat:
+        values.setdefault(short(key), set()).add(value)
+    return {key: short(key) if len(values[short(key)]) == 1 else key for key, _ in flat}
 
 
 def _flatten(params: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -26,7 +26,14 @@ from toolkit.errors import USAGE_ERROR, ToolkitError
 from toolkit.leaderboard import COLUMNS, Leaderboard, LeaderboardError, Row
 from toolkit.leaderboard.cli import leaderboard_command, register
 from toolkit.leaderboard.store import SCHEMA_VERSION
-from toolkit.leaderboard.view import TABLE_COLUMNS, render_table, to_csv, to_json
+from toolkit.leaderboard.view import (
+    PARAMS_MIN_WIDTH,
+    TABLE_COLUMNS,
+    plain_table,
+    render_table,
+    to_csv,
+    to_json,
+)
 
 
 def trial(id: str, run_dir: Path | str, **kw: Any) -> Row:
@@ -581,7 +588,7 @@ def test_table_fits_the_width_one_line_per_row_metrics_whole(
             assert all(f" {value}" in line for value in metrics)
     if width >= 140:  # the key params on one line, cut where they end
         assert "key params" in headers
-        assert "train.optimizer.lr=0.003" in body[1]
+        assert "lr=0.003 batch_size=32" in body[1]  # each key by its short name
         assert "…" in body[1]
     # the caption names what was left out, and --wide brings everything back
     left_out = " ".join(caption)
@@ -620,13 +627,13 @@ def priority(metric: str, repeated: bool) -> list[str]:
 SHOWN_BY_WIDTH = {
     # accuracy run: the metric repeats val acc; the public column is empty (so passed over)
     ("accuracy", 80): 5,
-    ("accuracy", 100): 5,
-    ("accuracy", 140): 9,  # the key params at 30 columns, then seconds, epochs, recipe
+    ("accuracy", 100): 6,  # the key params, at least 20 columns wide
+    ("accuracy", 140): 9,  # then seconds, epochs, recipe
     ("accuracy", 200): 13,
     # macro_f1 run with a public score: metric and public rank before the key params
     ("macro_f1", 80): 5,
     ("macro_f1", 100): 7,
-    ("macro_f1", 140): 9,
+    ("macro_f1", 140): 10,
     ("macro_f1", 200): 14,
 }
 
@@ -663,8 +670,8 @@ def test_table_columns_follow_the_readme_priority(
     assert headers == [h for h in display if h in headers]
     # the key params keep at least 30 columns and take what the later columns leave
     if "key params" in headers:  # (this trial's params are longer than any width: cut)
-        start = body[1].index("train.optimizer.lr")
-        assert cell_len(body[1][start : body[1].index("…", start) + 1]) >= 30
+        start = body[1].index("lr=0.003")
+        assert cell_len(body[1][start : body[1].index("…", start) + 1]) >= PARAMS_MIN_WIDTH
     assert max(cell_len(line) for line in body) <= width
 
 
@@ -678,8 +685,8 @@ def test_table_of_runs_with_different_metrics(search: tuple[Leaderboard, Path], 
     for value in ("74.31%", "0.6617"):  # its metric, log loss, is the val loss column
         assert value in baseline
     assert ("0.73125" in baseline) == (width >= 100)  # a recorded public score comes next
-    # the metric column repeats val acc or val loss for these metrics: shown when asked for
-    assert "metric" not in headers
+    # the metric column repeats val acc or val loss for these metrics: it ranks last
+    assert "metric" not in headers or (width == 200 and headers[-1] == "metric")
     _, every, _ = table_lines(board.rows(), width, list(TABLE_COLUMNS))
     assert "accuracy 0.8150" in every[0]
     assert "log_loss 0.6502" in next(line for line in every if line.startswith("baseline/"))
@@ -815,8 +822,8 @@ def test_cli_subprocess_table_at_terminal_widths(
         80: ["id", "state", "backbone", "val acc", "val loss"],
         100: ["id", "state", "backbone", "val acc", "val loss", "public"],
         140: [
-            *("id", "state", "backbone", "val acc", "val loss"),
-            *("epochs", "seconds", "public", "key params"),  # the params at 30, then 2 more
+            *("id", "state", "recipe", "backbone", "val acc", "val loss"),
+            *("epochs", "seconds", "public", "key params"),  # the params at 20, then 3 more
         ],
     }
     for width, headers in expected.items():
@@ -1001,3 +1008,18 @@ def test_cross_validated_rows_show_folds_and_their_spread(tmp_path: Path) -> Non
     single = Console(width=160, record=True, color_system=None)
     render_table([trial("a/t0", run, val_accuracy=0.5)], single)
     assert "fold" not in single.export_text()  # no fold columns without folds
+
+
+def test_key_params_go_by_short_names_unless_two_keys_share_one(tmp_path: Path) -> None:
+    params = {
+        "train.optimizer.lr": 0.003,
+        "augmenters.0.copies.0": 3,
+        "model.backbone.width": 8,
+        "features.width": 16,  # another width: both keep their whole key
+        "lr": 0.003,  # the settings' lr repeats the sampled one: shown once
+        "seed": 0,
+    }
+    _, lines = plain_table([trial("a/t0", tmp_path, params=params)], ["id", "params"])
+    assert lines[0].cells[1] == (
+        "lr=0.003 copies.0=3 model.backbone.width=8 features.width=16 seed=0"
+    )
