@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogFormatter, MaxNLocator
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
@@ -142,6 +142,8 @@ def learning_curves(histories: list[ModelHistory], metric: str = "accuracy") -> 
         ax.grid(alpha=0.3)
         if _log_scale(histories, column):
             ax.set_yscale("log")
+            for formatter in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+                formatter(LogFormatter(labelOnlyBase=False))  # 1.5, not 1.5x10^0
             title += " (log scale)"
         ax.set_title(title)
         if column.endswith("accuracy"):
