@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from toolkit.disk import DiskFullError, is_disk_full
 from toolkit.errors import ToolkitError
 from toolkit.metrics import METRICS
 
@@ -197,6 +198,8 @@ class Leaderboard:
             else:
                 yield conn
         except sqlite3.DatabaseError as exc:
+            if is_disk_full(exc):
+                raise DiskFullError(self.path.parent) from None
             raise LeaderboardError(f"leaderboard {self.path} is unusable: {exc}") from exc
         finally:
             conn.close()

@@ -71,6 +71,10 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line, trace in a file
+            from toolkit.disk import DiskFullError, is_disk_full
+
+            if is_disk_full(exc):  # a write no layer of ours wrapped (a library's database)
+                fail(str(DiskFullError(None)), DiskFullError.exit_code)
             log = write_traceback(exc)
             fail(f"{type(exc).__name__}: {exc} (traceback in {log})".replace("\n", " "), 1)
 
