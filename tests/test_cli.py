@@ -207,7 +207,10 @@ def test_bad_clip_gives_one_line_error(
     else:
         victim.unlink()
     recipe = write_recipe(tmp_path, root)
-    message = one_line_error(run_cli("run", recipe, cwd=tmp_path))
+    message = one_line_error(run_cli("run", recipe, "--output", tmp_path / "out", cwd=tmp_path))
+    # the run never started training: no leaderboard row, no stub of a run folder
+    assert not Leaderboard(tmp_path / "leaderboard.db").rows()
+    assert not (tmp_path / "out").exists()
     if damage == "missing":
         assert repr(victim.stem) in message and "no audio file" in message
     elif damage == "random_mp3":
@@ -229,6 +232,12 @@ def test_bad_clip_keeps_finished_work(tiny_competition: DemoCompetition, tmp_pat
     one_line_error(run_cli("run", recipe, cwd=tmp_path))
     kept = ClipStore(tmp_path / "cache" / "stems").count()
     assert kept >= 28  # every batch before the bad clip's is cached
+    # a study meets the bad clip before its first trial: again no row and no run folder
+    study = recipe.with_name("study.yaml")
+    study.write_text(recipe.read_text() + "ensemble: {size: 2}\n")
+    one_line_error(run_cli("run", study, "--output", tmp_path / "study", cwd=tmp_path))
+    assert not (tmp_path / "study").exists()
+    assert not Leaderboard(tmp_path / "leaderboard.db").rows()
 
 
 @pytest.mark.slow

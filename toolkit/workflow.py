@@ -37,7 +37,8 @@ def run(loaded: LoadedRecipe, metric: str = "accuracy") -> RunResult:
     ``metric`` chooses the best epoch and is the row's metric.
     """
     recipe, registry = loaded.recipe, loaded.registry
-    inputs = check_inputs(recipe)
+    # every clip is decoded before the run's folder or row exists: a bad clip leaves neither
+    data = prepare(recipe, registry, check_inputs(recipe))
     out = RunDir(recipe.run_dir).create()
     board = Leaderboard(Path(recipe.output.leaderboard))
     board.mark_stale_running(out.path)  # a row left "running" by a killed run of this folder
@@ -47,7 +48,7 @@ def run(loaded: LoadedRecipe, metric: str = "accuracy") -> RunResult:
         row_id=row_id,
         recipe=recipe,
         registry=registry,
-        load_data=lambda: prepare(recipe, registry, inputs),
+        load_data=lambda: data,
         out=out,
         run_dir=out.path,
         board=board,

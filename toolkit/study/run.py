@@ -303,6 +303,7 @@ class StudyRun:
         it then waits for those trials to end (and retries failed ones).
         """
         self.checked_inputs()  # every input checked before the study starts any work
+        self.prepared(self.recipe)  # every clip decoded before the run's folder exists
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.layout.write_recipe(self.recipe)
         report = WorkerReport(self.study_name, self.storage_url)
