@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import run_cli, write_recipe
 from toolkit.cache import ClipStore, SplitStore
 from toolkit.demo import DemoCompetition
-from toolkit.pipeline import load_recipe, prepare
+from toolkit.loading import load_recipe
+from toolkit.pipeline import prepare
 
 
 def _prepare(recipe_path: Path):  # noqa: ANN202 - PreparedData
