@@ -117,13 +117,16 @@ class ModelRun:
     """Exceptions (raised by ``on_epoch``) that end the run as pruned rather than failed."""
     refit: bool = False
     """Train on every train clip, nothing held out (a refit row: no validation numbers)."""
+    kind: str = "trial"
+    """Its row's kind: ``run`` (a plain run), ``trial``, ``reproduction`` (a refit's is
+    ``refit``)."""
     history: list[dict[str, float]] = field(default_factory=list, init=False)
 
     def start_row(self) -> Row:
         """Its leaderboard row as it starts, with what reproduces it."""
         return Row(
             id=self.row_id,
-            kind="refit" if self.refit else "trial",
+            kind="refit" if self.refit else self.kind,
             recipe=self.recipe.name,
             run_dir=str(Path(self.run_dir).resolve()),
             state="running",
