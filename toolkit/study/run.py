@@ -44,9 +44,10 @@ from optuna.trial import FrozenTrial, TrialState
 from toolkit.checks import CheckedInputs, check_inputs
 from toolkit.errors import SearchError, ToolkitError
 from toolkit.leaderboard.store import Leaderboard
+from toolkit.loading import LoadedRecipe
 from toolkit.metrics import get_metric
 from toolkit.model_run import ModelRun
-from toolkit.pipeline import LoadedRecipe, PreparedData, prepare
+from toolkit.pipeline import PreparedData, prepare
 from toolkit.preprocess import StageStats
 from toolkit.recipe import Recipe, Search, validate_recipe
 from toolkit.registry import Registry
