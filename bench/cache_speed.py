@@ -20,7 +20,8 @@ import numpy as np
 
 from toolkit.cache import ClipStore
 from toolkit.demo import make_demo_competition
-from toolkit.pipeline import load_recipe, prepare
+from toolkit.loading import load_recipe
+from toolkit.pipeline import prepare
 
 RECIPE = """
 name: bench

@@ -34,8 +34,8 @@ import pandas as pd
 
 from toolkit.demo import MARKER_NAME, submission_accuracy
 from toolkit.ensemble.selection import blend, select_ensemble
+from toolkit.loading import load_recipe
 from toolkit.metrics import accuracy
-from toolkit.pipeline import load_recipe
 from toolkit.run_dir import RunDir
 from toolkit.workflow import run, run_study
 

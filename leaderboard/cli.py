@@ -22,7 +22,7 @@ from rich.console import Console
 
 from toolkit.errors import USAGE_ERROR, ToolkitError
 
-from .store import DB_ENV, DEFAULT_DB, STATES, Leaderboard, LeaderboardError
+from .store import DB_ENV, DEFAULT_DB, KINDS, STATES, Leaderboard, LeaderboardError
 from .view import TABLE_COLUMNS, parse_columns, render_table, to_csv, to_json
 
 RUN_DB_NAME = "leaderboard.db"
@@ -74,7 +74,7 @@ def leaderboard_command(
         str | None, typer.Option("--state", help=f"Only rows in this state: {', '.join(STATES)}.")
     ] = None,
     kind: Annotated[
-        str | None, typer.Option("--kind", help="Only 'trial' or 'ensemble' rows.")
+        str | None, typer.Option("--kind", help=f"Only rows of this kind: {', '.join(KINDS)}.")
     ] = None,
     recipe: Annotated[str | None, typer.Option("--recipe", help="Only this recipe.")] = None,
     sort: Annotated[

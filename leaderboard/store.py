@@ -1,7 +1,9 @@
 """The leaderboard's SQLite store: one database per workspace, every run's rows.
 
-A row is one trained model (``kind="trial"``; a plain run without search is a
-single trial) or one ensemble of trials (``kind="ensemble"``). Several worker
+A row is one trained model or one ensemble of trials (``kind="ensemble"``).
+A model is a plain run (``run``), a study's trial or seed copy (``trial``), a
+trial retrained on every clip (``refit``) or a row trained again by ``toolkit
+reproduce`` (``reproduction``, its ``params["reproduces"]`` the original's id). Several worker
 processes may write to the same database at once: the store uses WAL mode, a
 busy timeout and one short ``BEGIN IMMEDIATE`` transaction per write, and opens
 a fresh connection per operation so a ``Leaderboard`` survives ``fork``.
@@ -22,10 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from toolkit.disk import DiskFullError, is_disk_full
 from toolkit.errors import ToolkitError
 from toolkit.metrics import METRICS
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Schema version stored in ``PRAGMA user_version``."""
 
 DEFAULT_DB = Path("runs") / "leaderboard.db"
@@ -34,7 +37,9 @@ DEFAULT_DB = Path("runs") / "leaderboard.db"
 DB_ENV = "TOOLKIT_LEADERBOARD"
 """Environment variable naming the workspace database, overriding :data:`DEFAULT_DB`."""
 
-KINDS = ("trial", "ensemble", "refit")
+KINDS = ("run", "trial", "ensemble", "refit", "reproduction")
+MODEL_KINDS = tuple(k for k in KINDS if k != "ensemble")
+"""Kinds of rows that are one trained model."""
 STATES = ("running", "complete", "pruned", "failed")
 
 BUSY_TIMEOUT_S = 60.0
@@ -142,6 +147,8 @@ _MIGRATIONS: dict[int, list[str]] = {
         version: [f"ALTER TABLE entries ADD COLUMN {name} {_SQL_TYPES[name]}" for name in names]
         for version, names in _ADDED_COLUMNS.items()
     },
+    # plain runs were "trial" rows without a trial number; they have a kind of their own
+    4: ["UPDATE entries SET kind = 'run' WHERE kind = 'trial' AND trial_number IS NULL"],
 }
 """Statements that bring a database from version ``n - 1`` to version ``n``."""
 
@@ -197,6 +204,8 @@ class Leaderboard:
             else:
                 yield conn
         except sqlite3.DatabaseError as exc:
+            if is_disk_full(exc):
+                raise DiskFullError(self.path.parent) from None
             raise LeaderboardError(f"leaderboard {self.path} is unusable: {exc}") from exc
         finally:
             conn.close()
@@ -328,7 +337,7 @@ class Leaderboard:
         ``public_score`` descending, ``metric_value`` by each row's metric
         direction, ``val_loss`` ascending) and ascending otherwise. NULLs always
         come last. ``run_dir`` may be relative to the current directory. ``top``
-        keeps the best ``top`` trials of each run directory (the best ensembles
+        keeps the best ``top`` models of each run directory (the best ensembles
         with ``kind="ensemble"``); ensembles are otherwise always kept.
         """
         if kind is not None and kind not in KINDS:
@@ -351,11 +360,11 @@ class Leaderboard:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         found = sort_rows(self._fetch(where, tuple(args)), sort, descending)
         if top is not None:
-            limited = "ensemble" if kind == "ensemble" else "trial"
+            limited = ("ensemble",) if kind == "ensemble" else MODEL_KINDS
             seen: dict[str, int] = {}
             kept = []
             for r in found:
-                if r.kind == limited:
+                if r.kind in limited:
                     seen[r.run_dir] = seen.get(r.run_dir, 0) + 1
                     if seen[r.run_dir] > top:
                         continue

@@ -358,7 +358,7 @@ def _display_order(rows: list[Row]) -> list[_Line]:
             continue
         weights = r.member_weights()
         members = sorted(
-            (m for m in weights if m in by_id and m not in placed and by_id[m].kind == "trial"),
+            (m for m in weights if m in by_id and m not in placed and by_id[m].kind != "ensemble"),
             key=position.__getitem__,
         )
         for i, member_id in enumerate(members):

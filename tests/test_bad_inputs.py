@@ -26,7 +26,7 @@ from tests.conftest import run_cli, write_recipe
 from toolkit.cli import app
 from toolkit.demo import DemoCompetition, make_demo_competition
 from toolkit.leaderboard.store import Leaderboard
-from toolkit.pipeline import load_recipe
+from toolkit.loading import load_recipe
 from toolkit.workflow import run
 
 pytestmark = pytest.mark.slow  # the catalogue starts from a trained run
@@ -408,7 +408,7 @@ def case_clip_without_samples(ws: Workspace, d: Path) -> tuple[list[Any], list[s
 @case
 def case_demo_parameters_differ(ws: Workspace, d: Path) -> tuple[list[Any], list[str]]:
     make_demo_competition(d / "demo", n_train=8, n_test=2, seed=0, duration=0.5)
-    extra = "data: {root: %s, demo: {n_train: 9, n_test: 2, duration: 0.5}}\n" % (d / "demo")
+    extra = "data: {demo: {folder: %s, n_train: 9, n_test: 2, duration: 0.5}}\n" % (d / "demo")
     path = ws.recipe(d)
     text = path.read_text()
     text = "\n".join(line for line in text.splitlines() if not line.startswith("data:"))

@@ -64,7 +64,7 @@ def test_leaderboard_has_the_run(first_run: Path) -> None:
     rows = json.loads(listed.stdout)
     assert len(rows) == 1
     row = rows[0]
-    assert row["kind"] == "trial" and row["state"] == "complete" and row["recipe"] == "tiny"
+    assert row["kind"] == "run" and row["state"] == "complete" and row["recipe"] == "tiny"
     assert 0.0 <= row["val_accuracy"] <= 1.0
     assert row["backbone"] == "resnet18"
     assert row["epochs"] == 2
@@ -242,7 +242,10 @@ def test_bad_clip_gives_one_line_error(
     else:
         victim.unlink()
     recipe = write_recipe(tmp_path, root)
-    message = one_line_error(run_cli("run", recipe, cwd=tmp_path))
+    message = one_line_error(run_cli("run", recipe, "--output", tmp_path / "out", cwd=tmp_path))
+    # the run never started training: no leaderboard row, no stub of a run folder
+    assert not Leaderboard(tmp_path / "leaderboard.db").rows()
+    assert not (tmp_path / "out").exists()
     if damage == "missing":
         assert repr(victim.stem) in message and "no audio file" in message
     elif damage == "random_mp3":
@@ -264,13 +267,20 @@ def test_bad_clip_keeps_finished_work(tiny_competition: DemoCompetition, tmp_pat
     one_line_error(run_cli("run", recipe, cwd=tmp_path))
     kept = ClipStore(tmp_path / "cache" / "stems").count()
     assert kept >= 28  # every batch before the bad clip's is cached
+    # a study meets the bad clip before its first trial: again no row and no run folder
+    study = recipe.with_name("study.yaml")
+    study.write_text(recipe.read_text() + "ensemble: {size: 2}\n")
+    one_line_error(run_cli("run", study, "--output", tmp_path / "study", cwd=tmp_path))
+    assert not (tmp_path / "study").exists()
+    assert not Leaderboard(tmp_path / "leaderboard.db").rows()
 
 
 @pytest.mark.slow
 def test_recipe_typo_and_unknown_plugin(tiny_competition: DemoCompetition, tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path, tiny_competition.root)
     typo = one_line_error(run_cli("run", recipe, "--set", "train.epocs=3", cwd=tmp_path))
-    assert "train.epocs" in typo and "'epochs'" in typo and str(recipe) in typo
+    assert typo.startswith("error: --set train.epocs=3: train.epocs: unknown key")  # not the file
+    assert "'epochs'" in typo and str(recipe) not in typo
     unknown = one_line_error(
         run_cli("run", recipe, "--set", "model.backbone.name=resnet81", cwd=tmp_path)
     )
@@ -365,3 +375,68 @@ def test_separate_resumes_after_a_kill_without_redoing_clips(
     assert stems.count() == 42
     for path, stamp in stamps.items():
         assert path.stat().st_mtime_ns == stamp  # finished clips were not redone
+
+
+LOADED_AT_EXIT = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('heavy:', sorted(m for m in ('torch', 'sklearn', 'optuna')"
+    " if m in sys.modules)))\n"
+    "sys.argv = ['toolkit', *sys.argv[1:]]\n"
+    "from toolkit.cli import main\n"
+    "main()\n"
+)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "nope.yaml"],
+        ["run", "{recipe}", "--set", "train.epoch=3"],
+        ["worker", "{recipe}", "--set", "model.backbone.name=resnet81"],
+        ["separate", "{recipe}", "--set", "separator.name=spleter"],
+        ["plugins"],
+    ],
+)
+def test_a_mistake_in_a_recipe_is_told_before_torch_loads(
+    args: list[str], tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    recipe = write_recipe(tmp_path, tiny_competition.root)
+    argv = [a.format(recipe=recipe) for a in args]
+    env = {**os.environ, "TOOLKIT_NO_PROGRESS": "1", "TOOLKIT_LOAD_PLUGINS": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED_AT_EXIT, *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == (0 if args == ["plugins"] else 2), done.stderr
+    assert "heavy: []" in done.stdout, done.stdout
+
+
+@pytest.mark.slow
+def test_first_line_says_where_data_cache_and_output_are(
+    tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    recipe = write_recipe(project / "recipes", tiny_competition.root)
+    recipe.write_text(
+        recipe.read_text()
+        .replace(f"cache: {{dir: {project / 'recipes' / 'cache'}}}\n", "")
+        .replace(f"output: {{leaderboard: {project / 'recipes' / 'leaderboard.db'}}}\n", "")
+        .replace("epochs: 2", "epochs: 1")
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = run_cli("run", recipe, "--no-report", cwd=elsewhere, progress=True)
+    assert done.returncode == 0, done.stderr
+    first = done.stderr.splitlines()[0]
+    runs = project / "runs"
+    assert first == (
+        f"data {tiny_competition.root} · cache {runs / '.cache'} · output {runs / 'tiny'}"
+    )
+    assert not list(elsewhere.iterdir())  # nothing made in the current folder
+    assert (runs / "leaderboard.db").is_file() and (runs / "tiny" / "submission.csv").is_file()
+    printed = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    assert printed["submission"] == str(runs / "tiny" / "submission.csv")  # absolute

@@ -20,8 +20,9 @@ from torch import nn
 from tests.conftest import run_cli, write_recipe
 from tests.test_search import board_rows, load_study, search_recipe
 from toolkit.demo import DemoCompetition
+from toolkit.loading import load_recipe
 from toolkit.metrics import accuracy
-from toolkit.pipeline import load_recipe, prepare
+from toolkit.pipeline import prepare
 from toolkit.plugins.augmenters.shift import TimeShift
 from toolkit.trainer import predict_proba
 from toolkit.workflow import run

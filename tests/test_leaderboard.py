@@ -114,7 +114,7 @@ def test_schema_created_on_first_write_with_wal_and_version(tmp_path: Path) -> N
     assert not path.exists()
     board.upsert(trial("a/t0", tmp_path))
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -144,6 +144,26 @@ def test_version_1_database_is_read_then_migrated_keeping_rows(tmp_path: Path) -
     assert board.get("old/r2").provenance == {"metric": "accuracy"}
     cv = board.get("old/r3")
     assert (cv.folds, cv.fold_mean, cv.fold_std) == (5, 0.8, 0.05)
+    assert board.get("old/r1").kind == "run"  # a plain run: no trial number
+
+
+def test_version_3_plain_runs_become_runs_and_trials_stay_trials(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    board = Leaderboard(path)
+    board.upsert(trial("s/t0001", tmp_path, trial_number=1))
+    board.upsert(trial("s/t0001-s1", tmp_path, trial_number=1))
+    board.upsert(trial("p/r20260101-000000-001", tmp_path))  # a plain run, as v3 kept it
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 3")
+    other = Leaderboard(path)  # another process, after an upgrade: migrates on its first write
+    other.upsert(trial("s/t0002", tmp_path, trial_number=2))
+    kinds = {r.id: r.kind for r in other.rows()}
+    assert kinds == {
+        "s/t0001": "trial",
+        "s/t0001-s1": "trial",
+        "s/t0002": "trial",
+        "p/r20260101-000000-001": "run",
+    }
 
 
 def test_upsert_inserts_then_updates_running_trial(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import torchaudio
 
 from tests.conftest import write_recipe
 from toolkit.errors import RecipeError, ToolkitError
-from toolkit.pipeline import load_recipe
+from toolkit.loading import load_recipe
 from toolkit.plugins.features.musicnn import MusicnnFeatures
 from toolkit.pretrained import musicnn
 from toolkit.pretrained.musicnn_reference import reference_python, run_official

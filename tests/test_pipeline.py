@@ -9,13 +9,8 @@ import pytest
 
 from tests.conftest import held_out_accuracy, write_recipe
 from toolkit.demo import DemoCompetition, make_demo_competition
-from toolkit.pipeline import (
-    build_augmenters,
-    expand_training_set,
-    load_recipe,
-    prepare,
-    train_recipe,
-)
+from toolkit.loading import load_recipe
+from toolkit.pipeline import build_augmenters, expand_training_set, prepare, train_recipe
 
 pytestmark = pytest.mark.slow  # these train and prepare features
 

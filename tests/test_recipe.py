@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from toolkit.errors import RecipeError
-from toolkit.pipeline import build_augmenters, load_recipe
-from toolkit.recipe import dump_recipe, get_path, parse_override, set_path
+from toolkit.loading import load_recipe, parse_override
+from toolkit.pipeline import build_augmenters
+from toolkit.recipe import dump_recipe, get_path, set_path
 from toolkit.study.space import validate_space
 
 BASE = """
@@ -45,7 +46,7 @@ def test_valid_recipe_fills_plugin_defaults(tmp_path: Path) -> None:
     assert recipe.features["n_mels"] == 32
     assert recipe.features["hop_length"] == 512  # the plugin's default, written out
     assert recipe.augmenters[1] == {"name": "mixup", "alpha": 0.2, "per_example": False, "p": 1.0}
-    assert recipe.run_dir == Path("runs/t")
+    assert recipe.run_dir == tmp_path / "runs" / "t"  # in the recipe's project folder
     dumped = yaml.safe_load(dump_recipe(recipe))
     assert dumped["features"]["hop_length"] == 512
     assert dumped["train"]["optimizer"]["lr"] == 0.01
@@ -270,3 +271,92 @@ def test_bad_plugin_parameter_fails_at_recipe_validation(
     message = error_of(write(tmp_path, BASE.replace(old, new)))
     assert expected in message
     assert "Value error" not in message
+
+
+# ---------------------------------------------------------------- where paths lead
+
+
+def test_paths_come_from_the_project_folder_whatever_the_current_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "contest"
+    (project / "recipes").mkdir(parents=True)
+    in_recipes = write(project / "recipes", BASE)
+    beside = project / "top.yaml"
+    beside.write_text(BASE.replace("data/x", "../elsewhere"))
+    monkeypatch.chdir(tmp_path)  # not the project folder
+    recipe = load_recipe(in_recipes).recipe
+    assert recipe.data.root == project / "data" / "x"
+    assert recipe.cache.dir == project / "runs" / ".cache"
+    assert recipe.output.leaderboard == project / "runs" / "leaderboard.db"
+    assert recipe.run_dir == project / "runs" / "t"
+    top = load_recipe(beside).recipe  # a recipe outside recipes/: its own folder
+    assert top.data.root == (project / ".." / "elsewhere").absolute()
+    assert top.run_dir == project / "runs" / "t"
+
+
+def test_command_line_paths_come_from_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "proj").mkdir()
+    path = write(tmp_path / "proj", BASE)
+    monkeypatch.chdir(tmp_path)
+    loaded = load_recipe(path, ["data.root=comp", "cache.dir=~/c"], output=Path("out/r"))
+    assert loaded.recipe.data.root == tmp_path / "comp"
+    assert loaded.recipe.cache.dir == Path.home() / "c"
+    assert loaded.recipe.run_dir == tmp_path / "out" / "r"
+    assert loaded.raw["data"]["root"] == str(tmp_path / "comp")  # what trials and rows see
+
+
+DEMO = BASE.replace("data: {root: data/x,", "data: {demo: {n_train: 8, n_test: 2},")
+
+
+def test_the_demo_is_the_data_until_a_root_is_set(tmp_path: Path) -> None:
+    path = write(tmp_path, DEMO)
+    demo = load_recipe(path).recipe
+    assert demo.data.root == tmp_path / "data" / "demo" == demo.data.demo.folder  # type: ignore[union-attr]
+    real = load_recipe(path, [f"data.root={tmp_path / 'real'}"]).recipe
+    assert real.data.root == tmp_path / "real" and real.data.demo is None
+    same = load_recipe(path, [f"data.root={tmp_path / 'data' / 'demo'}"]).recipe
+    assert same.data.demo is not None  # the demo's own folder: still the demo
+
+
+def test_a_misspelt_real_root_is_an_error_never_a_demo(tmp_path: Path) -> None:
+    from toolkit.checks import check_inputs
+    from toolkit.errors import DataError
+
+    path = write(tmp_path, DEMO)
+    recipe = load_recipe(path, [f"data.root={tmp_path / 'competiton'}"]).recipe
+    with pytest.raises(DataError, match="competiton: competition folder not found"):
+        check_inputs(recipe)
+    assert not (tmp_path / "competiton").exists() and not (tmp_path / "data").exists()
+
+
+def test_no_root_and_no_demo_says_what_to_set(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, BASE.replace("root: data/x, ", "")))
+    assert "data.root: the competition folder is missing" in message
+    assert "--set data.root=PATH" in message and "(got" not in message
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.epoch=3", "train.epoch: unknown key"),
+        ("train.epochs=many", "train.epochs"),
+        ("model.backbone.name=resnet81", "model.backbone: unknown backbone 'resnet81'"),
+        ("augmenters.1.alpha=-1", "augmenters[1].alpha"),
+    ],
+)
+def test_an_error_in_a_set_value_names_the_override(
+    tmp_path: Path, override: str, key: str
+) -> None:
+    path = write(tmp_path)
+    message = error_of(path, (override,))
+    assert message.startswith(f"--set {override}: {key}"), message
+    assert str(path) not in message
+
+
+def test_an_error_of_the_file_names_the_file_despite_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE.replace("epochs: 2", "epoch: 2"))
+    message = error_of(path, ("train.batch_size=8",))
+    assert message.startswith(f"{path}: train.epoch: unknown key"), message

@@ -14,7 +14,7 @@ from tests.conftest import run_cli, write_recipe
 from tests.test_search import search_recipe
 from toolkit.demo import DemoCompetition
 from toolkit.leaderboard.store import Leaderboard, Row
-from toolkit.pipeline import load_recipe
+from toolkit.loading import load_recipe
 from toolkit.workflow import run
 
 pytestmark = pytest.mark.slow  # every test trains
@@ -87,8 +87,10 @@ def test_reproduce_command_matches_then_detects_a_change(work: Path) -> None:
     assert "compared: metrics.csv, val_probs.npy, test_probs.npy" in again.stdout
     new_dir = work / "orig" / "reproduce" / result.leaderboard_id.rsplit("/", 1)[-1]
     assert_same_model(work / "orig", new_dir)
-    rows = {r.id for r in Leaderboard(db).rows()}
-    assert len([r for r in rows if r.startswith("tiny/r")]) >= 2  # the reproduction is a row too
+    rows = {r.id: r for r in Leaderboard(db).rows()}
+    reproductions = [r for r in rows.values() if r.kind == "reproduction"]
+    assert rows[result.leaderboard_id].kind == "run"  # told apart from its reproduction
+    assert [r.params["reproduces"] for r in reproductions] == [result.leaderboard_id]
 
     probs = np.load(work / "orig" / "val_probs.npy")
     probs[0, 0] += 0.25  # the original's numbers no longer match

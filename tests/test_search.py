@@ -23,8 +23,8 @@ from tests.conftest import TINY_RECIPE, run_cli, write_recipe
 from toolkit.demo import DemoCompetition
 from toolkit.ensemble.study import build_ensemble
 from toolkit.errors import RecipeError
+from toolkit.loading import load_recipe
 from toolkit.metrics import accuracy
-from toolkit.pipeline import load_recipe
 from toolkit.recipe import Ensemble, Search, validate_recipe
 from toolkit.registry import load_plugins
 from toolkit.study import StudyRun

@@ -18,7 +18,7 @@ import torch
 
 from toolkit.demo import synthesize_clip
 from toolkit.errors import RecipeError
-from toolkit.pipeline import load_recipe
+from toolkit.loading import load_recipe
 from toolkit.plugins.features.speaker import SpeakerFeatures
 from toolkit.pretrained import speaker as sp
 from toolkit.registry import load_plugins

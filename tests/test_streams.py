@@ -12,7 +12,8 @@ from toolkit.demo import DemoCompetition, make_demo_competition
 from toolkit.errors import RecipeError
 from toolkit.fusion import fuse, pooled
 from toolkit.leaderboard.store import Leaderboard
-from toolkit.pipeline import load_recipe, prepare, train_recipe
+from toolkit.loading import load_recipe
+from toolkit.pipeline import prepare, train_recipe
 from toolkit.recipe import Search
 from toolkit.registry import load_plugins
 from toolkit.study.space import validate_space

@@ -26,7 +26,8 @@ from toolkit.demo import DemoCompetition, make_demo_competition
 from toolkit.device_data import DEVICE_ARRAYS, DeviceArrays, Features, prefetched
 from toolkit.devices import keep_on_device, resolve_precision, use_channels_last
 from toolkit.errors import ToolkitError
-from toolkit.pipeline import load_recipe, prepare, train_recipe
+from toolkit.loading import load_recipe
+from toolkit.pipeline import prepare, train_recipe
 from toolkit.plugins.backbones.resnet import resnet18
 from toolkit.recipe import Train
 from toolkit.trainer import predict_proba, train

@@ -74,6 +74,14 @@ def options(
     """Options that come before the command."""
 
 
+def status(message: str) -> None:
+    """One line about the run on stderr (stdout keeps the results), unless progress is off."""
+    from toolkit.progress import progress_enabled
+
+    if progress_enabled():
+        err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = USAGE_ERROR) -> None:
     """Print one error line to stderr and exit."""
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
@@ -95,6 +103,10 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line, trace in a file
+            from toolkit.disk import DiskFullError, is_disk_full
+
+            if is_disk_full(exc):  # a write no layer of ours wrapped (a library's database)
+                fail(str(DiskFullError(None)), DiskFullError.exit_code)
             log = write_traceback(exc)
             fail(f"{type(exc).__name__}: {exc} (traceback in {log})".replace("\n", " "), 1)
 
@@ -121,7 +133,10 @@ StorageOption = Annotated[
     ),
 ]
 OutputOption = Annotated[
-    Path | None, typer.Option("--output", "-o", help="Run directory (default runs/NAME).")
+    Path | None,
+    typer.Option(
+        "--output", "-o", help="Run directory (default: runs/NAME in the recipe's project folder)."
+    ),
 ]
 
 
@@ -141,11 +156,13 @@ def run(
     With a search: or ensemble: section, run (or continue) its study, then
     select the ensemble of its trials.
     """
-    from toolkit.pipeline import load_recipe
-    from toolkit.study import has_study
-    from toolkit.workflow import run as run_recipe
+    from toolkit.loading import load_recipe, locations
+    from toolkit.study.settings import has_study
 
     loaded = load_recipe(recipe, set_ or [], output)
+    status(locations(loaded.recipe))
+    from toolkit.workflow import run as run_recipe  # torch: only once the recipe is valid
+
     if has_study(loaded.recipe):
         run_dir = _run_study(loaded, storage)
         if not no_report:
@@ -217,10 +234,12 @@ def worker(
     Workers share the study through --storage; they stop when the study has
     search.n_trials finished trials. `toolkit run` builds the ensemble.
     """
-    from toolkit.pipeline import load_recipe
-    from toolkit.workflow import run_worker
+    from toolkit.loading import load_recipe, locations
 
     loaded = load_recipe(recipe, set_ or [], output)
+    status(locations(loaded.recipe))
+    from toolkit.workflow import run_worker  # torch: only once the recipe is valid
+
     report = run_worker(loaded, storage)
     counts = report.counts
     mine = report.numbers()
@@ -311,9 +330,12 @@ def separate(
     set_: SetOption = None,
 ) -> None:
     """Precompute the separated stems of every clip (stop and resume at will)."""
-    from toolkit.pipeline import load_recipe, separate_all
+    from toolkit.loading import load_recipe, locations
 
     loaded = load_recipe(recipe, set_ or [])
+    status(locations(loaded.recipe))
+    from toolkit.pipeline import separate_all  # torch: only once the recipe is valid
+
     stats = separate_all(loaded.recipe, loaded.registry)
     out.print(
         f"stems: {stats.stems_computed} computed, {stats.stems_reused} already cached "
@@ -331,7 +353,7 @@ def plugins(
 ) -> None:
     """List every registered plugin by kind, with where it came from."""
     from toolkit.kinds import KINDS
-    from toolkit.recipe import plugin_files, read_recipe_file
+    from toolkit.loading import plugin_files, read_recipe_file
     from toolkit.registry import load_plugins
 
     files = plugin_files(read_recipe_file(recipe), recipe) if recipe else []

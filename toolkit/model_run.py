@@ -1,8 +1,8 @@
 """One model run: one model trained on one data view with one seed, written once.
 
 A plain run, a study's trial and a trial's seed copy are each a :class:`ModelRun`:
-its leaderboard row starts as ``running``, its data view is prepared, its
-model trained and its files written to its folder; the row ends ``complete``,
+its data view is prepared, its leaderboard row starts as ``running``, its
+model is trained and its files written to its folder; the row ends ``complete``,
 ``pruned`` (an epoch callback stopped it) or ``failed``.
 """
 
@@ -100,7 +100,7 @@ class ModelRun:
     recipe: Recipe
     registry: Registry
     load_data: Callable[[], PreparedData]
-    """Its data view (features and split), prepared once the row has started."""
+    """Its data view (features and split), prepared before its row starts."""
     out: RunDir
     """Where its files go."""
     run_dir: Path
@@ -117,13 +117,16 @@ class ModelRun:
     """Exceptions (raised by ``on_epoch``) that end the run as pruned rather than failed."""
     refit: bool = False
     """Train on every train clip, nothing held out (a refit row: no validation numbers)."""
+    kind: str = "trial"
+    """Its row's kind: ``run`` (a plain run), ``trial``, ``reproduction`` (a refit's is
+    ``refit``)."""
     history: list[dict[str, float]] = field(default_factory=list, init=False)
 
     def start_row(self) -> Row:
         """Its leaderboard row as it starts, with what reproduces it."""
         return Row(
             id=self.row_id,
-            kind="refit" if self.refit else "trial",
+            kind="refit" if self.refit else self.kind,
             recipe=self.recipe.name,
             run_dir=str(Path(self.run_dir).resolve()),
             state="running",
@@ -135,15 +138,19 @@ class ModelRun:
         )
 
     def execute(self) -> ModelOutcome:
-        """Prepare, train and save the model, keeping its row up to date; re-raises a failure."""
+        """Prepare, train and save the model, keeping its row up to date; re-raises a failure.
+
+        The data comes first: an input error found while preparing it (a clip
+        that cannot be decoded) leaves neither a row nor a folder.
+        """
         started = time.perf_counter()
+        data = self.load_data()
         self.out.write_recipe(self.recipe)
         row = self.start_row()
         self.board.upsert(row)
         self.history = []
         fold_values: list[float] = []
         try:
-            data = self.load_data()
             self.out.write_stats(data.stats.as_dict())
             if self.refit:
                 result = train_recipe(
@@ -242,7 +249,8 @@ class ModelRun:
         row.epochs = len(self.history)
         metric = get_metric(self.metric)
         if self.history:
-            self.out.write_history(self.history)
+            with contextlib.suppress(ToolkitError):  # e.g. the full disk that ended the run
+                self.out.write_history(self.history)
         if self.history and metric.history_key in self.history[0]:  # a refit validates nothing
             best = max(self.history, key=lambda r: metric.goodness(r[metric.history_key]))
             row.val_accuracy, row.val_loss = best["val_accuracy"], best["val_loss"]

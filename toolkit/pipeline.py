@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,47 +17,10 @@ from toolkit.errors import DataError
 from toolkit.fusion import fuse
 from toolkit.kinds import BatchAugmenter, DatasetAugmenter, TestTimeAugmenter
 from toolkit.preprocess import Preprocessor, StageStats
-from toolkit.recipe import (
-    Recipe,
-    parse_override,
-    plugin_files,
-    read_recipe_file,
-    set_path,
-    stream_label,
-    stream_mode,
-    validate_recipe,
-)
-from toolkit.registry import Registry, load_plugins
+from toolkit.recipe import Recipe, stream_label, stream_mode
+from toolkit.registry import Registry
 from toolkit.split import Fold
 from toolkit.trainer import EpochCallback, TrainResult, seed_everything, train
-
-
-@dataclass
-class LoadedRecipe:
-    """A validated recipe with the plugin registry it was checked against."""
-
-    recipe: Recipe
-    registry: Registry
-    path: Path
-    raw: dict[str, Any]
-
-
-def load_recipe(
-    path: Path | str, overrides: Sequence[str] = (), output: Path | None = None
-) -> LoadedRecipe:
-    """Read, override (``a.b=c``), load the recipe's plugins and validate everything."""
-    path = Path(path)
-    raw = read_recipe_file(path)
-    for text in overrides:
-        keys, value = parse_override(text)
-        set_path(raw, keys, value)
-    if output is not None:
-        set_path(raw, ["output", "dir"], str(output))
-    files = plugin_files(raw, path)
-    if files:  # stored as found, so the resolved recipe loads them from any folder
-        raw["plugins"] = [str(f.resolve()) for f in files]
-    registry = load_plugins(files)
-    return LoadedRecipe(validate_recipe(raw, registry, path), registry, path, raw)
 
 
 @dataclass

@@ -2,13 +2,18 @@
 
 Each clip's stem and features are stored under keys that hash everything that
 produced them, so unchanged work is never redone, a killed run resumes where it
-stopped, and a split's features come back as one contiguous memmap.
+stopped, and a split's features come back as one contiguous memmap. A cache
+entry that cannot be read, or whose shape or dtype is not what its key
+promises, is discarded with a warning, computed again and counted in the
+``*_repaired`` stats.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,8 +23,9 @@ import torch
 
 from toolkit.audio import fix_length, load_clip, resample
 from toolkit.cache import ClipStore, ContentHashes, SplitStore, settings_key
+from toolkit.disk import DiskFullError
 from toolkit.kinds import FeatureExtractor, Separator
-from toolkit.progress import progress_bar
+from toolkit.progress import console, progress_bar
 from toolkit.recipe import PluginSpec, Recipe, feature_input, plugin_params
 from toolkit.registry import Registry
 
@@ -43,6 +49,12 @@ class StageStats:
     """Wall time spent extracting features and assembling splits."""
     views_reused: int = 0
     """Whole data views (features and folds) a model took from memory: no stage ran."""
+    stems_repaired: int = 0
+    """Damaged cache entries discarded and computed again: stems, ..."""
+    features_repaired: int = 0
+    splits_repaired: int = 0
+    hashes_repaired: int = 0
+    """... clip features, assembled splits, and content-hash memo files."""
 
     def as_dict(self) -> dict[str, float]:
         """The counters as a plain mapping."""
@@ -86,11 +98,11 @@ class Preprocessor:
         reads_mixture = feature_input(stream or recipe.feature_streams[0]) == "mixture"
         self.separator_spec = MIXTURE if reads_mixture else recipe.separator
         cache_dir = Path(recipe.cache.dir)
-        self.hashes = ContentHashes(cache_dir / "content_hashes.json")
-        self.stems = ClipStore(cache_dir / "stems")
-        self.clip_features = ClipStore(cache_dir / "features")
-        self.splits = SplitStore(cache_dir / "splits")
         self.stats = StageStats()
+        self.hashes = ContentHashes(cache_dir / "content_hashes.json", self._damaged("hashes"))
+        self.stems = ClipStore(cache_dir / "stems", self._damaged("stems"))
+        self.clip_features = ClipStore(cache_dir / "features", self._damaged("features"))
+        self.splits = SplitStore(cache_dir / "splits", self._damaged("splits"))
         self._separator: Separator | None = None
         self._extractor: FeatureExtractor | None = None
         sep_entry = registry.get_info("separators", self.separator_spec["name"], "separator")
@@ -116,6 +128,27 @@ class Preprocessor:
             _plugin_version(registry, "feature_extractors", self.stream["name"]),
         )
 
+    def _damaged(self, what: str) -> Callable[[Path, str], None]:
+        """What a store calls for each damaged entry it discards: warn, count the repair."""
+
+        def report(path: Path, reason: str) -> None:
+            console.print(
+                f"warning: damaged cache entry {path} ({reason}); computing it again",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            name = f"{what}_repaired"
+            setattr(self.stats, name, getattr(self.stats, name) + 1)
+
+        return report
+
+    @property
+    def stem_length(self) -> int:
+        """Samples of every stored stem (mono float16, at the data's rate)."""
+        data = self.recipe.data
+        return int(round(data.duration * data.sample_rate))
+
     @property
     def separator(self) -> Separator:
         """The stream's separator, built on first use."""
@@ -140,16 +173,29 @@ class Preprocessor:
         """The feature cache key of each clip, from its stem key."""
         return [settings_key(k, self.feature_settings) for k in stem_keys]
 
+    def _stem_ok(self, key: str) -> bool:
+        """Whether the stem under ``key`` is stored and sound (a wrong one is discarded)."""
+        header = self.stems.header(key)
+        if header is None:
+            return False
+        if header != ((self.stem_length,), np.dtype(np.float16)):
+            shape, dtype = header
+            expected = f"({self.stem_length},) float16"
+            self.stems.discard(key, f"shape {shape} {dtype}, expected {expected}")
+            return False
+        return True
+
     def separate(self, files: Sequence[Path], label: str = "separating") -> list[str]:
         """Make sure every file's stem is cached; return the stem keys."""
         keys = self.stem_keys(files)
-        todo = [i for i, k in enumerate(keys) if not self.stems.has(k)]
+        todo = [i for i, k in enumerate(keys) if not self._stem_ok(k)]
         self.stats.stems_reused += len(files) - len(todo)
         if not todo:
             return keys
         data = self.recipe.data
-        length = int(round(data.duration * data.sample_rate))
+        length = self.stem_length
         started = time.perf_counter()
+        done = 0
         with (
             progress_bar(f"{label} ({self.separator_spec['name']})", len(todo)) as advance,
             ThreadPoolExecutor(max_workers=2) as pool,
@@ -172,8 +218,10 @@ class Preprocessor:
                     mono = stem.mean(axis=0, keepdims=True)
                     mono = resample(mono, self.decode_rate, data.sample_rate)
                     mono = fix_length(mono, length)[0].astype(np.float16)
-                    self.stems.put(keys[i], mono)
-                self.stats.stems_computed += len(batch)
+                    with _needing((len(todo) - done) * mono.nbytes):
+                        self.stems.put(keys[i], mono)
+                    done += 1
+                    self.stats.stems_computed += 1
                 advance(len(batch))
         self.stats.separation_seconds += time.perf_counter() - started
         return keys
@@ -183,11 +231,12 @@ class Preprocessor:
         stem_keys = self.stem_keys(files)
         keys = self.feature_keys(stem_keys)
         split_key = self.splits.key(keys)
-        if self.splits.has(split_key):
+        cached = self.splits.load(split_key, keys)
+        if cached is not None:
             self.stats.features_reused += len(keys)
             self.stats.splits_reused += 1
-            return self.splits.open(split_key)
-        todo = [i for i, k in enumerate(keys) if not self.clip_features.has(k)]
+            return cached
+        todo = self._missing_features(keys)
         self.stats.features_reused += len(keys) - len(todo)
         if todo:
             self.separate([files[i] for i in todo], f"{split}: separating")
@@ -200,10 +249,30 @@ class Preprocessor:
         self.stats.features_seconds += time.perf_counter() - started
         return assembled
 
+    def _missing_features(self, keys: Sequence[str]) -> list[int]:
+        """Indices of the clips whose features must be computed: not stored, unreadable, or
+        unlike the others (a shape or dtype that the other clips of these settings do not
+        have); the damaged ones are discarded."""
+        headers = [self.clip_features.header(k) for k in keys]
+        sound = Counter(h for h in headers if h is not None and h[1] == np.float16)
+        usual = sound.most_common(1)[0][0] if sound else None
+        todo = []
+        for i, header in enumerate(headers):
+            if header is not None and header != usual:
+                shape, dtype = header
+                self.clip_features.discard(
+                    keys[i], f"shape {shape} {dtype}, the other clips' {usual[0] if usual else ''}"
+                )
+                header = None
+            if header is None:
+                todo.append(i)
+        return todo
+
     def _extract(
         self, todo: list[int], stem_keys: Sequence[str], keys: Sequence[str], split: str
     ) -> None:
         rate = self.recipe.data.sample_rate
+        done = 0
         with progress_bar(f"{split}: features ({self.stream['name']})", len(todo)) as adv:
             for batch in _batches(todo, self.recipe.cache.batch_size):
                 waves = np.stack([self.stems.get(stem_keys[i]).astype(np.float32) for i in batch])
@@ -215,6 +284,18 @@ class Preprocessor:
                         f"feature extractor {self.stream['name']!r} returned NaN or inf"
                     )
                 for i, feat in zip(batch, feats_np, strict=True):
-                    self.clip_features.put(keys[i], feat.astype(np.float16))
+                    stored = feat.astype(np.float16)
+                    with _needing((len(todo) - done) * stored.nbytes):
+                        self.clip_features.put(keys[i], stored)
+                    done += 1
                 self.stats.features_computed += len(batch)
                 adv(len(batch))
+
+
+@contextlib.contextmanager
+def _needing(left: int) -> Iterator[None]:
+    """A full disk inside says that the stage still needs ``left`` bytes."""
+    try:
+        yield
+    except DiskFullError as exc:
+        raise exc.needing(left) from None

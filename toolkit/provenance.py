@@ -13,14 +13,11 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from toolkit.recipe import Recipe
+from toolkit.recipe import PATH_KEYS, Recipe, get_path, set_path
 from toolkit.registry import Registry
 
 LIBRARIES = ("toolkit", "torch", "torchaudio", "timm", "numpy")
 """Distributions whose versions a row records (Python's is recorded too)."""
-
-PATH_KEYS = (("data", "root"), ("cache", "dir"), ("output", "leaderboard"), ("output", "dir"))
-"""Recipe paths taken from the current directory, stored absolute."""
 
 
 def library_versions() -> dict[str, str]:
@@ -50,13 +47,14 @@ def used_plugins(recipe: Recipe, registry: Registry) -> dict[str, dict[str, str]
 
 
 def absolute_recipe(recipe: Recipe, cwd: Path | None = None) -> dict[str, Any]:
-    """The resolved recipe as a mapping whose relative paths are made absolute from ``cwd``."""
+    """The resolved recipe as a mapping whose relative paths are made absolute from ``cwd``
+    (a recipe read by :func:`toolkit.loading.load_recipe` has none left)."""
     base = Path(cwd or os.getcwd())
     data = recipe.model_dump(mode="json")
-    for section, key in PATH_KEYS:
-        value = data.get(section, {}).get(key)
+    for key in PATH_KEYS:
+        value = get_path(data, key)
         if value is not None:
-            data[section][key] = str((base / value).resolve())
+            set_path(data, key, str((base / value).resolve()))
     data["plugins"] = [str((base / p).resolve()) for p in data.get("plugins", [])]
     return data
 

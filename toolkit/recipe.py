@@ -23,6 +23,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -43,8 +44,14 @@ class Strict(BaseModel):
 
 
 class DemoData(Strict):
-    """Create the embedded demo competition in ``data.root`` when it is missing."""
+    """The embedded demo competition, synthesized into ``folder`` when it is missing.
 
+    It is the run's data when ``data.root`` is not set or names that same
+    folder; a recipe pointed at a real competition (``--set data.root=...``)
+    ignores it, so a misspelt real path is an error, never a new demo.
+    """
+
+    folder: Path = Path("data/demo")
     n_train: int = Field(400, ge=8)
     n_test: int = Field(100, ge=1)
     seed: int = 0
@@ -54,7 +61,12 @@ class DemoData(Strict):
 class Data(Strict):
     """Where the competition lives and how clips are decoded."""
 
-    root: Path
+    demo: DemoData | None = None
+    root: Path = Field(
+        None,  # type: ignore[assignment]  # filled in from data.demo, else an error
+        validate_default=True,
+        description="the competition folder (default: data.demo's folder)",
+    )
     train_csv: str = "train.csv"
     train_audio: str = "train"
     test_audio: str = "test"
@@ -66,7 +78,6 @@ class Data(Strict):
     crop: Literal["start", "center"] = "start"
     group_column: str | None = None
     """A train CSV column whose equal values (e.g. one song) never straddle a split."""
-    demo: DemoData | None = None
     class_names: dict[str, str] | None = None
     """Names the report shows for labels (label value -> name), e.g. ``{0: no voice}``; each
     key must be a label of the train CSV."""
@@ -78,6 +89,32 @@ class Data(Strict):
         if isinstance(value, Mapping):
             return {str(key): name for key, name in value.items()}
         return value
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _default_root(cls, value: Any, info: ValidationInfo) -> Any:
+        """No root: the demo's folder, or an error saying what to set."""
+        if value is not None:
+            return value
+        demo = info.data.get("demo")
+        if demo is None:
+            raise ValueError(
+                "the competition folder is missing; set data.root (--set data.root=PATH), "
+                "or data.demo for the demo competition"
+            )
+        return demo.folder
+
+    @model_validator(mode="after")
+    def _demo_of_root(self) -> Data:
+        """A demo whose folder is not the root does not apply (a real competition is used)."""
+        if self.demo is not None and not _same_path(self.root, self.demo.folder):
+            self.demo = None
+        return self
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    """Whether two paths (relative ones from the current folder) name the same place."""
+    return Path(a).absolute() == Path(b).absolute()
 
 
 class Split(Strict):
@@ -339,6 +376,15 @@ class Recipe(Strict):
         return self.output.dir if self.output.dir is not None else Path("runs") / self.name
 
 
+PATH_KEYS: tuple[tuple[str, ...], ...] = (
+    ("data", "root"),
+    ("data", "demo", "folder"),
+    ("cache", "dir"),
+    ("output", "dir"),
+    ("output", "leaderboard"),
+)
+"""Recipe keys that hold paths (``plugins:`` files aside)."""
+
 PLUGIN_BLOCKS = (
     ("separators", ("separator",)),
     ("feature_extractors", ("features",)),
@@ -369,36 +415,6 @@ the stream, so a search can switch an extra stream on and off)."""
 def plugin_params(block: PluginSpec) -> PluginSpec:
     """A feature block without the engine's keys: what its plugin is built from."""
     return {k: v for k, v in block.items() if k not in FEATURE_ENGINE_KEYS}
-
-
-def read_recipe_file(path: Path) -> dict[str, Any]:
-    """The raw mapping of a recipe file; unreadable or non-mapping YAML is a RecipeError."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: recipe file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RecipeError(f"{path}{where}: invalid YAML: {problem}") from None
-    if not isinstance(raw, dict):
-        kind = type(raw).__name__
-        raise RecipeError(f"{path}: a recipe must be a mapping of sections, got {kind}")
-    return raw
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``a.b=value`` into a key path and a YAML-parsed value."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise RecipeError(f"--set {text!r}: expected KEY=VALUE, e.g. train.lr=0.01")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        parsed = value
-    return key.strip().split("."), parsed
 
 
 def set_path(
@@ -548,21 +564,6 @@ def validate_recipe(
         raise RecipeError(f"{prefix}{exc}") from None
     except pydantic.ValidationError as exc:
         raise RecipeError(f"{prefix}{format_validation_error(exc, '', Recipe)}") from None
-
-
-def plugin_files(raw: dict[str, Any], recipe_path: Path) -> list[Path]:
-    """The recipe's ``plugins:`` files, relative paths taken from the recipe's folder first."""
-    files = raw.get("plugins") or []
-    if not isinstance(files, list):
-        raise RecipeError(f"{recipe_path}: plugins: expected a list of module files")
-    found = []
-    for entry in files:
-        path = Path(str(entry))
-        if not path.is_absolute():
-            beside = recipe_path.parent / path
-            path = beside if beside.exists() else path
-        found.append(path)
-    return found
 
 
 def dump_recipe(recipe: Recipe) -> str:

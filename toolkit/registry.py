@@ -247,7 +247,9 @@ def format_validation_error(
             lines.append(f"{path}: {err['msg'].removeprefix('Value error, ')}")
         else:
             message = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{path}: {message} (got {err.get('input')!r})")
+            given = err.get("input")
+            missing = err["type"] == "value_error" and given is None  # a value the key needs
+            lines.append(f"{path}: {message}" if missing else f"{path}: {message} (got {given!r})")
     return "; ".join(lines)
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from toolkit.errors import ToolkitError
 from toolkit.leaderboard.store import Leaderboard, Row
-from toolkit.pipeline import LoadedRecipe
+from toolkit.loading import LoadedRecipe
 from toolkit.provenance import version_changes
 from toolkit.recipe import validate_recipe
 from toolkit.registry import load_plugins
@@ -80,7 +80,12 @@ def reproduce(board: Leaderboard, row_id: str, output: Path | None = None) -> Re
     source = f"leaderboard row {row_id}"
     registry = load_plugins([Path(p) for p in raw.get("plugins", [])])
     recipe = validate_recipe(raw, registry, source)
-    result = run(LoadedRecipe(recipe, registry, Path(source), raw), metric=provenance["metric"])
+    result = run(
+        LoadedRecipe(recipe, registry, Path(source), raw),
+        metric=provenance["metric"],
+        kind="reproduction",
+        params={"reproduces": row_id},
+    )
     outcome = Reproduction(row, result, version_changes=version_changes(provenance["versions"]))
     original, again = RunDir(provenance["dir"]), RunDir(result.run_dir)
     if original.has_model_files():

@@ -27,7 +27,7 @@ trajectory) and, by default, its Optuna storage ``study.db``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from toolkit.cache import atomic_write
 from toolkit.dataset import Competition
+from toolkit.disk import disk_errors
 from toolkit.recipe import Recipe, dump_recipe
 from toolkit.submission import probability_frame, write_submission
 
@@ -96,7 +98,8 @@ class RunDir:
     # ----------------------------------------------------------- writers
     def create(self) -> RunDir:
         """Make the folder (and its parents)."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        with disk_errors(self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
         return self
 
     def write_recipe(self, recipe: Recipe) -> Path:
@@ -109,17 +112,14 @@ class RunDir:
 
     def write_history(self, history: Sequence[dict[str, float]]) -> Path:
         """``metrics.csv``: one row per epoch."""
-        self.create()
-        pd.DataFrame(list(history)).to_csv(self.file(METRICS), index=False)
-        return self.file(METRICS)
+        frame = pd.DataFrame(list(history))
+        return self._put(METRICS, lambda h: frame.to_csv(h, index=False))
 
     def write_weights(self, state: dict[str, Any]) -> Path:
         """``best.pt``: the best epoch's weights and what rebuilds their network."""
         import torch
 
-        self.create()
-        torch.save(state, self.file(WEIGHTS))
-        return self.file(WEIGHTS)
+        return self._put(WEIGHTS, lambda h: torch.save(state, h))
 
     def write_probabilities(
         self,
@@ -132,12 +132,11 @@ class RunDir:
         npy: bool = True,
     ) -> None:
         """``<split>_probs.csv`` (ids, true labels if given, a column per class) and ``.npy``."""
-        self.create()
-        probability_frame(ids, probs, classes, labels).to_csv(
-            self.probabilities_file(split, ".csv"), index=False
-        )
+        frame = probability_frame(ids, probs, classes, labels)
+        table = self.probabilities_file(split, ".csv").name
+        self._put(table, lambda h: frame.to_csv(h, index=False))
         if npy:
-            np.save(self.probabilities_file(split), probs)
+            self._put(self.probabilities_file(split).name, lambda h: np.save(h, probs))
 
     def write_submission(self, competition: Competition, test_probs: np.ndarray) -> Path:
         """``submission.csv``: the sample submission filled in from test probabilities."""
@@ -148,8 +147,11 @@ class RunDir:
         return self._write_text(ENSEMBLE, json.dumps(summary, indent=2))
 
     def _write_text(self, name: str, text: str) -> Path:
-        self.create()
-        self.file(name).write_text(text)
+        return self._put(name, lambda h: h.write(text.encode()))
+
+    def _put(self, name: str, write: Callable[[Any], Any]) -> Path:
+        """Write file ``name`` through ``write(handle)``, whole or not at all."""
+        atomic_write(self.file(name), write)
         return self.file(name)
 
     # ----------------------------------------------------------- readers

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from toolkit.cache import atomic_write
 from toolkit.dataset import Competition, submission_layout
 
 
@@ -32,9 +33,9 @@ def submission_frame(competition: Competition, test_probs: np.ndarray) -> pd.Dat
 
 
 def write_submission(competition: Competition, test_probs: np.ndarray, path: Path) -> Path:
-    """Write the submission CSV for these test probabilities."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    submission_frame(competition, test_probs).to_csv(path, index=False)
+    """Write the submission CSV for these test probabilities (whole, or not at all)."""
+    frame = submission_frame(competition, test_probs)
+    atomic_write(path, lambda handle: frame.to_csv(handle, index=False))
     return path
 
 

@@ -6,13 +6,15 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from toolkit.checks import check_inputs
 from toolkit.ensemble.study import EnsembleOutcome, build_ensemble
 from toolkit.errors import SearchError
 from toolkit.leaderboard.store import Leaderboard
+from toolkit.loading import LoadedRecipe
 from toolkit.model_run import ModelRun
-from toolkit.pipeline import LoadedRecipe, prepare
+from toolkit.pipeline import prepare
 from toolkit.run_dir import RunDir
 from toolkit.study import StudyRun, WorkerReport
 
@@ -31,13 +33,21 @@ class RunResult:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-def run(loaded: LoadedRecipe, metric: str = "accuracy") -> RunResult:
+def run(
+    loaded: LoadedRecipe,
+    metric: str = "accuracy",
+    *,
+    kind: str = "run",
+    params: dict[str, Any] | None = None,
+) -> RunResult:
     """Run the recipe as one model end to end: features, training, submission, leaderboard row.
 
-    ``metric`` chooses the best epoch and is the row's metric.
+    ``metric`` chooses the best epoch and is the row's metric; ``kind`` and
+    ``params`` are its row's (a reproduction names the row it reproduces).
     """
     recipe, registry = loaded.recipe, loaded.registry
-    inputs = check_inputs(recipe)
+    # every clip is decoded before the run's folder or row exists: a bad clip leaves neither
+    data = prepare(recipe, registry, check_inputs(recipe))
     out = RunDir(recipe.run_dir).create()
     board = Leaderboard(Path(recipe.output.leaderboard))
     board.mark_stale_running(out.path)  # a row left "running" by a killed run of this folder
@@ -47,11 +57,13 @@ def run(loaded: LoadedRecipe, metric: str = "accuracy") -> RunResult:
         row_id=row_id,
         recipe=recipe,
         registry=registry,
-        load_data=lambda: prepare(recipe, registry, inputs),
+        load_data=lambda: data,
         out=out,
         run_dir=out.path,
         board=board,
         metric=metric,
+        values=params or {},
+        kind=kind,
     ).execute()
     return RunResult(
         run_dir=out.path,

@@ -26,8 +26,9 @@ from toolkit.dataset import load_competition
 from toolkit.errors import ToolkitError
 from toolkit.leaderboard.cli import choose_db
 from toolkit.leaderboard.store import Leaderboard, Row
+from toolkit.loading import read_recipe_file
 from toolkit.metrics import get_metric
-from toolkit.recipe import Recipe, get_path, read_recipe_file
+from toolkit.recipe import Recipe, get_path
 from toolkit.registry import format_validation_error
 from toolkit.run_dir import ENSEMBLE, METRICS, RECIPE, STATS, STUDY, RunDir
 from toolkit.study.settings import has_study, search_settings, study_name
@@ -204,7 +205,7 @@ def read_run_recipe(layout: RunDir) -> tuple[Recipe, dict[str, Any]]:
 
 # ------------------------------------------------------------------ a plain run
 def _collect_plain_run(contents: RunContents, layout: RunDir) -> None:
-    rows = [r for r in contents.rows if r.kind == "trial"]
+    rows = [r for r in contents.rows if r.kind in ("run", "trial")]  # "trial": older rows
     row = max(rows, key=lambda r: r.created_at) if rows else None
     contents.best_row = row
     state = row.state if row else ("complete" if layout.has_predictions() else "")

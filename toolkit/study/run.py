@@ -44,9 +44,10 @@ from optuna.trial import FrozenTrial, TrialState
 from toolkit.checks import CheckedInputs, check_inputs
 from toolkit.errors import SearchError, ToolkitError
 from toolkit.leaderboard.store import Leaderboard
+from toolkit.loading import LoadedRecipe
 from toolkit.metrics import get_metric
 from toolkit.model_run import ModelRun
-from toolkit.pipeline import LoadedRecipe, PreparedData, prepare
+from toolkit.pipeline import PreparedData, prepare
 from toolkit.preprocess import StageStats
 from toolkit.recipe import Recipe, Search, validate_recipe
 from toolkit.registry import Registry
@@ -303,6 +304,7 @@ class StudyRun:
         it then waits for those trials to end (and retries failed ones).
         """
         self.checked_inputs()  # every input checked before the study starts any work
+        self.prepared(self.recipe)  # every clip decoded before the run's folder exists
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.layout.write_recipe(self.recipe)
         report = WorkerReport(self.study_name, self.storage_url)

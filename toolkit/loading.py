@@ -1,0 +1,188 @@
+"""Reading a recipe file: its YAML, ``--set`` overrides, its paths, its plugins, validation.
+
+Relative paths in a recipe file are taken from its *project folder*: the
+recipe's own folder, or that folder's parent when it is called ``recipes``
+(so ``recipes/demo.yaml`` reads ``data/demo`` beside ``recipes/``), whatever
+the current directory. The defaults (``runs/.cache``, ``runs/leaderboard.db``,
+``runs/NAME``) are placed there too. Paths given on the command line
+(``--set data.root=...``, ``--output``) are taken from the current directory,
+as a shell user expects. The loaded recipe holds every path absolute.
+
+This module imports no torch: a mistake in a recipe is reported at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from toolkit.errors import RecipeError
+from toolkit.recipe import (
+    PATH_KEYS,
+    Cache,
+    DemoData,
+    Output,
+    Recipe,
+    get_path,
+    set_path,
+    validate_recipe,
+)
+from toolkit.registry import Registry, load_plugins
+
+RECIPES_FOLDER = "recipes"
+"""A recipe in a folder of this name takes its paths from the folder above."""
+
+RUNS = "runs"
+"""The folder of run directories, in the project folder."""
+
+
+@dataclass
+class LoadedRecipe:
+    """A validated recipe with the plugin registry it was checked against."""
+
+    recipe: Recipe
+    registry: Registry
+    path: Path
+    raw: dict[str, Any]
+    """The mapping that was validated: overrides applied, paths absolute."""
+
+
+def project_folder(recipe_path: Path | str) -> Path:
+    """Where a recipe file's relative paths start (see the module docstring)."""
+    folder = Path(recipe_path).resolve().parent
+    return folder.parent if folder.name == RECIPES_FOLDER else folder
+
+
+def read_recipe_file(path: Path) -> dict[str, Any]:
+    """The raw mapping of a recipe file; unreadable or non-mapping YAML is a RecipeError."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"{path}{where}: invalid YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        kind = type(raw).__name__
+        raise RecipeError(f"{path}: a recipe must be a mapping of sections, got {kind}")
+    return raw
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into a key path and a YAML-parsed value."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"--set {text!r}: expected KEY=VALUE, e.g. train.lr=0.01")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip().split("."), parsed
+
+
+def plugin_files(raw: dict[str, Any], recipe_path: Path) -> list[Path]:
+    """The recipe's ``plugins:`` files: a relative one beside the recipe, else in its
+    project folder."""
+    files = raw.get("plugins") or []
+    if not isinstance(files, list):
+        raise RecipeError(f"{recipe_path}: plugins: expected a list of module files")
+    found = []
+    for entry in files:
+        path = Path(str(entry)).expanduser()
+        if not path.is_absolute():
+            beside = Path(recipe_path).parent / path
+            path = beside if beside.exists() else project_folder(recipe_path) / path
+        found.append(path)
+    return found
+
+
+def _absolute(raw: dict[str, Any], base: Path, keys: Sequence[tuple[str, ...]]) -> None:
+    """Make the relative paths at ``keys`` of ``raw`` absolute from ``base`` (in place)."""
+    for key in keys:
+        value = get_path(raw, key)
+        if isinstance(value, str | Path) and str(value):
+            path = Path(value).expanduser()
+            set_path(raw, key, str(path if path.is_absolute() else (base / path).absolute()))
+
+
+def _place_defaults(raw: dict[str, Any], base: Path) -> None:
+    """The cache, leaderboard and run folder, when the recipe leaves them out, in ``base``."""
+    defaults = {
+        ("cache", "dir"): Cache.model_fields["dir"].default,
+        ("output", "leaderboard"): Output.model_fields["leaderboard"].default,
+    }
+    if isinstance(raw.get("name"), str):
+        defaults["output", "dir"] = Path(RUNS) / raw["name"]
+    if isinstance(get_path(raw, ("data", "demo")), dict):
+        defaults["data", "demo", "folder"] = DemoData.model_fields["folder"].default
+    for key, default in defaults.items():
+        section = raw.get(key[0])
+        if section is None or (isinstance(section, dict) and get_path(raw, key) is None):
+            set_path(raw, key, str(base / default))
+
+
+def _is_path_key(keys: Sequence[str]) -> bool:
+    return tuple(keys) in PATH_KEYS
+
+
+def _key_parts(text: str) -> list[str]:
+    """``augmenters[2].alpha`` -> ``['augmenters', '2', 'alpha']``."""
+    return [part for part in re.split(r"[.\[\]]+", text) if part]
+
+
+def _blamed_override(message: str, overrides: Sequence[str]) -> str | None:
+    """The ``--set`` text whose key the error at the start of ``message`` is about, if any."""
+    where = _key_parts(message.split(":", 1)[0].split(" ")[0])
+    for text in overrides:
+        keys = _key_parts(text.partition("=")[0].strip())
+        common = min(len(keys), len(where))
+        if common and keys[:common] == where[:common]:
+            return text
+    return None
+
+
+def load_recipe(
+    path: Path | str, overrides: Sequence[str] = (), output: Path | None = None
+) -> LoadedRecipe:
+    """Read a recipe file, apply ``--set`` overrides (``a.b=c``) and ``--output``, make its
+    paths absolute, load its plugins and validate everything.
+
+    An error in an override's value names the override, not the file.
+    """
+    path = Path(path)
+    raw = read_recipe_file(path)
+    base = project_folder(path)
+    _absolute(raw, base, PATH_KEYS)
+    for text in overrides:
+        keys, value = parse_override(text)
+        set_path(raw, keys, value)
+        if _is_path_key(keys):
+            _absolute(raw, Path.cwd(), [tuple(keys)])
+    if output is not None:
+        set_path(raw, ["output", "dir"], str(Path(output).expanduser().absolute()))
+    _place_defaults(raw, base)
+    files = plugin_files(raw, path)
+    if files:  # stored as found, so the resolved recipe loads them from any folder
+        raw["plugins"] = [str(f.resolve()) for f in files]
+    registry = load_plugins(files)
+    try:
+        recipe = validate_recipe(raw, registry)
+    except RecipeError as exc:
+        blamed = _blamed_override(str(exc), overrides)
+        where = f"--set {blamed}" if blamed is not None else str(path)
+        raise RecipeError(f"{where}: {exc}") from None
+    return LoadedRecipe(recipe, registry, path, raw)
+
+
+def locations(recipe: Recipe) -> str:
+    """Where a run reads and writes, in one line: its data, its cache and its output."""
+    data = f"{recipe.data.root} (demo)" if recipe.data.demo is not None else recipe.data.root
+    return f"data {data} · cache {recipe.cache.dir} · output {recipe.run_dir}"
