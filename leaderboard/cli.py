@@ -79,7 +79,9 @@ def leaderboard_command(
     recipe: Annotated[str | None, typer.Option("--recipe", help="Only this recipe.")] = None,
     sort: Annotated[
         str | None,
-        typer.Option("--sort", help="Sort by this column (default: val_accuracy, best first)."),
+        typer.Option(
+            "--sort", help="Sort by this column (default: each row's metric, best first)."
+        ),
     ] = None,
     descending: Annotated[
         bool | None,
@@ -136,6 +138,7 @@ def leaderboard_command(
                 fmt=fmt,
                 out=out,
                 columns=_table_columns(columns, wide, fmt),
+                wide=wide,
             )
     except ToolkitError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -181,8 +184,9 @@ def _show(
     fmt: str | None,
     out: Path | None,
     columns: list[str] | None,
+    wide: bool,
 ) -> None:
-    """Select the rows and print them as a table (fitted, or these columns), JSON or CSV."""
+    """Select the rows and print them as a table (fitted, these columns or all), JSON or CSV."""
     db_path, filter_run = choose_db(run_dir, db)
     board = _open(db_path)
     rows = board.rows(
@@ -210,6 +214,7 @@ def _show(
             title=f"Leaderboard{scope}",
             caption=str(db_path),
             columns=columns,
+            wide=wide,
         )
         return
     text = to_json(rows) + "\n" if fmt == "json" else to_csv(rows)
@@ -257,13 +262,13 @@ def _no_such_run(board: Leaderboard, run_dir: Path) -> None:
 
 
 def _table_columns(columns: str | None, wide: bool, fmt: str | None) -> list[str] | None:
-    """The table columns chosen by ``--columns`` or ``--wide`` (all); None to fit the terminal."""
+    """The table columns chosen by ``--columns``; None to fit the terminal or, ``--wide``, all."""
     if columns is None and not wide:
         return None
     if fmt is not None:
         raise LeaderboardError(f"--columns and --wide shape the table, not the {fmt} export")
     if columns is None:
-        return list(TABLE_COLUMNS)
+        return None
     if wide:
         raise LeaderboardError("choose one of --columns and --wide")
     return parse_columns(columns)

@@ -331,14 +331,14 @@ class Leaderboard:
     ) -> list[Row]:
         """Rows matching the filters, best first, each ensemble above its members.
 
-        The default order is ``val_accuracy`` descending. ``sort`` names any
-        column; ``descending=None`` means best first for score columns
-        (``val_accuracy``, ``public_score`` and ``metric_value`` by each row's
-        metric direction descending-when-better, ``val_loss`` ascending) and
-        ascending otherwise. NULLs always come last. ``run_dir`` may be relative
-        to the current directory. ``top`` keeps the best ``top`` models of each
-        run directory (the best ensembles with ``kind="ensemble"``); ensembles
-        are otherwise always kept.
+        The default order is each row's metric, best first (``metric_value`` in
+        its metric's direction). ``sort`` names any column; ``descending=None``
+        means best first for score columns (``val_accuracy`` and
+        ``public_score`` descending, ``metric_value`` by each row's metric
+        direction, ``val_loss`` ascending) and ascending otherwise. NULLs always
+        come last. ``run_dir`` may be relative to the current directory. ``top``
+        keeps the best ``top`` models of each run directory (the best ensembles
+        with ``kind="ensemble"``); ensembles are otherwise always kept.
         """
         if kind is not None and kind not in KINDS:
             raise LeaderboardError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -400,11 +400,13 @@ def check_column(column: str | None, valid: Sequence[str] = COLUMNS) -> None:
 def sort_rows(
     rows: list[Row], sort: str | None = None, descending: bool | None = None
 ) -> list[Row]:
-    """``rows`` ordered by column ``sort`` (default ``val_accuracy``), NULLs last, ties by id.
+    """``rows`` ordered by column ``sort``, NULLs last, ties by id.
 
-    With ``descending=None`` score columns sort best first (see :meth:`Leaderboard.rows`).
+    The default is each row's own metric, best first (``metric_value`` in the
+    direction :data:`toolkit.metrics.METRICS` gives its metric). With
+    ``descending=None`` score columns sort best first (see :meth:`Leaderboard.rows`).
     """
-    column = sort or "val_accuracy"
+    column = sort or "metric_value"
     check_column(column)
     by_id = sorted(rows, key=lambda r: r.id)
     present = [r for r in by_id if getattr(r, column) is not None]

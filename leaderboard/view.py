@@ -34,8 +34,34 @@ REPEATED_METRICS = {
 }
 """Metrics whose values the val acc and val loss columns already show."""
 
-PARAMS_MIN_WIDTH = 30
-"""Narrowest key-params column worth showing; it also takes whatever width is left."""
+PRIORITY: tuple[str, ...] = (
+    "id",
+    "state",
+    "val_accuracy",
+    "val_loss",
+    "backbone",
+    "metric",
+    "fold_mean",
+    "public_score",
+    "params",
+    "seconds",
+    "epochs",
+    "folds",
+    "recipe",
+    "submission",
+    "kind",
+    "repeated_metric",
+)
+"""The table's columns, most important first (the README's order): a terminal too narrow
+for all of them shows a prefix of this list. ``repeated_metric`` is the metric column when
+it only repeats val acc or val loss (every row's metric is accuracy or log loss)."""
+
+RANKS = {name: rank for rank, name in enumerate(PRIORITY)}
+
+PARAMS_MIN_WIDTH = 20
+"""Narrowest key-params column shown: the params keep this width whatever follows them
+(narrower, they are left out, and so is every column after them), and take whatever
+width the columns after them leave."""
 
 _GAP = 2
 """Columns between two table columns: the right padding and the box's blank divider."""
@@ -92,17 +118,18 @@ def _fold_cell(line: _Line) -> str:
 
 
 def _columns(lines: Sequence[_Line], folds: bool | None = None) -> tuple[Column, ...]:
-    """Every table column in display order, for these lines.
+    """Every table column in display order, for these lines; ``rank`` is the README's priority.
 
     When all rows share one metric its name heads the metric column, whose
-    cells then hold just the values. The fold columns are there when a row is
-    cross-validated (or ``folds`` says so).
+    cells then hold just the values. When every row's metric is accuracy or log
+    loss the metric column repeats val acc or val loss: it then ranks last and
+    is shown last. The fold columns are there when a row is cross-validated (or
+    ``folds`` says so).
     """
     if folds is None:
         folds = any(line.row.folds for line in lines)
     names = {line.row.metric for line in lines if line.row.metric}
-    # accuracy and log loss have columns of their own: the metric column repeats them
-    metric_rank = 13 if names <= REPEATED_METRICS else 5
+    repeated = bool(names) and names <= REPEATED_METRICS
     shared = names.pop() if len(names) == 1 else None
 
     def metric(line: _Line) -> str:
@@ -111,55 +138,81 @@ def _columns(lines: Sequence[_Line], folds: bool | None = None) -> tuple[Column,
     def epochs(line: _Line) -> str:
         return "" if line.row.epochs is None else str(line.row.epochs)
 
-    return (
-        Column("id", "id", _id_cell, rank=0),
-        Column("kind", "kind", lambda line: line.row.kind, rank=12),
-        Column("state", "state", _state_cell, rank=1),
-        Column("recipe", "recipe", lambda line: line.row.recipe, rank=10),
-        Column("backbone", "backbone", lambda line: line.row.backbone or "", rank=4),
+    metric_column = Column(
+        "metric",
+        shared or "metric",
+        metric,
+        rank=RANKS["repeated_metric" if repeated else "metric"],
+        justify="right",
+    )
+    columns = (
+        Column("id", "id", _id_cell, rank=RANKS["id"]),
+        Column("kind", "kind", lambda line: line.row.kind, rank=RANKS["kind"]),
+        Column("state", "state", _state_cell, rank=RANKS["state"]),
+        Column("recipe", "recipe", lambda line: line.row.recipe, rank=RANKS["recipe"]),
+        Column(
+            "backbone", "backbone", lambda line: line.row.backbone or "", rank=RANKS["backbone"]
+        ),
         Column(
             "val_accuracy",
             "val acc",
             lambda line: _percent(line.row.val_accuracy),
-            rank=2,
+            rank=RANKS["val_accuracy"],
             justify="right",
         ),
         Column(
             "val_loss",
             "val loss",
             lambda line: _number(line.row.val_loss, 4),
-            rank=3,
+            rank=RANKS["val_loss"],
             justify="right",
         ),
-        Column("metric", shared or "metric", metric, rank=metric_rank, justify="right"),
+        *(() if repeated else (metric_column,)),
         *(
             (
-                Column("fold_mean", "fold mean ± std", _fold_cell, rank=5, justify="right"),
+                Column(
+                    "fold_mean",
+                    "fold mean ± std",
+                    _fold_cell,
+                    rank=RANKS["fold_mean"],
+                    justify="right",
+                ),
                 Column(
                     "folds",
                     "folds",
                     lambda line: str(line.row.folds or ""),
-                    rank=9,
+                    rank=RANKS["folds"],
                     justify="right",
                 ),
             )
             if folds
             else ()
         ),
-        Column("epochs", "epochs", epochs, rank=9, justify="right"),
+        Column("epochs", "epochs", epochs, rank=RANKS["epochs"], justify="right"),
         Column(
-            "seconds", "seconds", lambda line: _duration(line.row.seconds), rank=8, justify="right"
+            "seconds",
+            "seconds",
+            lambda line: _duration(line.row.seconds),
+            rank=RANKS["seconds"],
+            justify="right",
         ),
         Column(
             "public_score",
             "public",
             lambda line: _number(line.row.public_score, 5),
-            rank=6,
+            rank=RANKS["public_score"],
             justify="right",
         ),
-        Column("submission", "submission", lambda line: _short_path(line.row.submission), rank=11),
-        Column("params", "key params", _params_cell, rank=7),
+        Column(
+            "submission",
+            "submission",
+            lambda line: _short_path(line.row.submission),
+            rank=RANKS["submission"],
+        ),
+        Column("params", "key params", _params_cell, rank=RANKS["params"]),
+        *((metric_column,) if repeated else ()),
     )
+    return columns
 
 
 TABLE_COLUMNS: tuple[str, ...] = tuple(c.name for c in _columns([], folds=True))
@@ -173,15 +226,17 @@ def render_table(
     title: str | None = None,
     caption: str | None = None,
     columns: Sequence[str] | None = None,
+    wide: bool = False,
 ) -> None:
     """Print ``rows`` as a rich table fitted to the console: best first, ensembles above members.
 
     Every row takes one line and only the key parameters are ever cut (with an
     ellipsis). By default the table holds the most important columns that fit
-    in ``console.width`` (id, state, the metric values and the backbone first;
-    the key parameters take the width left) and the caption names the others.
-    ``columns`` shows exactly the named columns (see :data:`TABLE_COLUMNS`) in
-    that order, in lines longer than the console if they do not fit.
+    in ``console.width``, in the order of :data:`PRIORITY` (the key parameters
+    at least :data:`PARAMS_MIN_WIDTH` wide, and the width left over), and the
+    caption names the others. ``columns`` shows exactly the named columns (see
+    :data:`TABLE_COLUMNS`) in that order, and ``wide`` every column, in lines
+    longer than the console if they do not fit.
 
     Members of an ensemble shown in the table are listed right under it,
     indented and marked with their weight; rows are coloured by state.
@@ -191,6 +246,8 @@ def render_table(
         return
     lines = _display_order(rows)
     every = _columns(lines, folds=True if columns is not None else None)
+    if wide:
+        columns = [c.name for c in every]
     if any(r.folds for r in rows):
         note = "rows with folds: val acc, val loss and the metric are out-of-fold"
         caption = f"{caption}\n{note}" if caption else note
@@ -206,7 +263,7 @@ def render_table(
         shown = [by_name[name] for name in dict.fromkeys(columns)]
     else:
         shown = _fit(every, need, cells, console.width)
-        hidden = [c.name for c in every if c not in shown]
+        hidden = [c.name for c in sorted(every, key=lambda c: c.rank) if c not in shown]
         if hidden:
             note = f"--wide adds {', '.join(hidden)}"
             caption = f"{caption}\n{note}" if caption else note
@@ -313,15 +370,20 @@ def _display_order(rows: list[Row]) -> list[_Line]:
 def _fit(
     columns: Sequence[Column], need: dict[str, int], cells: dict[str, list[Text]], width: int
 ) -> list[Column]:
-    """The columns that fit side by side in ``width``, each ``need`` wide, in display order.
+    """The most important columns that fit side by side in ``width``, in display order.
 
-    Columns are taken by rank (those with every cell empty last), each if it
-    still fits beside the ones taken. The id is always taken.
+    Columns are taken by rank while they fit, each ``need`` wide (the key
+    params at their narrowest): the first that does not fit ends the table, so
+    a column is never shown while a more important one is left out. A column
+    whose cells are all empty is passed over. The id is always taken.
     """
     taken: list[Column] = []
-    for c in sorted(columns, key=lambda c: (c.rank > 0 and not any(cells[c.name]), c.rank)):
-        if not taken or _width([*taken, c], need) <= width:
-            taken.append(c)
+    for c in sorted(columns, key=lambda c: c.rank):
+        if taken and not any(cells[c.name]):
+            continue
+        if taken and _width([*taken, c], need) > width:
+            break
+        taken.append(c)
     return [c for c in columns if c in taken]
 
 
@@ -382,10 +444,32 @@ def _short_path(path: str | None) -> str:
 
 
 def _params(row: Row) -> str:
-    items = [f"{k}={_compact(v)}" for k, v in _flatten(row.params)]
+    """``key=value`` of each parameter, in order, each key by its short name (see
+    :func:`_short_names`) and a pair already shown under that name left out."""
+    flat = [(key, _compact(value)) for key, value in _flatten(row.params)]
+    names = _short_names(flat)
+    items = list(dict.fromkeys(f"{names[key]}={value}" for key, value in flat))
     if row.kind == "ensemble" and row.members:
         items.insert(0, f"members={len(row.members)}")
     return " ".join(items)
+
+
+def _short_names(flat: list[tuple[str, str]]) -> dict[str, str]:
+    """Each dotted key's last part (``train.optimizer.lr`` -> ``lr``; ``copies.0`` keeps the
+    part before a number), or the whole key when another key of that short name has another
+    value: the sampled ``train.optimizer.lr`` and the settings' ``lr`` show once, as ``lr``."""
+
+    def short(key: str) -> str:
+        parts = key.split(".")
+        start = len(parts) - 1
+        while start > 0 and parts[start].isdigit():
+            start -= 1
+        return ".".join(parts[start:])
+
+    values: dict[str, set[str]] = {}
+    for key, value in flat:
+        values.setdefault(short(key), set()).add(value)
+    return {key: short(key) if len(values[short(key)]) == 1 else key for key, _ in flat}
 
 
 def _flatten(params: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -215,6 +215,18 @@ def case_split_more_folds_than_clips(ws: Workspace, d: Path) -> tuple[list[Any],
 
 
 @case
+def case_class_names_unknown_label(ws: Workspace, d: Path) -> tuple[list[Any], list[str]]:
+    args = ws.run_args(d) + ["--set", "data.class_names={0: no voice, 7: choir}"]
+    return args, ["data.class_names", "'7'", "train.csv", "0, 1, 2, 3"]
+
+
+@case
+def case_class_names_not_a_mapping(ws: Workspace, d: Path) -> tuple[list[Any], list[str]]:
+    args = ws.run_args(d) + ["--set", "data.class_names=[no voice, male]"]
+    return args, ["data.class_names", "dictionary"]
+
+
+@case
 def case_group_column_missing(ws: Workspace, d: Path) -> tuple[list[Any], list[str]]:
     args = ws.run_args(d) + ["--set", "data.group_column=song"]
     return args, ["train.csv", "song", "data.group_column"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -106,6 +107,40 @@ def test_version_prints_the_package_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"toolkit {toolkit.__version__}\n"
+
+
+def help_text(*args: str) -> str:
+    """``toolkit ARGS --help`` in a subprocess, 100 columns wide."""
+    env = {**os.environ, "COLUMNS": "100", "TERM": "dumb"}
+    result = subprocess.run(
+        [sys.executable, "-m", "toolkit", *args, "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "flags"),
+    [
+        ((), ["--version", "--help"]),
+        (("run",), ["--no-report", "--help"]),
+        (("leaderboard",), ["--desc", "--wide", "--json", "--csv", "--help"]),
+        (("new",), ["--help"]),
+    ],
+)
+def test_help_shows_no_value_type_beside_flags(command: tuple[str, ...], flags: list[str]) -> None:
+    text = help_text(*command)
+    assert "<bool>" not in text
+    for flag in flags:  # the flag (and its negative), then straight its help
+        line = next(line for line in text.splitlines() if f"│ {flag} " in line)
+        assert re.match(rf"│ {flag}( +--\w+)? +[A-Z][a-z]", line), line
+    if command == ("run",):  # options that take a value still name it
+        assert re.search(r"│ --output +-o +<path> +Run directory", text)
+        assert re.search(r"│ --set +-s +KEY=VALUE +Override a recipe key", text)
 
 
 def test_plugins_json_lists_builtins() -> None:

@@ -26,7 +26,14 @@ from toolkit.errors import USAGE_ERROR, ToolkitError
 from toolkit.leaderboard import COLUMNS, Leaderboard, LeaderboardError, Row
 from toolkit.leaderboard.cli import leaderboard_command, register
 from toolkit.leaderboard.store import SCHEMA_VERSION
-from toolkit.leaderboard.view import TABLE_COLUMNS, render_table, to_csv, to_json
+from toolkit.leaderboard.view import (
+    PARAMS_MIN_WIDTH,
+    TABLE_COLUMNS,
+    plain_table,
+    render_table,
+    to_csv,
+    to_json,
+)
 
 
 def trial(id: str, run_dir: Path | str, **kw: Any) -> Row:
@@ -57,21 +64,41 @@ def demo(tmp_path: Path) -> tuple[Leaderboard, Path, Path]:
     demo_dir.mkdir(parents=True)
     other_dir.mkdir()
     board = Leaderboard(runs / "leaderboard.db")
-    board.upsert(trial("demo/t0000", demo_dir, val_accuracy=0.70, val_loss=0.9, seconds=30.0))
+    # run 'demo' is ranked by accuracy, run 'other' by log loss (lower is better)
+    acc = {"metric": "accuracy"}
+    board.upsert(
+        trial(
+            "demo/t0000", demo_dir, val_accuracy=0.70, val_loss=0.9, seconds=30.0,
+            metric_value=0.70, **acc,
+        )
+    )  # fmt: skip
     board.upsert(trial("demo/t0001", demo_dir, val_accuracy=None, state="failed", seconds=5.0))
-    board.upsert(trial("demo/t0002", demo_dir, val_accuracy=0.80, val_loss=0.6, seconds=90.0))
-    board.upsert(trial("demo/t0003", demo_dir, val_accuracy=0.75, val_loss=0.7, state="pruned"))
+    board.upsert(
+        trial(
+            "demo/t0002", demo_dir, val_accuracy=0.80, val_loss=0.6, seconds=90.0,
+            metric_value=0.80, **acc,
+        )
+    )  # fmt: skip
+    board.upsert(
+        trial(
+            "demo/t0003", demo_dir, val_accuracy=0.75, val_loss=0.7, state="pruned",
+            metric_value=0.75, **acc,
+        )
+    )  # fmt: skip
     board.upsert(
         ensemble(
             "demo/e0001",
             demo_dir,
             {"demo/t0002": 0.625, "demo/t0000": 0.375},
             val_accuracy=0.79,
+            metric_value=0.79,
             submission=str(demo_dir / "submission.csv"),
+            **acc,
         )
     )
-    board.upsert(trial("other/t0000", other_dir, recipe="final", val_accuracy=0.77))
-    board.upsert(trial("other/t0001", other_dir, recipe="final", val_accuracy=0.72))
+    loss = {"recipe": "final", "metric": "log_loss"}
+    board.upsert(trial("other/t0000", other_dir, val_accuracy=0.77, metric_value=0.62, **loss))
+    board.upsert(trial("other/t0001", other_dir, val_accuracy=0.72, metric_value=0.48, **loss))
     return board, demo_dir, other_dir
 
 
@@ -196,28 +223,31 @@ def test_get_unknown_id_names_closest_ids(demo: tuple[Leaderboard, Path, Path]) 
     assert "demo/t0003" in message.split("closest:")[1]
 
 
-def test_default_order_best_first_nulls_last_ensemble_above_members(
+def test_default_order_best_first_by_each_rows_metric_ensemble_above_members(
     demo: tuple[Leaderboard, Path, Path],
 ) -> None:
     board, _, _ = demo
     assert ids(board.rows()) == [
         "demo/e0001",  # 0.79 but above its member demo/t0002 (0.80)
         "demo/t0002",
-        "other/t0000",
         "demo/t0003",
-        "other/t0001",
         "demo/t0000",
-        "demo/t0001",  # val_accuracy NULL: last
+        "other/t0001",  # log loss 0.48: better than 0.62, though its val accuracy is lower
+        "other/t0000",
+        "demo/t0001",  # no metric value: last
     ]
-    # without the ensemble, the order is purely by val_accuracy
+    # without the ensemble, the order is purely by each row's metric
     assert ids(board.rows(kind="trial")) == [
         "demo/t0002",
-        "other/t0000",
         "demo/t0003",
-        "other/t0001",
         "demo/t0000",
+        "other/t0001",
+        "other/t0000",
         "demo/t0001",
     ]
+    assert ids(board.rows(run_dir=demo[2])) == ["other/t0001", "other/t0000"]
+    # sorting by val_accuracy is still there on request
+    assert ids(board.rows(run_dir=demo[2], sort="val_accuracy")) == ["other/t0000", "other/t0001"]
 
 
 def test_filters(demo: tuple[Leaderboard, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -227,7 +257,7 @@ def test_filters(demo: tuple[Leaderboard, Path, Path], monkeypatch: pytest.Monke
     assert len(board.rows(run_dir="runs/demo")) == 5
     assert len(board.rows(run_dir=Path("runs") / "demo" / ".." / "demo")) == 5
     assert board.rows(run_dir="runs/nope") == []
-    assert ids(board.rows(recipe="final")) == ["other/t0000", "other/t0001"]
+    assert ids(board.rows(recipe="final")) == ["other/t0001", "other/t0000"]
     assert ids(board.rows(kind="ensemble")) == ["demo/e0001"]
     assert ids(board.rows(state="pruned")) == ["demo/t0003"]
     assert ids(board.rows(run_dir="runs/demo", state="failed")) == ["demo/t0001"]
@@ -285,7 +315,7 @@ def test_top_limits_trials_per_run_and_keeps_ensemble_above_members(
     demo: tuple[Leaderboard, Path, Path],
 ) -> None:
     board, demo_dir, _ = demo
-    assert ids(board.rows(top=1)) == ["demo/e0001", "demo/t0002", "other/t0000"]
+    assert ids(board.rows(top=1)) == ["demo/e0001", "demo/t0002", "other/t0001"]
     assert ids(board.rows(run_dir=demo_dir, top=2)) == ["demo/e0001", "demo/t0002", "demo/t0003"]
     # an ensemble ranked below its members is still shown above them
     board.upsert(ensemble("demo/e0002", demo_dir, {"demo/t0000": 1.0}, val_accuracy=0.5))
@@ -569,23 +599,100 @@ def test_table_fits_the_width_one_line_per_row_metrics_whole(
             assert f" {value}" in line
     # the run's metric is accuracy: its column would repeat val acc, so it comes last
     assert {"id", "state", "val acc", "val loss", "backbone"} <= set(headers)
-    assert headers == [h for h in SEARCH_HEADERS if h in headers]  # in display order
+    display = [h for h in SEARCH_HEADERS if h != "accuracy"] + ["accuracy"]
+    assert headers == [h for h in display if h in headers]
     assert "resnet18+resnet10" in body[0] and "resnet10" in body[2]  # the backbone whole
     if width == 200:  # there, with just the values under the metric's name
-        assert "accuracy" in headers
+        assert headers[-1] == "accuracy"
         for line, (_, metrics) in zip(body, SEARCH_LINES, strict=True):
             assert all(f" {value}" in line for value in metrics)
-    if width >= 140:  # the key params on one line, cut where the table ends
-        assert headers[-1] == "key params"
-        assert body[1].rstrip().endswith("…")
-        assert "train.optimizer.lr=0.003" in body[1]
-    if width == 200:
-        assert {"kind", "recipe", "epochs", "seconds", "submission"} <= set(headers)
+    if width >= 140:  # the key params on one line, cut where they end
+        assert "key params" in headers
+        assert "lr=0.003 batch_size=32" in body[1]  # each key by its short name
+        assert "…" in body[1]
     # the caption names what was left out, and --wide brings everything back
     left_out = " ".join(caption)
     if width < 200:
         assert "--wide adds" in left_out and "kind" in left_out
     assert all(h in " ".join(headers) or h in left_out for h in ("recipe", "params", "epochs"))
+
+
+README_PRIORITY = [
+    "id",
+    "state",
+    "val acc",
+    "val loss",
+    "backbone",
+    "METRIC",
+    "public",
+    "key params",
+    "seconds",
+    "epochs",
+    "recipe",
+    "submission",
+    "kind",
+]
+"""The README's order of importance of the table's columns (section Leaderboard)."""
+
+
+def priority(metric: str, repeated: bool) -> list[str]:
+    """The README's priority with the metric column's header; last when it repeats val acc/loss."""
+    order = [metric if h == "METRIC" else h for h in README_PRIORITY]
+    if repeated:
+        order.remove(metric)
+        order.append(metric)
+    return order
+
+
+SHOWN_BY_WIDTH = {
+    # accuracy run: the metric repeats val acc; the public column is empty (so passed over)
+    ("accuracy", 80): 5,
+    ("accuracy", 100): 6,  # the key params, at least 20 columns wide
+    ("accuracy", 140): 9,  # then seconds, epochs, recipe
+    ("accuracy", 200): 13,
+    # macro_f1 run with a public score: metric and public rank before the key params
+    ("macro_f1", 80): 5,
+    ("macro_f1", 100): 7,
+    ("macro_f1", 140): 10,
+    ("macro_f1", 200): 14,
+}
+
+
+@pytest.mark.parametrize("width", [80, 100, 140, 200])
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
+def test_table_columns_follow_the_readme_priority(
+    search: tuple[Leaderboard, Path], tmp_path: Path, metric: str, width: int
+) -> None:
+    board, run = search
+    rows = board.rows(run_dir=run)
+    if metric == "macro_f1":  # the same run ranked by macro F1, its ensemble with a public score
+        for r in rows:
+            r.metric = metric
+            if r.metric_value is not None:
+                r.metric_value -= 0.05
+            if r.kind == "ensemble":
+                r.public_score = 0.79125
+    headers, body, caption = table_lines(rows, width)
+    order = priority(metric, repeated=metric == "accuracy")
+    empty = {"public"} if metric == "accuracy" else set()
+    ranked = [h for h in order if h not in empty]
+    # a prefix of the priority is shown: never a column while a more important one is hidden
+    assert sorted(headers) == sorted(ranked[: SHOWN_BY_WIDTH[metric, width]])
+    hidden = [h for h in order if h not in headers]
+    note = " ".join(caption).split("--wide adds ")[-1] if hidden else ""
+    names = {"val acc": "val_accuracy", "key params": "params", "public": "public_score"}
+    assert [name.strip(", ") for name in note.split()] == [
+        "metric" if h == metric else names.get(h, h) for h in hidden
+    ]
+    # display order: the README's table order, with a repeating metric column at the end
+    every = [h for h in SEARCH_HEADERS if h != "accuracy"]
+    display = [*every, metric] if metric == "accuracy" else [*every[:7], metric, *every[7:]]
+    assert headers == [h for h in display if h in headers]
+    # the key params keep at least 30 columns and take what the later columns leave
+    if "key params" in headers:  # (this trial's params are longer than any width: cut)
+        start = body[1].index("lr=0.003")
+        assert cell_len(body[1][start : body[1].index("…", start) + 1]) >= PARAMS_MIN_WIDTH
+    assert max(cell_len(line) for line in body) <= width
 
 
 @pytest.mark.parametrize("width", [80, 100, 140, 200])
@@ -598,8 +705,8 @@ def test_table_of_runs_with_different_metrics(search: tuple[Leaderboard, Path], 
     for value in ("74.31%", "0.6617"):  # its metric, log loss, is the val loss column
         assert value in baseline
     assert ("0.73125" in baseline) == (width >= 100)  # a recorded public score comes next
-    # the metric column repeats val acc or val loss for these metrics: shown when asked for
-    assert "metric" not in headers
+    # the metric column repeats val acc or val loss for these metrics: it ranks last
+    assert "metric" not in headers or (width == 200 and headers[-1] == "metric")
     _, every, _ = table_lines(board.rows(), width, list(TABLE_COLUMNS))
     assert "accuracy 0.8150" in every[0]
     assert "log_loss 0.6502" in next(line for line in every if line.startswith("baseline/"))
@@ -672,12 +779,19 @@ APP_SCRIPT = textwrap.dedent(
 )
 
 
-def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``toolkit leaderboard ARGS`` as a real subprocess in the workspace ``tmp_path``."""
+def run_cli(
+    tmp_path: Path, *args: str, columns: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``toolkit leaderboard ARGS`` as a real subprocess in the workspace ``tmp_path``.
+
+    ``columns`` sets ``$COLUMNS``, the width a terminal would give.
+    """
     script = tmp_path / "toolkit_app.py"
     if not script.exists():
         script.write_text(APP_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("TOOLKIT_LEADERBOARD", "COLUMNS")}
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
     return subprocess.run(
         [sys.executable, str(script), "leaderboard", *args],
         cwd=tmp_path,
@@ -721,6 +835,35 @@ def test_cli_subprocess_shows_records_and_fails_cleanly(
     assert "no rows" in empty.stdout
 
 
+def test_cli_subprocess_table_at_terminal_widths(
+    tmp_path: Path, search: tuple[Leaderboard, Path]
+) -> None:
+    expected = {
+        80: ["id", "state", "backbone", "val acc", "val loss"],
+        100: ["id", "state", "backbone", "val acc", "val loss", "public"],
+        140: [
+            *("id", "state", "recipe", "backbone", "val acc", "val loss"),
+            *("epochs", "seconds", "public", "key params"),  # the params at 20, then 3 more
+        ],
+    }
+    for width, headers in expected.items():
+        shown = run_cli(tmp_path, "runs/demo-search", "--top", "2", columns=width)
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        assert max(cell_len(line) for line in lines) <= width
+        rule = next(i for i, line in enumerate(lines) if set(line.strip()) == {"─"})
+        if width == 100:  # a public score recorded: the column ranks before the key params
+            assert headers[-1] not in lines[rule - 1]
+            run_cli(tmp_path, "record", "demo-search/e0001", "0.79125")
+            shown = run_cli(tmp_path, "runs/demo-search", "--top", "2", columns=width)
+            lines = shown.stdout.splitlines()
+        assert re.split(r"\s{2,}", lines[rule - 1].strip()) == headers
+    wide = run_cli(tmp_path, "runs/demo-search", "--wide", columns=80).stdout.splitlines()
+    rule = next(i for i, line in enumerate(wide) if set(line.strip()) == {"─"})
+    headers = re.split(r"\s{2,}", wide[rule - 1].strip())
+    assert headers[-2:] == ["key params", "accuracy"]  # it repeats val acc: last
+
+
 @pytest.fixture
 def invoke(tmp_path: Path, demo: tuple[Leaderboard, Path, Path], monkeypatch: pytest.MonkeyPatch):
     """Invoke ``leaderboard ARGS`` in-process (typer's CliRunner) from the workspace."""
@@ -758,8 +901,8 @@ def test_cli_filters_sort_and_exports(invoke, tmp_path: Path) -> None:
 
     to_stdout = invoke("runs/other", "--csv")
     assert [r["id"] for r in csv.DictReader(io.StringIO(to_stdout.stdout))] == [
+        "other/t0001",  # its log loss is the lower
         "other/t0000",
-        "other/t0001",
     ]
     written = invoke("--csv", "--out", "export/lb.csv")
     assert written.exit_code == 0, written.output
@@ -850,7 +993,7 @@ def test_cli_db_from_env_and_run_own_db(invoke, tmp_path: Path) -> None:
         tmp_path / "runs" / "leaderboard.db"
     )
     linked = invoke("runs/other", "--json")
-    assert [r["id"] for r in json.loads(linked.stdout)] == ["other/t0000", "other/t0001"]
+    assert [r["id"] for r in json.loads(linked.stdout)] == ["other/t0001", "other/t0000"]
 
 
 def test_cli_as_plain_command_registration(demo: tuple[Leaderboard, Path, Path]) -> None:
@@ -885,3 +1028,18 @@ def test_cross_validated_rows_show_folds_and_their_spread(tmp_path: Path) -> Non
     single = Console(width=160, record=True, color_system=None)
     render_table([trial("a/t0", run, val_accuracy=0.5)], single)
     assert "fold" not in single.export_text()  # no fold columns without folds
+
+
+def test_key_params_go_by_short_names_unless_two_keys_share_one(tmp_path: Path) -> None:
+    params = {
+        "train.optimizer.lr": 0.003,
+        "augmenters.0.copies.0": 3,
+        "model.backbone.width": 8,
+        "features.width": 16,  # another width: both keep their whole key
+        "lr": 0.003,  # the settings' lr repeats the sampled one: shown once
+        "seed": 0,
+    }
+    _, lines = plain_table([trial("a/t0", tmp_path, params=params)], ["id", "params"])
+    assert lines[0].cells[1] == (
+        "lr=0.003 copies.0=3 model.backbone.width=8 features.width=16 seed=0"
+    )

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.errors import PluginLoadError
+from tests.conftest import run_cli, write_recipe
+from toolkit.demo import DemoCompetition
+from toolkit.errors import PluginLoadError, RecipeError
 from toolkit.registry import load_plugins
 from toolkit.scaffold import new_plugin
 
@@ -210,3 +212,110 @@ def test_scaffolded_separator_and_feature_declare_their_stage_fields(tmp_path: P
     stereo = np.stack([np.linspace(-1, 1, 800, dtype=np.float32), np.zeros(800, np.float32)])
     stem = registry.create("separators", {"name": "mid"}, "separator").separate(stereo[None])
     np.testing.assert_allclose(stem, stereo.mean(axis=0, keepdims=True)[None])
+
+
+SCAFFOLDED_USE = """
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.registry import load_plugins
+
+files = [Path(p) for p in sys.argv[1:]]
+registry = load_plugins(files)
+print("torch imported by loading:", "torch" in sys.modules)
+net = registry.create(
+    "backbones", {"name": "my_net", "width": 8}, "model.backbone", num_classes=3, in_channels=1
+)
+import torch
+
+print("logits:", tuple(net(torch.zeros(2, 1, 16, 20)).shape))
+features = registry.create("feature_extractors", {"name": "my_feature"}, "features")
+print("features:", tuple(features.extract(torch.zeros(2, 4096), 16000).shape))
+noisy = registry.create("augmenters", {"name": "my_noise"}, "augmenters[0]")
+x, y = noisy.expand(np.zeros((5, 1, 4, 4), np.float32), np.arange(5), np.random.default_rng(0))
+print("augmented:", x.shape, y.tolist())
+mid = registry.create("separators", {"name": "my_mid"}, "separator")
+print("stem:", mid.separate(np.ones((1, 2, 100), np.float32)).shape)
+"""
+
+
+def test_every_scaffold_imports_no_torch_until_its_plugin_is_built(tmp_path: Path) -> None:
+    kinds = {"backbone": "my_net", "feature": "my_feature", "augmenter": "my_noise"}
+    files = [new_plugin(kind, name, tmp_path) for kind, name in kinds.items()]
+    files.append(new_plugin("separator", "my_mid", tmp_path))
+    for path in files:  # heavy imports sit inside the plugin, as the README advises
+        assert "\nimport torch" not in path.read_text()
+        assert "\nfrom torch" not in path.read_text()
+    result = subprocess.run(
+        [sys.executable, "-c", SCAFFOLDED_USE, *map(str, files)],
+        env={**os.environ, "TOOLKIT_LOAD_PLUGINS": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "torch imported by loading: False",
+        "logits: (2, 3)",
+        "features: (2, 1, 257, 8)",
+        "augmented: (5, 1, 4, 4) [0, 1, 2, 3, 4]",  # the copies to append
+        "stem: (1, 1, 100)",
+    ]
+
+
+def test_unknown_name_says_how_to_load_the_plugin_file_in_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    builtins = load_plugins([])
+    with pytest.raises(RecipeError) as nothing_here:
+        builtins.get_info("backbones", "mynet", "model.backbone")
+    assert "plugins:" not in str(nothing_here.value)
+
+    new_plugin("backbone", "mynet", tmp_path)
+    with pytest.raises(RecipeError) as named_after_it:
+        builtins.get_info("backbones", "mynet", "model.backbone")
+    message = str(named_after_it.value)
+    assert message.startswith("model.backbone: unknown backbone 'mynet'; ")
+    assert message.endswith(
+        "found mynet.py in the current folder: to load it, add plugins: [mynet.py] to the"
+        " recipe, or --set plugins=[mynet.py]"
+    )
+    # a file of another name is found by its register call, read and not imported
+    (tmp_path / "mynet.py").unlink()
+    body = "raise SystemExit('imported')\nregister(\n  'deepnet', make)\n"
+    write_plugin(tmp_path / "nets.py", body)
+    with pytest.raises(RecipeError, match=r"found nets\.py .* --set plugins=\[nets\.py\]$"):
+        builtins.get_info("backbones", "deepnet")
+    with pytest.raises(RecipeError) as other:
+        builtins.get_info("backbones", "othernet")
+    assert "nets.py" not in str(other.value)
+    # a file already loaded is not offered again
+    loaded = load_plugins([new_plugin("backbone", "smallnet", tmp_path)])
+    with pytest.raises(RecipeError) as still_unknown:
+        loaded.get_info("backbones", "smallnet2")
+    assert "smallnet.py" not in str(still_unknown.value)
+
+
+@pytest.mark.slow
+def test_run_with_an_unloaded_plugin_name_says_how_to_load_it(
+    tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    assert run_cli("new", "backbone", "mynet", cwd=tmp_path).returncode == 0
+    recipe = write_recipe(tmp_path, tiny_competition.root)
+    unknown = run_cli("run", recipe, "--set", "model.backbone.name=mynet", cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert unknown.stderr.count("\n") == 1, unknown.stderr
+    assert "unknown backbone 'mynet'" in unknown.stderr
+    assert "add plugins: [mynet.py] to the recipe, or --set plugins=[mynet.py]" in unknown.stderr
+    loaded = run_cli(
+        "run",
+        recipe,
+        *("--set", "model.backbone.name=mynet", "--set", "plugins=[mynet.py]"),
+        *("--set", "train.epochs=1", "--no-report", "--output", tmp_path / "run"),
+        cwd=tmp_path,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert "submission:" in loaded.stdout

@@ -7,18 +7,19 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from rich.cells import cell_len
 from rich.console import Console
 
 from tests.conftest import run_cli, write_recipe
 from tests.test_search import SEARCH
 from toolkit.demo import DemoCompetition
-from toolkit.progress import PlainProgress, progress_bar
+from toolkit.progress import PlainProgress, bar_line, progress_bar
 
 COUNT_LINE = r"\d+/\d+ \(\d+%\) \d+:\d\d:\d\d"
 """``done/total (pct%) h:mm:ss`` at the start of every plain progress line."""
 EPOCH_LINE = re.compile(
-    rf"^(?P<bar>[^:]+): {COUNT_LINE} epoch (?P<epoch>\d+)/\d+ train_loss \d+\.\d+ "
-    r"train_acc \d+\.\d+ val_loss \d+\.\d+ val_acc \d+\.\d+$"
+    rf"^(?P<bar>[^:]+): {COUNT_LINE} epoch (?P<epoch>\d+)/\d+ loss \d+\.\d+ "
+    r"acc \d+\.\d+ val_loss \d+\.\d+ val_acc \d+\.\d+$"
 )
 
 
@@ -52,10 +53,30 @@ def test_plain_lines_every_tenth_and_the_milestones() -> None:
     progress.close()
     lines = buffer.getvalue().splitlines()
     counts = [int(line.split()[1].split("/")[0]) for line in lines]
-    assert counts == [4, 8, 12, 16, 20, 20, 24, 28, 32, 36, 40, 40]
+    # the count lines due at 20 and 40 coincide with the epochs' lines: one line each
+    assert counts == [4, 8, 12, 16, 20, 24, 28, 32, 36, 40]
     assert lines[0] == "training: 4/40 (10%) 0:00:00 epoch 1/2 loss 1.000"
-    assert lines[5] == "training: 20/40 (50%) 0:00:00 epoch 1/2 val_acc 0.500"
+    assert lines[4] == "training: 20/40 (50%) 0:00:00 epoch 1/2 val_acc 0.500"
+    assert lines[5] == "training: 24/40 (60%) 0:00:00 epoch 2/2 loss 1.000"
     assert lines[-1] == "training: 40/40 (100%) 0:00:00 epoch 2/2 val_acc 0.500"
+
+
+def test_plain_count_line_due_before_a_milestone_is_printed_at_the_next_step() -> None:
+    out, buffer = plain_console()
+    progress = PlainProgress("training", 20, out, interval=0.0)
+    for _ in range(2):
+        progress.advance(1, epoch="1/2")
+    assert buffer.getvalue() == ""  # due at 2/20, held until the next step is counted
+    progress.advance(1, epoch="1/2")
+    assert buffer.getvalue().splitlines() == ["training: 2/20 (10%) 0:00:00 epoch 1/2"]
+    for _ in range(7):
+        progress.advance(1, epoch="1/2")
+    # a last batch dropped from the epoch is counted with the epoch's line
+    progress.advance(1, milestone=True, epoch="1/2", val_acc="0.500")
+    progress.close()
+    lines = buffer.getvalue().splitlines()
+    assert [line.split()[1] for line in lines] == ["2/20", "4/20", "6/20", "8/20", "11/20"]
+    assert lines[-1].endswith("epoch 1/2 val_acc 0.500")
 
 
 def test_plain_progress_bar_ends_with_a_final_line() -> None:
@@ -80,15 +101,80 @@ def test_transient_and_silenced_bars_print_nothing(monkeypatch: pytest.MonkeyPat
     assert buffer.getvalue() == ""
 
 
-def test_a_terminal_keeps_the_rich_bar() -> None:
-    buffer = StringIO()
-    out = Console(file=buffer, force_terminal=True, width=120)
-    with progress_bar("training", 4, out=out) as advance:
-        for _ in range(4):
-            advance(1, milestone=True, epoch="1/1")
-    text = buffer.getvalue()
-    assert "\x1b[" in text and "━" in text
-    assert "training: " not in text
+def terminal(width: int) -> Console:
+    """A console that is a terminal ``width`` columns wide, writing to a buffer."""
+    return Console(file=StringIO(), force_terminal=True, width=width)
+
+
+def screen(raw: str) -> list[str]:
+    """The lines a terminal shows once it has received ``raw``: the carriage returns,
+    cursor-up and erase-line codes rich redraws with applied, colours dropped."""
+    rows, y, x = [""], 0, 0
+    for token in re.findall(r"\x1b\[[0-9;?]*[A-Za-z]|\r|\n|[^\x1b\r\n]+", raw):
+        if token == "\n":
+            y, x = y + 1, 0
+            rows.extend([""] * (y + 1 - len(rows)))
+        elif token == "\r":
+            x = 0
+        elif token.startswith("\x1b["):
+            if token[-1] == "A":
+                y -= int(token[2:-1] or 1)
+            elif token[-1] == "K":
+                rows[y] = "" if token[2:-1] == "2" else rows[y][:x]
+        else:
+            rows[y] = rows[y][:x].ljust(x) + token + rows[y][x + len(token) :]
+            x += len(token)
+    return [row.rstrip() for row in rows if row.strip()]
+
+
+@pytest.mark.parametrize("width", [80, 100, 140])
+def test_a_terminal_keeps_one_line_per_epoch_above_a_bar_that_fits(width: int) -> None:
+    out = terminal(width)
+    epochs, steps = 12, 100
+    with progress_bar("trial 12 fold 2/5", epochs * steps, out=out) as advance:
+        for epoch in range(1, epochs + 1):
+            for _ in range(steps):
+                advance(1, epoch=f"{epoch}/{epochs}", loss="1.234")
+            metrics = {"loss": "1.198", "acc": "0.512", "val_loss": "1.301", "val_acc": "0.475"}
+            advance(0, milestone=True, epoch=f"{epoch}/{epochs}", **metrics)
+            if epoch == 3:  # the screen mid-run: the history above the running bar
+                mid = screen(out.file.getvalue())  # type: ignore[attr-defined]
+    raw = out.file.getvalue()  # type: ignore[attr-defined]
+    assert "\x1b[" in raw and "━" in raw  # redrawn with colours: a live bar
+    lines = screen(raw)
+    assert all(cell_len(line) <= width for line in lines)
+    # every epoch's line stays on the screen, in order, above the finished bar
+    assert lines[:-1] == [
+        f"trial 12 fold 2/5 epoch {e}/{epochs} loss 1.198 acc 0.512 val_loss 1.301 val_acc 0.475"
+        for e in range(1, epochs + 1)
+    ]
+    assert re.fullmatch(
+        r"trial 12 fold 2/5 ━{10,40} 1200/1200 \d:\d\d:\d\d \d:\d\d:\d\d epoch 12/12 loss 1\.234",
+        lines[-1],
+    )
+    assert len(mid) == 4 and mid[2].startswith("trial 12 fold 2/5 epoch 3/12 ")
+    assert " 300/1200 " in mid[3] and mid[3].endswith(" epoch 3/12 loss 1.234")
+
+
+@pytest.mark.parametrize(
+    ("width", "expected"),
+    [
+        (140, "trial 3 ━{40} 120/1200 0:01:05 0:09:45 epoch 2/12 loss 1.234"),
+        (80, "trial 3 ━{25} 120/1200 0:01:05 0:09:45 epoch 2/12 loss 1.234"),
+        # the bar at its narrowest, then the fields cut
+        (60, "trial 3 ━{10} 120/1200 0:01:05 0:09:45 epoch 2/12 loss…"),
+        # no room for the time remaining: the fields take the cells left
+        (48, "trial 3 ━{10} 120/1200 epoch 2/12 loss 1.2…"),
+        # no room for the bar: the times go too, and the fields are cut
+        (35, "trial 3 120/1200 epoch 2/12 loss 1…"),
+        (20, "trial 3 120/1200 ep…"),
+        (12, "tr… 120/1200"),  # the description is cut, the count stays
+    ],
+)
+def test_bar_line_drops_and_shortens_parts_as_the_width_shrinks(width: int, expected: str) -> None:
+    line = bar_line("trial 3", 120, 1200, 65.2, 585.0, "epoch 2/12 loss 1.234", width)
+    assert re.fullmatch(expected, line.plain), line.plain
+    assert cell_len(line.plain) <= width
 
 
 @pytest.mark.slow

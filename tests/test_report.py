@@ -19,18 +19,30 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import torch
+import yaml
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from tests.conftest import run_cli, write_recipe
 from toolkit.cli import app
 from toolkit.demo import DemoCompetition
+from toolkit.demo.sound import CLASS_NAMES
 from toolkit.report import FIGURES, REPORT, Report, build_report
 from toolkit.report.build import FIGURE_NAMES
 from toolkit.report.collect import ModelHistory, StudyData
-from toolkit.report.figures import learning_curves, param_importances, param_slices
+from toolkit.report.figures import (
+    confusion,
+    learning_curves,
+    optimization_history,
+    param_importances,
+    param_slices,
+)
 from toolkit.report.stages import stage_times
-
-pytestmark = pytest.mark.slow  # every test reads a trained run
 
 SEARCH = """
 search:
@@ -43,8 +55,9 @@ search:
 ensemble: {size: 10}
 """
 
-ALL_FIGURES = set(FIGURE_NAMES)
-"""A tiny study's report draws every figure there is."""
+ALL_FIGURES = set(FIGURE_NAMES) - {"confusion_ensemble"}
+"""A tiny study's report draws every figure there is, but one: its ensemble is its best trial
+alone, whose confusion matrix the report does not draw twice."""
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -103,6 +116,7 @@ def table_column(html: str, table_id: str, column: int) -> list[str]:
 
 
 # ------------------------------------------------------------------ a study
+@pytest.mark.slow
 def test_run_writes_the_report_and_its_figures(study: Path) -> None:
     html = (study / REPORT).read_text()
     assert html.startswith("<!DOCTYPE html>")
@@ -112,6 +126,7 @@ def test_run_writes_the_report_and_its_figures(study: Path) -> None:
         assert (study / FIGURES / f"{name}.png").read_bytes().startswith(PNG_MAGIC)
 
 
+@pytest.mark.slow
 def test_every_section_is_there(study_report: Report) -> None:
     html = study_report.html()
     for name in ("summary", "curves", "search", "confusion", "ensemble", "leaderboard"):
@@ -121,6 +136,7 @@ def test_every_section_is_there(study_report: Report) -> None:
     assert not study_report.notes
 
 
+@pytest.mark.slow
 def test_confusion_matrices_count_every_validation_clip(study: Path, study_report: Report) -> None:
     validation = pd.read_csv(study / "val_probs.csv")
     summary = json.loads((study / "ensemble.json").read_text())
@@ -135,11 +151,11 @@ def test_confusion_matrices_count_every_validation_clip(study: Path, study_repor
     assert best.metrics["val_accuracy"] == pytest.approx(summary["best_trial_metric"])
     assert ensemble.metrics["val_accuracy"] == pytest.approx(summary["val_accuracy"])
     html = study_report.html()
-    for key in ("best", "ensemble"):
-        supports = table_column(html, f"classes-{key}", 1)
-        assert sum(int(n) for n in supports) == len(validation)
+    supports = table_column(html, "classes-best", 1)
+    assert sum(int(n) for n in supports) == len(validation)
 
 
+@pytest.mark.slow
 def test_ensemble_section_matches_ensemble_json(study: Path, study_report: Report) -> None:
     summary = json.loads((study / "ensemble.json").read_text())
     members = {m["id"]: m["weight"] for m in summary["members"]}
@@ -158,6 +174,7 @@ def test_ensemble_section_matches_ensemble_json(study: Path, study_report: Repor
     assert shown == pytest.approx(members, abs=5e-5)
 
 
+@pytest.mark.slow
 def test_curves_and_search_follow_the_study(study: Path, study_report: Report) -> None:
     trials = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study / 'study.db'}").trials
     contents = study_report.contents
@@ -171,6 +188,7 @@ def test_curves_and_search_follow_the_study(study: Path, study_report: Report) -
     assert len(contents.study.trials) == 4
 
 
+@pytest.mark.slow
 def test_summary_counts_clips_and_times(study: Path, study_report: Report) -> None:
     data = study_report.contents.data
     assert data is not None and data.folds == 1
@@ -188,6 +206,7 @@ def test_summary_counts_clips_and_times(study: Path, study_report: Report) -> No
     assert "42 computed" in summary  # every clip's stem and features computed once
 
 
+@pytest.mark.slow
 def test_leaderboard_section_lists_the_runs_rows(study_report: Report) -> None:
     rows = study_report.contents.rows
     assert {r.kind for r in rows} == {"trial", "ensemble"} and len(rows) == 5
@@ -196,6 +215,7 @@ def test_leaderboard_section_lists_the_runs_rows(study_report: Report) -> None:
         assert row.id in listed
 
 
+@pytest.mark.slow
 def test_page_needs_nothing_outside_itself(study: Path) -> None:
     html = (study / REPORT).read_text()
     for outside in ("http://", "https://", "//cdn", "<script", "<link", "@import", "url("):
@@ -206,6 +226,7 @@ def test_page_needs_nothing_outside_itself(study: Path) -> None:
     assert all(h.startswith("#") for h in re.findall(r'href="([^"]*)"', html))
 
 
+@pytest.mark.slow
 def test_chromium_renders_the_page_offline(study: Path, tmp_path: Path) -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
@@ -238,6 +259,7 @@ def test_chromium_renders_the_page_offline(study: Path, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------ a study still going
+@pytest.mark.slow
 def test_report_of_a_study_still_running(study: Path, tmp_path: Path) -> None:
     going = Path(shutil.copytree(study, tmp_path / "going"))
     for name in ("ensemble.json", "val_probs.csv", "test_probs.csv", "submission.csv"):
@@ -261,21 +283,152 @@ def test_report_of_a_study_still_running(study: Path, tmp_path: Path) -> None:
     assert set(report.scores) == {"best"}
 
 
+def history(**columns: list[float]) -> pd.DataFrame:
+    """A ``metrics.csv`` of ``len`` epochs: the given columns, the others made up."""
+    epochs = len(next(iter(columns.values())))
+    made_up = {
+        "epoch": list(range(1, epochs + 1)),
+        "lr": [0.01] * epochs,
+        "train_loss": np.linspace(1.5, 0.5, epochs).tolist(),
+        "train_accuracy": np.linspace(0.3, 0.8, epochs).tolist(),
+        "val_loss": np.linspace(1.4, 0.9, epochs).tolist(),
+        "val_accuracy": np.linspace(0.3, 0.6, epochs).tolist(),
+    }
+    return pd.DataFrame({**made_up, **columns})
+
+
+def panels(figure: Figure) -> dict[str, Axes]:
+    """The learning curves' panels by title (without a scale note)."""
+    return {ax.get_title().removesuffix(" (log scale)"): ax for ax in figure.axes if ax.get_title()}
+
+
+def curves(ax: Axes) -> list[Line2D]:
+    """The lines of a panel, best-epoch stars left out."""
+    return [line for line in ax.get_lines() if line.get_marker() != "*"]
+
+
+def stars(ax: Axes) -> list[tuple[float, float]]:
+    """Where a panel's best-epoch stars are."""
+    return [
+        (float(x), float(y))
+        for line in ax.get_lines()
+        if line.get_marker() == "*"
+        for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)
+    ]
+
+
+def test_learning_curves_losses_on_a_log_scale_and_best_epochs_starred() -> None:
+    bad_start = history(val_loss=[9.0, 1.2, 1.0, 1.1], val_accuracy=[0.2, 0.5, 0.6, 0.6])
+    pruned = history(val_loss=[1.5, 1.4], val_accuracy=[0.3, 0.3])
+    models = [
+        ModelHistory("t0000", 0, "complete", bad_start, best_epoch=3),
+        ModelHistory("t0001", 1, "pruned", pruned),
+    ]
+    figure = learning_curves.figure(models, "accuracy")
+    shown = panels(figure)
+    for title in ("train loss", "validation loss", "learning rate"):
+        assert shown[title].get_yscale() == "log"
+        assert shown[title].get_title().endswith(" (log scale)")
+    for title in ("train accuracy", "validation accuracy"):
+        assert shown[title].get_yscale() == "linear"
+    for title, ax in shown.items():
+        assert len(curves(ax)) == 2, title  # a line per model
+    # the epoch the model kept, starred where the validation curves pass it; none when pruned
+    assert stars(shown["validation loss"]) == [(3.0, 1.0)]
+    assert stars(shown["validation accuracy"]) == [(3.0, 0.6)]
+    assert stars(shown["train loss"]) == []
+    legend = figure.axes[-1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "t0000, best epoch 3",
+        "t0001 (pruned)",
+        "best epoch, kept (by validation accuracy)",
+    ]
+    assert learning_curves(models, "accuracy").startswith(PNG_MAGIC)
+
+
 def test_learning_curves_draw_one_line_per_fold() -> None:
-    epochs = [1, 2, 3, 1, 2, 3]
-    history = pd.DataFrame(
-        {
-            "fold": [1, 1, 1, 2, 2, 2],
-            "epoch": epochs,
-            "lr": [0.01] * 6,
-            "train_loss": [1.2, 1.0, 0.8, 1.3, 1.1, 0.9],
-            "train_accuracy": [0.3, 0.5, 0.6, 0.2, 0.4, 0.6],
-            "val_loss": [1.3, 1.2, 1.1, 1.4, 1.2, 1.0],
-            "val_accuracy": [0.3, 0.4, 0.5, 0.2, 0.4, 0.5],
-        }
+    folds = pd.concat(
+        [
+            history(fold=[1, 1, 1], val_loss=[1.3, 1.2, 1.1], val_accuracy=[0.3, 0.4, 0.5]),
+            history(fold=[2, 2, 2], val_loss=[1.4, 1.0, 1.2], val_accuracy=[0.2, 0.5, 0.4]),
+        ]
     )
-    png = learning_curves([ModelHistory("t0000", 0, "complete", history)])
-    assert png.startswith(PNG_MAGIC)
+    # a cross-validated model keeps the mean of its folds' best epochs (3 and 2: 2)
+    figure = learning_curves.figure([ModelHistory("t0000", 0, "complete", folds, 2)])
+    shown = panels(figure)
+    assert all(len(curves(ax)) == 2 for ax in shown.values())  # a thin line per fold
+    assert stars(shown["validation loss"]) == [(2.0, 1.2), (2.0, 1.0)]
+    assert learning_curves([ModelHistory("t0000", 0, "complete", folds, 2)]).startswith(PNG_MAGIC)
+
+
+def searched_study() -> StudyData:
+    """An in-memory study over lr (log) and width (choices): 3 complete and 2 pruned trials."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="maximize")
+    space = {
+        "train.optimizer.lr": FloatDistribution(0.001, 0.01, log=True),
+        "model.backbone.width": CategoricalDistribution([4, 8]),
+    }
+    for lr, width, state, value, steps in [
+        (0.002, 8, TrialState.COMPLETE, 0.70, {1: 0.5, 2: 0.7}),
+        (0.005, 4, TrialState.PRUNED, None, {1: 0.30, 2: 0.25}),
+        (0.008, 8, TrialState.COMPLETE, 0.60, {1: 0.6, 2: 0.6}),
+        (0.001, 4, TrialState.PRUNED, None, {1: 0.20}),
+        (0.004, 8, TrialState.COMPLETE, 0.75, {1: 0.6, 2: 0.75}),
+    ]:
+        params = {"train.optimizer.lr": lr, "model.backbone.width": width}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=space,
+                value=value,
+                state=state,
+                intermediate_values=steps,
+            )
+        )
+    return StudyData("s", "memory", study, "accuracy", list(space), study.get_trials())
+
+
+def points(ax: Axes) -> dict[str, list[tuple[float, float]]]:
+    """A panel's scatter points by legend label, and whether they are hollow."""
+    out = {}
+    for collection in ax.collections:
+        offsets = [(float(x), float(y)) for x, y in collection.get_offsets()]
+        hollow = len(collection.get_facecolors()) == 0 or collection.get_facecolors()[0][3] == 0
+        out[f"{collection.get_label()}{' (hollow)' if hollow else ''}"] = offsets
+    return out
+
+
+def test_search_figures_show_pruned_trials_hollow_and_say_so() -> None:
+    data = searched_study()
+    history_ax = optimization_history.figure(data).axes[0]
+    pruned = "pruned trial (its best value before it was stopped) (hollow)"
+    assert points(history_ax) == {
+        "complete trial": [(0.0, 0.70), (2.0, 0.60), (4.0, 0.75)],
+        pruned: [(1.0, 0.30), (3.0, 0.20)],  # the best each reported before it was stopped
+    }
+    (best,) = [line for line in history_ax.get_lines() if line.get_label() == "best so far"]
+    assert list(best.get_ydata()) == [0.70, 0.70, 0.75]
+    legend = [t.get_text() for t in history_ax.get_legend().get_texts()]
+    assert "pruned trial (its best value before it was stopped)" in legend
+
+    lr_ax, width_ax = param_slices.figure(data).axes
+    assert (lr_ax.get_title(), width_ax.get_title()) == (
+        "train.optimizer.lr",
+        "model.backbone.width",
+    )
+    assert lr_ax.get_xscale() == "log"
+    assert points(lr_ax) == {
+        "complete trial": [(0.002, 0.70), (0.008, 0.60), (0.004, 0.75)],
+        pruned: [(0.005, 0.30), (0.001, 0.20)],
+    }
+    assert [t.get_text() for t in width_ax.get_xticklabels()] == ["4", "8"]
+    assert points(width_ax) == {  # a position per choice: 4 -> 0, 8 -> 1
+        "complete trial": [(1.0, 0.70), (1.0, 0.60), (1.0, 0.75)],
+        pruned: [(0.0, 0.30), (0.0, 0.20)],
+    }
+    assert optimization_history(data).startswith(PNG_MAGIC)
+    assert param_slices(data).startswith(PNG_MAGIC)
 
 
 def test_search_figures_that_cannot_be_drawn_say_why() -> None:
@@ -294,7 +447,89 @@ def test_search_figures_that_cannot_be_drawn_say_why() -> None:
             draw(data)
 
 
+@pytest.mark.slow
+def test_best_epochs_marked_are_those_the_models_kept(study: Path, study_report: Report) -> None:
+    trials = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study / 'study.db'}").trials
+    recorded = {t.number: t.user_attrs["best_epoch"] for t in trials}
+    contents = study_report.contents
+    assert {h.trial: h.best_epoch for h in contents.histories} == recorded
+    for number, epoch in recorded.items():  # the weights each trial kept are that epoch's
+        weights = torch.load(study / "trials" / f"t{number:04d}" / "best.pt", weights_only=True)
+        assert weights["best_epoch"] == epoch
+    shown = panels(learning_curves.figure(contents.histories, contents.metric))
+    expected = sorted(
+        (float(epoch), float(h.history.set_index("epoch").loc[epoch, "val_loss"]))
+        for h in contents.histories
+        for epoch in [recorded[h.trial]]  # type: ignore[index]
+    )
+    found = sorted(stars(shown["validation loss"]))
+    assert [x for x, _ in found] == [x for x, _ in expected]
+    assert [y for _, y in found] == pytest.approx([y for _, y in expected])
+
+
+@pytest.mark.slow
+def test_a_one_member_ensemble_says_so_instead_of_repeating_figures(
+    study: Path, study_report: Report, tmp_path: Path
+) -> None:
+    contents = study_report.contents
+    assert contents.ensemble is not None and contents.best is not None
+    assert list(contents.ensemble.members) == [contents.ensemble.best_trial]
+    assert contents.lone_member() == contents.best.name
+    html = study_report.html()
+    shown = section(html, "confusion")
+    sentence = (
+        f"The ensemble is trial {contents.best.name} alone: its figures are the best model's."
+    )
+    assert shown.count(sentence) == 1
+    assert 'id="classes-ensemble"' not in shown and 'id="classes-best"' in shown
+    assert "confusion_ensemble" not in study_report.figures
+    assert "ensemble: run/e1" in section(html, "summary")  # its numbers are still given
+    # an ensemble of two members has figures of its own
+    pair = Path(shutil.copytree(study, tmp_path / "pair"))
+    summary = json.loads((pair / "ensemble.json").read_text())
+    other = next(f"run/t{n:04d}" for n in range(4) if f"run/t{n:04d}" != summary["best_trial"])
+    summary["members"] = [
+        {"id": summary["best_trial"], "weight": 0.5},
+        {"id": other, "weight": 0.5},
+    ]
+    (pair / "ensemble.json").write_text(json.dumps(summary))
+    report = build_report(pair)
+    assert report.contents.lone_member() is None
+    assert {"confusion_best", "confusion_ensemble"} <= set(report.figures)
+    assert "alone" not in section(report.html(), "confusion")
+    assert 'id="classes-ensemble"' in section(report.html(), "confusion")
+
+
+@pytest.mark.slow
+def test_class_names_of_the_recipe_in_matrices_and_tables(plain: Path, tmp_path: Path) -> None:
+    named = Path(shutil.copytree(plain, tmp_path / "named"))
+    recipe = yaml.safe_load((named / "recipe.yaml").read_text())
+    recipe["data"]["class_names"] = dict(enumerate(CLASS_NAMES))
+    (named / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    report = build_report(named)
+    shown = [f"{name} ({label})" for label, name in enumerate(CLASS_NAMES)]
+    scores = report.scores["best"]
+    assert scores.classes == shown
+    matrix, bars = confusion.figure(scores, "best single model").axes
+    assert [t.get_text() for t in matrix.get_yticklabels()] == shown  # true classes
+    assert [t.get_text() for t in matrix.get_xticklabels()] == shown  # predicted
+    assert [t.get_text() for t in bars.get_xticklabels()] == shown
+    html = report.html()
+    assert table_column(html, "classes-best", 0) == shown
+    assert all(f"<td>{name}</td>" in section(html, "summary") for name in shown)  # the data table
+    unnamed = build_report(plain)  # without class_names: the labels themselves
+    assert unnamed.scores["best"].classes == ["0", "1", "2", "3"]
+
+
+def test_demo_recipes_name_the_demo_classes() -> None:
+    recipes = Path(__file__).resolve().parent.parent / "recipes"
+    for name in ("demo.yaml", "demo-search.yaml", "pretrained.yaml", "strong.yaml"):
+        data = yaml.safe_load((recipes / name).read_text())["data"]
+        assert data["class_names"] == dict(enumerate(CLASS_NAMES)), name
+
+
 # ---------------------------------------------------------------- a plain run
+@pytest.mark.slow
 def test_report_of_a_plain_run(plain: Path) -> None:
     board = plain.parent / "leaderboard.db"
     code, listing, _ = invoke("leaderboard", plain, "--db", board, "--json")
@@ -320,6 +555,7 @@ def test_report_of_a_plain_run(plain: Path) -> None:
 
 
 # ------------------------------------------------------ a cross-validated run
+@pytest.mark.slow
 def test_report_of_a_cross_validated_run(tiny_competition: DemoCompetition, work: Path) -> None:
     recipe = write_recipe(work, tiny_competition.root, name="cv.yaml")
     out = work / "cv"

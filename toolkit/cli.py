@@ -13,10 +13,32 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 from toolkit.errors import USAGE_ERROR, ToolkitError
 
+
+class _FlagsTakeNoValue:
+    """Help that shows no value type beside a flag (typer would print ``<bool>``)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:  # the help option included
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Group(_FlagsTakeNoValue, TyperGroup):
+    """The ``toolkit`` group."""
+
+
+class _Command(_FlagsTakeNoValue, TyperCommand):
+    """A ``toolkit`` command."""
+
+
 app = typer.Typer(
+    cls=_Group,
     help="AutoML for audio-classification competitions: run, search, ensemble, submit.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -27,7 +49,9 @@ err = Console(stderr=True)
 
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override a recipe key: KEY=VALUE (repeatable)."),
+    typer.Option(
+        "--set", "-s", metavar="KEY=VALUE", help="Override a recipe key: KEY=VALUE (repeatable)."
+    ),
 ]
 
 
@@ -396,6 +420,9 @@ def _register_leaderboard() -> None:
 
 
 _register_leaderboard()
+for _info in app.registered_commands:  # every command's help, the leaderboard's included
+    if _info.cls in (None, TyperCommand):
+        _info.cls = _Command
 
 
 def _click_classes(exc: BaseException) -> set[str]:

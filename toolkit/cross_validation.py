@@ -58,7 +58,7 @@ def combine_folds(
     scorer = get_metric(metric)
     combined = TrainResult(
         history=[{"fold": k, **rec} for k, r in enumerate(results, 1) for rec in r.history],
-        best_epoch=max(1, round(float(np.mean([r.best_epoch for r in results])))),
+        best_epoch=mean_best_epoch([r.best_epoch for r in results]),
         state_dict={},
         val_probs=oof,
         test_probs=test,
@@ -70,6 +70,14 @@ def combine_folds(
         scorer.fn(r.val_probs, labels[f.val_idx]) for f, r in zip(folds, results, strict=True)
     ]
     return CrossValidated(combined, values)
+
+
+def mean_best_epoch(best_epochs: Sequence[int]) -> int:
+    """A cross-validated model's best epoch: its folds' best epochs' mean, rounded (at least 1).
+
+    A refit trains for this many epochs.
+    """
+    return max(1, round(float(np.mean(best_epochs))))
 
 
 def running_estimate(done: Sequence[float], current: float) -> float:

@@ -1,10 +1,14 @@
 """Progress of long work on stderr: rich bars on a terminal, plain lines elsewhere.
 
-When stderr is not a terminal (a log file, a CI log, a notebook cell), a bar
-prints plain lines instead of redrawing: a count line once another tenth of
-the work is done and 30 s have passed since the last line, a line for each
-milestone (an epoch with its metrics) and a line at the end; a transient bar
-prints nothing. ``TOOLKIT_NO_PROGRESS=1`` silences both.
+On a terminal a bar is one live line fitted to the terminal's width (see
+:func:`bar_line`), and each milestone (an epoch with its metrics) is printed as
+a line of its own above it, so the history stays on the screen. When stderr is
+not a terminal (a log file, a CI log, a notebook cell), a bar prints plain
+lines instead of redrawing: a count line once another tenth of the work is
+done and 30 s have passed since the last line, a line for each milestone and
+a line at the end; a count line and a milestone due at the same step make one
+line. A transient bar prints nothing there. ``TOOLKIT_NO_PROGRESS=1`` silences
+both.
 """
 
 from __future__ import annotations
@@ -16,15 +20,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.cells import cell_len, set_cell_size
+from rich.console import Console, RenderableType
+from rich.progress import Progress
+from rich.text import Text
 
 console = Console(stderr=True)
 """Where progress and status lines go (stderr, so stdout stays parseable)."""
@@ -33,6 +32,13 @@ PLAIN_STEPS = 10
 """A plain count line needs another 1/PLAIN_STEPS of the work done since the last line..."""
 PLAIN_INTERVAL = 30.0
 """...and this many seconds passed since the last line."""
+
+BAR_MIN_WIDTH = 10
+"""Narrowest bar drawn on a terminal; with less room the bar is left out."""
+BAR_MAX_WIDTH = 40
+"""Widest bar drawn on a terminal."""
+FIELDS_MIN_WIDTH = 16
+"""Width the fields (``epoch 3/12 loss 1.234``) keep before the bar and the times get room."""
 
 
 def progress_enabled() -> bool:
@@ -67,21 +73,112 @@ def progress_bar(
 def _rich_bar(
     description: str, total: int, transient: bool, out: Console
 ) -> Iterator[Callable[..., None]]:
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-    )
-    with Progress(*columns, console=out, transient=transient) as progress:
+    with _FittedProgress(console=out, transient=transient) as progress:
         task = progress.add_task(description, total=total, info="")
 
         def advance(n: int = 1, *, milestone: bool = False, **fields: object) -> None:
-            progress.update(task, advance=n, **({"info": format_fields(fields)} if fields else {}))
+            if milestone:  # a line of its own above the bar, which keeps its running fields
+                progress.update(task, advance=n)
+                progress.refresh()  # the bar redrawn under the line shows this step
+                line = f"{description} {format_fields(fields)}" if fields else description
+                progress.console.print(line, markup=False, highlight=False)
+            else:
+                info = {"info": format_fields(fields)} if fields else {}
+                progress.update(task, advance=n, **info)
 
         yield advance
+
+
+class _FittedProgress(Progress):
+    """A rich progress whose tasks are each one line fitted to the console's width."""
+
+    def get_renderables(self) -> Iterator[RenderableType]:
+        for task in self.tasks:
+            if task.visible:
+                yield bar_line(
+                    task.description,
+                    int(task.completed),
+                    None if task.total is None else int(task.total),
+                    task.elapsed,
+                    task.time_remaining,
+                    str(task.fields.get("info", "")),
+                    self.console.width,
+                )
+
+
+def bar_line(
+    description: str,
+    done: int,
+    total: int | None,
+    elapsed: float | None,
+    remaining: float | None,
+    fields: str,
+    width: int,
+) -> Text:
+    """A terminal progress line at most ``width`` cells wide:
+    ``description bar done/total elapsed remaining fields``.
+
+    The description and the count always stay (the description is cut when
+    even they do not fit). The rest is taken in this order while it fits, the
+    first part that does not fit ending the line: the fields' first
+    :data:`FIELDS_MIN_WIDTH` cells (or what is left, cut), the bar at
+    :data:`BAR_MIN_WIDTH`, the elapsed time, the time remaining. The width
+    left then goes to the whole fields, then to a bar up to
+    :data:`BAR_MAX_WIDTH`. Fields that do not fit are cut with an ellipsis.
+    """
+    count = f"{done}/{'?' if total is None else total}"
+    times = [_clock(elapsed), _clock(remaining)]
+    room = width - cell_len(count) - 1
+    head = description if cell_len(description) <= room else _cut(description, max(0, room))
+    room -= cell_len(head)
+    field_cells = bar_cells = 0
+    shown_times: list[str] = []
+    wanted = min(cell_len(fields), FIELDS_MIN_WIDTH)
+    if wanted and room < wanted + 1:
+        field_cells = max(0, room - 1)
+        room = 0
+    else:
+        if wanted:
+            field_cells, room = wanted, room - wanted - 1
+        if room >= BAR_MIN_WIDTH + 1:
+            bar_cells, room = BAR_MIN_WIDTH, room - BAR_MIN_WIDTH - 1
+            for text in times:
+                if room < cell_len(text) + 1:
+                    break
+                shown_times.append(text)
+                room -= cell_len(text) + 1
+    if field_cells:
+        grow = min(cell_len(fields) - field_cells, room)
+        field_cells, room = field_cells + grow, room - grow
+    if bar_cells:
+        bar_cells += min(BAR_MAX_WIDTH - bar_cells, room)
+
+    line = Text(head, style="bold", no_wrap=True, overflow="ellipsis")
+    if bar_cells:
+        filled = bar_cells if not total else min(bar_cells, round(bar_cells * done / total))
+        line.append(" ")
+        line.append("━" * filled, style="bar.finished" if filled == bar_cells else "bar.complete")
+        line.append("━" * (bar_cells - filled), style="bar.back")
+    line.append(" ")
+    line.append(count, style="progress.download")
+    for text, style in zip(shown_times, ("progress.elapsed", "progress.remaining"), strict=False):
+        line.append(" ")
+        line.append(text, style=style)
+    if field_cells:
+        line.append(" " + _cut(fields, field_cells))
+    return line
+
+
+def _cut(text: str, cells: int) -> str:
+    """``text`` in at most ``cells`` cells, its end replaced by ``…`` when cut."""
+    if cell_len(text) <= cells:
+        return text
+    return set_cell_size(text, max(0, cells - 1)) + "…" if cells else ""
+
+
+def _clock(seconds: float | None) -> str:
+    """``65.3`` -> ``0:01:05``; ``None`` -> ``-:--:--``."""
+    return "-:--:--" if seconds is None else str(timedelta(seconds=int(seconds)))
 
 
 def format_fields(fields: dict[str, object]) -> str:
@@ -90,7 +187,12 @@ def format_fields(fields: dict[str, object]) -> str:
 
 
 class PlainProgress:
-    """Progress as plain lines, for a stderr that is not a terminal."""
+    """Progress as plain lines, for a stderr that is not a terminal.
+
+    A count line that falls due is held until the next step is counted (or the
+    bar closes), so that a milestone coming first replaces it: the two would
+    print at the same moment, and the milestone's line has the metrics.
+    """
 
     def __init__(
         self, description: str, total: int, out: Console, interval: float = PLAIN_INTERVAL
@@ -108,33 +210,47 @@ class PlainProgress:
         self.started = self.last_time = time.monotonic()
         self.last_done = 0
         self.next_done = self._next_threshold()
+        self.held: str | None = None
+        """A count line due at the last step, printed when the next one starts."""
 
     def advance(self, n: int = 1, *, milestone: bool = False, **fields: object) -> None:
-        """Count ``n`` more steps; print a line at a milestone or when one is due."""
+        """Count ``n`` more steps; print a line at a milestone, hold one when it is due."""
+        if self.held is not None and n and not milestone:
+            self._print(self.held)
+        self.held = None
         self.done += n
         if fields:
             self.fields = fields
-        if milestone or (
-            self.done >= self.next_done and time.monotonic() - self.last_time >= self.interval
-        ):
+        if milestone:
             self.print_line()
+        elif self.done >= self.next_done and time.monotonic() - self.last_time >= self.interval:
+            self.held = self._line()
+            self.last_time, self.last_done = time.monotonic(), self.done
+            self.next_done = self._next_threshold()
 
     def close(self) -> None:
-        """Print the final count, unless the last line already showed it."""
+        """Print the held line and the final count, unless a line already showed it."""
+        if self.held is not None:
+            self._print(self.held)
+            self.held = None
         if self.done != self.last_done:
             self.print_line()
 
     def print_line(self) -> None:
         """Print ``description: done/total (pct%) elapsed fields`` now."""
-        now = time.monotonic()
-        percent = f" ({100 * self.done // self.total}%)" if self.total > 0 else ""
-        elapsed = timedelta(seconds=int(now - self.started))
-        line = f"{self.description}: {self.done}/{self.total}{percent} {elapsed}"
-        if self.fields:
-            line += f" {format_fields(self.fields)}"
-        self.out.print(line, markup=False, highlight=False, soft_wrap=True)
-        self.last_time, self.last_done = now, self.done
+        self._print(self._line())
+        self.last_time, self.last_done = time.monotonic(), self.done
         self.next_done = self._next_threshold()
+
+    def _line(self) -> str:
+        """``description: done/total (pct%) elapsed fields`` as of now."""
+        percent = f" ({100 * self.done // self.total}%)" if self.total > 0 else ""
+        elapsed = timedelta(seconds=int(time.monotonic() - self.started))
+        line = f"{self.description}: {self.done}/{self.total}{percent} {elapsed}"
+        return f"{line} {format_fields(self.fields)}" if self.fields else line
+
+    def _print(self, line: str) -> None:
+        self.out.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def _next_threshold(self) -> float:
         """The count at which the next 1/``PLAIN_STEPS`` of the total is reached."""

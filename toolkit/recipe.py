@@ -78,6 +78,17 @@ class Data(Strict):
     crop: Literal["start", "center"] = "start"
     group_column: str | None = None
     """A train CSV column whose equal values (e.g. one song) never straddle a split."""
+    class_names: dict[str, str] | None = None
+    """Names the report shows for labels (label value -> name), e.g. ``{0: no voice}``; each
+    key must be a label of the train CSV."""
+
+    @field_validator("class_names", mode="before")
+    @classmethod
+    def _labels_as_text(cls, value: Any) -> Any:
+        """Keys as text, as the train CSV's labels are (YAML reads ``0: no voice`` as an int)."""
+        if isinstance(value, Mapping):
+            return {str(key): name for key, name in value.items()}
+        return value
 
     @field_validator("root", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -80,6 +81,45 @@ class Entry:
     """A backbone's way with several feature streams: ``stack`` (as channels) or ``concat``."""
 
 
+PLUGIN_SCAN_BYTES = 1_000_000
+"""Plugin files larger than this are not read when looking for a name's register call."""
+
+
+def plugin_file_hint(name: str, loaded: Iterable[str] = (), folder: Path | None = None) -> str:
+    """How to load the plugin file in ``folder`` (the current one) that provides ``name``.
+
+    That is ``NAME.py``, else a ``*.py`` file whose text calls ``register("NAME"``
+    (read, never imported). Files already ``loaded`` (plugin sources) are not
+    named. Returns ``""`` when there is none, else ``"; found FILE in the
+    current folder: ..."`` to append to an unknown-name error.
+    """
+    folder = Path.cwd() if folder is None else folder
+    skip = {Path(source).resolve() for source in loaded if source.endswith(".py")}
+    call = re.compile(rf"""\bregister\(\s*["']{re.escape(name)}["']""")
+
+    def provides(path: Path) -> bool:
+        if path.name == f"{name}.py":
+            return True
+        try:
+            if path.stat().st_size > PLUGIN_SCAN_BYTES:
+                return False
+            return call.search(path.read_text(encoding="utf-8", errors="replace")) is not None
+        except OSError:
+            return False
+
+    try:
+        files = sorted(folder.glob("*.py"), key=lambda p: (p.name != f"{name}.py", p.name))
+    except OSError:
+        return ""
+    for path in files:
+        if path.is_file() and path.resolve() not in skip and provides(path):
+            return (
+                f"; found {path.name} in the current folder: to load it, add"
+                f" plugins: [{path.name}] to the recipe, or --set plugins=[{path.name}]"
+            )
+    return ""
+
+
 @dataclass
 class Registry:
     """Every registered plugin, by kind and name.
@@ -115,9 +155,13 @@ class Registry:
             close = difflib.get_close_matches(str(name), list(entries), n=3, cutoff=0.5)
             hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
             where = f"{key}: " if key else ""
+            loaded = {
+                e.source for kind_entries in self.entries.values() for e in kind_entries.values()
+            }
+            here = plugin_file_hint(str(name), loaded)
             raise RecipeError(
                 f"{where}unknown {singular(kind)} {name!r}; {hint}"
-                f"registered: {', '.join(sorted(entries)) or 'none'}"
+                f"registered: {', '.join(sorted(entries)) or 'none'}{here}"
             )
         return entries[name]
 

@@ -175,6 +175,19 @@ class RunDir:
         """``metrics.csv`` as a table."""
         return pd.read_csv(self.file(METRICS))
 
+    def read_best_epoch(self) -> int | None:
+        """The epoch ``best.pt`` holds (the trainer's choice); None without ``best.pt``.
+
+        The file is memory-mapped: its weights are not read.
+        """
+        import torch
+
+        if not self.file(WEIGHTS).is_file():
+            return None
+        state = torch.load(self.file(WEIGHTS), map_location="cpu", weights_only=True, mmap=True)
+        epoch = state.get("best_epoch")
+        return None if epoch is None else int(epoch)
+
     def read_weights(self) -> dict[str, Any]:
         """``best.pt`` as written (tensors and plain values only; no code is run)."""
         import torch

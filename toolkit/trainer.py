@@ -36,12 +36,13 @@ from toolkit.progress import progress_bar, progress_enabled
 from toolkit.recipe import Train
 
 EPOCH_SHOWN = {
-    "train_loss": "train_loss",
-    "train_accuracy": "train_acc",
+    "train_loss": "loss",
+    "train_accuracy": "acc",
     "val_loss": "val_loss",
     "val_accuracy": "val_acc",
 }
-"""Record keys shown once per epoch (and their short names), when the record has them."""
+"""Record keys shown once per epoch (and their short names), when the record has them: the
+training loss is ``loss``, as in the bar's running value, so the line fits 80 columns."""
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 """Called after each epoch with (epoch, record); may raise to stop (e.g. a pruned trial)."""
@@ -364,8 +365,6 @@ def train(
             train_loss, train_accuracy = steps.epoch(
                 train_data, index, advance, f"{epoch}/{cfg.epochs}"
             )
-            if dropped:
-                advance(dropped)
             lr = optimizer.param_groups[0]["lr"]
             if scheduler is not None:
                 scheduler.step()
@@ -383,7 +382,8 @@ def train(
                 best, best_probs = record, probs
                 best_state = copy.deepcopy(model.state_dict())
             shown = {v: f"{record[k]:.3f}" for k, v in EPOCH_SHOWN.items() if k in record}
-            advance(0, milestone=True, epoch=f"{epoch}/{cfg.epochs}", **shown)
+            # the dropped batches are counted with the epoch's line
+            advance(dropped, milestone=True, epoch=f"{epoch}/{cfg.epochs}", **shown)
             if on_epoch is not None:
                 on_epoch(epoch, record)
         if not validating:  # nothing held out: the last epoch is the model

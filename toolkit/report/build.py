@@ -57,9 +57,13 @@ def build_report(run_dir: Path | str, storage: str | None = None, db: Path | Non
     report = Report(contents, notes={k: list(v) for k, v in contents.notes.items()})
     for key, predictions in (("best", contents.best), ("ensemble", contents.ensemble_predictions)):
         if predictions is not None:
-            report.scores[key] = score(predictions)
+            report.scores[key] = score(predictions, contents.class_name)
     if contents.histories:
-        _figure(report, "learning_curves", lambda: draw.learning_curves(contents.histories))
+        _figure(
+            report,
+            "learning_curves",
+            lambda: draw.learning_curves(contents.histories, contents.metric),
+        )
     study = contents.study
     if study is not None and contents.recipe.search is not None:
         if any(t.state.name == "COMPLETE" for t in study.trials):
@@ -68,8 +72,9 @@ def build_report(run_dir: Path | str, storage: str | None = None, db: Path | Non
             _figure(report, "param_importances", lambda: draw.param_importances(study), "search")
         else:
             report.notes.setdefault("search", []).append("No trial has completed yet.")
+    alone = contents.lone_member() is not None  # the ensemble's figures would be the best's
     for key, title in (("best", "best single model"), ("ensemble", "ensemble")):
-        if key in report.scores:
+        if key in report.scores and not (key == "ensemble" and alone):
             scores = report.scores[key]
             _figure(report, f"confusion_{key}", lambda s=scores, t=title: draw.confusion(s, t))
     if contents.ensemble is not None:

@@ -47,6 +47,9 @@ class ModelHistory:
     state: str
     """complete, pruned, failed or running; empty when nothing records it."""
     history: pd.DataFrame
+    best_epoch: int | None = None
+    """The epoch whose weights the model kept (the trainer's choice, as recorded: ``best.pt``,
+    the trial's ``best_epoch``; with folds their mean); None for a model that did not finish."""
 
 
 @dataclass(frozen=True)
@@ -128,12 +131,28 @@ class RunContents:
     rows: list[Row] = field(default_factory=list)
     leaderboard: Path | None = None
     data: DataCounts | None = None
+    class_names: dict[str, str] = field(default_factory=dict)
+    """``data.class_names``: the name shown for each label that has one."""
     notes: dict[str, list[str]] = field(default_factory=dict)
     """What is missing or could not be read, one line each, by page section."""
 
     def note(self, section: str, text: str) -> None:
         """Add a one-line remark to a section of the page."""
         self.notes.setdefault(section, []).append(text)
+
+    def class_name(self, label: str) -> str:
+        """How a label is shown: ``name (label)`` when ``data.class_names`` names it."""
+        name = self.class_names.get(label)
+        return f"{name} ({label})" if name else label
+
+    def lone_member(self) -> str | None:
+        """The best single model's name when the ensemble is that model alone (its
+        predictions and figures are then the best model's); else None."""
+        if self.ensemble is None or self.best is None or len(self.ensemble.members) != 1:
+            return None
+        (member,) = self.ensemble.members
+        alone = member == self.ensemble.best_trial and member.endswith(f"/{self.best.name}")
+        return self.best.name if alone else None
 
 
 def collect(run_dir: Path | str, storage: str | None = None, db: Path | None = None) -> RunContents:
@@ -153,6 +172,7 @@ def collect(run_dir: Path | str, storage: str | None = None, db: Path | None = N
         is_study=is_study,
         metric=metric,
         folds=int(get_path(raw, ["split", "folds"], 1) or 1),
+        class_names=dict(recipe.data.class_names or {}),
     )
     contents.stats = _read_json(layout.file(STATS))
     contents.leaderboard, contents.rows = _leaderboard_rows(layout.path, recipe, db)
@@ -191,7 +211,10 @@ def _collect_plain_run(contents: RunContents, layout: RunDir) -> None:
     state = row.state if row else ("complete" if layout.has_predictions() else "")
     history = _read_history(layout)
     if history is not None:
-        contents.histories.append(ModelHistory(contents.recipe.name, None, state, history))
+        best_epoch = recorded_best_epoch(layout, contents.folds)
+        contents.histories.append(
+            ModelHistory(contents.recipe.name, None, state, history, best_epoch)
+        )
     contents.best = read_predictions(layout, contents.recipe.name)
     if contents.best is None:
         contents.note("summary", "No validation predictions yet: the run has not finished.")
@@ -202,11 +225,16 @@ def _collect_study(contents: RunContents, layout: RunDir, storage: str | None) -
     summary = _read_json(layout.file(ENSEMBLE))
     contents.study = _read_study(contents, layout, storage, summary)
     states = _trial_states(contents)
+    recorded = _trials_best_epochs(contents)
     for number, folder in _trial_folders(layout):
         history = _read_history(folder)
         if history is not None:
+            state = states.get(number, "")
+            best_epoch = recorded.get(number)
+            if best_epoch is None and state == "complete":  # the study is not readable
+                best_epoch = recorded_best_epoch(folder, contents.folds)
             name = f"t{number:04d}"
-            contents.histories.append(ModelHistory(name, number, states.get(number, ""), history))
+            contents.histories.append(ModelHistory(name, number, state, history, best_epoch))
     best = _best_trial(contents)
     if best is not None:
         folder = layout.trial(best)
@@ -282,6 +310,30 @@ def _trial_states(contents: RunContents) -> dict[int, str]:
     if contents.study is not None:
         states.update({t.number: state_name(t.state) for t in contents.study.trials})
     return states
+
+
+def _trials_best_epochs(contents: RunContents) -> dict[int, int]:
+    """Each complete trial's ``best_epoch``, as the study recorded it (its user attribute)."""
+    if contents.study is None:
+        return {}
+    return {
+        t.number: int(t.user_attrs["best_epoch"])
+        for t in contents.study.trials
+        if t.state == TrialState.COMPLETE and t.user_attrs.get("best_epoch") is not None
+    }
+
+
+def recorded_best_epoch(folder: RunDir, folds: int) -> int | None:
+    """The best epoch a model folder recorded: ``best.pt``'s; with ``folds`` > 1, the mean of
+    its folds' (as the cross-validated model computed it). None when a file is missing."""
+    if folds <= 1:
+        return folder.read_best_epoch()
+    from toolkit.cross_validation import mean_best_epoch  # the trainer, and torch, lazily
+
+    epochs = [folder.fold(k).read_best_epoch() for k in range(1, folds + 1)]
+    if any(epoch is None for epoch in epochs):
+        return None
+    return mean_best_epoch([epoch for epoch in epochs if epoch is not None])
 
 
 def _best_trial(contents: RunContents) -> int | None:

@@ -1,9 +1,10 @@
 """The report's figures, drawn with matplotlib's Agg backend (no display) as PNG bytes.
 
 Each function draws one figure from the report's data and returns it as a PNG;
-the search's figures are Optuna's own (``optuna.visualization.matplotlib``).
-Drawing leaves matplotlib's global settings as it found them (Optuna's
-functions switch the style).
+its ``figure`` attribute draws the same as a matplotlib ``Figure`` (whose
+artists say what the figure shows). The parameter importances are Optuna's own
+(``optuna.visualization.matplotlib``). Drawing leaves matplotlib's global
+settings as it found them (Optuna's functions switch the style).
 """
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Callable, Iterator
-from functools import wraps
-from typing import ParamSpec
+from functools import update_wrapper
+from typing import Generic, ParamSpec
 
 import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.lines import Line2D
+from matplotlib.ticker import LogFormatter, MaxNLocator
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import FrozenTrial, TrialState
 
-from toolkit.metrics import get_metric
+from toolkit.metrics import Metric, get_metric
 from toolkit.report.collect import EnsembleData, ModelHistory, StudyData
 from toolkit.report.scores import ClassScores
 
@@ -42,6 +46,26 @@ CURVE_PANELS = (
 )
 """The learning-curve panels: a ``metrics.csv`` column and its title."""
 
+LOG_PANELS = ("train_loss", "val_loss", "lr")
+"""Panels drawn on a log scale (when every value is positive): one bad epoch, such as a
+first epoch's loss ten times the rest, then does not flatten the other epochs."""
+
+BEST_EPOCH_PANELS = ("val_loss", "val_accuracy")
+"""Panels where each model's best epoch (the one it kept) is marked with a star."""
+
+BEST_EPOCH_MARKER = {
+    "marker": "*",
+    "markersize": 13,
+    "markeredgecolor": "black",
+    "markeredgewidth": 0.7,
+    "linestyle": "",
+}
+"""How a best epoch is marked, in its model's colour."""
+
+PRUNED_MARKER = {"facecolors": "none", "edgecolors": "grey", "linewidths": 1.2}
+"""Pruned trials in the search's figures: hollow grey circles."""
+PRUNED_LABEL = "pruned trial (its best value before it was stopped)"
+
 MAX_LEGEND = 40
 """Models named in the learning curves' legend at most."""
 
@@ -56,35 +80,42 @@ def png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _as_png(draw: Callable[P, Figure]) -> Callable[P, bytes]:
-    """Run a drawing function with matplotlib's settings restored after it; return its PNG."""
+class _Drawing(Generic[P]):
+    """A drawing function: called, its figure as PNG bytes; ``.figure(...)``, the Figure."""
 
-    @wraps(draw)
-    def drawn(*args: P.args, **kwargs: P.kwargs) -> bytes:
+    def __init__(self, draw: Callable[P, Figure]) -> None:
+        self.figure = draw
+        update_wrapper(self, draw)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> bytes:
+        """The figure as PNG, drawn with matplotlib's settings restored after it."""
         with matplotlib.rc_context(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna's experimental and empty-plot warnings
-            figure = draw(*args, **kwargs)
+            figure = self.figure(*args, **kwargs)
             try:
                 return png(figure)
             finally:
                 plt.close(figure)  # pyplot's own figures (Optuna's) stay open otherwise
 
-    return drawn
 
-
-@_as_png
-def learning_curves(histories: list[ModelHistory]) -> Figure:
+@_Drawing
+def learning_curves(histories: list[ModelHistory], metric: str = "accuracy") -> Figure:
     """Train and validation loss and accuracy, and learning rate, per epoch: a line per model.
 
     Pruned models are dashed, failed ones dotted. A history with a ``fold``
-    column (k-fold cross-validation) has a thin line per fold.
+    column (k-fold cross-validation) has a thin line per fold. The losses and
+    the learning rate are on a log scale (see :data:`LOG_PANELS`). Each model's
+    best epoch, the one whose weights it kept (chosen by ``metric``; with folds,
+    their mean best epoch), is a star on the validation panels.
     """
     figure = Figure(figsize=(13, 7), layout="constrained")
     axes = figure.subplots(2, 3).flatten()
     colours = matplotlib.colormaps["tab10" if len(histories) <= 10 else "tab20"]
     handles = []
+    starred = False
     for i, model in enumerate(histories):
         style = LINE_STYLES.get(model.state, "-")
+        colour = colours(i % colours.N)
         for fold, part in _folds(model.history):
             width = 1.8 if fold is None else 0.9
             for ax, (column, _) in zip(axes, CURVE_PANELS, strict=False):
@@ -93,22 +124,28 @@ def learning_curves(histories: list[ModelHistory]) -> Figure:
                 (line,) = ax.plot(
                     part["epoch"],
                     part[column],
-                    color=colours(i % colours.N),
+                    color=colour,
                     linestyle=style,
                     linewidth=width,
                     marker="o" if len(part) == 1 else None,
                 )
                 if fold in (None, _first_fold(model.history)) and column == "val_loss":
-                    suffix = f" ({model.state})" if model.state not in ("", "complete") else ""
-                    line.set_label(f"{model.name}{suffix}")
+                    line.set_label(_curve_label(model))
                     handles.append(line)
+                kept = part[part["epoch"] == model.best_epoch]
+                if column in BEST_EPOCH_PANELS and len(kept):
+                    ax.plot(kept["epoch"], kept[column], color=colour, **BEST_EPOCH_MARKER)
+                    starred = True
     for ax, (column, title) in zip(axes, CURVE_PANELS, strict=False):
-        ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if _log_scale(histories, column):
             ax.set_yscale("log")
+            for formatter in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+                formatter(LogFormatter(labelOnlyBase=False))  # 1.5, not 1.5x10^0
+            title += " (log scale)"
+        ax.set_title(title)
         if column.endswith("accuracy"):
             ax.set_ylim(-0.02, 1.02)
     legend_axes = axes[-1]
@@ -117,6 +154,10 @@ def learning_curves(histories: list[ModelHistory]) -> Figure:
     title = "model" if len(histories) == 1 else "trial (dashed: pruned)"
     if len(handles) > len(shown):
         title += f", first {len(shown)} of {len(handles)}"
+    if starred:
+        star = Line2D([], [], color="grey", **BEST_EPOCH_MARKER)
+        shown = [*shown, star]
+        star.set_label(f"best epoch, kept (by validation {metric.replace('_', ' ')})")
     legend_axes.legend(
         shown,
         [h.get_label() for h in shown],
@@ -127,6 +168,16 @@ def learning_curves(histories: list[ModelHistory]) -> Figure:
         fontsize="small",
     )
     return figure
+
+
+def _curve_label(model: ModelHistory) -> str:
+    """A model's name in the learning curves' legend, with its state and best epoch."""
+    label = model.name
+    if model.state not in ("", "complete"):
+        label += f" ({model.state})"
+    if model.best_epoch is not None:
+        label += f", best epoch {model.best_epoch}"
+    return label
 
 
 def _folds(history: pd.DataFrame) -> Iterator[tuple[int | None, pd.DataFrame]]:
@@ -143,25 +194,65 @@ def _first_fold(history: pd.DataFrame) -> int | None:
 
 
 def _log_scale(histories: list[ModelHistory], column: str) -> bool:
-    """Whether a panel reads better on a log scale: the learning rate, or values spread over
-    more than a factor of 20 (one diverging trial), when all are positive."""
+    """Whether a panel is drawn on a log scale: one of :data:`LOG_PANELS` whose values are
+    all positive."""
+    if column not in LOG_PANELS:
+        return False
     parts = [h.history[column].to_numpy(dtype=float) for h in histories if column in h.history]
     values = np.concatenate(parts) if parts else np.zeros(0)
-    if not values.size or (values <= 0).any():
-        return False
-    return column == "lr" or values.max() / values.min() > 20
+    values = values[~np.isnan(values)]
+    return bool(values.size) and bool((values > 0).all())
 
 
-@_as_png
+@_Drawing
 def optimization_history(study: StudyData) -> Figure:
-    """Optuna's optimization history: each trial's metric and the best so far."""
-    from optuna.visualization.matplotlib import plot_optimization_history
+    """Each finished trial's metric by trial number, and the best so far.
 
-    ax = plot_optimization_history(study.study, target_name=study.metric)
-    return _sized(ax.figure, 8, 4.5)
+    Complete trials are filled dots; pruned ones hollow grey circles at the
+    best value they reported before the pruner stopped them (the value their
+    leaderboard row keeps). The best so far follows the complete trials.
+    """
+    metric = get_metric(study.metric)
+    figure = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = figure.subplots()
+    complete = sorted(_complete_values(study.trials))
+    if complete:
+        numbers, values = (np.array(v, dtype=float) for v in zip(*complete, strict=True))
+        best = (np.maximum if metric.direction == "maximize" else np.minimum).accumulate(values)
+        ax.plot(numbers, best, color="tab:red", drawstyle="steps-post", label="best so far")
+        ax.scatter(numbers, values, color="tab:blue", zorder=3, label="complete trial")
+    pruned = sorted(_pruned_values(study.trials, metric))
+    if pruned:
+        numbers, values = (np.array(v, dtype=float) for v in zip(*pruned, strict=True))
+        ax.scatter(numbers, values, zorder=3, label=PRUNED_LABEL, **PRUNED_MARKER)
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"validation {study.metric}")
+    ax.set_title("optimization history")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return figure
 
 
-@_as_png
+def _complete_values(trials: list[FrozenTrial]) -> list[tuple[int, float]]:
+    """(number, metric) of each complete trial."""
+    return [
+        (t.number, float(t.value))
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.value is not None
+    ]
+
+
+def _pruned_values(trials: list[FrozenTrial], metric: Metric) -> list[tuple[int, float]]:
+    """(number, best reported value) of each pruned trial that reported one."""
+    return [
+        (t.number, metric.best(t.intermediate_values.values()))
+        for t in trials
+        if t.state == TrialState.PRUNED and t.intermediate_values
+    ]
+
+
+@_Drawing
 def param_importances(study: StudyData) -> Figure:
     """Optuna's parameter importances (fANOVA) over the complete trials.
 
@@ -182,21 +273,55 @@ def param_importances(study: StudyData) -> Figure:
     return _sized(ax.figure, 8, max(2.5, 0.6 * len(study.space) + 1.5))
 
 
-@_as_png
+@_Drawing
 def param_slices(study: StudyData) -> Figure:
-    """Optuna's slice plot: each searched key's values against the trials' metric.
+    """Each searched key's values against the trials' metric, a panel per key.
 
+    Complete trials are filled dots, pruned ones hollow grey circles at their
+    best reported value (as in :func:`optimization_history`). A key of choices
+    has a position per choice; a key searched on a log scale, a log axis.
     Raises ``ValueError`` when no complete trial has searched values.
     """
-    from optuna.visualization.matplotlib import plot_slice
-
-    if not any(t.params for t in study.trials if t.state.name == "COMPLETE"):
+    if not any(t.params for t in study.trials if t.state == TrialState.COMPLETE):
         raise ValueError("no complete trial has searched values")
-
-    axes = plot_slice(study.study, target_name=study.metric)
-    first = np.asarray(axes).flatten()[0]
-    count = np.asarray(axes).size
-    return _sized(first.figure, min(max(5.0 * count, 8.0), 16.0), 4.2)
+    metric = get_metric(study.metric)
+    shown = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    seen = {key for t in shown for key in t.params}
+    keys = [k for k in study.space if k in seen] + sorted(seen - set(study.space))
+    figure = Figure(figsize=(min(max(4.5 * len(keys), 8.0), 16.0), 4.2), layout="constrained")
+    axes = figure.subplots(1, len(keys), sharey=True, squeeze=False)[0]
+    values = {
+        "complete": dict(_complete_values(shown)),
+        "pruned": dict(_pruned_values(shown, metric)),
+    }
+    for ax, key in zip(axes, keys, strict=True):
+        distribution = next(t.distributions[key] for t in shown if key in t.distributions)
+        for state, style in (
+            ("complete", {"color": "tab:blue", "label": "complete trial"}),
+            ("pruned", {"label": PRUNED_LABEL, **PRUNED_MARKER}),
+        ):
+            points = [
+                (t.params[key], values[state][t.number])
+                for t in shown
+                if key in t.params and t.number in values[state]
+            ]
+            if not points:
+                continue
+            x = [p for p, _ in points]
+            if isinstance(distribution, CategoricalDistribution):
+                x = [list(distribution.choices).index(p) for p in x]
+            ax.scatter(x, [v for _, v in points], zorder=3, **style)
+        if isinstance(distribution, CategoricalDistribution):
+            ax.set_xticks(range(len(distribution.choices)), [str(c) for c in distribution.choices])
+            ax.set_xlim(-0.5, len(distribution.choices) - 0.5)
+        elif getattr(distribution, "log", False):
+            ax.set_xscale("log")
+            ax.tick_params(axis="x", which="both", labelrotation=30)  # 2x10^-3 3x10^-3 ...
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"validation {study.metric}")
+    axes[-1].legend(loc="best", fontsize="small")
+    return figure
 
 
 def _sized(figure: Figure, width: float, height: float) -> Figure:
@@ -204,7 +329,7 @@ def _sized(figure: Figure, width: float, height: float) -> Figure:
     return figure
 
 
-@_as_png
+@_Drawing
 def confusion(scores: ClassScores, title: str) -> Figure:
     """The confusion matrix (counts, coloured by share of the true class) beside each class's
     precision and recall."""
@@ -234,7 +359,7 @@ def confusion(scores: ClassScores, title: str) -> Figure:
     return figure
 
 
-@_as_png
+@_Drawing
 def ensemble(data: EnsembleData) -> Figure:
     """The ensemble's members by weight beside the greedy trajectory (metric after each pick)."""
     figure = Figure(figsize=(12, max(3.5, 0.35 * len(data.members) + 1.5)), layout="constrained")

@@ -151,7 +151,7 @@ def _data(contents: RunContents) -> str:
     headers.append(held)
     lines = []
     for c in data.classes:
-        cells = [_t(c)]
+        cells = [_t(contents.class_name(c))]
         if data.train is not None:
             cells.append(_n(data.train.get(c, 0)))
             if data.folds == 1:
@@ -197,17 +197,34 @@ def _curves(contents: RunContents, figures: dict[str, bytes]) -> str:
         return ""
     many = len(contents.histories) > 1
     what = "one line per trial; pruned trials dashed" if many else "the run's model"
-    if any("fold" in h.history.columns for h in contents.histories):
+    folds = any("fold" in h.history.columns for h in contents.histories)
+    if folds:
         what += "; a thin line per fold"
-    return _img(figures, "learning_curves", f"Per epoch ({what}).")
+    kept = "the mean of its folds' best epochs" if folds else "the epoch whose weights it kept"
+    return _img(
+        figures,
+        "learning_curves",
+        f"Per epoch ({what}). Losses and learning rate on a log scale. A star marks each "
+        f"model's best epoch ({kept}, by validation {contents.metric}).",
+    )
 
 
 def _search(contents: RunContents, figures: dict[str, bytes]) -> str:
     parts = []
     for name, caption in (
-        ("optimization_history", "Each trial's metric, and the best so far."),
-        ("param_importances", "How much of the metric's variation each searched key explains."),
-        ("param_slices", "Each searched key's values against the trials' metric."),
+        (
+            "optimization_history",
+            "Each trial's metric, and the best so far; pruned trials are hollow grey circles,"
+            " at the best value they reported before they were stopped.",
+        ),
+        (
+            "param_importances",
+            "How much of the metric's variation each searched key explains (complete trials).",
+        ),
+        (
+            "param_slices",
+            "Each searched key's values against the trials' metric; pruned trials hollow grey.",
+        ),
     ):
         if name in figures:
             parts.append(_img(figures, name, caption))
@@ -219,8 +236,14 @@ def _confusion(
 ) -> str:
     held = "out-of-fold" if contents.folds > 1 else "validation"
     parts = []
+    alone = contents.lone_member()
     for key, label in (("best", "Best single model"), ("ensemble", "Ensemble")):
         if key not in scores:
+            continue
+        if key == "ensemble" and alone is not None:
+            parts.append(
+                f"<p>The ensemble is trial {_e(alone)} alone: its figures are the best model's.</p>"
+            )
             continue
         s = scores[key]
         parts.append(f"<h3>{label} ({_e(s.name)}): {held} predictions</h3>")

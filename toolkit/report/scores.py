@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ class ClassScores:
 
     name: str
     classes: list[str]
+    """The classes as shown (their names where the recipe gives them), in label order."""
     confusion: np.ndarray
     """``[K, K]`` counts: row = true class, column = predicted class."""
     precision: np.ndarray
@@ -28,9 +30,10 @@ class ClassScores:
     """Every metric of :data:`toolkit.metrics.METRICS`, by its history column (``val_accuracy``)."""
 
 
-def score(predictions: Predictions) -> ClassScores:
-    """The confusion matrix and per-class precision, recall and F1 of arg-max predictions."""
-    classes = predictions.classes
+def score(predictions: Predictions, class_name: Callable[[str], str] = str) -> ClassScores:
+    """The confusion matrix and per-class precision, recall and F1 of arg-max predictions;
+    ``class_name`` says how each label is shown."""
+    classes = [class_name(c) for c in predictions.classes]
     indices = list(range(len(classes)))
     predicted = predictions.probs.argmax(axis=1)
     confusion = sk_metrics.confusion_matrix(predictions.labels, predicted, labels=indices)
