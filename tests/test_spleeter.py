@@ -328,6 +328,7 @@ def test_a_wrong_weight_mapping_fails_the_stored_comparison(
     engine = SpleeterTorch(stems=("vocals",), states=states)
     mistake(engine)
     value = stored_sdr(engine)
+    engine.close()
     print(f"{mistake.__name__}: SDR {value:.1f} dB")
     assert value < STORED_MIN_SDR - 20
 
