@@ -18,6 +18,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from tests import reference
 from tests.conftest import write_recipe
 from toolkit.errors import RecipeError, ToolkitError
 from toolkit.loading import load_recipe
@@ -242,6 +243,81 @@ def test_taggram_is_probabilities_deterministic_and_batch_independent(
     tags = musicnn.labels("MTT_musicnn")
     top = {tags[i] for i in first.mean(dim=(0, 1, 3)).topk(5).indices.tolist()}
     assert "classical" not in top  # a pop song with a singer
+
+
+# --- the official package's outputs, stored in tests/reference/ (no venv needed) --------
+
+REFERENCE_TOLERANCE = 1e-4
+"""Largest absolute difference allowed from the official taggram and penultimate embedding.
+
+Measured on the stored clips: at most 7.3e-6 (taggram) and 4.6e-5 (penultimate,
+values up to 2.9); see bench/RESULTS.md.
+"""
+
+
+@pytest.fixture(scope="module")
+def stored() -> dict[str, np.ndarray]:
+    """The official musicnn outputs made by tests/reference/make_reference.py."""
+    return reference.load("musicnn")
+
+
+def stored_gaps(
+    model: str, stored: dict[str, np.ndarray], state: dict[str, torch.Tensor] | None = None
+) -> dict[str, float]:
+    """Max abs difference of each stored output of ``model`` from ours on the stored clips.
+
+    ``state``, when given, replaces the pretrained weights of our network after it is loaded.
+    """
+    settings = reference.about(stored)["settings"]
+    clips = torch.from_numpy(reference.load("inputs")["mono_16k"])
+    gaps = {}
+    for output in ("taggram", "penultimate"):
+        official = stored.get(f"{output}_{model}")
+        if official is None:  # VGG: the official extractor gives no penultimate
+            continue
+        extractor = MusicnnFeatures(
+            model=model, output=output, window=settings["window"], hop=settings["hop"]
+        )
+        if state is not None:
+            extractor.network.load_state_dict(state)
+        ours = extractor.extract(clips, RATE)[:, 0].transpose(1, 2).numpy()  # [clip, window, D]
+        if output == "penultimate":  # only the first window's is right in the official one
+            ours = ours[:, 0]
+        assert ours.shape == official.shape
+        gaps[output] = float(np.abs(ours - official).max())
+    return gaps
+
+
+@pytest.mark.parametrize("model", musicnn.MODELS)
+def test_outputs_match_the_stored_official_ones(stored: dict[str, np.ndarray], model: str) -> None:
+    """Taggram (every tag of every window) and penultimate within 1e-4 of the official ones."""
+    assert model in reference.about(stored)["settings"]["models"]
+    gaps = stored_gaps(model, stored)
+    print(f"{model}: max abs diff from the official outputs {gaps}")
+    assert set(gaps) == ({"taggram"} if "vgg" in model else {"taggram", "penultimate"})
+    assert max(gaps.values()) <= REFERENCE_TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("model", "first", "second"),
+    [
+        ("MSD_musicnn", "midend.1.weight", "midend.2.weight"),  # conv1d_1 / conv1d_2 mixed up
+        ("MTT_musicnn", "timbral_norm.0.running_var", "timbral_norm.1.running_var"),
+        ("MTT_vgg", "convs.3.weight", "convs.4.weight"),
+    ],
+)
+def test_a_wrong_weight_mapping_fails_the_stored_comparison(
+    stored: dict[str, np.ndarray], model: str, first: str, second: str
+) -> None:
+    """Two same-shaped tensors of the loaded weights swapped: the outputs leave the tolerance."""
+    state = musicnn.load_state_dict(model)
+    assert state[first].shape == state[second].shape and not torch.equal(
+        state[first], state[second]
+    )
+    swapped = {**state, first: state[second], second: state[first]}
+    gaps = stored_gaps(model, stored, swapped)
+    print(f"{model} with {first} and {second} swapped: max abs diff {gaps}")
+    assert gaps["taggram"] > 10 * REFERENCE_TOLERANCE, gaps
 
 
 # --- parity with the official package (needs its virtualenv) ---------------------------

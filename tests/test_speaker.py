@@ -10,12 +10,14 @@ from __future__ import annotations
 import builtins
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests import reference
 from toolkit.demo import synthesize_clip
 from toolkit.errors import RecipeError
 from toolkit.loading import load_recipe
@@ -214,6 +216,55 @@ def test_male_and_female_voices_differ_more_than_one_voice_over_time(
             within.append(1 - float(halves[label][0] @ halves[label][1]))
         between += [1 - float(m @ f) for m in halves[1] for f in halves[2]]
     assert np.mean(within) < 0.8 * np.mean(between), (within, between)
+
+
+# -- resemblyzer's outputs, stored in tests/reference/ (no venv needed) -------------------
+
+STORED_TOLERANCE = 1e-4
+"""Max abs difference allowed from resemblyzer's stored partial embeddings (measured: 4.2e-7)."""
+
+
+def stored_gap(extractor: SpeakerFeatures) -> float:
+    """Max abs difference of ``extractor``'s embeddings of the stored clips from resemblyzer's."""
+    clips = torch.from_numpy(reference.load("inputs")["mono_16k"])
+    official = reference.load("speaker")["partials"]  # [clip, window, 256]
+    ours = extractor.extract(clips, sp.SAMPLE_RATE)[:, 0].transpose(1, 2).numpy()
+    assert ours.shape == official.shape
+    return float(np.abs(ours - official).max())
+
+
+def test_partial_embeddings_match_the_stored_resemblyzer_ones(extractor: SpeakerFeatures) -> None:
+    """Every entry of every window's embedding within 1e-4 of resemblyzer's, same 16 kHz audio."""
+    gap = stored_gap(extractor)
+    print(f"max abs diff from resemblyzer's stored partial embeddings: {gap:.2e}")
+    assert gap <= STORED_TOLERANCE
+
+
+def _gates_swapped(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The input and forget gates' rows exchanged in every LSTM tensor (a gate-order slip)."""
+    n = sp.HIDDEN_SIZE  # PyTorch stacks the gates' rows as input, forget, cell, output
+    order = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n), torch.arange(2 * n, 4 * n)])
+    return {k: v[order] if k.startswith("lstm.") else v for k, v in state.items()}
+
+
+def _layers_swapped(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The second and third LSTM layers' recurrent weights exchanged (same shape)."""
+    first, second = "lstm.weight_hh_l1", "lstm.weight_hh_l2"
+    return {**state, first: state[second], second: state[first]}
+
+
+@pytest.mark.parametrize("mistake", [_layers_swapped, _gates_swapped])
+def test_a_wrong_weight_mapping_fails_the_stored_comparison(
+    mistake: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+) -> None:
+    """The loaded encoder's weights remapped wrongly: the embeddings leave the tolerance."""
+    extractor = SpeakerFeatures(window=1.6, rate=1.3, min_coverage=0.75, normalize_volume=True)
+    encoder = extractor.embedder.encoder
+    # Copies: a state dict shares the encoder's tensors, which loading overwrites.
+    encoder.load_state_dict(mistake({k: v.clone() for k, v in encoder.state_dict().items()}))
+    gap = stored_gap(extractor)
+    print(f"{mistake.__name__}: max abs diff {gap:.2e}")
+    assert gap > 10 * STORED_TOLERANCE
 
 
 # -- parity with resemblyzer ------------------------------------------------------------
