@@ -147,9 +147,12 @@ def test_plugins_json_lists_builtins() -> None:
     result = run_cli("plugins", "--json")
     assert result.returncode == 0, result.stderr
     listing = json.loads(result.stdout)
-    assert listing["backbones"]["resnet18"] == "builtin"
-    assert listing["backbones"]["timm"] == "builtin"
-    assert listing["feature_extractors"]["mel"] == "builtin"
+    assert listing["backbones"]["resnet18"]["source"] == "builtin"
+    assert listing["backbones"]["timm"]["source"] == "builtin"
+    assert listing["feature_extractors"]["mel"]["source"] == "builtin"
+    for kind, entries in listing.items():  # every built-in says its own version
+        for name, entry in entries.items():
+            assert entry["version"].strip() and entry["version"] != "builtin", (kind, name)
     assert {"oversample", "time_mask", "freq_mask", "mixup"} <= set(listing["augmenters"])
     assert {"none", "spleeter"} <= set(listing["separators"])
 

@@ -143,15 +143,15 @@ def test_a_failing_hook_names_its_plugin(tmp_path: Path) -> None:
         ),
         (
             "@hookimpl\ndef register_augmenters(register):\n"
-            "    register('aug', make, version='2')\n",
-            "augmenter 'aug': register() takes no version for augmenters",
+            "    register('aug', make, streams='concat')\n",
+            "augmenter 'aug': register() takes no streams for augmenters",
         ),
         (
             "@hookimpl\ndef register_feature_extractors(register):\n"
             "    register('feat', make, input_sample_rate=8000)\n",
             "feature_extractor 'feat': register() takes no input_sample_rate for "
             "feature_extractors (only separators: input_sample_rate, input_channels, version; "
-            "feature_extractors: version; backbones: streams)",
+            "feature_extractors: version; augmenters: version; backbones: streams, version)",
         ),
         (
             "@hookimpl\ndef register_separators(register):\n"
@@ -191,14 +191,14 @@ def test_stage_keywords_are_recorded_on_the_entry(tmp_path: Path) -> None:
     )
     registry = load_plugins([plugin])
     stereo = registry.get_info("separators", "stereo")
-    assert (stereo.input_sample_rate, stereo.input_channels, stereo.output_version) == (
+    assert (stereo.input_sample_rate, stereo.input_channels, stereo.version) == (
         32000,
         2,
         "b",
     )
     plain = registry.get_info("separators", "plain")
-    assert (plain.input_sample_rate, plain.input_channels, plain.output_version) == (None, 1, "1")
-    assert registry.get_info("feature_extractors", "feat").output_version == "7"
+    assert (plain.input_sample_rate, plain.input_channels, plain.version) == (None, 1, "1")
+    assert registry.get_info("feature_extractors", "feat").version == "7"
     spleeter = registry.get_info("separators", "spleeter")
     assert (spleeter.input_sample_rate, spleeter.input_channels) == (44100, 2)
 
@@ -207,8 +207,8 @@ def test_scaffolded_separator_and_feature_declare_their_stage_fields(tmp_path: P
     files = [new_plugin("separator", "mid", tmp_path), new_plugin("feature", "spec", tmp_path)]
     registry = load_plugins(files)
     mid = registry.get_info("separators", "mid")
-    assert (mid.input_sample_rate, mid.input_channels, mid.output_version) == (None, 2, "1")
-    assert registry.get_info("feature_extractors", "spec").output_version == "1"
+    assert (mid.input_sample_rate, mid.input_channels, mid.version) == (None, 2, "1")
+    assert registry.get_info("feature_extractors", "spec").version == "1"
     stereo = np.stack([np.linspace(-1, 1, 800, dtype=np.float32), np.zeros(800, np.float32)])
     stem = registry.create("separators", {"name": "mid"}, "separator").separate(stereo[None])
     np.testing.assert_allclose(stem, stereo.mean(axis=0, keepdims=True)[None])

@@ -53,7 +53,7 @@ def test_separator_is_fed_the_rate_and_channels_it_registered(tmp_path: Path) ->
     plugin.write_text(LEFT_SEPARATOR)
     registry = load_plugins([plugin])
     entry = registry.get_info("separators", "left")
-    assert (entry.input_sample_rate, entry.input_channels, entry.output_version) == (8000, 2, "3")
+    assert (entry.input_sample_rate, entry.input_channels, entry.version) == (8000, 2, "3")
     rng = np.random.default_rng(5)
     files = []
     for i in range(2):

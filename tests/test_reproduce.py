@@ -63,7 +63,11 @@ def test_row_records_what_reproduces_it(work: Path, tiny_competition: DemoCompet
     assert prov["recipe"]["data"]["root"] == str(tiny_competition.root.resolve())
     assert prov["recipe"]["train"]["seed"] == 0
     assert prov["recipe"]["features"]["n_mels"] == 32  # the resolved recipe, defaults filled in
-    assert prov["plugins"]["backbones/resnet18"] == {"source": "builtin", "version": "builtin"}
+    assert prov["plugins"]["backbones/resnet18"] == {
+        "source": "builtin",
+        "source_version": "builtin",
+        "version": "1",
+    }
     assert set(prov["plugins"]) == {
         "separators/none",
         "feature_extractors/mel",

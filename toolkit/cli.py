@@ -358,21 +358,31 @@ def plugins(
 
     files = plugin_files(read_recipe_file(recipe), recipe) if recipe else []
     registry = load_plugins(files)
-    listing = {
-        kind: {name: registry.entries[kind][name].source for name in registry.list_names(kind)}
-        for kind in KINDS
-    }
     if as_json:
+        listing = {
+            kind: {name: _plugin_json(registry.entries[kind][name]) for name in names}
+            for kind, names in ((k, registry.list_names(k)) for k in KINDS)
+        }
         typer.echo(json.dumps(listing, indent=2))
         return
     table = Table(title="toolkit plugins")
-    for column in ("kind", "name", "source", "description"):
+    for column in ("kind", "name", "version", "source", "description"):
         table.add_column(column)
     for kind in KINDS:
         for name in registry.list_names(kind):
             entry = registry.entries[kind][name]
-            table.add_row(kind, name, entry.source, entry.description)
+            table.add_row(kind, name, entry.version, entry.source, entry.description)
     out.print(table)
+
+
+def _plugin_json(entry: Any) -> dict[str, str]:
+    """One registered plugin as ``toolkit plugins --json`` lists it."""
+    return {
+        "version": entry.version,
+        "source": entry.source,
+        "source_version": entry.source_version,
+        "description": entry.description,
+    }
 
 
 @app.command("demo-data")

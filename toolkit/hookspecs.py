@@ -92,15 +92,16 @@ def register_augmenters(register):  # type: ignore[no-untyped-def]
 
     Called once per run, after all plugins are loaded.
 
-    ``register(name, factory, *, params=None, description="")``: the factory
-    returns a :class:`toolkit.DatasetAugmenter` (run once on the training part
+    ``register(name, factory, *, params=None, description="", version="1")``: the
+    factory returns a :class:`toolkit.DatasetAugmenter` (run once on the training part
     of the split, it returns extra examples to append) or a
     :class:`toolkit.BatchAugmenter` (run on every training batch, on the
     training device, it returns the mixed inputs and soft targets).
     Augmenters never see validation or test data, except a
     :class:`toolkit.TestTimeAugmenter` named in ``predict.tta``: its views of
     validation and test features are predicted and averaged with the features'
-    own predictions.
+    own predictions. ``version`` is shown by ``toolkit plugins`` and recorded
+    on every leaderboard row that used the augmenter.
 
     Example::
 
@@ -121,11 +122,13 @@ def register_backbones(register):  # type: ignore[no-untyped-def]
 
     Called once per run, after all plugins are loaded.
 
-    ``register(name, factory, *, params=None, description="")``: the factory
+    ``register(name, factory, *, params=None, description="", version="1",
+    streams="stack")``: the factory
     is called as ``factory(num_classes=K, in_channels=C, **params)`` and returns
     a ``torch.nn.Module`` mapping ``float32 [B, C, F, T]`` to logits
     ``float32 [B, K]``. ``num_classes`` and ``in_channels`` come from the data,
-    never from the recipe.
+    never from the recipe. ``version`` is shown by ``toolkit plugins`` and
+    recorded on every leaderboard row that used the backbone.
 
     Example::
 

@@ -69,7 +69,7 @@ class StageStats:
 def _plugin_version(registry: Registry, kind: str, name: str) -> list[str]:
     """Where a plugin comes from and the version of its output, for cache keys."""
     entry = registry.get_info(kind, name)
-    return [entry.source, entry.version, entry.output_version]
+    return [entry.source, entry.source_version, entry.version]
 
 
 def _batches(items: Sequence[int], size: int) -> Iterator[list[int]]:

@@ -42,7 +42,11 @@ def used_plugins(recipe: Recipe, registry: Registry) -> dict[str, dict[str, str]
     used = {}
     for kind, spec in specs:
         entry = registry.get_info(kind, spec["name"])
-        used[f"{kind}/{entry.name}"] = {"source": entry.source, "version": entry.version}
+        used[f"{kind}/{entry.name}"] = {
+            "source": entry.source,
+            "source_version": entry.source_version,
+            "version": entry.version,
+        }
     return used
 
 

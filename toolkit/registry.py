@@ -59,12 +59,13 @@ TRACE_PLUGINS_ENV = "TOOLKIT_TRACE_PLUGINS"
 class Entry:
     """One registered plugin: what it is called, how it is built, where it came from.
 
-    ``version`` is the version of the source that registered it (a distribution's
-    version, a plugin file's digest, ``builtin``). The stage fields are what the
-    engine needs to know before building a plugin, as given to ``register``:
-    ``input_sample_rate`` (``None``: the data's rate) and ``input_channels`` of a
-    separator, and the ``output_version`` of a separator or feature extractor,
-    which enters the cache keys of their output.
+    ``source_version`` is the version of the source that registered it (a
+    distribution's version, a plugin file's digest, ``builtin``); ``version`` is
+    the plugin's own, as given to ``register`` (``"1"`` by default): a separator's
+    or feature extractor's enters the cache keys of its output, so it changes
+    whenever the output does. The other stage fields are what the engine needs to
+    know before building a plugin: ``input_sample_rate`` (``None``: the data's
+    rate) and ``input_channels`` of a separator, and a backbone's ``streams``.
     """
 
     kind: str
@@ -73,10 +74,10 @@ class Entry:
     params: type[pydantic.BaseModel]
     description: str
     source: str
-    version: str
+    source_version: str
     input_sample_rate: int | None = None
     input_channels: int = 1
-    output_version: str = "1"
+    version: str = "1"
     streams: str = "stack"
     """A backbone's way with several feature streams: ``stack`` (as channels) or ``concat``."""
 
@@ -295,7 +296,8 @@ ENGINE_CONTEXT = {"backbones": ("num_classes", "in_channels")}
 STAGE_FIELDS = {
     "separators": ("input_sample_rate", "input_channels", "version"),
     "feature_extractors": ("version",),
-    "backbones": ("streams",),
+    "augmenters": ("version",),
+    "backbones": ("streams", "version"),
 }
 """``register`` keywords each kind may pass: what the engine needs to know of the plugin."""
 
@@ -512,9 +514,9 @@ def _stage_fields(
             f"{where}: register() takes no {', '.join(wrong)} for {kind} (only {takers})"
         )
     defaults = {f.name: f.default for f in dataclasses.fields(Entry)}
-    declared = {_entry_field(k): v for k, v in given.items() if v is not UNSET}
+    declared = {k: v for k, v in given.items() if v is not UNSET}
     for keyword in allowed:
-        value = declared.get(_entry_field(keyword), defaults[_entry_field(keyword)])
+        value = declared.get(keyword, defaults[keyword])
         accepts, expected = _STAGE_CHECKS[keyword]
         if not accepts(value):
             raise PluginLoadError(f"{where}: {keyword} must be {expected}, got {value!r}")
@@ -526,11 +528,6 @@ def _stage_fields(
                 f"register({name!r}, ..., {keyword}={attribute!r})"
             )
     return declared
-
-
-def _entry_field(keyword: str) -> str:
-    """The :class:`Entry` field a stage keyword of ``register`` sets."""
-    return "output_version" if keyword == "version" else keyword
 
 
 def _is_int(value: Any) -> bool:

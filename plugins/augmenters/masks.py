@@ -117,11 +117,13 @@ def register_augmenters(register):  # type: ignore[no-untyped-def]
         "time_mask",
         TimeMask,
         params=MaskParams,
+        version="1",
         description="append copies of the training set with random time-frame masks",
     )
     register(
         "freq_mask",
         FreqMask,
         params=MaskParams,
+        version="1",
         description="append copies of the training set with random mel-bin masks",
     )

@@ -92,5 +92,6 @@ def register_augmenters(register):  # type: ignore[no-untyped-def]
         "mixup",
         Mixup,
         params=MixupParams,
+        version="1",
         description="mixup: convex combinations of example pairs, lambda ~ Beta(alpha, alpha)",
     )

@@ -55,5 +55,6 @@ def register_augmenters(register):  # type: ignore[no-untyped-def]
         "oversample",
         Oversample,
         params=OversampleParams,
+        version="1",
         description="append extra copies of every example of the given classes",
     )

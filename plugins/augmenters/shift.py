@@ -60,5 +60,6 @@ def register_augmenters(register):  # type: ignore[no-untyped-def]
         "time_shift",
         TimeShift,
         params=TimeShiftParams,
+        version="1",
         description="test-time augmentation: average predictions over time-shifted features",
     )

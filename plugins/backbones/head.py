@@ -54,5 +54,6 @@ def register_backbones(register):  # type: ignore[no-untyped-def]
         head,
         params=HeadParams,
         streams="concat",
+        version="1",
         description="pooling over windows + MLP, for pretrained embeddings (fuses streams)",
     )

@@ -73,11 +73,13 @@ def register_backbones(register):  # type: ignore[no-untyped-def]
         "resnet18",
         resnet18,
         params=ResNetParams,
+        version="1",
         description="own ResNet-18 (basic blocks 2-2-2-2), any input channel count",
     )
     register(
         "resnet10",
         resnet10,
         params=ResNetParams,
+        version="1",
         description="own ResNet-10 (basic blocks 1-1-1-1), any input channel count",
     )

@@ -108,5 +108,6 @@ def register_backbones(register):  # type: ignore[no-untyped-def]
         "timm",
         timm_backbone,
         params=TimmParams,
+        version="1",
         description="any timm architecture by name (model: ...), never pretrained",
     )
