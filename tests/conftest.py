@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -48,6 +51,70 @@ def write_recipe(directory: Path, root: Path, extra: str = "", name: str = "reci
     path = directory / name
     path.write_text(text + extra)
     return path
+
+
+def copy_workspace(source: Path, target: Path) -> Path:
+    """A copy of a test's work folder for a test that changes it: its recipes point at the
+    copy (their cache, leaderboard and output paths), so the original stays as it was for
+    the tests that only read it."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
+    for recipe in target.rglob("*.yaml"):
+        recipe.write_text(recipe.read_text().replace(str(source), str(target)))
+    return target
+
+
+PAUSE_PLUGIN = Path(__file__).parent / "plugins" / "pause.py"
+"""The plugin file whose ``pause`` augmenter and separator stop a run where a test kills it."""
+
+
+def with_pause(recipe: Path) -> Path:
+    """The tiny recipe at ``recipe`` with the ``pause`` plugin loaded and its augmenter last
+    (the identity: the numbers do not change)."""
+    text = recipe.read_text()
+    assert "  - {name: mixup, alpha: 0.2}\n" in text
+    text = text.replace(
+        "  - {name: mixup, alpha: 0.2}\n", "  - {name: mixup, alpha: 0.2}\n  - {name: pause}\n"
+    )
+    recipe.write_text(f"plugins: [{PAUSE_PLUGIN}]\n" + text)
+    return recipe
+
+
+def start_paused(
+    args: list[object], marker: Path, point: int, cwd: Path | None = None
+) -> subprocess.Popen[str]:
+    """``python -m toolkit ARGS`` in the background, to block at ``pause`` point ``point``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    env.update(
+        TOOLKIT_NO_PROGRESS="1", TOOLKIT_LOAD_PLUGINS="", TOOLKIT_TEST_PAUSE=f"{marker}:{point}"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "toolkit", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def kill_when_paused(proc: subprocess.Popen[str], marker: Path, timeout: float = 300) -> None:
+    """Wait until ``proc`` is blocked at its pause point (``marker`` written), then kill it.
+
+    Fails, with the process's stderr, if it ends or the timeout passes first.
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        while not marker.is_file():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stderr = proc.stderr.read() if proc.stderr else ""
+                raise AssertionError(f"the run never reached its pause point: {stderr}")
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
 
 
 def run_cli(

@@ -6,10 +6,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ import pytest
 import torch
 
 import toolkit
-from tests.conftest import run_cli, write_recipe
+from tests.conftest import kill_when_paused, run_cli, start_paused, with_pause, write_recipe
 from toolkit.cache import ClipStore
 from toolkit.demo import DemoCompetition
 from toolkit.leaderboard import Leaderboard
@@ -90,6 +88,8 @@ def test_second_run_with_new_lr_does_no_feature_work(
         first_run / "run2",
         "--set",
         "train.optimizer.lr=0.001",
+        "--set",  # its row goes elsewhere: the first run's leaderboard holds the first run only
+        f"output.leaderboard={first_run / 'run2.db'}",
         cwd=first_run,
     )
     assert result.returncode == 0, result.stderr
@@ -323,22 +323,12 @@ def test_unexpected_failure_is_one_line_with_the_traceback_in_a_file(
 def test_a_killed_run_is_marked_failed_by_the_next_run(
     tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:
-    recipe = write_recipe(tmp_path, tiny_competition.root)
+    recipe = with_pause(write_recipe(tmp_path, tiny_competition.root))
     board = Leaderboard(tmp_path / "leaderboard.db")
-    env = {**os.environ, "TOOLKIT_NO_PROGRESS": "1", "TOOLKIT_LOAD_PLUGINS": ""}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "toolkit", "run", str(recipe), "--output", str(tmp_path / "r")],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while not [r for r in board.rows() if r.state == "running"]:
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    marker = tmp_path / "paused"
+    proc = start_paused(["run", recipe, "--output", tmp_path / "r"], marker, 1, cwd=tmp_path)
+    kill_when_paused(proc, marker)  # in its first training step
+    assert [r.state for r in board.rows()] == ["running"]
     again = run_cli("run", recipe, "--output", tmp_path / "r", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert sorted(r.state for r in board.rows()) == ["complete", "failed"]
@@ -348,29 +338,18 @@ def test_a_killed_run_is_marked_failed_by_the_next_run(
 def test_separate_resumes_after_a_kill_without_redoing_clips(
     tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:
-    recipe = write_recipe(tmp_path, tiny_competition.root)
+    recipe = with_pause(write_recipe(tmp_path, tiny_competition.root))
     recipe.write_text(
         recipe.read_text()
-        .replace("separator: {name: none}", "separator: {name: spleeter, stem: vocals}")
+        .replace("separator: {name: none}", "separator: {name: pause}")
         .replace("cache: {dir:", "cache: {batch_size: 2, dir:")
     )
     stems = ClipStore(tmp_path / "cache" / "stems")
-    env = {**os.environ, "TOOLKIT_NO_PROGRESS": "1", "TOOLKIT_LOAD_PLUGINS": ""}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "toolkit", "separate", str(recipe)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 180
-    while stems.count() < 4:
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    marker = tmp_path / "paused"
+    proc = start_paused(["separate", recipe], marker, 3, cwd=tmp_path)  # at its third batch
+    kill_when_paused(proc, marker)
     done_before = stems.count()
-    assert 4 <= done_before < 42
+    assert done_before == 4  # two batches of two
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache" / "stems").rglob("*.npy")}
     result = run_cli("separate", recipe, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import run_cli, write_recipe
+from tests.conftest import kill_when_paused, run_cli, start_paused, with_pause, write_recipe
 from tests.test_search import board_rows, load_study, search_recipe
 from toolkit.demo import DemoCompetition
 from toolkit.loading import load_recipe
@@ -29,8 +25,9 @@ from toolkit.workflow import run
 
 pytestmark = pytest.mark.slow  # these train on generated clips
 
-CV = ("split.folds=3", "train.epochs=20")
-"""Overrides making the tiny recipe a 3-fold one, with folds long enough to be killed in."""
+EPOCHS = 4
+CV = ("split.folds=3", f"train.epochs={EPOCHS}")
+"""Overrides making the tiny recipe a 3-fold one."""
 
 
 def cv_args(*overrides: str) -> list[str]:
@@ -92,7 +89,7 @@ def test_row_holds_the_oof_metric_and_the_fold_spread(cv_run: Path) -> None:
     assert row["fold_mean"] == pytest.approx(np.mean(per_fold))
     assert row["fold_std"] == pytest.approx(np.std(per_fold))
     history = pd.read_csv(cv_run / "metrics.csv")
-    assert history["fold"].tolist() == [1] * 20 + [2] * 20 + [3] * 20
+    assert history["fold"].tolist() == [1] * EPOCHS + [2] * EPOCHS + [3] * EPOCHS
     table = run_cli("leaderboard", "--db", cv_run.parent / "leaderboard.db", "--wide")
     assert "± " in table.stdout and "out-of-fold" in table.stdout
 
@@ -109,31 +106,17 @@ def test_folds_do_no_audio_work(cv_run: Path) -> None:
 def test_killed_in_fold_3_resumes_keeping_folds_1_and_2(
     cv_run: Path, tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:
-    recipe = write_recipe(tmp_path, tiny_competition.root)
+    recipe = with_pause(write_recipe(tmp_path, tiny_competition.root))  # an identity augmenter
     run_dir = tmp_path / "run"
-    env = {**os.environ, "TOOLKIT_NO_PROGRESS": "1", "TOOLKIT_LOAD_PLUGINS": ""}
-    first = subprocess.Popen(
-        [sys.executable, "-m", "toolkit", "run", str(recipe), "--output", str(run_dir)]
-        + cv_args(*CV),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    marker = tmp_path / "paused"
+    first = start_paused(
+        ["run", recipe, "--output", run_dir, *cv_args(*CV)],
+        marker,
+        point=3,  # fold 3's model
     )
-    done = fold_files(run_dir, 2, "submission.csv")  # a fold's last file
-    try:
-        deadline = time.monotonic() + 300
-        while not done.is_file() and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert done.is_file(), first.stderr.read() if first.stderr else ""
-        time.sleep(0.3)  # into fold 3's training
-        os.kill(first.pid, signal.SIGKILL)
-    finally:
-        first.kill()
-        first.wait()
-        if first.stderr:
-            first.stderr.close()
-    assert not fold_files(run_dir, 3, "test_probs.npy").exists(), "fold 3 ended before the kill"
+    kill_when_paused(first, marker)
+    assert fold_files(run_dir, 2, "submission.csv").is_file()  # folds 1 and 2 are whole
+    assert not fold_files(run_dir, 3, "test_probs.npy").exists()
     stamps = {k: fold_files(run_dir, k, "best.pt").stat().st_mtime_ns for k in (1, 2)}
 
     again = run_cli("run", recipe, "--output", run_dir, *cv_args(*CV))
@@ -144,7 +127,7 @@ def test_killed_in_fold_3_resumes_keeping_folds_1_and_2(
     for name in ("val_probs.npy", "test_probs.npy"):
         assert np.array_equal(np.load(run_dir / name), np.load(cv_run / name))
     history = pd.read_csv(run_dir / "metrics.csv")
-    assert history["fold"].tolist() == [1] * 20 + [2] * 20 + [3] * 20
+    assert history["fold"].tolist() == [1] * EPOCHS + [2] * EPOCHS + [3] * EPOCHS
     states = {r["id"]: r["state"] for r in board_rows(tmp_path)}
     assert sorted(states.values()) == ["complete", "failed"]  # the killed row, then the rerun
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +17,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import TINY_RECIPE, run_cli, write_recipe
+from tests.conftest import (
+    TINY_RECIPE,
+    copy_workspace,
+    kill_when_paused,
+    run_cli,
+    start_paused,
+    with_pause,
+    write_recipe,
+)
 from toolkit.demo import DemoCompetition
 from toolkit.ensemble.study import build_ensemble
 from toolkit.errors import RecipeError
@@ -330,11 +336,15 @@ def test_leaderboard_holds_every_trial_and_the_ensemble(study_work: Path) -> Non
     assert len(top) == 1
     csv = run_cli("leaderboard", "--db", study_work / "leaderboard.db", "--csv", cwd=study_work)
     assert csv.returncode == 0 and len(csv.stdout.strip().splitlines()) == 6
-    recorded = run_cli(
-        "leaderboard", "record", "run/e1", "0.7956", "--db", study_work / "leaderboard.db"
-    )
+
+
+@pytest.mark.slow
+def test_a_public_score_is_recorded_beside_its_row(study_work: Path, tmp_path: Path) -> None:
+    work = copy_workspace(study_work, tmp_path / "work")  # this test writes to the leaderboard
+    recorded = run_cli("leaderboard", "record", "run/e1", "0.7956", "--db", work / "leaderboard.db")
     assert recorded.returncode == 0, recorded.stderr
-    assert [r["public_score"] for r in board_rows(study_work) if r["id"] == "run/e1"] == [0.7956]
+    assert [r["public_score"] for r in board_rows(work) if r["id"] == "run/e1"] == [0.7956]
+    assert all(r["public_score"] is None for r in board_rows(study_work))
 
 
 @pytest.mark.slow
@@ -350,7 +360,8 @@ def test_running_a_finished_study_again_trains_nothing(study_work: Path) -> None
 
 
 @pytest.mark.slow
-def test_ensemble_seeds_retrain_the_chosen_trials_once(study_work: Path) -> None:
+def test_ensemble_seeds_retrain_the_chosen_trials_once(study_work: Path, tmp_path: Path) -> None:
+    study_work = copy_workspace(study_work, tmp_path / "work")  # seed copies, new ensembles
     run = StudyRun(load_recipe(study_work / "recipe.yaml", output=study_work / "run"))
     spec = Ensemble(size=1, seeds=2, init_best=1)  # the best trial, then one more pick
     first = build_ensemble(run, Ensemble(size=1))
@@ -443,40 +454,15 @@ def test_study_killed_mid_trial_resumes_without_losing_or_repeating_trials(
         pruner="{name: none}",
         extra="",
     )
+    with_pause(recipe)
     run_dir = tmp_path / "run"
-    env = {**os.environ, "TOOLKIT_NO_PROGRESS": "1", "TOOLKIT_LOAD_PLUGINS": ""}
-    args = [sys.executable, "-m", "toolkit", "run", str(recipe), "--output", str(run_dir)]
-    first = subprocess.Popen(
-        args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    killed: int | None = None
-    try:
-        deadline = time.monotonic() + 300
-        while killed is None and time.monotonic() < deadline and first.poll() is None:
-            time.sleep(0.1)
-            if not (run_dir / "study.db").is_file():
-                continue
-            try:
-                trials = load_study(run_dir).get_trials()
-            except Exception:  # noqa: BLE001 - the study is being created
-                continue
-            done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-            running = [
-                t
-                for t in trials
-                if t.state == optuna.trial.TrialState.RUNNING and "dir" in t.user_attrs
-            ]
-            if done and running:
-                os.kill(first.pid, signal.SIGKILL)
-                killed = running[0].number
-    finally:
-        if first.poll() is None and killed is None:
-            first.kill()
-        first.wait()
-    assert killed is not None, f"no trial was seen running: {first.stderr.read()!r}"  # type: ignore[union-attr]
-    first.stderr.close()  # type: ignore[union-attr]
+    marker = tmp_path / "paused"
+    first = start_paused(["run", recipe, "--output", run_dir], marker, 2, cwd=tmp_path)
+    kill_when_paused(first, marker)  # in trial 1's first step: trial 0 is complete
+    killed = 1
 
     before = {t.number: t for t in load_study(run_dir).get_trials() if t.state.name == "COMPLETE"}
+    assert set(before) == {0}
     stamps = {n: (run_dir / "trials" / f"t{n:04d}" / "best.pt").stat().st_mtime_ns for n in before}
     assert load_study(run_dir).trials[killed].state == optuna.trial.TrialState.RUNNING
 
