@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from tests.conftest import held_out_accuracy, run_cli
+from toolkit.dataset import load_competition
+from toolkit.demo import make_demo_competition
 from toolkit.ensemble.selection import EnsembleResult, blend, select_ensemble
+from toolkit.loading import load_recipe
 from toolkit.metrics import METRICS, accuracy, get_metric, log_loss
 
 
@@ -361,3 +367,60 @@ def test_ensemble_is_never_worse_than_the_best_single_model(metric: str) -> None
         assert fn(blend(probs, result.members), labels) == pytest.approx(
             result.val_metric, rel=1e-9, abs=1e-12
         )
+
+
+# ------------------------------------------------------ on clips that did not choose it
+
+HELD_OUT_STUDY = """
+name: held-out
+data: {{root: {root}, sample_rate: 16000, duration: 1.5}}
+features: {{name: mel, n_fft: 512, hop_length: 256, n_mels: 32}}
+augmenters: [{{name: mixup, alpha: 0.2}}]
+split: {{test_size: 0.3}}
+model: {{backbone: {{name: head, hidden: 64, dropout: 0.2}}}}
+train:
+  epochs: 30
+  batch_size: 32
+  optimizer: {{name: adamw, lr: 0.003}}
+  scheduler: {{name: cosine}}
+cache: {{dir: {work}/cache}}
+output: {{leaderboard: {work}/leaderboard.db}}
+search:
+  n_trials: 5
+  sampler: {{name: random, seed: 0}}
+  pruner: {{name: none}}
+  space:
+    train.optimizer.lr: {{low: 0.0003, high: 0.03, log: true}}
+    model.backbone.hidden: {{choices: [0, 32, 128]}}
+ensemble: {{size: 10}}
+"""
+
+
+@pytest.mark.slow
+def test_the_ensemble_holds_up_on_held_out_test_labels(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The greedy ensemble is chosen on validation predictions; on the demo's held-out test
+    labels it must still beat chance and be no worse than the best single trial by more than
+    the noise of that many clips (``1 / sqrt(n)``: two standard errors of an accuracy near
+    one half)."""
+    work = tmp_path_factory.mktemp("held-out")
+    comp = make_demo_competition(
+        work / "comp", n_train=150, n_test=150, seed=21, duration=1.5, formats=("wav",)
+    )
+    recipe = work / "recipe.yaml"
+    recipe.write_text(HELD_OUT_STUDY.format(root=comp.root, work=work))
+    done = run_cli("run", recipe, "--output", work / "run", "--no-report", cwd=work)
+    assert done.returncode == 0, done.stderr
+    competition = load_competition(load_recipe(recipe).recipe.data)
+    summary = json.loads((work / "run" / "ensemble.json").read_text())
+    best_trial = summary["best_trial"].rsplit("/", 1)[-1]
+    best = np.load(work / "run" / "trials" / best_trial / "test_probs.npy")
+    table = pd.read_csv(work / "run" / "test_probs.csv")
+    ensemble = table[[c for c in table.columns if c.startswith("p_")]].to_numpy(np.float64)
+    ensemble_acc, majority = held_out_accuracy(comp.root, competition, ensemble)
+    best_acc, _ = held_out_accuracy(comp.root, competition, best)
+    margin = 1 / math.sqrt(len(competition.test_ids))
+    print(f"held-out accuracy: ensemble {ensemble_acc:.3f}, best trial {best_acc:.3f}")
+    assert ensemble_acc > max(0.25, majority) + 0.05, (ensemble_acc, majority)
+    assert ensemble_acc >= best_acc - margin, (ensemble_acc, best_acc, margin)

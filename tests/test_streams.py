@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import held_out_accuracy, write_recipe
 from toolkit.demo import DemoCompetition, make_demo_competition
@@ -13,10 +14,11 @@ from toolkit.errors import RecipeError
 from toolkit.fusion import fuse, pooled
 from toolkit.leaderboard.store import Leaderboard
 from toolkit.loading import load_recipe
-from toolkit.pipeline import prepare, train_recipe
+from toolkit.pipeline import materialize, prepare, train_recipe
 from toolkit.recipe import Search
 from toolkit.registry import load_plugins
 from toolkit.study.space import validate_space
+from toolkit.trainer import Standardized
 from toolkit.workflow import run
 
 MEL = "name: mel, n_fft: 512, hop_length: 256"  # the tiny recipe's mel settings
@@ -134,11 +136,36 @@ def test_a_head_trains_on_fused_streams_and_the_row_names_them(
     tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:
     path = recipe_with(tmp_path, tiny_competition.root, UNLIKE, backbone="{name: head, hidden: 32}")
-    result = run(load_recipe(path, ["augmenters=[]", "train.epochs=3"], output=tmp_path / "r"))
+    loaded = load_recipe(path, ["augmenters=[]", "train.epochs=3"], output=tmp_path / "r")
+    result = run(loaded)
     assert result.best_epoch >= 1 and np.isfinite(result.val_loss)
     row = Leaderboard(tmp_path / "leaderboard.db").get(result.leaderboard_id)
     assert row.backbone == "head" and row.params["features"] == "mel+mel(mixture)"
     assert set(row.provenance["plugins"]) >= {"feature_extractors/mel", "backbones/head"}
+    # each stream reaches the trained head: blanking either one changes its output
+    data = prepare(loaded.recipe, loaded.registry)
+    x = np.asarray(data.test_x, dtype=np.float32)
+    assert x.shape[1:] == (1, 2 * 32 + 2 * 16, 1)  # mean and spread of 32 and of 16 mel bands
+    net = Standardized(
+        loaded.registry.create(
+            "backbones", loaded.recipe.model.backbone, num_classes=4, in_channels=1
+        ),
+        0.0,
+        1.0,
+    )
+    materialize(net.backbone, x.shape[1:])
+    net.load_state_dict(torch.load(tmp_path / "r" / "best.pt", weights_only=True)["state_dict"])
+    net.eval()
+
+    def logits(features: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net(torch.from_numpy(features)).numpy()
+
+    whole = logits(x)
+    for name, rows in (("mel", slice(0, 64)), ("mel(mixture)", slice(64, 96))):
+        blank = x.copy()
+        blank[:, :, rows] = 0.0
+        assert np.abs(logits(blank) - whole).max() > 1e-3, f"{name} does not reach the head"
 
 
 @pytest.fixture(scope="module")
