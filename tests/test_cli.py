@@ -165,7 +165,8 @@ def test_plugin_file_in_recipe_registers_a_backbone_the_run_uses(
     assert made.returncode == 0, made.stderr
     recipe = write_recipe(tmp_path, tiny_competition.root, extra="plugins: [tinynet.py]\n")
     listed = run_cli("plugins", "--json", "--recipe", recipe, cwd=tmp_path)
-    assert Path(json.loads(listed.stdout)["backbones"]["tinynet"]) == tmp_path / "tinynet.py"
+    tinynet = json.loads(listed.stdout)["backbones"]["tinynet"]
+    assert Path(tinynet["source"]) == tmp_path / "tinynet.py" and tinynet["version"] == "1"
     result = run_cli(
         "run",
         recipe,

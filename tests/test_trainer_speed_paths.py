@@ -325,11 +325,15 @@ def test_compile_trains() -> None:
 
 
 @pytest.mark.slow
-def test_compile_names_the_setting_when_it_cannot(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compile_names_the_setting_when_it_cannot() -> None:
     """A machine without a working C++ compiler, for torch.compile's CPU backend."""
     import torch._inductor.config as inductor
 
-    monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))
     torch._dynamo.reset()
-    with pytest.raises(ToolkitError, match=r"^train\.compile: torch\.compile does not work here"):
+    # torch's own patch: restored exactly afterwards, so later compiling tests still work
+    with (
+        inductor.patch({"cpp.cxx": ("/nonexistent/c++",)}),
+        pytest.raises(ToolkitError, match=r"^train\.compile: torch\.compile does not work here"),
+    ):
         fit(n=32, epochs=1, compile=True)
+    torch._dynamo.reset()
