@@ -149,3 +149,67 @@ def held_out_accuracy(root: Path, competition: object, test_probs: object) -> tu
     labels = np.array([classes.index(str(c)) for c in truth["category"]])
     majority = float(np.bincount(labels).max() / len(labels))
     return accuracy(test_probs, labels), majority  # type: ignore[arg-type]
+
+
+PAUSE_PLUGIN = '''
+"""``pausing``: resnet18, except that the PAUSE_AT-th one built in a process (counted in the
+file PAUSE_LOG) writes the file PAUSE_MARKER at its first forward pass, then waits there:
+for PAUSE_SECONDS, or for good (a test kills the process at that point)."""
+import os
+import threading
+from pathlib import Path
+
+from toolkit import hookimpl
+from toolkit.plugins.backbones.resnet import resnet18
+
+
+def pausing(num_classes: int, in_channels: int, width: int = 8):
+    model = resnet18(num_classes, in_channels, width=width)
+    if "PAUSE_LOG" not in os.environ:
+        return model
+    log = Path(os.environ["PAUSE_LOG"])
+    with log.open("a") as handle:
+        handle.write(f"{os.getpid()}\\n")
+    built = log.read_text().split().count(str(os.getpid()))
+    if built != int(os.environ.get("PAUSE_AT", "0")):
+        return model
+    forward = model.forward
+
+    def pause(x):
+        Path(os.environ["PAUSE_MARKER"]).write_text(str(built))
+        seconds = os.environ.get("PAUSE_SECONDS")
+        threading.Event().wait(float(seconds) if seconds else None)
+        model.forward = forward
+        return forward(x)
+
+    model.forward = pause
+    return model
+
+
+@hookimpl
+def register_backbones(register):
+    register("pausing", pausing, description="resnet18 that waits where a test says")
+'''
+
+
+def use_pause_plugin(recipe: Path) -> Path:
+    """Make ``recipe`` (a :func:`write_recipe` one) train the ``pausing`` backbone of
+    ``pause.py``, written beside it."""
+    (recipe.parent / "pause.py").write_text(PAUSE_PLUGIN)
+    text = recipe.read_text().replace("{name: resnet18, width: 8}", "{name: pausing, width: 8}")
+    assert "pausing" in text
+    recipe.write_text(text + "plugins: [pause.py]\n")
+    return recipe
+
+
+def pause_env(directory: Path, at: int, seconds: float | None = None) -> dict[str, str]:
+    """Environment that makes the ``at``-th ``pausing`` model built in a process pause; its
+    marker file is ``directory / "paused"``."""
+    env = {
+        "PAUSE_LOG": str(directory / "built.log"),
+        "PAUSE_AT": str(at),
+        "PAUSE_MARKER": str(directory / "paused"),
+    }
+    if seconds is not None:
+        env["PAUSE_SECONDS"] = str(seconds)
+    return env

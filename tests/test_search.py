@@ -487,3 +487,146 @@ def test_study_killed_mid_trial_resumes_without_losing_or_repeating_trials(
     assert rows[f"run/t{killed:04d}"]["state"] == "failed"
     assert any(r["kind"] == "ensemble" for r in rows.values())
     assert (run_dir / "submission.csv").is_file()
+
+
+# ------------------------------------------- a minimising metric, and pruning
+LOG_LOSS_SEARCH = """
+search:
+  n_trials: 3
+  metric: log_loss
+  sampler: {name: random, seed: 11}
+  pruner: {name: median, n_startup_trials: 2, n_warmup_steps: 0}
+  space:
+    train.optimizer.lr: {choices: [0.003, 0.01, 0.3]}
+    model.backbone.width: {choices: [4, 8]}
+ensemble: {size: 10}
+"""
+"""Trial 0 (the recipe), trial 1 (lr 0.01, width 4: its lowest loss and its best accuracy
+fall on different epochs), both complete (the pruner's startup trials), and trial 2 (lr 0.3:
+an AdamW step that large makes the validation loss explode in the first epoch)."""
+
+
+@pytest.fixture(scope="module")
+def features_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A ``--set`` of the cache the studies below share (features computed once)."""
+    return f"cache.dir={tmp_path_factory.mktemp('search_cache')}"
+
+
+@pytest.fixture(scope="module")
+def log_loss_study(
+    tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempPathFactory, features_cache: str
+) -> Path:
+    """A 3-trial study minimising log loss with a median pruner, run in this process;
+    returns its work directory (run directory ``run``)."""
+    from toolkit.workflow import run_study
+
+    work = tmp_path_factory.mktemp("log_loss")
+    recipe = write_recipe(work, tiny_competition.root, extra=LOG_LOSS_SEARCH)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TOOLKIT_NO_PROGRESS", "1")
+        result = run_study(load_recipe(recipe, [features_cache], work / "run"))
+    assert result.worker.stopped_by == "n_trials"
+    return work
+
+
+def study_labels(work: Path) -> np.ndarray:
+    """The validation labels of the study's trials, as class indices."""
+    table = pd.read_csv(work / "run" / "val_probs.csv", dtype={"id": str, "label": str})
+    classes = [c.removeprefix("p_") for c in table.columns if c.startswith("p_")]
+    return np.array([classes.index(label) for label in table["label"]])
+
+
+@pytest.mark.slow
+def test_log_loss_study_minimises_from_best_epochs_to_the_leaderboard(
+    log_loss_study: Path,
+) -> None:
+    from toolkit.metrics import log_loss
+
+    run_dir = log_loss_study / "run"
+    study = load_study(run_dir)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) >= 2
+    disagree = []  # trials whose most accurate epoch is not their lowest-loss one
+    for t in complete + study.get_trials(states=(optuna.trial.TrialState.PRUNED,)):
+        history = pd.read_csv(run_dir / "trials" / f"t{t.number:04d}" / "metrics.csv")
+        lowest = history.loc[history["val_loss"].idxmin()]
+        disagree += [t.number] if history["val_accuracy"].idxmax() != lowest.name else []
+        assert min(t.intermediate_values.values()) == pytest.approx(lowest["val_loss"])
+        if t.state == optuna.trial.TrialState.COMPLETE:  # its best epoch: the lowest loss
+            assert t.user_attrs["best_epoch"] == lowest["epoch"]
+            assert t.value == pytest.approx(lowest["val_loss"])
+    assert disagree, "no trial tells best epochs by loss from best epochs by accuracy"
+
+    summary = json.loads((run_dir / "ensemble.json").read_text())
+    best = min(t.value for t in complete if t.value is not None)
+    assert summary["metric"] == "log_loss" and summary["best_trial_metric"] == best
+    assert summary["val_metric"] <= best  # never worse than the best trial
+    assert summary["val_metric"] == min(summary["trajectory"])  # the lowest prefix is kept
+    ensemble_probs = pd.read_csv(run_dir / "val_probs.csv")
+    p = ensemble_probs[[c for c in ensemble_probs.columns if c.startswith("p_")]].to_numpy()
+    labels = study_labels(log_loss_study)
+    assert log_loss(p, labels) == pytest.approx(summary["val_metric"], abs=1e-6)
+    for t in complete:  # selected to minimise: no single trial does better
+        trial_probs = np.load(run_dir / "trials" / f"t{t.number:04d}" / "val_probs.npy")
+        assert summary["val_metric"] <= log_loss(trial_probs, labels) + 1e-12
+
+    rows = board_rows(log_loss_study, "--sort", "metric_value")
+    assert rows[0]["kind"] == "ensemble" and rows[0]["metric"] == "log_loss"
+    values = [r["metric_value"] for r in rows if r["kind"] == "trial"]
+    assert len(values) == 3 and values == sorted(values)  # lowest loss first
+    top = board_rows(log_loss_study, "--sort", "metric_value", "--top", "1", "--kind", "trial")
+    assert [r["trial_number"] for r in top] == [min(complete, key=lambda t: t.value).number]
+
+
+@pytest.mark.slow
+def test_median_pruner_stops_a_clearly_worse_trial(log_loss_study: Path) -> None:
+    run_dir = log_loss_study / "run"
+    study = load_study(run_dir)
+    diverging = [t for t in study.trials if t.params["train.optimizer.lr"] == 0.3]
+    assert diverging, "the sampler drew no trial with lr 0.3"
+    pruned = study.get_trials(states=(optuna.trial.TrialState.PRUNED,))
+    assert pruned and {t.number for t in diverging} <= {t.number for t in pruned}
+    rows = {r["trial_number"]: r for r in board_rows(log_loss_study, "--kind", "trial")}
+    for t in diverging:
+        assert len(t.intermediate_values) < 2  # stopped before train.epochs (2)
+        assert rows[t.number]["state"] == "pruned" and rows[t.number]["epochs"] < 2
+        folder = run_dir / "trials" / f"t{t.number:04d}"
+        assert len(pd.read_csv(folder / "metrics.csv")) == len(t.intermediate_values)
+        assert not (folder / "test_probs.npy").exists()  # no predictions: not a candidate
+    members = {m["id"] for m in json.loads((run_dir / "ensemble.json").read_text())["members"]}
+    assert not members & {f"run/t{t.number:04d}" for t in pruned}
+
+
+# ------------------------------------------------------------------- timeout
+@pytest.mark.slow
+def test_timeout_stops_starting_trials_and_the_ensemble_uses_what_finished(
+    tiny_competition: DemoCompetition,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    features_cache: str,
+) -> None:
+    from tests.conftest import pause_env, use_pause_plugin
+    from toolkit.workflow import run_study
+
+    extra = SEARCH.format(n_trials=3, sampler="random", pruner="{name: none}")
+    recipe = use_pause_plugin(write_recipe(tmp_path, tiny_competition.root, extra=extra))
+    recipe.write_text(
+        recipe.read_text().replace("  n_trials: 3\n", "  n_trials: 3\n  timeout: 3\n")
+    )
+    # the first trial's model waits 3 s: the timeout has passed when that trial ends
+    for name, value in pause_env(tmp_path, at=1, seconds=3).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TOOLKIT_NO_PROGRESS", "1")
+    result = run_study(load_recipe(recipe, [features_cache], tmp_path / "run"))
+
+    assert (tmp_path / "paused").is_file()
+    assert result.worker.stopped_by == "timeout"
+    assert result.worker.numbers() == [0]
+    study = load_study(tmp_path / "run")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
+    summary = json.loads((tmp_path / "run" / "ensemble.json").read_text())
+    assert [m["id"] for m in summary["members"]] == ["run/t0000"]
+    assert result.ensemble.val_metric == study.trials[0].value
+    submission = pd.read_csv(tmp_path / "run" / "submission.csv", dtype=str)
+    assert len(submission) == tiny_competition.n_test
