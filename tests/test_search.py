@@ -199,6 +199,21 @@ def test_worker_liveness_by_pid() -> None:
     assert worker_alive({**me, "host": me["host"] + "-elsewhere"}) is None
 
 
+def test_heartbeat_grace_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolkit.errors import SearchError
+    from toolkit.study.storage import heartbeat_timing
+
+    monkeypatch.delenv("TOOLKIT_HEARTBEAT_GRACE", raising=False)
+    assert heartbeat_timing() == (30, 120)
+    for value, timing in (("4", (1, 4)), ("60", (15, 60)), (" 600 ", (30, 600))):
+        monkeypatch.setenv("TOOLKIT_HEARTBEAT_GRACE", value)
+        assert heartbeat_timing() == timing
+    for bad in ("3", "2.5", "soon", "-10"):
+        monkeypatch.setenv("TOOLKIT_HEARTBEAT_GRACE", bad)
+        with pytest.raises(SearchError, match="TOOLKIT_HEARTBEAT_GRACE=.*at least 4"):
+            heartbeat_timing()
+
+
 def test_recipe_values_are_the_baseline_trial(raw: dict[str, Any], registry: Any) -> None:
     recipe = validate_recipe(raw, registry, "tiny")
     drawn = recipe_values(
