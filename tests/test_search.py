@@ -621,27 +621,29 @@ def test_timeout_stops_starting_trials_and_the_ensemble_uses_what_finished(
     monkeypatch: pytest.MonkeyPatch,
     features_cache: str,
 ) -> None:
+    from typer.testing import CliRunner
+
     from tests.conftest import pause_env, use_pause_plugin
-    from toolkit.workflow import run_study
+    from toolkit.cli import app
 
     extra = SEARCH.format(n_trials=3, sampler="random", pruner="{name: none}")
     recipe = use_pause_plugin(write_recipe(tmp_path, tiny_competition.root, extra=extra))
-    recipe.write_text(
-        recipe.read_text().replace("  n_trials: 3\n", "  n_trials: 3\n  timeout: 3\n")
-    )
     # the first trial's model waits 3 s: the timeout has passed when that trial ends
     for name, value in pause_env(tmp_path, at=1, seconds=3).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("TOOLKIT_NO_PROGRESS", "1")
-    result = run_study(load_recipe(recipe, [features_cache], tmp_path / "run"))
+    args = ["run", str(recipe), "--output", str(tmp_path / "run"), "--no-report"]
+    args += ["--set", "search.timeout=3", "--set", features_cache]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
 
     assert (tmp_path / "paused").is_file()
-    assert result.worker.stopped_by == "timeout"
-    assert result.worker.numbers() == [0]
+    assert "study tiny: 1 trials (1 complete, 0 pruned, 0 failed)" in result.stdout
+    assert "stopped at search.timeout (3 s): no trial started after it" in result.stdout
     study = load_study(tmp_path / "run")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
     summary = json.loads((tmp_path / "run" / "ensemble.json").read_text())
     assert [m["id"] for m in summary["members"]] == ["run/t0000"]
-    assert result.ensemble.val_metric == study.trials[0].value
+    assert summary["val_metric"] == study.trials[0].value
     submission = pd.read_csv(tmp_path / "run" / "submission.csv", dtype=str)
     assert len(submission) == tiny_competition.n_test
