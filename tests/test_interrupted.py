@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ def run_until_paused(recipe: Path, run_dir: Path, folder: Path, at: int) -> None
     try:
         while not (folder / "paused").exists():
             assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+            time.sleep(0.02)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -188,6 +190,7 @@ def report_killed_at_write(run_dir: Path, target: str, marker: Path) -> None:
     try:
         while not marker.exists():
             assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+            time.sleep(0.02)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +269,7 @@ def test_two_processes_migrate_an_old_database_at_once(tmp_path: Path, version: 
     ]
     while not all(Path(f"{go}.{w}").exists() for w in range(2)):  # both opened the old file
         assert all(w.poll() is None for w in writers), [w.communicate() for w in writers]
+        time.sleep(0.005)
     go.touch()  # now both write (and so migrate) at once
     for writer in writers:
         _, err = writer.communicate(timeout=120)

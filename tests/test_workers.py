@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -232,6 +233,7 @@ def test_a_worker_killed_on_another_machine_is_failed_by_its_heartbeat(
     try:
         while not (tmp_path / "paused").exists():
             assert first.poll() is None, first.stderr.read()  # type: ignore[union-attr]
+            time.sleep(0.02)
     finally:
         first.kill()
         first.wait()
