@@ -21,8 +21,10 @@ from tests.conftest import (
     TINY_RECIPE,
     copy_workspace,
     kill_when_paused,
+    pause_env,
     run_cli,
     start_paused,
+    use_pause_plugin,
     with_pause,
     write_recipe,
 )
@@ -623,7 +625,6 @@ def test_timeout_stops_starting_trials_and_the_ensemble_uses_what_finished(
 ) -> None:
     from typer.testing import CliRunner
 
-    from tests.conftest import pause_env, use_pause_plugin
     from toolkit.cli import app
 
     extra = SEARCH.format(n_trials=3, sampler="random", pruner="{name: none}")

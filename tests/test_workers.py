@@ -25,7 +25,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.conftest import run_cli, write_recipe
+from tests.conftest import pause_env, run_cli, use_pause_plugin, write_recipe
 from toolkit.demo import DemoCompetition
 
 pytestmark = pytest.mark.slow  # studies with workers train
@@ -214,7 +214,6 @@ def test_a_worker_killed_on_another_machine_is_failed_by_its_heartbeat(
     """A worker killed mid-trial on "another machine" (its trial's recorded host made foreign,
     so its pid tells nothing) is failed once its heartbeat is older than the grace period;
     the next worker runs the slot again under a new trial number."""
-    from tests.conftest import pause_env, use_pause_plugin
 
     search = WORKER_SEARCH.replace("n_trials: 4", "n_trials: 2")
     recipe = use_pause_plugin(write_recipe(tmp_path, tiny_competition.root, extra=search))
