@@ -280,6 +280,24 @@ def test_surplus_trials_and_dead_workers(tiny_competition: DemoCompetition, tmp_
     assert run.counts()["running"] == 2 and run.counts()["failed"] == 1
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_trial_whose_worker_died_before_its_row_gets_a_failed_row(
+    tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    recipe = search_recipe(tmp_path, tiny_competition.root, n_trials=2)
+    run = StudyRun(load_recipe(recipe, output=tmp_path / "run"))
+    trial = run.study.ask(
+        {"train.optimizer.lr": optuna.distributions.FloatDistribution(0.001, 0.01)}
+    )
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trial.set_user_attr("worker", {**worker_identity(), "pid": dead.pid})  # killed at once
+    assert run.fail_dead_trials() == [0]
+    row = run.board.get("run/t0000")
+    assert (row.kind, row.state, row.trial_number) == ("trial", "failed", 0)
+    assert row.params == {**trial.params, "error": "its worker process died"}
+
+
 # ---------------------------------------------------------- a tiny study, CLI
 @pytest.fixture(scope="module")
 def study_work(tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -44,7 +44,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from toolkit.checks import CheckedInputs, check_inputs
 from toolkit.errors import SearchError, ToolkitError
-from toolkit.leaderboard.store import Leaderboard
+from toolkit.leaderboard.store import Leaderboard, Row
 from toolkit.loading import LoadedRecipe
 from toolkit.metrics import get_metric
 from toolkit.model_run import ModelRun
@@ -178,7 +178,7 @@ class StudyRun:
                 with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
                     if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                         failed.append(t.number)
-                        self._mark_row_failed(t.number, "its worker process died")
+                        self._mark_row_failed(t, "its worker process died")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(self.study)
@@ -188,14 +188,25 @@ class StudyRun:
 
     def _on_stale(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._stale.append(trial.number)
-        self._mark_row_failed(trial.number, "no heartbeat from its worker")
+        self._mark_row_failed(trial, "no heartbeat from its worker")
 
-    def _mark_row_failed(self, number: int, reason: str) -> None:
-        row_id = self.trial_id(number)
+    def _mark_row_failed(self, trial: FrozenTrial, reason: str) -> None:
+        """Mark a dead trial's running leaderboard row failed; write one when its worker died
+        before the row was written (every trial of the study is a row)."""
+        row_id = self.trial_id(trial.number)
         try:
             row = self.board.get(row_id)
         except ToolkitError:
-            return
+            row = Row(
+                id=row_id,
+                kind="trial",
+                recipe=self.recipe.name,
+                run_dir=str(self.run_dir.resolve()),
+                state="running",
+                params=dict(trial.params),
+                metric=self.metric,
+                trial_number=trial.number,
+            )
         if row.state == "running":
             row.state = "failed"
             row.params = {**row.params, "error": reason}
