@@ -1,10 +1,11 @@
 """A study killed (SIGKILL) while it builds its ensemble, while it refits, and ``toolkit report``
 killed while it writes: the same command run again finishes with whole, consistent files.
 
-Every kill happens at an event, never after a sleep: the ``pausing`` backbone
-(``tests/conftest.py``) writes a marker file in the forward pass of the N-th
-model a process builds and then waits there for good; ``toolkit report`` runs
-under an audit hook that waits at its first write into a given file.
+Every kill happens at an event, never after a sleep: the ``pause`` plugin
+(``tests/plugins/pause.py``) writes a marker file at the first training step
+of the N-th model a process trains and then waits there for good; ``toolkit
+report`` runs under an audit hook that waits at its first write into a given
+file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from tests.conftest import pause_env, run_cli, use_pause_plugin, write_recipe
+from tests.conftest import kill_when_paused, run_cli, start_paused, with_pause, write_recipe
 from toolkit.demo import DemoCompetition
 from toolkit.leaderboard import Leaderboard
 
@@ -35,24 +35,11 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"IEND\xaeB`\x82"
 
 
-def run_until_paused(recipe: Path, run_dir: Path, folder: Path, at: int) -> None:
-    """``toolkit run`` until the ``at``-th model it builds starts its forward pass, then
+def run_until_paused(recipe: Path, run_dir: Path, marker: Path, point: int) -> None:
+    """``toolkit run`` until the ``point``-th model it trains takes its first step, then
     SIGKILL it there."""
-    folder.mkdir()
-    env = {**os.environ, "TOOLKIT_NO_PROGRESS": "1", "TOOLKIT_LOAD_PLUGINS": ""}
-    env.update(pause_env(folder, at))
-    command = [sys.executable, "-m", "toolkit", "run", str(recipe), "--output", str(run_dir)]
-    proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        while not (folder / "paused").exists():
-            assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()  # type: ignore[union-attr]
+    proc = start_paused(["run", recipe, "--output", run_dir], marker, point)
+    kill_when_paused(proc, marker)
     assert proc.returncode == -signal.SIGKILL
 
 
@@ -68,32 +55,30 @@ def killed_study(
     """A study killed in its seed copy, run again and killed in its refit, then run again to
     the end (report included); returns its work folder (run directory ``run``)."""
     work = tmp_path_factory.mktemp("killed")
-    recipe = use_pause_plugin(write_recipe(work, tiny_competition.root, extra=ENSEMBLE))
+    recipe = with_pause(write_recipe(work, tiny_competition.root, extra=ENSEMBLE))
     run_dir = work / "run"
+    trial, seed_copy = run_dir / "trials" / "t0000", run_dir / "trials" / "t0000" / "seed1"
 
-    run_until_paused(recipe, run_dir, work / "in_seed_copy", at=2)  # trial 0 is model 1
+    run_until_paused(recipe, run_dir, work / "in_seed_copy", 2)  # trial 0 is model 1
     assert states(work) == {"run/t0000": "complete", "run/t0000-s1": "running"}
     assert not (run_dir / "ensemble.json").exists()
-    trial_weights = (run_dir / "trials" / "t0000" / "best.pt").stat().st_mtime_ns
+    trial_weights = (trial / "best.pt").stat().st_mtime_ns
 
-    run_until_paused(recipe, run_dir, work / "in_refit", at=2)  # the seed copy again, the refit
+    run_until_paused(recipe, run_dir, work / "in_refit", 2)  # the seed copy again, the refit
     assert states(work) == {
         "run/t0000": "complete",
         "run/t0000-s1": "complete",
         "run/t0000-refit": "running",
     }
     assert not (run_dir / "ensemble.json").exists()
+    copy_weights = (seed_copy / "best.pt").stat().st_mtime_ns
 
-    (work / "last").mkdir()
-    env = pause_env(work / "last", at=0)  # counts the models built, pauses none
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        result = run_cli("run", recipe, "--output", run_dir, cwd=work)
+    result = run_cli("run", recipe, "--output", run_dir, cwd=work)
     assert result.returncode == 0, result.stderr
     assert "ensemble: run/e1" in result.stdout
-    assert len(Path(env["PAUSE_LOG"]).read_text().split()) == 1  # the refit only
-    assert (run_dir / "trials" / "t0000" / "best.pt").stat().st_mtime_ns == trial_weights
+    # neither the trial nor its finished seed copy trained again: only the refit
+    assert (trial / "best.pt").stat().st_mtime_ns == trial_weights
+    assert (seed_copy / "best.pt").stat().st_mtime_ns == copy_weights
     return work
 
 
@@ -187,14 +172,7 @@ def report_killed_at_write(run_dir: Path, target: str, marker: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        while not marker.exists():
-            assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()  # type: ignore[union-attr]
+    kill_when_paused(proc, marker)
     assert proc.returncode == -signal.SIGKILL
 
 

@@ -21,10 +21,8 @@ from tests.conftest import (
     TINY_RECIPE,
     copy_workspace,
     kill_when_paused,
-    pause_env,
     run_cli,
     start_paused,
-    use_pause_plugin,
     with_pause,
     write_recipe,
 )
@@ -646,10 +644,10 @@ def test_timeout_stops_starting_trials_and_the_ensemble_uses_what_finished(
     from toolkit.cli import app
 
     extra = SEARCH.format(n_trials=3, sampler="random", pruner="{name: none}")
-    recipe = use_pause_plugin(write_recipe(tmp_path, tiny_competition.root, extra=extra))
-    # the first trial's model waits 3 s: the timeout has passed when that trial ends
-    for name, value in pause_env(tmp_path, at=1, seconds=3).items():
-        monkeypatch.setenv(name, value)
+    recipe = with_pause(write_recipe(tmp_path, tiny_competition.root, extra=extra))
+    # the first trial's first step waits 3 s: the timeout has passed when that trial ends
+    monkeypatch.setenv("TOOLKIT_TEST_PAUSE", f"{tmp_path / 'paused'}:1")
+    monkeypatch.setenv("TOOLKIT_TEST_PAUSE_SECONDS", "3")
     monkeypatch.setenv("TOOLKIT_NO_PROGRESS", "1")
     args = ["run", str(recipe), "--output", str(tmp_path / "run"), "--no-report"]
     args += ["--set", "search.timeout=3", "--set", features_cache]

@@ -18,14 +18,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 
-from tests.conftest import pause_env, run_cli, use_pause_plugin, write_recipe
+from tests.conftest import kill_when_paused, run_cli, start_paused, with_pause, write_recipe
 from toolkit.demo import DemoCompetition
 
 pytestmark = pytest.mark.slow  # studies with workers train
@@ -214,29 +213,14 @@ def test_a_worker_killed_on_another_machine_is_failed_by_its_heartbeat(
     """A worker killed mid-trial on "another machine" (its trial's recorded host made foreign,
     so its pid tells nothing) is failed once its heartbeat is older than the grace period;
     the next worker runs the slot again under a new trial number."""
-
     search = WORKER_SEARCH.replace("n_trials: 4", "n_trials: 2")
-    recipe = use_pause_plugin(write_recipe(tmp_path, tiny_competition.root, extra=search))
+    recipe = with_pause(write_recipe(tmp_path, tiny_competition.root, extra=search))
     recipe.write_text(recipe.read_text().replace("epochs: 2", "epochs: 1"))
     monkeypatch.setenv("TOOLKIT_HEARTBEAT_GRACE", "4")  # seconds, instead of 2 minutes
     run_dir = tmp_path / "run"
-    env = {**os.environ, "TOOLKIT_NO_PROGRESS": "1", "TOOLKIT_LOAD_PLUGINS": ""}
-    command = [sys.executable, "-m", "toolkit", "worker", str(recipe), "--output", str(run_dir)]
-    first = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        env={**env, **pause_env(tmp_path, at=1)},  # its first model waits in its forward pass
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        while not (tmp_path / "paused").exists():
-            assert first.poll() is None, first.stderr.read()  # type: ignore[union-attr]
-            time.sleep(0.02)
-    finally:
-        first.kill()
-        first.wait()
-        first.stderr.close()  # type: ignore[union-attr]
+    marker = tmp_path / "paused"
+    first = start_paused(["worker", recipe, "--output", run_dir], marker, 1, cwd=tmp_path)
+    kill_when_paused(first, marker)  # in trial 0's first training step
 
     storage = f"sqlite:///{run_dir / 'study.db'}"
     (killed,) = optuna.load_study(study_name="tiny", storage=storage).trials
