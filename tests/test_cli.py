@@ -423,3 +423,92 @@ def test_first_line_says_where_data_cache_and_output_are(
     assert (runs / "leaderboard.db").is_file() and (runs / "tiny" / "submission.csv").is_file()
     printed = dict(line.split(": ", 1) for line in done.stdout.splitlines())
     assert printed["submission"] == str(runs / "tiny" / "submission.csv")  # absolute
+
+
+# ------------------------------------------------- the competition's own shapes
+@pytest.fixture(scope="module")
+def shapes_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A work folder whose cache the competitions below share (their audio is the same)."""
+    return tmp_path_factory.mktemp("shapes")
+
+
+def competition_variant(
+    comp: DemoCompetition, root: Path, train: pd.DataFrame, sample: pd.DataFrame
+) -> Path:
+    """The tiny competition's audio with another train CSV and sample submission."""
+    root.mkdir(parents=True)
+    for folder in ("train", "test"):
+        (root / folder).symlink_to(comp.root / folder, target_is_directory=True)
+    train.to_csv(root / "train.csv", index=False)
+    sample.to_csv(root / "sample_submission.csv", index=False)
+    return root
+
+
+def run_in_process(work: Path, root: Path, name: str, *sets: str) -> Path:
+    """``toolkit run`` (one epoch, no report) in this process; returns the run directory."""
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    recipe = write_recipe(work, root, name=f"{name}.yaml")
+    args = ["run", str(recipe), "--output", str(work / name), "--no-report"]
+    for override in ("train.epochs=1", *sets):
+        args += ["--set", override]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return work / name
+
+
+def probability_columns(table: pd.DataFrame) -> list[str]:
+    """The class names of a ``*_probs.csv`` table, in its column order."""
+    return [c.removeprefix("p_") for c in table.columns if c.startswith("p_")]
+
+
+@pytest.mark.slow
+def test_sample_with_a_column_per_class_gets_probabilities(
+    tiny_competition: DemoCompetition, shapes_work: Path
+) -> None:
+    train = pd.read_csv(tiny_competition.root / "train.csv", dtype=str)
+    ids = list(pd.read_csv(tiny_competition.sample_submission, dtype=str)["id"])[::-1]
+    sample = pd.DataFrame({"id": ids, **{k: "0.25" for k in ("2", "0", "3", "1")}})
+    root = competition_variant(tiny_competition, shapes_work / "probs", train, sample)
+    run_dir = run_in_process(shapes_work, root, "probs")
+
+    submission = pd.read_csv(run_dir / "submission.csv", dtype={"id": str})
+    assert list(submission.columns) == ["id", "2", "0", "3", "1"]  # the sample's, in its order
+    assert list(submission["id"]) == ids
+    probs = submission[["2", "0", "3", "1"]].to_numpy()
+    assert probs.dtype == np.float64 and ((probs > 0) & (probs < 1)).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    test_probs = pd.read_csv(run_dir / "test_probs.csv", dtype={"id": str})
+    assert list(test_probs["id"]) == ids and probability_columns(test_probs) == ["0", "1", "2", "3"]
+    for column in ("2", "0", "3", "1"):  # each column holds its own class's probability
+        np.testing.assert_allclose(submission[column], test_probs[f"p_{column}"], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_text_labels_and_own_column_names(
+    tiny_competition: DemoCompetition, shapes_work: Path
+) -> None:
+    names = {"0": "none", "1": "male", "2": "female", "3": "several"}
+    original = pd.read_csv(tiny_competition.root / "train.csv", dtype=str)
+    train = pd.DataFrame({"voice": original["category"].map(names), "clip": original["id"]})
+    ids = list(pd.read_csv(tiny_competition.sample_submission, dtype=str)["id"])
+    sample = pd.DataFrame({"clip": ids, "voice": "none"})
+    root = competition_variant(tiny_competition, shapes_work / "text", train, sample)
+    run_dir = run_in_process(
+        shapes_work, root, "text", "data.id_column=clip", "data.label_column=voice"
+    )
+
+    classes = ["female", "male", "none", "several"]  # the train CSV's labels, sorted
+    assert torch.load(run_dir / "best.pt", weights_only=True)["classes"] == classes
+    test_probs = pd.read_csv(run_dir / "test_probs.csv", dtype={"id": str})
+    assert probability_columns(test_probs) == classes
+    submission = pd.read_csv(run_dir / "submission.csv", dtype=str)
+    assert list(submission.columns) == ["clip", "voice"] and list(submission["clip"]) == ids
+    predicted = test_probs[[f"p_{c}" for c in classes]].to_numpy().argmax(axis=1)
+    assert list(submission["voice"]) == [classes[i] for i in predicted]
+    val = pd.read_csv(run_dir / "val_probs.csv", dtype=str)
+    truth = dict(zip(train["clip"], train["voice"], strict=True))
+    assert list(val["label"]) == [truth[i] for i in val["id"]]  # held-out clips, true labels
+    assert set(val["label"]) <= set(classes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -12,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +166,121 @@ def test_version_3_plain_runs_become_runs_and_trials_stay_trials(tmp_path: Path)
         "s/t0002": "trial",
         "p/r20260101-000000-001": "run",
     }
+
+
+OLD_COLUMNS = {
+    1: "id TEXT PRIMARY KEY, kind TEXT NOT NULL, recipe TEXT NOT NULL, run_dir TEXT NOT NULL, "
+    "state TEXT NOT NULL, backbone TEXT, params TEXT NOT NULL, val_accuracy REAL, val_loss REAL, "
+    "metric TEXT, metric_value REAL, epochs INTEGER, seconds REAL, submission TEXT, "
+    "members TEXT NOT NULL, trial_number INTEGER, created_at TEXT NOT NULL, public_score REAL",
+}
+OLD_COLUMNS[2] = OLD_COLUMNS[1] + ", provenance TEXT NOT NULL DEFAULT '{}'"
+OLD_COLUMNS[3] = OLD_COLUMNS[2] + ", folds INTEGER, fold_mean REAL, fold_std REAL"
+"""The ``entries`` table as each earlier schema version made it (4 only changed rows)."""
+
+
+def old_database(path: Path, version: int, run_dir: Path) -> None:
+    """A leaderboard as the release of schema ``version`` wrote it: a plain run (then kind
+    'trial' without a trial number), a pruned trial and an ensemble of it."""
+    rows = [
+        {"id": "old/r1", "kind": "trial", "state": "complete", "val_accuracy": 0.5,
+         "params": '{"lr": 0.01}', "public_score": 0.7, "provenance": '{"metric": "accuracy"}'},
+        {"id": "old/t0002", "kind": "trial", "state": "pruned", "trial_number": 2,
+         "metric": "log_loss", "metric_value": 1.25, "folds": 5, "fold_mean": 1.3},
+        {"id": "old/e1", "kind": "ensemble", "state": "complete", "val_accuracy": 0.6,
+         "members": '[{"id": "old/t0002", "weight": 1.0}]'},
+    ]  # fmt: skip
+    columns = [c.split()[0] for c in OLD_COLUMNS[version].split(", ")]
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"CREATE TABLE entries ({OLD_COLUMNS[version]})")
+        conn.execute("CREATE INDEX entries_run_dir ON entries (run_dir)")
+        conn.execute("CREATE INDEX entries_recipe ON entries (recipe)")
+        for row in rows:
+            values = {"recipe": "old", "run_dir": str(run_dir), "params": "{}", "members": "[]"}
+            values.update(row, created_at="2026-01-01T00:00:00+00:00")
+            kept = [c for c in columns if c in values]
+            conn.execute(
+                f"INSERT INTO entries ({', '.join(kept)}) VALUES ({', '.join('?' for _ in kept)})",
+                [values[c] for c in kept],
+            )
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.commit()
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_every_earlier_schema_version_is_migrated_on_the_first_write(
+    tmp_path: Path, version: int
+) -> None:
+    path = tmp_path / f"v{version}.db"
+    old_database(path, version, tmp_path)
+    board = Leaderboard(path)
+    assert sorted(r.id for r in board.rows()) == ["old/e1", "old/r1", "old/t0002"]  # read as is
+    board.upsert(trial("new/t0001", tmp_path, trial_number=1, provenance={"metric": "accuracy"},
+                       folds=3, fold_mean=0.8, fold_std=0.1))  # fmt: skip
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert [c[1] for c in conn.execute("PRAGMA table_info(entries)")] == list(COLUMNS)
+    rows = {r.id: r for r in Leaderboard(path).rows()}
+    assert set(rows) == {"old/r1", "old/t0002", "old/e1", "new/t0001"}
+    run, pruned, ensemble_row = rows["old/r1"], rows["old/t0002"], rows["old/e1"]
+    assert (run.kind, pruned.kind, ensemble_row.kind) == ("run", "trial", "ensemble")
+    assert (run.val_accuracy, run.params, run.public_score) == (0.5, {"lr": 0.01}, 0.7)
+    assert run.created_at == "2026-01-01T00:00:00+00:00"
+    assert run.provenance == ({} if version == 1 else {"metric": "accuracy"})
+    assert (pruned.state, pruned.trial_number, pruned.metric_value) == ("pruned", 2, 1.25)
+    assert (pruned.folds, pruned.fold_mean) == ((None, None) if version < 3 else (5, 1.3))
+    assert ensemble_row.member_weights() == {"old/t0002": 1.0}
+    new = rows["new/t0001"]
+    assert (new.provenance, new.folds, new.fold_mean, new.fold_std) == (
+        {"metric": "accuracy"}, 3, 0.8, 0.1
+    )  # fmt: skip
+    assert [r.id for r in Leaderboard(path).rows(kind="run")] == ["old/r1"]
+
+
+OLD_WRITER = """
+import sys, time
+from pathlib import Path
+from toolkit.leaderboard.store import Leaderboard, Row
+path, worker, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+board = Leaderboard(path)
+Path(f"{go}.{worker}").touch()
+while not go.exists():
+    time.sleep(0.001)
+for i in range(20):
+    board.upsert(Row(id=f"w{worker}/t{i:04d}", kind="trial", recipe="new", run_dir="/runs/new",
+                     state="complete", trial_number=i, val_accuracy=i / 20))
+"""
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_two_processes_migrate_an_old_database_at_once(tmp_path: Path, version: int) -> None:
+    path = tmp_path / "old.db"
+    old_database(path, version, tmp_path)
+    go = tmp_path / "go"
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", OLD_WRITER, str(path), str(w), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(2)
+    ]
+    while not all(Path(f"{go}.{w}").exists() for w in range(2)):  # both opened the old file
+        assert all(w.poll() is None for w in writers), [w.communicate() for w in writers]
+        time.sleep(0.005)
+    go.touch()  # now both write (and so migrate) at once
+    for writer in writers:
+        _, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert [c[1] for c in conn.execute("PRAGMA table_info(entries)")] == list(COLUMNS)
+    rows = {r.id: r for r in Leaderboard(path).rows()}
+    written = {f"w{w}/t{i:04d}" for w in range(2) for i in range(20)}
+    assert set(rows) == written | {"old/r1", "old/t0002", "old/e1"}
+    assert rows["old/r1"].kind == "run" and rows["old/t0002"].kind == "trial"
 
 
 def test_upsert_inserts_then_updates_running_trial(tmp_path: Path) -> None:

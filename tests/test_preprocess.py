@@ -88,3 +88,50 @@ def test_builtin_cache_keys_are_unchanged(tmp_path: Path) -> None:
         assert (pre.decode_rate, pre.separator_channels) == (rate, channels)
         assert pre.stem_settings == BUILTIN_KEYS[separator]
         assert pre.feature_settings == BUILTIN_KEYS["mel"]
+
+
+def test_center_crop_keeps_the_middle_of_a_long_clip(tmp_path: Path) -> None:
+    """``data.crop: center``: a clip longer than ``data.duration`` is cut from its middle, when
+    decoded and in the stored stem; at the data's rate exactly, resampled to within a sample."""
+    registry = load_plugins()
+    rng = np.random.default_rng(11)
+    length = 16000  # data.duration 1.0 s at 16 kHz
+    for rate in (16000, 22050):
+        mixture, _ = synthesize_clip(2, rng, sample_rate=rate, duration=3.3, channels=1)
+        path = tmp_path / f"long{rate}.wav"
+        sf.write(str(path), mixture.T, rate, subtype="FLOAT")
+        audio, _ = sf.read(str(path), dtype="float32", always_2d=True)
+        whole = resample(np.ascontiguousarray(audio.T), rate, 16000)[0]
+        middle_start = (len(whole) - length) // 2
+        middle = whole[middle_start : middle_start + length]
+
+        center = load_clip(path, 16000, 1, 1.0, crop="center")[0]
+        start = load_clip(path, 16000, 1, 1.0, crop="start")[0]
+        assert center.shape == start.shape == (length,)
+        if rate == 16000:
+            np.testing.assert_array_equal(center, middle)
+            np.testing.assert_array_equal(start, whole[:length])
+        else:  # cut before resampling: the same window, to within one output sample
+            assert _offset(whole, center) in range(middle_start - 1, middle_start + 2)
+            assert _offset(whole, start) in (0, 1)
+
+        pre = Preprocessor(
+            make_recipe(registry, tmp_path, {"name": "none"}, crop="center"), registry
+        )
+        (key,) = pre.separate([path])
+        stem = pre.stems.get(key)
+        np.testing.assert_array_equal(stem, center.astype(np.float16))
+        starts = Preprocessor(make_recipe(registry, tmp_path, {"name": "none"}), registry)
+        (start_key,) = starts.separate([path])
+        assert start_key != key  # the crop is part of the stem's key
+        np.testing.assert_array_equal(starts.stems.get(start_key), start.astype(np.float16))
+
+
+def _offset(whole: np.ndarray, part: np.ndarray) -> int:
+    """Where ``part`` best lines up inside ``whole`` (least squared difference)."""
+    from scipy.signal import correlate
+
+    squares = np.concatenate([[0.0], np.cumsum(whole.astype(np.float64) ** 2)])
+    energy = squares[len(part) :] - squares[: -len(part)]
+    cross = correlate(whole.astype(np.float64), part.astype(np.float64), "valid", method="fft")
+    return int(np.argmin(energy - 2 * cross))

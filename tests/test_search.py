@@ -199,6 +199,21 @@ def test_worker_liveness_by_pid() -> None:
     assert worker_alive({**me, "host": me["host"] + "-elsewhere"}) is None
 
 
+def test_heartbeat_grace_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolkit.errors import SearchError
+    from toolkit.study.storage import heartbeat_timing
+
+    monkeypatch.delenv("TOOLKIT_HEARTBEAT_GRACE", raising=False)
+    assert heartbeat_timing() == (30, 120)
+    for value, timing in (("4", (1, 4)), ("60", (15, 60)), (" 600 ", (30, 600))):
+        monkeypatch.setenv("TOOLKIT_HEARTBEAT_GRACE", value)
+        assert heartbeat_timing() == timing
+    for bad in ("3", "2.5", "soon", "-10"):
+        monkeypatch.setenv("TOOLKIT_HEARTBEAT_GRACE", bad)
+        with pytest.raises(SearchError, match="TOOLKIT_HEARTBEAT_GRACE=.*at least 4"):
+            heartbeat_timing()
+
+
 def test_recipe_values_are_the_baseline_trial(raw: dict[str, Any], registry: Any) -> None:
     recipe = validate_recipe(raw, registry, "tiny")
     drawn = recipe_values(
@@ -261,6 +276,24 @@ def test_surplus_trials_and_dead_workers(tiny_competition: DemoCompetition, tmp_
     assert run.fail_dead_trials() == [1]
     assert run.surplus(2) is False  # the dead trial's slot is free again
     assert run.counts()["running"] == 2 and run.counts()["failed"] == 1
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_trial_whose_worker_died_before_its_row_gets_a_failed_row(
+    tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    recipe = search_recipe(tmp_path, tiny_competition.root, n_trials=2)
+    run = StudyRun(load_recipe(recipe, output=tmp_path / "run"))
+    trial = run.study.ask(
+        {"train.optimizer.lr": optuna.distributions.FloatDistribution(0.001, 0.01)}
+    )
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trial.set_user_attr("worker", {**worker_identity(), "pid": dead.pid})  # killed at once
+    assert run.fail_dead_trials() == [0]
+    row = run.board.get("run/t0000")
+    assert (row.kind, row.state, row.trial_number) == ("trial", "failed", 0)
+    assert row.params == {**trial.params, "error": "its worker process died"}
 
 
 # ---------------------------------------------------------- a tiny study, CLI
@@ -487,3 +520,147 @@ def test_study_killed_mid_trial_resumes_without_losing_or_repeating_trials(
     assert rows[f"run/t{killed:04d}"]["state"] == "failed"
     assert any(r["kind"] == "ensemble" for r in rows.values())
     assert (run_dir / "submission.csv").is_file()
+
+
+# ------------------------------------------- a minimising metric, and pruning
+LOG_LOSS_SEARCH = """
+search:
+  n_trials: 3
+  metric: log_loss
+  sampler: {name: random, seed: 11}
+  pruner: {name: median, n_startup_trials: 2, n_warmup_steps: 0}
+  space:
+    train.optimizer.lr: {choices: [0.003, 0.01, 0.3]}
+    model.backbone.width: {choices: [4, 8]}
+ensemble: {size: 10}
+"""
+"""Trial 0 (the recipe), trial 1 (lr 0.01, width 4: its lowest loss and its best accuracy
+fall on different epochs), both complete (the pruner's startup trials), and trial 2 (lr 0.3:
+an AdamW step that large makes the validation loss explode in the first epoch)."""
+
+
+@pytest.fixture(scope="module")
+def features_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A ``--set`` of the cache the studies below share (features computed once)."""
+    return f"cache.dir={tmp_path_factory.mktemp('search_cache')}"
+
+
+@pytest.fixture(scope="module")
+def log_loss_study(
+    tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempPathFactory, features_cache: str
+) -> Path:
+    """A 3-trial study minimising log loss with a median pruner, run in this process;
+    returns its work directory (run directory ``run``)."""
+    from toolkit.workflow import run_study
+
+    work = tmp_path_factory.mktemp("log_loss")
+    recipe = write_recipe(work, tiny_competition.root, extra=LOG_LOSS_SEARCH)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TOOLKIT_NO_PROGRESS", "1")
+        result = run_study(load_recipe(recipe, [features_cache], work / "run"))
+    assert result.worker.stopped_by == "n_trials"
+    return work
+
+
+def study_labels(work: Path) -> np.ndarray:
+    """The validation labels of the study's trials, as class indices."""
+    table = pd.read_csv(work / "run" / "val_probs.csv", dtype={"id": str, "label": str})
+    classes = [c.removeprefix("p_") for c in table.columns if c.startswith("p_")]
+    return np.array([classes.index(label) for label in table["label"]])
+
+
+@pytest.mark.slow
+def test_log_loss_study_minimises_from_best_epochs_to_the_leaderboard(
+    log_loss_study: Path,
+) -> None:
+    from toolkit.metrics import log_loss
+
+    run_dir = log_loss_study / "run"
+    study = load_study(run_dir)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) >= 2
+    disagree = []  # trials whose most accurate epoch is not their lowest-loss one
+    for t in complete + study.get_trials(states=(optuna.trial.TrialState.PRUNED,)):
+        history = pd.read_csv(run_dir / "trials" / f"t{t.number:04d}" / "metrics.csv")
+        lowest = history.loc[history["val_loss"].idxmin()]
+        disagree += [t.number] if history["val_accuracy"].idxmax() != lowest.name else []
+        assert min(t.intermediate_values.values()) == pytest.approx(lowest["val_loss"])
+        if t.state == optuna.trial.TrialState.COMPLETE:  # its best epoch: the lowest loss
+            assert t.user_attrs["best_epoch"] == lowest["epoch"]
+            assert t.value == pytest.approx(lowest["val_loss"])
+    assert disagree, "no trial tells best epochs by loss from best epochs by accuracy"
+
+    summary = json.loads((run_dir / "ensemble.json").read_text())
+    best = min(t.value for t in complete if t.value is not None)
+    assert summary["metric"] == "log_loss" and summary["best_trial_metric"] == best
+    assert summary["val_metric"] <= best  # never worse than the best trial
+    assert summary["val_metric"] == min(summary["trajectory"])  # the lowest prefix is kept
+    ensemble_probs = pd.read_csv(run_dir / "val_probs.csv")
+    p = ensemble_probs[[c for c in ensemble_probs.columns if c.startswith("p_")]].to_numpy()
+    labels = study_labels(log_loss_study)
+    assert log_loss(p, labels) == pytest.approx(summary["val_metric"], abs=1e-6)
+    for t in complete:  # selected to minimise: no single trial does better
+        trial_probs = np.load(run_dir / "trials" / f"t{t.number:04d}" / "val_probs.npy")
+        assert summary["val_metric"] <= log_loss(trial_probs, labels) + 1e-12
+
+    rows = board_rows(log_loss_study, "--sort", "metric_value")
+    assert rows[0]["kind"] == "ensemble" and rows[0]["metric"] == "log_loss"
+    values = [r["metric_value"] for r in rows if r["kind"] == "trial"]
+    assert len(values) == 3 and values == sorted(values)  # lowest loss first
+    top = board_rows(log_loss_study, "--sort", "metric_value", "--top", "1", "--kind", "trial")
+    assert [r["trial_number"] for r in top] == [min(complete, key=lambda t: t.value).number]
+
+
+@pytest.mark.slow
+def test_median_pruner_stops_a_clearly_worse_trial(log_loss_study: Path) -> None:
+    run_dir = log_loss_study / "run"
+    study = load_study(run_dir)
+    diverging = [t for t in study.trials if t.params["train.optimizer.lr"] == 0.3]
+    assert diverging, "the sampler drew no trial with lr 0.3"
+    pruned = study.get_trials(states=(optuna.trial.TrialState.PRUNED,))
+    assert pruned and {t.number for t in diverging} <= {t.number for t in pruned}
+    rows = {r["trial_number"]: r for r in board_rows(log_loss_study, "--kind", "trial")}
+    for t in diverging:
+        assert len(t.intermediate_values) < 2  # stopped before train.epochs (2)
+        assert rows[t.number]["state"] == "pruned" and rows[t.number]["epochs"] < 2
+        folder = run_dir / "trials" / f"t{t.number:04d}"
+        assert len(pd.read_csv(folder / "metrics.csv")) == len(t.intermediate_values)
+        assert not (folder / "test_probs.npy").exists()  # no predictions: not a candidate
+    members = {m["id"] for m in json.loads((run_dir / "ensemble.json").read_text())["members"]}
+    assert not members & {f"run/t{t.number:04d}" for t in pruned}
+
+
+# ------------------------------------------------------------------- timeout
+@pytest.mark.slow
+def test_timeout_stops_starting_trials_and_the_ensemble_uses_what_finished(
+    tiny_competition: DemoCompetition,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    features_cache: str,
+) -> None:
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    extra = SEARCH.format(n_trials=3, sampler="random", pruner="{name: none}")
+    recipe = with_pause(write_recipe(tmp_path, tiny_competition.root, extra=extra))
+    # the first trial's first step waits 3 s: the timeout has passed when that trial ends
+    monkeypatch.setenv("TOOLKIT_TEST_PAUSE", f"{tmp_path / 'paused'}:1")
+    monkeypatch.setenv("TOOLKIT_TEST_PAUSE_SECONDS", "3")
+    monkeypatch.setenv("TOOLKIT_NO_PROGRESS", "1")
+    args = ["run", str(recipe), "--output", str(tmp_path / "run"), "--no-report"]
+    args += ["--set", "search.timeout=3", "--set", features_cache]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+    assert (tmp_path / "paused").is_file()
+    assert "study tiny: 1 trials (1 complete, 0 pruned, 0 failed)" in result.stdout
+    assert "stopped at search.timeout (3 s): no trial started after it" in result.stdout
+    study = load_study(tmp_path / "run")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
+    summary = json.loads((tmp_path / "run" / "ensemble.json").read_text())
+    assert [m["id"] for m in summary["members"]] == ["run/t0000"]
+    assert summary["val_metric"] == study.trials[0].value
+    submission = pd.read_csv(tmp_path / "run" / "submission.csv", dtype=str)
+    assert len(submission) == tiny_competition.n_test

@@ -9,6 +9,7 @@ pg_ctl refuse root), and stops it afterwards.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pwd
 import re
@@ -23,7 +24,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.conftest import run_cli, write_recipe
+from tests.conftest import kill_when_paused, run_cli, start_paused, with_pause, write_recipe
 from toolkit.demo import DemoCompetition
 
 pytestmark = pytest.mark.slow  # studies with workers train
@@ -204,3 +205,46 @@ def test_a_queued_trial_is_taken_by_one_worker_only(tmp_path: Path) -> None:
         for thread in threads:
             thread.join()
         assert sorted(taken) == [0, 1, 2, 3], (attempt, taken)
+
+
+def test_a_worker_killed_on_another_machine_is_failed_by_its_heartbeat(
+    tiny_competition: DemoCompetition, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed mid-trial on "another machine" (its trial's recorded host made foreign,
+    so its pid tells nothing) is failed once its heartbeat is older than the grace period;
+    the next worker runs the slot again under a new trial number."""
+    search = WORKER_SEARCH.replace("n_trials: 4", "n_trials: 2")
+    recipe = with_pause(write_recipe(tmp_path, tiny_competition.root, extra=search))
+    recipe.write_text(recipe.read_text().replace("epochs: 2", "epochs: 1"))
+    monkeypatch.setenv("TOOLKIT_HEARTBEAT_GRACE", "4")  # seconds, instead of 2 minutes
+    run_dir = tmp_path / "run"
+    marker = tmp_path / "paused"
+    first = start_paused(["worker", recipe, "--output", run_dir], marker, 1, cwd=tmp_path)
+    kill_when_paused(first, marker)  # in trial 0's first training step
+
+    storage = f"sqlite:///{run_dir / 'study.db'}"
+    (killed,) = optuna.load_study(study_name="tiny", storage=storage).trials
+    assert killed.state == optuna.trial.TrialState.RUNNING
+    identity = killed.user_attrs["worker"]
+    elsewhere = {**identity, "host": f"{identity['host']}-elsewhere"}
+    optuna.storages.RDBStorage(storage).set_trial_user_attr(killed._trial_id, "worker", elsewhere)
+
+    result = run_cli("run", recipe, "--output", run_dir, "--no-report", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "2 trials (2 complete, 0 pruned, 1 failed)" in result.stdout
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert study.trials[0].user_attrs["worker"] == elsewhere  # left to its own worker
+    runner = {t.user_attrs["worker"]["pid"] for t in study.trials[1:]}
+    assert len(runner) == 1 and identity["pid"] not in runner
+    (again,) = [t for t in study.trials[1:] if t.user_attrs.get("baseline")]
+    assert again.params == killed.params  # the killed baseline, queued again
+
+    rows = json.loads(run_cli("leaderboard", "--db", tmp_path / "leaderboard.db", "--json").stdout)
+    trials = sorted((r["trial_number"], r["state"]) for r in rows if r["kind"] == "trial")
+    assert trials == [(0, "failed"), (1, "complete"), (2, "complete")]  # each number run once
+    failed = next(r for r in rows if r["id"] == "run/t0000")
+    assert failed["params"]["error"] == "no heartbeat from its worker"
+    assert not (run_dir / "trials" / "t0000" / "test_probs.npy").exists()
+    members = {m["id"] for m in json.loads((run_dir / "ensemble.json").read_text())["members"]}
+    assert members <= {"run/t0001", "run/t0002"}

@@ -208,6 +208,7 @@ def _run_study(loaded: Any, storage: str | None) -> Path:
         highlight=False,
         soft_wrap=True,
     )
+    _say_timeout(loaded, result.worker)
     out.print(f"best trial: {ens.best_trial} ({ens.metric} {ens.best_trial_metric:.4f})")
     members = ", ".join(f"{k} ×{w:.3g}" for k, w in ens.members.items())
     out.print(
@@ -219,6 +220,18 @@ def _run_study(loaded: Any, storage: str | None) -> Path:
     out.print(f"submission: {result.submission}", highlight=False, soft_wrap=True)
     out.print(f"dashboard: optuna-dashboard {result.storage}", highlight=False, soft_wrap=True)
     return result.run_dir
+
+
+def _say_timeout(loaded: Any, report: Any) -> None:
+    """One line when the worker stopped starting trials at ``search.timeout``."""
+    search = loaded.recipe.search
+    if report.stopped_by == "timeout" and search is not None and search.timeout is not None:
+        out.print(
+            f"stopped at search.timeout ({search.timeout:g} s): no trial started after it; "
+            "run again to continue the study",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -254,6 +267,7 @@ def worker(
         highlight=False,
         soft_wrap=True,
     )
+    _say_timeout(loaded, report)
 
 
 @app.command()

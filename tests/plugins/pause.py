@@ -3,9 +3,12 @@
 Kill tests must not guess with sleeps how far a run has got (a fast machine
 finishes first). With ``TOOLKIT_TEST_PAUSE=MARKER:N`` in its environment, the
 process blocks at the N-th point reached (see below), after writing ``MARKER``;
-the test waits for the marker, then kills. Without the variable, or at other
-points, both plugins change nothing: a run with them gives the numbers it gives
-without them.
+the test waits for the marker, then kills. Points are counted from the first
+one reached with that value of the variable (so tests in one process count
+apart). With ``TOOLKIT_TEST_PAUSE_SECONDS=S`` too, the process waits S seconds
+there and goes on (a trial that outlasts a study's timeout). Without the
+variable, or at other points, both plugins change nothing: a run with them
+gives the numbers it gives without them.
 
 - augmenter ``pause``: a batch augmenter that returns its batch unchanged; a
   point is a model's first training step (the N-th model built in the process);
@@ -22,18 +25,25 @@ from pathlib import Path
 from toolkit import BatchAugmenter, Separator, hookimpl
 
 ENV = "TOOLKIT_TEST_PAUSE"
-_REACHED = {"points": 0}
+SECONDS_ENV = "TOOLKIT_TEST_PAUSE_SECONDS"
+_REACHED: dict[str, int] = {}
+"""Points reached, by value of :data:`ENV`."""
 
 
 def _point() -> None:
-    """Count a point; at the chosen one, write the marker and block until killed."""
+    """Count a point; at the chosen one, write the marker and block until killed (or for
+    :data:`SECONDS_ENV` seconds)."""
     wanted = os.environ.get(ENV)
     if not wanted:
         return
     marker, _, n = wanted.rpartition(":")
-    _REACHED["points"] += 1
-    if _REACHED["points"] == int(n):
+    _REACHED[wanted] = _REACHED.get(wanted, 0) + 1
+    if _REACHED[wanted] == int(n):
         Path(marker).write_text(f"paused at point {n}\n")
+        seconds = os.environ.get(SECONDS_ENV)
+        if seconds:
+            time.sleep(float(seconds))
+            return
         while True:
             time.sleep(60)
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from toolkit.cache import atomic_write
 from toolkit.report import figures as draw
 from toolkit.report.collect import RunContents, collect
 from toolkit.report.page import render_page
@@ -101,7 +102,8 @@ def write_report(run_dir: Path | str, storage: str | None = None, db: Path | Non
     """Write ``RUN_DIR/report.html`` (one self-contained file) and ``RUN_DIR/figures/*.png``.
 
     Returns the page's path. Figures of an earlier report that this one does
-    not draw are removed, so the folder matches the page.
+    not draw are removed, so the folder matches the page. Each file is written
+    whole or not at all: a report killed while writing leaves the earlier files.
     """
     report = build_report(run_dir, storage, db)
     out = report.contents.run_dir
@@ -110,9 +112,11 @@ def write_report(run_dir: Path | str, storage: str | None = None, db: Path | Non
     for name in FIGURE_NAMES:
         path = folder / f"{name}.png"
         if name in report.figures:
-            path.write_bytes(report.figures[name])
+            png = report.figures[name]
+            atomic_write(path, lambda handle, png=png: handle.write(png))
         else:
             path.unlink(missing_ok=True)
     page = out / REPORT
-    page.write_text(report.html(), encoding="utf-8")
+    html = report.html().encode("utf-8")
+    atomic_write(page, lambda handle: handle.write(html))
     return page

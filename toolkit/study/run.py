@@ -20,8 +20,9 @@ started again, and several workers (processes or machines) can share one study:
 * A trial records its worker (host, boot id, pid, process start time). A new
   worker marks the running trials of dead processes on its own machine as
   failed at once; trials of other machines fail when their heartbeat
-  (``HEARTBEAT_INTERVAL``) is older than ``GRACE_PERIOD``. Failed trials do not
-  count, so their slots are tried again.
+  (``HEARTBEAT_INTERVAL``) is older than ``GRACE_PERIOD`` (both set by
+  ``TOOLKIT_HEARTBEAT_GRACE``, see :mod:`toolkit.study.storage`). Failed trials do
+  not count, so their slots are tried again; a failed baseline trial is queued again.
 * Sampling is seeded per trial (``sampler.seed + trial number``): a trial's
   random draws do not depend on which worker runs it, and a resumed or second
   worker does not repeat the first one's draws.
@@ -43,7 +44,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from toolkit.checks import CheckedInputs, check_inputs
 from toolkit.errors import SearchError, ToolkitError
-from toolkit.leaderboard.store import Leaderboard
+from toolkit.leaderboard.store import Leaderboard, Row
 from toolkit.loading import LoadedRecipe
 from toolkit.metrics import get_metric
 from toolkit.model_run import ModelRun
@@ -94,6 +95,9 @@ class StudyRun:
         self._prepared: dict[str, PreparedData] = {}
         self._inputs: CheckedInputs | None = None
         self._study: optuna.Study | None = None
+        self._stale: list[int] = []
+        """Trials this process failed for want of a heartbeat, not yet told by
+        :meth:`fail_dead_trials` (Optuna also fails them when a trial starts)."""
 
     # ---------------------------------------------------------------- naming
     def trial_id(self, number: int, seed_index: int = 0) -> str:
@@ -161,7 +165,11 @@ class StudyRun:
 
     # ------------------------------------------------------------ stale trials
     def fail_dead_trials(self) -> list[int]:
-        """Fail running trials whose worker is dead: on this machine at once, else by heartbeat."""
+        """Fail running trials whose worker is dead: on this machine at once, else by heartbeat.
+
+        Returns the numbers of the trials this process failed (since the last call, for
+        those failed by heartbeat).
+        """
         failed: list[int] = []
         storage = self.study._storage
         for t in self.trials((TrialState.RUNNING,)):
@@ -170,21 +178,35 @@ class StudyRun:
                 with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
                     if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                         failed.append(t.number)
-                        self._mark_row_failed(t.number, "its worker process died")
+                        self._mark_row_failed(t, "its worker process died")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(self.study)
+        failed += self._stale
+        self._stale = []
         return failed
 
     def _on_stale(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._mark_row_failed(trial.number, "no heartbeat from its worker")
+        self._stale.append(trial.number)
+        self._mark_row_failed(trial, "no heartbeat from its worker")
 
-    def _mark_row_failed(self, number: int, reason: str) -> None:
-        row_id = self.trial_id(number)
+    def _mark_row_failed(self, trial: FrozenTrial, reason: str) -> None:
+        """Mark a dead trial's running leaderboard row failed; write one when its worker died
+        before the row was written (every trial of the study is a row)."""
+        row_id = self.trial_id(trial.number)
         try:
             row = self.board.get(row_id)
         except ToolkitError:
-            return
+            row = Row(
+                id=row_id,
+                kind="trial",
+                recipe=self.recipe.name,
+                run_dir=str(self.run_dir.resolve()),
+                state="running",
+                params=dict(trial.params),
+                metric=self.metric,
+                trial_number=trial.number,
+            )
         if row.state == "running":
             row.state = "failed"
             row.params = {**row.params, "error": reason}
@@ -320,7 +342,8 @@ class StudyRun:
         failures = 0
         with LiveView(status) as view:
             while True:
-                self.fail_dead_trials()
+                if self.fail_dead_trials():
+                    self.enqueue_baseline()  # a baseline whose worker died is queued again
                 counts = self.refresh(status)
                 finished = counts["complete"] + counts["pruned"]
                 if finished >= self.search.n_trials:

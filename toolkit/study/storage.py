@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import warnings
@@ -21,11 +22,34 @@ HEARTBEAT_INTERVAL = 30
 GRACE_PERIOD = 120
 """Seconds without a heartbeat after which another worker fails a running trial."""
 
+GRACE_ENV = "TOOLKIT_HEARTBEAT_GRACE"
+"""Environment variable that sets the grace period in seconds (every worker of a study should
+have the same); the heartbeat interval is then a quarter of it, at most
+:data:`HEARTBEAT_INTERVAL`."""
+
+MIN_GRACE = 4
+"""The shortest grace period :data:`GRACE_ENV` may set (a heartbeat each second)."""
+
+
+def heartbeat_timing() -> tuple[int, int]:
+    """The heartbeat interval and the grace period, in seconds (see :data:`GRACE_ENV`)."""
+    text = os.environ.get(GRACE_ENV, "").strip()
+    if not text:
+        return HEARTBEAT_INTERVAL, GRACE_PERIOD
+    if not text.isdigit() or int(text) < MIN_GRACE:
+        raise SearchError(
+            f"{GRACE_ENV}={text!r}: the heartbeat grace period must be whole seconds, "
+            f"at least {MIN_GRACE}; unset it for the default {GRACE_PERIOD}"
+        )
+    grace = int(text)
+    return min(HEARTBEAT_INTERVAL, grace // 4), grace
+
 
 def open_storage(
     url: str, on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None
 ) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage with heartbeats; SQLite files and folders are created."""
+    interval, grace = heartbeat_timing()
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
@@ -40,8 +64,8 @@ def open_storage(
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 storage = optuna.storages.RDBStorage(
                     url,
-                    heartbeat_interval=HEARTBEAT_INTERVAL,
-                    grace_period=GRACE_PERIOD,
+                    heartbeat_interval=interval,
+                    grace_period=grace,
                     heartbeat_stale_trial_callback=on_stale,
                     **kwargs,
                 )
