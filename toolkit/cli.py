@@ -293,7 +293,8 @@ def reproduce(
 
     Exits 0 when the metrics and probabilities are identical, 1 when they differ.
     """
-    from toolkit.leaderboard.store import Leaderboard, default_db_path
+    from toolkit.leaderboard.location import default_db_path
+    from toolkit.leaderboard.store import Leaderboard
     from toolkit.reproduce import reproduce as reproduce_row
 
     outcome = reproduce_row(Leaderboard(db or default_db_path()), run_id, output)
@@ -368,7 +369,7 @@ def plugins(
     """List every registered plugin by kind, with where it came from."""
     from toolkit.kinds import KINDS
     from toolkit.loading import plugin_files, read_recipe_file
-    from toolkit.registry import load_plugins
+    from toolkit.plugin_loader import load_plugins
 
     files = plugin_files(read_recipe_file(recipe), recipe) if recipe else []
     registry = load_plugins(files)
