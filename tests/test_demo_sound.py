@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from toolkit.demo import CLASS_NAMES, clip_rng, sound, synthesize_clip
+from toolkit.demo import CLASS_NAMES, clip_rng, synthesize_clip, voices
 
 SR = 44100
 
@@ -97,13 +97,13 @@ def test_male_voices_sing_lower_than_female_voices() -> None:
 
 def test_several_voices_have_more_than_one_singer(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    real = sound._sing
+    real = voices.sing
 
     def counting(singer: Any, *args: Any, **kwargs: Any) -> np.ndarray:
         calls.append(singer.gender)
         return real(singer, *args, **kwargs)
 
-    monkeypatch.setattr(sound, "_sing", counting)
+    monkeypatch.setattr(voices, "sing", counting)
     counts: dict[int, list[list[str]]] = {}
     for label in range(4):
         for i in range(6):

@@ -1,6 +1,8 @@
 """The embedded demo competition: synthetic song snippets in the report's four classes.
 
-:mod:`toolkit.demo.sound` synthesises the clips as numpy arrays;
+:mod:`toolkit.demo.sound` synthesises the clips as numpy arrays, from a song frame
+(:mod:`~toolkit.demo.song`), its accompaniment (:mod:`~toolkit.demo.instruments`) and
+its singers (:mod:`~toolkit.demo.voices`), all made of :mod:`~toolkit.demo.oscillators`;
 :mod:`toolkit.demo.competition` writes them as a Kaggle-style competition folder.
 The folder writer's names load on first use, so importing the synthesis alone pulls
 in neither it nor its file libraries.
