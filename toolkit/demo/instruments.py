@@ -6,6 +6,8 @@ song's frame, as stereo ``[2, n]`` float32.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from toolkit.demo.oscillators import (
@@ -15,6 +17,7 @@ from toolkit.demo.oscillators import (
     note_envelope,
     oscillate,
     pan,
+    rms,
     timbre_table,
 )
 from toolkit.demo.song import Song, draw_melody
@@ -118,10 +121,10 @@ def lead(song: Song, clock: Clock, rng: np.random.Generator) -> np.ndarray:
     return pan(mono, rng.uniform(-0.6, 0.6))
 
 
-def drums(song: Song, n: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+def drums(song: Song, clock: Clock, rng: np.random.Generator) -> np.ndarray:
     """Kick, snare and hi-hat one-shots on a 16th-note grid, slightly humanised."""
+    n, sr = clock.n, clock.sample_rate
     out = np.zeros((2, n), dtype=np.float32)
-    sr = sample_rate
     tk = np.arange(int(0.35 * sr)) / sr
     sweep = rng.uniform(40, 60) + rng.uniform(60, 120) * np.exp(-tk / rng.uniform(0.02, 0.05))
     kick = np.sin(2 * np.pi * np.cumsum(sweep) / sr) * np.exp(-tk / rng.uniform(0.06, 0.15))
@@ -148,8 +151,37 @@ def drums(song: Song, n: int, sample_rate: int, rng: np.random.Generator) -> np.
         times = (bar_starts[:, None] + step * np.array(steps)[None, :]).ravel()
         times = times + rng.normal(0, 0.004, len(times))
         for time in times:
-            i = int(round(time * sr))
+            i = int(round((time - clock.start) * sr))
             a, b = max(i, 0), min(i + len(shot), n)
             if b > a:
                 out[:, a:b] += stereo[:, a - i : b - i] * level * rng.uniform(0.6, 1.0)
     return out
+
+
+def accompaniment(
+    song: Song,
+    clock: Clock,
+    rng: np.random.Generator,
+    part_rng: Callable[[int], np.random.Generator] | None = None,
+) -> np.ndarray:
+    """The accompaniment ``[2, n]``: one or two chord instruments, often bass and drums,
+    sometimes a lead, each at unit RMS times its drawn level.
+
+    ``rng`` draws which parts play and their levels; part ``i`` draws its notes and
+    timbre from ``part_rng(i)``, or from ``rng`` too when that is None. With a generator
+    of its own per part, the parts a song draws do not depend on the stretch played.
+    """
+    own = (lambda _: rng) if part_rng is None else part_rng
+    parts = [(chord_instrument(song, clock, own(0)), 0.0)]
+    if rng.random() < 0.4:
+        parts.append((chord_instrument(song, clock, own(1)), rng.uniform(-6, -1)))
+    if rng.random() < 0.9:
+        parts.append((bass(song, clock, own(2)), rng.uniform(-3, 2)))
+    if rng.random() < 0.3:
+        parts.append((lead(song, clock, own(3)), rng.uniform(-6, 0)))
+    if rng.random() < 0.8:
+        parts.append((drums(song, clock, own(4)), rng.uniform(-4, 2)))
+    accomp = np.zeros((2, clock.n), dtype=np.float32)
+    for part, gain_db in parts:
+        accomp += part / (rms(part) + 1e-9) * 10 ** (gain_db / 20)
+    return accomp

@@ -62,19 +62,24 @@ def timbre_table(
 
 @dataclass(frozen=True)
 class Clock:
-    """A clip's sample grid, with a coarser control grid for envelopes and pitch contours."""
+    """A clip's sample grid, with a coarser control grid for envelopes and pitch contours.
+
+    The clip is the stretch of a song from ``start`` seconds on; ``tc`` holds song times.
+    """
 
     sample_rate: int
     n: int
     step: int
     tc: np.ndarray  # control-point times (s), one every `step` samples
+    start: float = 0.0
 
     @classmethod
-    def make(cls, sample_rate: int, n: int) -> Clock:
-        """The grid of ``n`` samples at ``sample_rate``, controls at about 2 kHz."""
+    def make(cls, sample_rate: int, n: int, start: float = 0.0) -> Clock:
+        """The grid of ``n`` samples at ``sample_rate`` from song time ``start`` (s), controls
+        at about 2 kHz."""
         step = max(1, round(sample_rate / 2000))
         m = -(-n // step)
-        return cls(sample_rate, n, step, np.arange(m) * (step / sample_rate))
+        return cls(sample_rate, n, step, start + np.arange(m) * (step / sample_rate), start)
 
     def up(self, x: np.ndarray) -> np.ndarray:
         """Control-rate ``x [..., m]`` held over each step to sample rate ``[..., n]``."""

@@ -26,7 +26,8 @@ _PROGRESSIONS = (
 
 @dataclass
 class Song:
-    """The musical frame one clip shares between its accompaniment and its singers."""
+    """The musical frame a song's accompaniment and singers share: times in seconds from
+    the start of the clip (or of the whole song), the first bar starting at ``t0 <= 0``."""
 
     beat: float
     t0: float
@@ -46,6 +47,21 @@ class Song:
         """MIDI notes of the key's scale within ``[low, high]``."""
         notes = np.arange(int(np.ceil(low)), int(np.floor(high)) + 1)
         return notes[np.isin((notes - self.key) % 12, self.scale)]
+
+    def window(self, start: float, duration: float) -> Song:
+        """The stretch of ``duration`` seconds from ``start`` on, as a frame of its own."""
+        bar = 4 * self.beat
+        t0 = self.t0 + bar * np.floor((start - self.t0) / bar) - start
+        return Song(
+            self.beat,
+            float(t0),
+            self.key,
+            self.scale,
+            self.chord_starts - start,
+            self.chord_ends - start,
+            self.chord_pcs,
+            duration,
+        )
 
 
 def draw_song(rng: np.random.Generator, duration: float) -> Song:

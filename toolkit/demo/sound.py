@@ -4,7 +4,9 @@ Every clip is a few seconds of a made-up song: chords, a bass line and drums in 
 random key and tempo (:mod:`toolkit.demo.song`, :mod:`toolkit.demo.instruments`),
 with zero, one or several sung melodies on top (:mod:`toolkit.demo.voices`), in a
 shared room and mixed so the accompaniment is loud enough to make the task
-non-trivial. This module holds the room, the mix and :func:`synthesize_clip`.
+non-trivial. This module holds the room, the mix, :func:`synthesize_clip` (a song
+of its own per clip) and :func:`synthesize_song_clip` (a stretch of a song shared
+between clips, sung by singers shared between clips: :mod:`toolkit.demo.sources`).
 
 Everything is numpy and everything random comes from the generator passed in; nothing
 here touches files. Changing what a clip draws changes the demo competition's files,
@@ -13,12 +15,15 @@ so bump ``GENERATOR_VERSION`` in :mod:`toolkit.demo.competition` along with it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from toolkit.demo.instruments import bass, chord_instrument, drums, lead
+from toolkit.demo.instruments import accompaniment
 from toolkit.demo.oscillators import Clock, rms
 from toolkit.demo.song import draw_song
-from toolkit.demo.voices import voice_stem
+from toolkit.demo.sources import SingerSource, SongSource
+from toolkit.demo.voices import fixed_singer, voice_stem
 
 DEFAULT_SAMPLE_RATE = 44100
 """Default sample rate of the clips (and the demo files), as in the report's competition."""
@@ -91,19 +96,8 @@ def _reverb(
 # ----------------------------------------------------------------------------- the clip
 
 
-def synthesize_clip(
-    label: int,
-    rng: np.random.Generator,
-    sample_rate: int = DEFAULT_SAMPLE_RATE,
-    duration: float = 3.0,
-    channels: int = 2,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return (mixture, voice) float32 arrays shaped [channels, samples].
-
-    ``voice`` is the sum of the voice stems as mixed in (zeros for class 0), so
-    ``mixture - voice`` is the accompaniment. The voice-to-accompaniment ratio is drawn
-    from -6..+3 dB; the mixture peaks between -6 and -1 dBFS.
-    """
+def _samples(label: int, sample_rate: int, duration: float, channels: int) -> int:
+    """The number of samples of a clip; a ValueError for a bad label, duration or channels."""
     if label not in range(len(CLASS_NAMES)):
         raise ValueError(f"label must be 0..{len(CLASS_NAMES) - 1}, got {label}")
     if channels not in (1, 2):
@@ -111,23 +105,23 @@ def synthesize_clip(
     n = int(round(duration * sample_rate))
     if n < 1:
         raise ValueError(f"duration {duration} s is shorter than one sample")
-    clock = Clock.make(sample_rate, n)
-    song = draw_song(rng, duration)
-    voice = voice_stem(label, song, clock, rng)
-    parts = [(chord_instrument(song, clock, rng), 0.0)]
-    if rng.random() < 0.4:
-        parts.append((chord_instrument(song, clock, rng), rng.uniform(-6, -1)))
-    if rng.random() < 0.9:
-        parts.append((bass(song, clock, rng), rng.uniform(-3, 2)))
-    if rng.random() < 0.3:
-        parts.append((lead(song, clock, rng), rng.uniform(-6, 0)))
-    if rng.random() < 0.8:
-        parts.append((drums(song, n, sample_rate, rng), rng.uniform(-4, 2)))
-    accomp = np.zeros((2, n), dtype=np.float32)
-    for part, gain_db in parts:
-        accomp += part / (rms(part) + 1e-9) * 10 ** (gain_db / 20)
-    wet = np.array([rng.uniform(0.15, 0.5), rng.uniform(0.1, 0.35)])
-    voice, accomp = _reverb(np.stack([voice, accomp]), sample_rate, rng, wet)
+    return n
+
+
+def _mix(
+    label: int,
+    voice: np.ndarray,
+    accomp: np.ndarray,
+    sample_rate: int,
+    channels: int,
+    room: np.random.Generator,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mixture, voice) of the dry stems ``[2, n]``: in the room (its wet levels and
+    reverb drawn from ``room``), at a voice-to-accompaniment ratio and peak level drawn
+    from ``rng``."""
+    wet = np.array([room.uniform(0.15, 0.5), room.uniform(0.1, 0.35)])
+    voice, accomp = _reverb(np.stack([voice, accomp]), sample_rate, room, wet)
     if channels == 1:
         voice = voice.mean(0, keepdims=True)
         accomp = accomp.mean(0, keepdims=True)
@@ -139,3 +133,57 @@ def synthesize_clip(
     mixture = voice + accomp
     scale = 10 ** (rng.uniform(-6.0, -1.0) / 20) / (float(np.abs(mixture).max()) + 1e-12)
     return (mixture * scale).astype(np.float32), (voice * scale).astype(np.float32)
+
+
+def synthesize_clip(
+    label: int,
+    rng: np.random.Generator,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    duration: float = 3.0,
+    channels: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (mixture, voice) float32 arrays shaped [channels, samples].
+
+    ``voice`` is the sum of the voice stems as mixed in (zeros for class 0), so
+    ``mixture - voice`` is the accompaniment. The voice-to-accompaniment ratio is drawn
+    from -6..+3 dB; the mixture peaks between -6 and -1 dBFS. Everything, the song and
+    its singers included, is drawn from ``rng``.
+    """
+    n = _samples(label, sample_rate, duration, channels)
+    clock = Clock.make(sample_rate, n)
+    song = draw_song(rng, duration)
+    voice = voice_stem(label, song, clock, rng)
+    accomp = accompaniment(song, clock, rng)
+    return _mix(label, voice, accomp, sample_rate, channels, rng, rng)
+
+
+def synthesize_song_clip(
+    label: int,
+    song: SongSource,
+    offset: float,
+    singers: Sequence[SingerSource],
+    rng: np.random.Generator,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    duration: float = 3.0,
+    channels: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mixture, voice) like :func:`synthesize_clip`, of the stretch of ``song`` from
+    ``offset`` seconds on, sung by ``singers`` (the lead first; none for class 0).
+
+    The song's frame, accompaniment and room, and each singer's voice, come from their
+    own generators, so clips of one song share them; ``rng`` draws the rest (melodies,
+    the performance, levels). A ValueError when ``singers`` do not fit ``label``.
+    """
+    n = _samples(label, sample_rate, duration, channels)
+    genders = [s.gender for s in singers]
+    fits = {0: genders == [], 1: genders == ["male"], 2: genders == ["female"]}
+    if not fits.get(label, len(genders) >= 2):
+        raise ValueError(f"singers {genders} do not fit label {label} ({CLASS_NAMES[label]})")
+    if not 0 <= offset <= song.length - duration:
+        raise ValueError(f"offset {offset} s is outside the {song.length:g} s song")
+    song_rng = song.rng()
+    frame = draw_song(song_rng, song.length)
+    accomp = accompaniment(frame, Clock.make(sample_rate, n, offset), song_rng, song.part_rng)
+    cast = [fixed_singer(s.gender, s.rng()) for s in singers]
+    voice = voice_stem(label, frame.window(offset, duration), Clock.make(sample_rate, n), rng, cast)
+    return _mix(label, voice, accomp, sample_rate, channels, song_rng, rng)

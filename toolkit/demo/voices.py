@@ -8,7 +8,7 @@ real songs: by pitch, formants and the number of simultaneous melodies.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,12 +38,18 @@ _FEMALE_FORMANTS = np.array(
 
 @dataclass
 class Singer:
-    """A singer: gender and the MIDI range (and centre) of the notes they sing."""
+    """A singer: gender and the MIDI range (and centre) of the notes they sing.
+
+    ``traits`` draws the voice's traits (envelope, portamento, vibrato, spectral tilt,
+    breathiness, vocal tract, formant glide and bandwidths) when the singer has a
+    generator of their own; a singer without one draws them from the clip's.
+    """
 
     gender: str
     low: float
     high: float
     center: float
+    traits: np.random.Generator | None = None
 
 
 def draw_singer(gender: str, rng: np.random.Generator) -> Singer:
@@ -56,6 +62,14 @@ def draw_singer(gender: str, rng: np.random.Generator) -> Singer:
         lo, hi = 54.0, 67.5
     half = rng.uniform(4.0, 6.0)
     return Singer(gender, max(lo, center - half), min(hi, center + half), center)
+
+
+def fixed_singer(gender: str, rng: np.random.Generator) -> Singer:
+    """A singer of ``gender`` whose tessitura and voice traits all come from ``rng``, their
+    own generator: a new generator of the same seed sings in the same voice."""
+    singer = draw_singer(gender, rng)
+    singer.traits = rng
+    return singer
 
 
 def formant_filter(
@@ -103,7 +117,12 @@ def sing(
     clock: Clock,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """One singer's dry mono stem ``[n]`` (unit RMS) singing ``melody``."""
+    """One singer's dry mono stem ``[n]`` (unit RMS) singing ``melody``.
+
+    The voice's traits come from ``singer.traits`` when set, the performance (note
+    levels, drift, vowels, breath noise, consonants) from ``rng``.
+    """
+    trait = rng if singer.traits is None else singer.traits
     starts, ends, pitch = melody
     n, sample_rate, tc = clock.n, clock.sample_rate, clock.tc
     sung = ~np.isnan(pitch)
@@ -118,19 +137,19 @@ def sing(
         starts,
         ends,
         note_gain,
-        attack=rng.uniform(0.02, 0.07),
-        decay=rng.uniform(0.3, 1.5),
-        sustain=rng.uniform(0.6, 0.95),
-        release=rng.uniform(0.04, 0.1),
+        attack=trait.uniform(0.02, 0.07),
+        decay=trait.uniform(0.3, 1.5),
+        sustain=trait.uniform(0.6, 0.95),
+        release=trait.uniform(0.04, 0.1),
     )
     # f0: notes with portamento, vibrato that swells in after each onset, slow drift.
     control_rate = sample_rate / clock.step
-    midi = moving_average(filled[idx], int(rng.uniform(0.03, 0.1) * control_rate))
+    midi = moving_average(filled[idx], int(trait.uniform(0.03, 0.1) * control_rate))
     since = tc - starts[idx]
     wobble = np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * tc + rng.uniform(0, 6))
-    vib_rate = rng.uniform(5.0, 6.0) * (1 + 0.03 * wobble)
+    vib_rate = trait.uniform(5.0, 6.0) * (1 + 0.03 * wobble)
     vib_phase = np.cumsum(vib_rate) * (2 * np.pi / control_rate)
-    vib_depth = rng.uniform(15, 60) * np.clip((since - rng.uniform(0.08, 0.25)) / 0.25, 0, 1)
+    vib_depth = trait.uniform(15, 60) * np.clip((since - trait.uniform(0.08, 0.25)) / 0.25, 0, 1)
     cents = vib_depth * np.sin(vib_phase)
     knots = np.arange(0, tc[-1] + 0.1, 0.05)
     cents += np.interp(tc, knots, rng.normal(0, 6, len(knots)))
@@ -139,21 +158,21 @@ def sing(
     f0_max = float(f0.max()) * 1.02
     n_harm = max(1, min(120, int(0.45 * sample_rate / f0_max)))
     k = np.arange(1, n_harm + 1)
-    table = harmonic_table(k ** -rng.uniform(0.9, 1.4), rng.normal(0, 0.3, n_harm))
+    table = harmonic_table(k ** -trait.uniform(0.9, 1.4), rng.normal(0, 0.3, n_harm))
     env = clock.up(env)
     source = oscillate(table, f0[None, :], clock, rng)[0] * env
     breath = rng.standard_normal(n, dtype=np.float32)
-    source += breath * (rng.uniform(0.02, 0.06) * (0.2 + env))
+    source += breath * (trait.uniform(0.02, 0.06) * (0.2 + env))
     # Vowel formants per note, gliding between notes; F1 rises to stay above f0.
     table_f = _MALE_FORMANTS if singer.gender == "male" else _FEMALE_FORMANTS
-    tract = rng.uniform(0.94, 1.06)
+    tract = trait.uniform(0.94, 1.06)
     vowels = rng.integers(0, len(table_f), len(pitch))
     per_note = table_f[vowels] * tract * rng.uniform(0.96, 1.04, (len(pitch), 3))
     per_note[:, 0] = np.maximum(per_note[:, 0], 1.1 * midi_to_hz(filled))
     f4 = (3400.0 if singer.gender == "male" else 4000.0) * tract
     per_note = np.column_stack([per_note, np.full(len(pitch), f4)])
     per_note = np.minimum(per_note, 0.45 * sample_rate)
-    glide = rng.uniform(0.03, 0.08)
+    glide = trait.uniform(0.03, 0.08)
 
     def frame_formants(times: np.ndarray) -> np.ndarray:
         # Linear glide from the previous note's vowel over `glide` seconds after an onset.
@@ -161,7 +180,7 @@ def sing(
         w = np.clip((times - starts[j]) / glide, 0, 1)[:, None]
         return per_note[np.maximum(j - 1, 0)] * (1 - w) + per_note[j] * w
 
-    bandwidths = np.array([70.0, 90.0, 130.0, 180.0]) * rng.uniform(0.8, 1.3)
+    bandwidths = np.array([70.0, 90.0, 130.0, 180.0]) * trait.uniform(0.8, 1.3)
     voice = formant_filter(source, sample_rate, frame_formants, bandwidths)
     # Consonants: short high-passed noise bursts at some note onsets.
     voice /= rms(voice) + 1e-9
@@ -200,22 +219,35 @@ def harmony(
     return starts + shift, ends + shift, out
 
 
-def voice_stem(label: int, song: Song, clock: Clock, rng: np.random.Generator) -> np.ndarray:
-    """The dry stereo voice stem ``[2, n]`` for ``label`` (zeros for class 0)."""
+def voice_stem(
+    label: int,
+    song: Song,
+    clock: Clock,
+    rng: np.random.Generator,
+    cast: Sequence[Singer] | None = None,
+) -> np.ndarray:
+    """The dry stereo voice stem ``[2, n]`` for ``label`` (zeros for class 0).
+
+    ``cast`` are the singers, the lead first; when None they are drawn from ``rng``
+    (for class 3, two or three of random genders).
+    """
     n = clock.n
     if label == 0:
         return np.zeros((2, n), dtype=np.float32)
-    if label == 1:
-        genders = ["male"]
+    singers: Sequence[Singer | str]
+    if cast is not None:
+        singers = cast
+    elif label == 1:
+        singers = ["male"]
     elif label == 2:
-        genders = ["female"]
+        singers = ["female"]
     else:
         count = 2 if rng.random() < 0.65 else 3
-        genders = [("male", "female")[int(rng.integers(2))] for _ in range(count)]
+        singers = [("male", "female")[int(rng.integers(2))] for _ in range(count)]
     out = np.zeros((2, n), dtype=np.float32)
     lead_melody = None
-    for i, gender in enumerate(genders):
-        singer = draw_singer(gender, rng)
+    for i, who in enumerate(singers):
+        singer = draw_singer(who, rng) if isinstance(who, str) else who
         if lead_melody is None:
             melody = lead_melody = draw_melody(song, rng, singer.low, singer.high, 0.12)
         elif rng.random() < 0.6:
