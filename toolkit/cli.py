@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -400,6 +401,12 @@ def _plugin_json(entry: Any) -> dict[str, str]:
     }
 
 
+_SONGS_HELP = (
+    "Cut the clips from this many songs, shared singers singing them (0: every clip a song of "
+    "its own); test clips share no song or singer with train clips. 50 gives 40 train songs."
+)
+
+
 @app.command("demo-data")
 @friendly
 def demo_data(
@@ -408,19 +415,27 @@ def demo_data(
     test: Annotated[int, typer.Option(help="Number of test clips.")] = 100,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     duration: Annotated[float, typer.Option(help="Seconds per clip.")] = 3.0,
+    songs: Annotated[int, typer.Option(help=_SONGS_HELP)] = 0,
+    singers: Annotated[int, typer.Option(help="With --songs: singers of each gender.")] = 15,
+    test_share: Annotated[
+        float, typer.Option(help="With --songs: share of the songs and singers only test uses.")
+    ] = 0.2,
 ) -> None:
-    """Synthesize the demo competition (4 classes of song snippets) into DIRECTORY."""
+    """Synthesize the demo competition (4 classes of song snippets) into DIRECTORY; with
+    --songs, the true sources too (train_sources.csv, test_sources.csv: id,song,singers)."""
     from toolkit.demo import make_demo_competition
 
     if directory.exists():
         raise ToolkitError(f"{directory} already exists; choose a new folder")
+    knobs = dict(songs=songs, singers=singers, test_share=test_share, progress=True)
     try:
         comp = make_demo_competition(
-            directory, n_train=train, n_test=test, seed=seed, duration=duration, progress=True
+            directory, n_train=train, n_test=test, seed=seed, duration=duration, **knobs
         )
     except ValueError as exc:  # a parameter out of range, named as the option
-        message = str(exc).replace("n_train", "--train").replace("n_test", "--test")
-        raise ToolkitError(f"demo-data: {message}") from None
+        names = r"\b(n_train|n_test|songs|singers|test_share|duration)\b"
+        msg = re.sub(names, lambda m: "--" + m[1].removeprefix("n_").replace("_", "-"), str(exc))
+        raise ToolkitError(f"demo-data: {msg}") from None
     out.print(f"demo competition: {comp.root} ({comp.n_train} train, {comp.n_test} test clips)")
 
 

@@ -51,6 +51,13 @@ class DemoData(Strict):
     n_test: int = Field(100, ge=1)
     seed: int = 0
     duration: float = Field(3.0, gt=0)
+    songs: int = Field(0, ge=0)
+    """Songs the clips are cut from, sung by shared singers (0: every clip a song of its
+    own); train and test share no song and no singer."""
+    singers: int = Field(15, ge=2)
+    """With ``songs``: singers of each gender, train and test together."""
+    test_share: float = Field(0.2, gt=0, lt=1)
+    """With ``songs``: the share of the songs and singers kept for the test clips."""
 
 
 class Data(Strict):
