@@ -46,6 +46,7 @@ training loss is ``loss``, as in the bar's running value, so the line fits 80 co
 EpochCallback = Callable[[int, dict[str, float]], None]
 """Called after each epoch with (epoch, record); may raise to stop (e.g. a pruned trial)."""
 
+
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed Python, numpy and torch (every device); with ``deterministic``, only
     deterministic kernels may run, so the same seed gives the same numbers.
