@@ -22,11 +22,10 @@ from rich.console import Console
 
 from toolkit.errors import USAGE_ERROR, ToolkitError
 
-from .store import DB_ENV, DEFAULT_DB, KINDS, STATES, Leaderboard, LeaderboardError
+from .location import DB_ENV, DEFAULT_DB, RUN_DB_NAME, choose_db
+from .row import KINDS, STATES, LeaderboardError
+from .store import Leaderboard
 from .view import TABLE_COLUMNS, parse_columns, render_table, to_csv, to_json
-
-RUN_DB_NAME = "leaderboard.db"
-"""A run directory may hold its own database (or a symlink to the workspace one)."""
 
 RECORD = "record"
 
@@ -226,22 +225,6 @@ def _show(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {len(rows)} rows to {out}", err=True)
-
-
-def choose_db(run_dir: Path | None, db: Path | None) -> tuple[Path, bool]:
-    """The database to read and whether to filter its rows by ``run_dir``."""
-    if db is not None:
-        return db, True
-    if run_dir is None:
-        return DEFAULT_DB, False
-    own = run_dir / RUN_DB_NAME
-    if own.is_file():
-        # a regular file holds this run's rows only (the run may have moved); a
-        # symlink points at a shared workspace database, so filter by run
-        return own, own.is_symlink()
-    # the workspace holding the run, which is DEFAULT_DB for runs/NAME from the workspace
-    parent = run_dir.parent / RUN_DB_NAME
-    return (parent if parent.is_file() else DEFAULT_DB), True
 
 
 def _open(path: Path) -> Leaderboard:

@@ -1,162 +1,35 @@
 """The leaderboard's SQLite store: one database per workspace, every run's rows.
 
-A row is one trained model or one ensemble of trials (``kind="ensemble"``).
-A model is a plain run (``run``), a study's trial or seed copy (``trial``), a
-trial retrained on every clip (``refit``) or a row trained again by ``toolkit
-reproduce`` (``reproduction``, its ``params["reproduces"]`` the original's id). Several worker
-processes may write to the same database at once: the store uses WAL mode, a
-busy timeout and one short ``BEGIN IMMEDIATE`` transaction per write, and opens
-a fresh connection per operation so a ``Leaderboard`` survives ``fork``.
+A row (:mod:`.row`) is one trained model or one ensemble; its kind is the
+kind of its :class:`~toolkit.model_key.ModelKey` (a plain run, a trial, a seed
+copy, a bag, a refit, an ensemble, a reproduction). Several worker processes
+may write to the same database at once: the store uses WAL mode, a busy
+timeout and one short ``BEGIN IMMEDIATE`` transaction per write, and opens a
+fresh connection per operation so a ``Leaderboard`` survives ``fork``. The
+schema and its migrations are :mod:`.schema`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import difflib
 import json
 import math
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from toolkit.disk import DiskFullError, is_disk_full
-from toolkit.errors import ToolkitError
 from toolkit.metrics import METRICS
 
-SCHEMA_VERSION = 4
-"""Schema version stored in ``PRAGMA user_version``."""
-
-DEFAULT_DB = Path("runs") / "leaderboard.db"
-"""Workspace database, relative to the current directory."""
-
-DB_ENV = "TOOLKIT_LEADERBOARD"
-"""Environment variable naming the workspace database, overriding :data:`DEFAULT_DB`."""
-
-KINDS = ("run", "trial", "ensemble", "refit", "reproduction")
-MODEL_KINDS = tuple(k for k in KINDS if k != "ensemble")
-"""Kinds of rows that are one trained model."""
-STATES = ("running", "complete", "pruned", "failed")
+from .row import COLUMNS, KINDS, MODEL_KINDS, STATES, LeaderboardError, Row
+from .schema import JSON_COLUMNS, MIGRATIONS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_S = 60.0
 """How long a writer waits for another process's transaction before giving up."""
-
-
-class LeaderboardError(ToolkitError):
-    """A leaderboard problem the user can act on (unknown id, bad column, missing db)."""
-
-
-@dataclass
-class Row:
-    """One leaderboard row: a trained model (trial) or an ensemble of trials."""
-
-    id: str
-    kind: str
-    recipe: str
-    run_dir: str
-    state: str
-    backbone: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    val_accuracy: float | None = None
-    val_loss: float | None = None
-    metric: str | None = None
-    metric_value: float | None = None
-    epochs: int | None = None
-    seconds: float | None = None
-    submission: str | None = None
-    members: list[dict[str, Any]] = field(default_factory=list)
-    trial_number: int | None = None
-    created_at: str = ""
-    public_score: float | None = None
-    provenance: dict[str, Any] = field(default_factory=dict)
-    """What reproduces a trained model: resolved recipe, metric, plugins, versions."""
-    folds: int | None = None
-    """K of a cross-validated model (its metric is then out-of-fold); None: one split."""
-    fold_mean: float | None = None
-    """Mean of the metric over the folds' held-out parts."""
-    fold_std: float | None = None
-    """Standard deviation of the metric over the folds."""
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Row:
-        """Build a row from a mapping of field names (unknown keys are ignored)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as a plain dict (copies of ``params`` and ``members``)."""
-        return dataclasses.asdict(self)
-
-    def member_weights(self) -> dict[str, float | None]:
-        """Member id -> weight for an ensemble (empty for a trial)."""
-        out: dict[str, float | None] = {}
-        for m in self.members:
-            weight = m.get("weight")
-            out[str(m["id"])] = float(weight) if isinstance(weight, int | float) else None
-        return out
-
-
-COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Row))
-"""Row field names, in order: also the store's columns and the valid sort keys."""
-
-_JSON_COLUMNS = {"params", "members", "provenance"}
-_SQL_TYPES = {
-    "id": "TEXT PRIMARY KEY",
-    "kind": "TEXT NOT NULL",
-    "recipe": "TEXT NOT NULL",
-    "run_dir": "TEXT NOT NULL",
-    "state": "TEXT NOT NULL",
-    "backbone": "TEXT",
-    "params": "TEXT NOT NULL",
-    "val_accuracy": "REAL",
-    "val_loss": "REAL",
-    "metric": "TEXT",
-    "metric_value": "REAL",
-    "epochs": "INTEGER",
-    "seconds": "REAL",
-    "submission": "TEXT",
-    "members": "TEXT NOT NULL",
-    "trial_number": "INTEGER",
-    "created_at": "TEXT NOT NULL",
-    "public_score": "REAL",
-    "provenance": "TEXT NOT NULL DEFAULT '{}'",
-    "folds": "INTEGER",
-    "fold_mean": "REAL",
-    "fold_std": "REAL",
-}
-_ADDED_COLUMNS: dict[int, tuple[str, ...]] = {
-    2: ("provenance",),
-    3: ("folds", "fold_mean", "fold_std"),
-}
-"""The columns each schema version added to the first one."""
-_LATER = {name for names in _ADDED_COLUMNS.values() for name in names}
-_SCHEMA_V1 = [
-    "CREATE TABLE IF NOT EXISTS entries ("
-    + ", ".join(f"{name} {_SQL_TYPES[name]}" for name in COLUMNS if name not in _LATER)
-    + ")",
-    "CREATE INDEX IF NOT EXISTS entries_run_dir ON entries (run_dir)",
-    "CREATE INDEX IF NOT EXISTS entries_recipe ON entries (recipe)",
-]
-_MIGRATIONS: dict[int, list[str]] = {
-    1: _SCHEMA_V1,
-    **{
-        version: [f"ALTER TABLE entries ADD COLUMN {name} {_SQL_TYPES[name]}" for name in names]
-        for version, names in _ADDED_COLUMNS.items()
-    },
-    # plain runs were "trial" rows without a trial number; they have a kind of their own
-    4: ["UPDATE entries SET kind = 'run' WHERE kind = 'trial' AND trial_number IS NULL"],
-}
-"""Statements that bring a database from version ``n - 1`` to version ``n``."""
-
-
-def default_db_path() -> Path:
-    """The workspace database: ``$TOOLKIT_LEADERBOARD`` if set, else ``runs/leaderboard.db``."""
-    env = os.environ.get(DB_ENV, "").strip()
-    return Path(env) if env else DEFAULT_DB
 
 
 def normalize_run_dir(run_dir: Path | str) -> str:
@@ -229,7 +102,7 @@ class Leaderboard:
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[target]:
+                for statement in MIGRATIONS[target]:
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
@@ -425,7 +298,7 @@ def sort_rows(
 
     def plain(r: Row) -> Any:
         value = getattr(r, column)
-        if column in _JSON_COLUMNS:
+        if column in JSON_COLUMNS:
             return json.dumps(value, sort_keys=True, default=str)
         return value
 
@@ -487,7 +360,7 @@ def _validated(row: Row) -> Row:
 def _to_sql(row: Row) -> dict[str, Any]:
     values = row.to_dict()
     values["run_dir"] = normalize_run_dir(row.run_dir)
-    for name in _JSON_COLUMNS:
+    for name in JSON_COLUMNS:
         values[name] = json.dumps(values[name], default=str)
     floats = ("val_accuracy", "val_loss", "metric_value", "seconds", "public_score")
     for name in (*floats, "fold_mean", "fold_std"):
@@ -502,7 +375,7 @@ def _to_sql(row: Row) -> dict[str, Any]:
 def _from_sql(record: sqlite3.Row) -> Row:
     # a database of an older schema, read before any write migrates it, lacks newer columns
     values = {name: record[name] for name in COLUMNS if name in record.keys()}  # noqa: SIM118
-    for name in _JSON_COLUMNS:
+    for name in JSON_COLUMNS:
         if name in values:
             values[name] = json.loads(values[name])
     return Row(**values)

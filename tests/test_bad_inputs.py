@@ -525,6 +525,11 @@ def case_demo_data_too_few_clips(ws: Workspace, d: Path) -> tuple[list[Any], lis
     return ["demo-data", d / "demo", "--train", "0", "--test", "2"], ["--train"]
 
 
+@case
+def case_demo_data_too_few_songs(ws: Workspace, d: Path) -> tuple[list[Any], list[str]]:
+    return ["demo-data", d / "demo", "--songs", "3"], ["--songs", "--test-share"]
+
+
 @dataclass
 class Outcome:
     """A case's command, what it printed and what its message must name."""

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from tests.reference import builtin_outputs as pins
-from toolkit.registry import Registry, load_plugins
+from toolkit.plugin_loader import load_plugins
+from toolkit.registry import Registry
 
 REMAKE = "python -m tests.reference.builtin_outputs"
 

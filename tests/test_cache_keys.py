@@ -17,9 +17,11 @@ import soundfile as sf
 
 from toolkit.dataset import load_competition
 from toolkit.demo import DemoCompetition
+from toolkit.plugin_loader import load_plugins
 from toolkit.preprocess import Preprocessor
-from toolkit.recipe import Recipe, validate_recipe
-from toolkit.registry import Registry, load_plugins
+from toolkit.recipe import Recipe
+from toolkit.recipe_validation import validate_recipe
+from toolkit.registry import Registry
 
 
 def recipe_for(root: Path, cache: Path, registry: Registry, **changes: Any) -> Recipe:

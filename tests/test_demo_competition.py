@@ -1,4 +1,5 @@
-"""The demo competition folder: labels, layout, determinism, the marker and interruptions."""
+"""The demo competition folder: labels, layout, determinism, the marker and interruptions;
+clips cut from shared songs and singers."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ from tests.test_demo_sound import db
 from toolkit.demo import (
     CLASS_PROBABILITIES,
     DemoCompetition,
+    clip_rng,
     competition,
     draw_labels,
     ensure_demo_competition,
     make_demo_competition,
     submission_accuracy,
+    synthesize_clip,
 )
+from toolkit.demo.sources import GENDERS, SourcePools
 
 SR = 44100
 DURATION = 1.0
@@ -223,3 +227,129 @@ def test_submission_accuracy_scores_on_the_held_out_labels(
     guess.iloc[1:].to_csv(path, index=False)
     with pytest.raises(ValueError, match=f"{len(truth) - 1} of {len(truth)} test ids"):
         submission_accuracy(path, comp.root)
+
+
+def test_default_demo_is_made_of_independent_clips(comp: DemoCompetition, tmp_path: Path) -> None:
+    """Without songs every clip is synthesize_clip's song of its own, as before songs could
+    be shared, and the folder has no sources files."""
+    labels = {"train": pd.read_csv(comp.train_csv), "test": pd.read_csv(comp.test_labels)}
+    for split, table in labels.items():
+        for i, label in enumerate(table["category"][:6]):
+            path = comp.root / split / f"{table['id'][i]}.wav"
+            if not path.exists():
+                continue
+            mixture, _ = synthesize_clip(int(label), clip_rng(3, split, i), SR, DURATION)
+            sf.write(str(tmp_path / "again.wav"), mixture.T, SR, subtype="PCM_16")
+            assert (tmp_path / "again.wav").read_bytes() == path.read_bytes(), path.name
+    assert not comp.sources("train").exists() and not comp.sources("test").exists()
+    assert "sources" not in json.loads((comp.root / ".demo.json").read_text())
+
+
+# ----------------------------------------------------------------------------- shared sources
+
+SOURCED = dict(
+    n_train=24, n_test=8, seed=5, duration=0.5, formats=("wav",), songs=6, singers=4, workers=2
+)
+
+
+@pytest.fixture(scope="module")
+def sourced(tmp_path_factory: pytest.TempPathFactory) -> DemoCompetition:
+    """24 train and 8 test clips of 0.5 s cut from 6 songs, sung by 4 singers per gender."""
+    return make_demo_competition(tmp_path_factory.mktemp("s") / "demo", **SOURCED)
+
+
+def _sources(comp: DemoCompetition, split: str) -> pd.DataFrame:
+    return pd.read_csv(comp.sources(split), dtype=str, keep_default_na=False)
+
+
+def test_sourced_demo_writes_its_true_sources(sourced: DemoCompetition) -> None:
+    train, test = pd.read_csv(sourced.train_csv), pd.read_csv(sourced.test_labels)
+    np.testing.assert_array_equal(train["category"], draw_labels(24, 5, "train"))
+    np.testing.assert_array_equal(test["category"], draw_labels(8, 5, "test"))
+    found = {"train": _sources(sourced, "train"), "test": _sources(sourced, "test")}
+    for split, labels in (("train", train), ("test", test)):
+        table = found[split]
+        assert list(table.columns) == ["id", "song", "singers"]
+        assert table["id"].tolist() == labels["id"].tolist()
+        for label, names in zip(labels["category"], table["singers"], strict=True):
+            genders = [name[0] for name in names.split("+") if name]
+            expected = {0: [], 1: ["m"], 2: ["f"]}.get(label)
+            assert (
+                genders == expected
+                if expected is not None
+                else len(set(names.split("+"))) in (2, 3)
+            )
+    songs = {split: set(table["song"]) for split, table in found.items()}
+    singers = {
+        split: {name for names in table["singers"] for name in names.split("+") if name}
+        for split, table in found.items()
+    }
+    assert not songs["train"] & songs["test"] and not singers["train"] & singers["test"]
+    assert found["train"]["song"].value_counts().max() >= 3  # siblings share a song
+    sung = found["train"]["singers"].str.split("+").explode()
+    assert sung[sung != ""].value_counts().max() >= 3  # and a singer
+    marker = json.loads((sourced.root / ".demo.json").read_text())
+    assert marker["sources"] == {"songs": 6, "singers": 4, "test_share": 0.2}
+
+
+def test_sourced_clips_do_not_depend_on_the_count(sourced: DemoCompetition, tmp_path: Path) -> None:
+    more = make_demo_competition(tmp_path / "more", **{**SOURCED, "n_train": 28})
+    assert _sources(more, "train").head(24).equals(_sources(sourced, "train"))
+    assert _sources(more, "test").equals(_sources(sourced, "test"))
+    for folder in ("train", "test"):
+        for path in (sourced.root / folder).iterdir():
+            assert path.read_bytes() == (more.root / folder / path.name).read_bytes(), path.name
+    other = make_demo_competition(tmp_path / "other", **{**SOURCED, "n_train": 8, "seed": 6})
+    assert not _sources(other, "train").equals(_sources(sourced, "train").head(8))
+
+
+def test_sourced_folder_is_refused_for_other_knobs(sourced: DemoCompetition) -> None:
+    asked = {k: v for k, v in SOURCED.items() if k != "workers"}
+    assert ensure_demo_competition(sourced.root, **asked) == sourced
+    for change in ({"songs": 0}, {"songs": 7}, {"singers": 5}, {"test_share": 0.3}):
+        with pytest.raises(FileExistsError, match="sources"):
+            ensure_demo_competition(sourced.root, **{**asked, **change})
+
+
+def test_song_casts_and_segments() -> None:
+    """Many clips' sources (no audio): verses by a song's lead, choruses with its backing
+    singers, each song's stretches distinct, test sources apart from train's."""
+    pools = SourcePools(seed=0, songs=50, singers=15, test_share=0.2)
+    assert len(pools.songs_of("train")) == 40 and len(pools.singers_of("test", "male")) == 3
+    seen: dict[str, set[str]] = {}
+    for split in ("train", "test"):
+        labels = draw_labels(600, seed=0, split=split)
+        clips = pools.clips(split, labels, duration=3.0)
+        allowed = {s.name for g in GENDERS for s in pools.singers_of(split, g)}
+        by_song: dict[str, list[tuple[int, Any]]] = {}
+        for label, clip in zip(labels, clips, strict=True):
+            by_song.setdefault(clip.song.name, []).append((int(label), clip))
+            assert {s.name for s in clip.singers} <= allowed
+        seen[split] = set(by_song)
+        for song_clips in by_song.values():
+            cast = pools.cast(split, song_clips[0][1].song)
+            for label, clip in song_clips:
+                if label in (1, 2):
+                    assert clip.singers == (cast.lead,) and cast.lead.gender == GENDERS[label - 1]
+                elif label == 3:
+                    assert clip.singers[0] == cast.lead and set(clip.singers[1:]) <= set(
+                        cast.backing
+                    )
+            offsets = [clip.offset for _, clip in song_clips]
+            assert len(set(offsets)) == min(len(offsets), 60)  # 60 stretches of 3 s a song
+            assert all(0 <= o <= 177 and o % 3 == 0 for o in offsets)
+        assert len(by_song) == len(pools.songs_of(split))  # every song has clips
+    assert not seen["train"] & seen["test"]
+
+
+def test_sourced_knobs_out_of_range(tmp_path: Path) -> None:
+    for knobs, name in (
+        ({"songs": 3}, "songs"),
+        ({"songs": 10, "singers": 1}, "singers"),
+        ({"songs": 10, "test_share": 1.0}, "test_share"),
+        ({"songs": 10, "duration": 200.0}, "duration"),
+        ({"songs": -1}, "songs"),
+    ):
+        with pytest.raises(ValueError, match=name):
+            make_demo_competition(tmp_path / "x", n_train=8, n_test=2, **knobs)
+    assert not (tmp_path / "x").exists()

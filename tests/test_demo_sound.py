@@ -1,17 +1,23 @@
-"""The demo clip synthesis: shapes, levels, determinism, the voices, and no file access."""
+"""The demo clip synthesis: shapes, levels, determinism, the voices, shared songs and singers,
+and no file access."""
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 import textwrap
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from toolkit.demo import CLASS_NAMES, clip_rng, sound, synthesize_clip
+from tests import reference
+from tests.reference import make_reference
+from toolkit.demo import CLASS_NAMES, clip_rng, synthesize_clip, synthesize_song_clip, voices
+from toolkit.demo.sources import SingerSource, SongSource
 
 SR = 44100
 
@@ -97,13 +103,13 @@ def test_male_voices_sing_lower_than_female_voices() -> None:
 
 def test_several_voices_have_more_than_one_singer(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    real = sound._sing
+    real = voices.sing
 
     def counting(singer: Any, *args: Any, **kwargs: Any) -> np.ndarray:
         calls.append(singer.gender)
         return real(singer, *args, **kwargs)
 
-    monkeypatch.setattr(sound, "_sing", counting)
+    monkeypatch.setattr(voices, "sing", counting)
     counts: dict[int, list[list[str]]] = {}
     for label in range(4):
         for i in range(6):
@@ -155,3 +161,94 @@ def test_synthesis_writes_no_files_and_needs_no_folder_writer(tmp_path: Path) ->
         check=True,
     )
     assert result.stdout.strip() == "[] [] []", result.stderr
+
+
+# ----------------------------------------------------------------------------- the default
+
+
+def test_default_clips_are_those_the_reference_inputs_were_made_from() -> None:
+    """The committed reference input (made by the synthesis before songs could be shared)
+    is still what a lone clip of that seed gives."""
+    stored = reference.load("inputs")["mono_16k"][1]  # float16, rounded from float32
+    rng = np.random.default_rng(make_reference.DEMO_SEED)
+    mixture, _ = synthesize_clip(2, rng, sample_rate=16000, duration=4.0, channels=1)
+    np.testing.assert_allclose(mixture[0], stored, rtol=0, atol=5e-4)
+
+
+# ----------------------------------------------------------------------------- shared sources
+
+
+def band_levels(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Long-term average spectrum of ``x [C, T]``: log power in 40 log-spaced bands."""
+    frames = np.lib.stride_tricks.sliding_window_view(x.mean(0), 1024)[::512] * np.hanning(1024)
+    power = (np.abs(np.fft.rfft(frames)) ** 2).mean(0)
+    freqs = np.fft.rfftfreq(1024, 1 / sample_rate)
+    edges = np.geomspace(40, sample_rate / 2, 41)
+    bands = [power[(freqs >= a) & (freqs < b)].sum() for a, b in pairwise(edges)]
+    return np.log(np.array(bands) + 1e-10)
+
+
+def same_and_other(features: np.ndarray, owners: list[Any]) -> tuple[float, float]:
+    """Mean correlation of the centred ``features`` between rows of one owner, of others."""
+    corr = np.corrcoef(features - features.mean(0))
+    pairs = [(i, j) for i in range(len(owners)) for j in range(i + 1, len(owners))]
+    same = [corr[i, j] for i, j in pairs if owners[i] == owners[j]]
+    other = [corr[i, j] for i, j in pairs if owners[i] != owners[j]]
+    return float(np.mean(same)), float(np.mean(other))
+
+
+def test_clips_of_one_song_share_its_accompaniment() -> None:
+    rate, duration = 16000, 1.5
+    levels, owners, accomps = [], [], []
+    for index in range(3):
+        song = SongSource(seed=4, index=index)
+        for visit in range(3):
+            singer = SingerSource(4, "female", visit)
+            rng = np.random.default_rng([index, visit])
+            offset = song.offset(visit, duration)
+            mix, voice = synthesize_song_clip(2, song, offset, [singer], rng, rate, duration)
+            accomp = mix - voice
+            levels.append(band_levels(accomp, rate))
+            owners.append(index)
+            accomps.append(accomp)
+    same, other = same_and_other(np.array(levels), owners)
+    assert same > other + 0.4, (same, other)  # one instrumentation, key, mix and room
+    offsets = {SongSource(4, 0).offset(v, duration) for v in range(3)}
+    assert len(offsets) == 3  # each clip its own stretch of the song
+    assert not np.allclose(accomps[0], accomps[1], atol=1e-3)
+
+
+def test_a_singer_sings_in_one_voice_in_every_clip(monkeypatch: pytest.MonkeyPatch) -> None:
+    heard: list[tuple[str, tuple[float, ...]]] = []
+    real = voices.sing
+
+    def listening(singer: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+        upcoming = copy.deepcopy(singer.traits).uniform(size=4)  # the voice's next traits
+        heard.append((singer.gender, (singer.low, singer.high, singer.center, *upcoming)))
+        return real(singer, *args, **kwargs)
+
+    monkeypatch.setattr(voices, "sing", listening)
+    who = [SingerSource(1, "male", 0), SingerSource(1, "male", 1), SingerSource(1, "female", 0)]
+    for index in range(2):
+        song = SongSource(1, index)
+        for label, singer in ((1, who[0]), (1, who[1]), (2, who[2])):
+            rng = np.random.default_rng([index, label])
+            synthesize_song_clip(label, song, song.offset(index, 0.4), [singer], rng, 16000, 0.4)
+    assert heard[0] == heard[3] and heard[1] == heard[4] and heard[2] == heard[5]
+    assert len({voice for _, voice in heard}) == 3
+    assert [gender for gender, _ in heard[:3]] == ["male", "male", "female"]
+
+
+def test_song_clips_check_their_singers_and_stretch() -> None:
+    song, rng = SongSource(0, 0), np.random.default_rng(0)
+    male, female = SingerSource(0, "male", 0), SingerSource(0, "female", 0)
+    with pytest.raises(ValueError, match="do not fit label 2"):
+        synthesize_song_clip(2, song, 0.0, [male], rng, 16000, 0.3)
+    with pytest.raises(ValueError, match="do not fit label 3"):
+        synthesize_song_clip(3, song, 0.0, [female], rng, 16000, 0.3)
+    with pytest.raises(ValueError, match="do not fit label 0"):
+        synthesize_song_clip(0, song, 0.0, [female], rng, 16000, 0.3)
+    with pytest.raises(ValueError, match="outside"):
+        synthesize_song_clip(0, song, song.length - 0.1, [], rng, 16000, 0.3)
+    mix, voice = synthesize_song_clip(3, song, 30.0, [male, female], rng, 16000, 0.3, channels=1)
+    assert mix.shape == voice.shape == (1, 4800) and voice.any()

@@ -68,6 +68,7 @@ def killed_study(
     assert states(work) == {
         "run/t0000": "complete",
         "run/t0000-s1": "complete",
+        "run/t0000-bag": "complete",
         "run/t0000-refit": "running",
     }
     assert not (run_dir / "ensemble.json").exists()
@@ -95,13 +96,14 @@ def test_a_study_killed_in_its_ensemble_and_in_its_refit_finishes_when_run_again
     rows = {r.id: r for r in Leaderboard(killed_study / "leaderboard.db").rows()}
     assert {i: (r.kind, r.state) for i, r in rows.items()} == {
         "run/t0000": ("trial", "complete"),
-        "run/t0000-s1": ("trial", "complete"),
+        "run/t0000-s1": ("seed", "complete"),
+        "run/t0000-bag": ("bag", "complete"),
         "run/t0000-refit": ("refit", "complete"),
         "run/e1": ("ensemble", "complete"),
     }
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run_dir / 'study.db'}")
     assert [t.state.name for t in study.trials] == ["COMPLETE"]
-    assert rows["run/t0000-refit"].epochs == study.trials[0].user_attrs["best_epoch"]
+    assert rows["run/t0000-refit"].epochs == rows["run/t0000"].best_epoch
 
     summary = json.loads((run_dir / "ensemble.json").read_text())
     assert summary["id"] == "run/e1" and summary["refit"] == {"run/t0000": "run/t0000-refit"}

@@ -27,15 +27,9 @@ from typer.testing import CliRunner
 from toolkit.errors import USAGE_ERROR, ToolkitError
 from toolkit.leaderboard import COLUMNS, Leaderboard, LeaderboardError, Row
 from toolkit.leaderboard.cli import leaderboard_command, register
-from toolkit.leaderboard.store import SCHEMA_VERSION
-from toolkit.leaderboard.view import (
-    PARAMS_MIN_WIDTH,
-    TABLE_COLUMNS,
-    plain_table,
-    render_table,
-    to_csv,
-    to_json,
-)
+from toolkit.leaderboard.columns import PARAMS_MIN_WIDTH, TABLE_COLUMNS
+from toolkit.leaderboard.schema import SCHEMA_VERSION
+from toolkit.leaderboard.view import plain_table, render_table, to_csv, to_json
 
 
 def trial(id: str, run_dir: Path | str, **kw: Any) -> Row:
@@ -116,14 +110,15 @@ def test_schema_created_on_first_write_with_wal_and_version(tmp_path: Path) -> N
     assert not path.exists()
     board.upsert(trial("a/t0", tmp_path))
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_version_1_database_is_read_then_migrated_keeping_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:  # a leaderboard written by the first release
-        columns = [c for c in COLUMNS if c not in ("provenance", "folds", "fold_mean", "fold_std")]
+        later = ("provenance", "folds", "fold_mean", "fold_std", "best_epoch")
+        columns = [c for c in COLUMNS if c not in later]
         conn.execute(f"CREATE TABLE entries ({', '.join(columns)})")
         values = {c: None for c in columns}
         values.update(
@@ -149,25 +144,6 @@ def test_version_1_database_is_read_then_migrated_keeping_rows(tmp_path: Path) -
     assert board.get("old/r1").kind == "run"  # a plain run: no trial number
 
 
-def test_version_3_plain_runs_become_runs_and_trials_stay_trials(tmp_path: Path) -> None:
-    path = tmp_path / "v3.db"
-    board = Leaderboard(path)
-    board.upsert(trial("s/t0001", tmp_path, trial_number=1))
-    board.upsert(trial("s/t0001-s1", tmp_path, trial_number=1))
-    board.upsert(trial("p/r20260101-000000-001", tmp_path))  # a plain run, as v3 kept it
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA user_version = 3")
-    other = Leaderboard(path)  # another process, after an upgrade: migrates on its first write
-    other.upsert(trial("s/t0002", tmp_path, trial_number=2))
-    kinds = {r.id: r.kind for r in other.rows()}
-    assert kinds == {
-        "s/t0001": "trial",
-        "s/t0001-s1": "trial",
-        "s/t0002": "trial",
-        "p/r20260101-000000-001": "run",
-    }
-
-
 OLD_COLUMNS = {
     1: "id TEXT PRIMARY KEY, kind TEXT NOT NULL, recipe TEXT NOT NULL, run_dir TEXT NOT NULL, "
     "state TEXT NOT NULL, backbone TEXT, params TEXT NOT NULL, val_accuracy REAL, val_loss REAL, "
@@ -176,6 +152,7 @@ OLD_COLUMNS = {
 }
 OLD_COLUMNS[2] = OLD_COLUMNS[1] + ", provenance TEXT NOT NULL DEFAULT '{}'"
 OLD_COLUMNS[3] = OLD_COLUMNS[2] + ", folds INTEGER, fold_mean REAL, fold_std REAL"
+OLD_COLUMNS[4] = OLD_COLUMNS[3]
 """The ``entries`` table as each earlier schema version made it (4 only changed rows)."""
 
 
@@ -187,6 +164,7 @@ def old_database(path: Path, version: int, run_dir: Path) -> None:
          "params": '{"lr": 0.01}', "public_score": 0.7, "provenance": '{"metric": "accuracy"}'},
         {"id": "old/t0002", "kind": "trial", "state": "pruned", "trial_number": 2,
          "metric": "log_loss", "metric_value": 1.25, "folds": 5, "fold_mean": 1.3},
+        {"id": "old/t0003-s1", "kind": "trial", "state": "complete", "trial_number": 3},
         {"id": "old/e1", "kind": "ensemble", "state": "complete", "val_accuracy": 0.6,
          "members": '[{"id": "old/t0002", "weight": 1.0}]'},
     ]  # fmt: skip
@@ -197,6 +175,8 @@ def old_database(path: Path, version: int, run_dir: Path) -> None:
         conn.execute("CREATE INDEX entries_run_dir ON entries (run_dir)")
         conn.execute("CREATE INDEX entries_recipe ON entries (recipe)")
         for row in rows:
+            if version >= 4 and row["id"] == "old/r1":  # version 4 wrote plain runs as runs
+                row = {**row, "kind": "run"}
             values = {"recipe": "old", "run_dir": str(run_dir), "params": "{}", "members": "[]"}
             values.update(row, created_at="2026-01-01T00:00:00+00:00")
             kept = [c for c in columns if c in values]
@@ -208,23 +188,25 @@ def old_database(path: Path, version: int, run_dir: Path) -> None:
         conn.commit()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_every_earlier_schema_version_is_migrated_on_the_first_write(
     tmp_path: Path, version: int
 ) -> None:
     path = tmp_path / f"v{version}.db"
     old_database(path, version, tmp_path)
     board = Leaderboard(path)
-    assert sorted(r.id for r in board.rows()) == ["old/e1", "old/r1", "old/t0002"]  # read as is
+    old = ["old/e1", "old/r1", "old/t0002", "old/t0003-s1"]
+    assert sorted(r.id for r in board.rows()) == old  # read as is
     board.upsert(trial("new/t0001", tmp_path, trial_number=1, provenance={"metric": "accuracy"},
                        folds=3, fold_mean=0.8, fold_std=0.1))  # fmt: skip
     with contextlib.closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert [c[1] for c in conn.execute("PRAGMA table_info(entries)")] == list(COLUMNS)
     rows = {r.id: r for r in Leaderboard(path).rows()}
-    assert set(rows) == {"old/r1", "old/t0002", "old/e1", "new/t0001"}
+    assert set(rows) == {*old, "new/t0001"}
     run, pruned, ensemble_row = rows["old/r1"], rows["old/t0002"], rows["old/e1"]
     assert (run.kind, pruned.kind, ensemble_row.kind) == ("run", "trial", "ensemble")
+    assert rows["old/t0003-s1"].kind == "seed" and rows["old/t0003-s1"].best_epoch is None
     assert (run.val_accuracy, run.params, run.public_score) == (0.5, {"lr": 0.01}, 0.7)
     assert run.created_at == "2026-01-01T00:00:00+00:00"
     assert run.provenance == ({} if version == 1 else {"metric": "accuracy"})
@@ -253,7 +235,7 @@ for i in range(20):
 """
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_two_processes_migrate_an_old_database_at_once(tmp_path: Path, version: int) -> None:
     path = tmp_path / "old.db"
     old_database(path, version, tmp_path)
@@ -279,8 +261,9 @@ def test_two_processes_migrate_an_old_database_at_once(tmp_path: Path, version: 
         assert [c[1] for c in conn.execute("PRAGMA table_info(entries)")] == list(COLUMNS)
     rows = {r.id: r for r in Leaderboard(path).rows()}
     written = {f"w{w}/t{i:04d}" for w in range(2) for i in range(20)}
-    assert set(rows) == written | {"old/r1", "old/t0002", "old/e1"}
+    assert set(rows) == written | {"old/r1", "old/t0002", "old/e1", "old/t0003-s1"}
     assert rows["old/r1"].kind == "run" and rows["old/t0002"].kind == "trial"
+    assert rows["old/t0003-s1"].kind == "seed"
 
 
 def test_upsert_inserts_then_updates_running_trial(tmp_path: Path) -> None:

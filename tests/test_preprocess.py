@@ -11,9 +11,10 @@ import soundfile as sf
 
 from toolkit.audio import fix_length, load_clip, resample
 from toolkit.demo import synthesize_clip
+from toolkit.plugin_loader import load_plugins
 from toolkit.preprocess import Preprocessor
-from toolkit.recipe import validate_recipe
-from toolkit.registry import Registry, load_plugins
+from toolkit.recipe_validation import validate_recipe
+from toolkit.registry import Registry
 
 LEFT_SEPARATOR = '''
 from toolkit import Separator, hookimpl

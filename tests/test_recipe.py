@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from toolkit.errors import RecipeError
+from toolkit.keypaths import get_path, set_path
 from toolkit.loading import load_recipe, parse_override
 from toolkit.pipeline import build_augmenters
-from toolkit.recipe import dump_recipe, get_path, set_path
+from toolkit.recipe import dump_recipe
 from toolkit.study.space import validate_space
 
 BASE = """

@@ -32,6 +32,7 @@ from tests.conftest import run_cli, write_recipe
 from toolkit.cli import app
 from toolkit.demo import DemoCompetition
 from toolkit.demo.sound import CLASS_NAMES
+from toolkit.leaderboard import Leaderboard
 from toolkit.report import FIGURES, REPORT, Report, build_report
 from toolkit.report.build import FIGURE_NAMES
 from toolkit.report.collect import ModelHistory, StudyData
@@ -449,8 +450,8 @@ def test_search_figures_that_cannot_be_drawn_say_why() -> None:
 
 @pytest.mark.slow
 def test_best_epochs_marked_are_those_the_models_kept(study: Path, study_report: Report) -> None:
-    trials = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study / 'study.db'}").trials
-    recorded = {t.number: t.user_attrs["best_epoch"] for t in trials}
+    rows = Leaderboard(study.parent / "leaderboard.db").rows(run_dir=study, kind="trial")
+    recorded = {r.trial_number: r.best_epoch for r in rows}
     contents = study_report.contents
     assert {h.trial: h.best_epoch for h in contents.histories} == recorded
     for number, epoch in recorded.items():  # the weights each trial kept are that epoch's

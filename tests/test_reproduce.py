@@ -89,7 +89,9 @@ def test_reproduce_command_matches_then_detects_a_change(work: Path) -> None:
     assert again.returncode == 0, again.stdout + again.stderr
     assert "match: the metrics and probabilities are identical" in again.stdout
     assert "compared: metrics.csv, val_probs.npy, test_probs.npy" in again.stdout
-    new_dir = work / "orig" / "reproduce" / result.leaderboard_id.rsplit("/", 1)[-1]
+    name = result.leaderboard_id.rsplit("/", 1)[-1]
+    new_dir = work / "orig" / "reproduce" / f"{name}-again1"  # its key's folder
+    assert f"as {result.leaderboard_id}-again1 in {new_dir}" in again.stdout
     assert_same_model(work / "orig", new_dir)
     rows = {r.id: r for r in Leaderboard(db).rows()}
     reproductions = [r for r in rows.values() if r.kind == "reproduction"]
@@ -114,10 +116,10 @@ def test_trial_and_seed_copy_rerun_alone_give_the_study_numbers(
     )
     assert study.returncode == 0, study.stderr
     board = Leaderboard(tmp_path / "leaderboard.db")
-    trials = [r for r in board.rows() if r.kind == "trial" and r.state == "complete"]
-    seed_copies = [r for r in trials if "-s" in r.id]
-    plain_trials = [r for r in trials if "-s" not in r.id]
-    assert seed_copies and plain_trials, [r.id for r in trials]
+    complete = [r for r in board.rows() if r.state == "complete"]
+    seed_copies = [r for r in complete if r.kind == "seed"]
+    plain_trials = [r for r in complete if r.kind == "trial"]
+    assert seed_copies and plain_trials, [r.id for r in complete]
     for row in (plain_trials[-1], seed_copies[0]):
         rerun = run_cli(
             "reproduce", row.id, "--db", tmp_path / "leaderboard.db", "--output",

@@ -29,11 +29,14 @@ from tests.conftest import (
 from toolkit.demo import DemoCompetition
 from toolkit.ensemble.study import build_ensemble
 from toolkit.errors import RecipeError
+from toolkit.leaderboard import Leaderboard
 from toolkit.loading import load_recipe
 from toolkit.metrics import accuracy
-from toolkit.recipe import Ensemble, Search, validate_recipe
-from toolkit.registry import load_plugins
+from toolkit.plugin_loader import load_plugins
+from toolkit.recipe import Ensemble, Search
+from toolkit.recipe_validation import validate_recipe
 from toolkit.study import StudyRun
+from toolkit.study.baseline import enqueue_baseline
 from toolkit.study.samplers import TrialSeededSampler
 from toolkit.study.space import apply_values, recipe_values, suggest, validate_space
 from toolkit.study.workers import worker_alive, worker_identity
@@ -243,39 +246,40 @@ def test_a_failed_baseline_trial_is_queued_again(
 ) -> None:
     recipe = search_recipe(tmp_path, tiny_competition.root, n_trials=3)
     run = StudyRun(load_recipe(recipe, output=tmp_path / "run"))
-    values = run.enqueue_baseline()
+    handle, study = run.handle, run.handle.study
+    values = enqueue_baseline(handle, run.recipe)
     assert values is not None
-    assert run.enqueue_baseline() is None  # queued once
+    assert enqueue_baseline(handle, run.recipe) is None  # queued once
 
     def fixed(number: int) -> dict[str, Any]:  # the values an enqueued trial will suggest
-        return dict(run.study.trials[number].system_attrs["fixed_params"])
+        return dict(study.trials[number].system_attrs["fixed_params"])
 
-    first = run.study.ask()
+    first = study.ask()
     assert fixed(0) == values and first.user_attrs["baseline"]
-    assert run.enqueue_baseline() is None  # running
-    run.study.tell(first, state=optuna.trial.TrialState.FAIL)  # its worker was killed
-    assert run.enqueue_baseline() == values
-    again = run.study.ask()
+    assert enqueue_baseline(handle, run.recipe) is None  # running
+    study.tell(first, state=optuna.trial.TrialState.FAIL)  # its worker was killed
+    assert enqueue_baseline(handle, run.recipe) == values
+    again = study.ask()
     assert again.number == 1 and fixed(1) == values and again.user_attrs["baseline"]
-    run.study.tell(again, 0.5)
-    run.study.tell(run.study.ask(), 0.4)
-    assert run.enqueue_baseline() is None  # the baseline finished
+    study.tell(again, 0.5)
+    study.tell(study.ask(), 0.4)
+    assert enqueue_baseline(handle, run.recipe) is None  # the baseline finished
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_surplus_trials_and_dead_workers(tiny_competition: DemoCompetition, tmp_path: Path) -> None:
     recipe = search_recipe(tmp_path, tiny_competition.root, n_trials=2)
     run = StudyRun(load_recipe(recipe, output=tmp_path / "run"))
-    study = run.study
-    trials = [study.ask() for _ in range(3)]  # three workers asked at once for two slots
-    assert [run.surplus(t.number) for t in trials] == [False, False, True]
+    handle = run.handle
+    trials = [handle.study.ask() for _ in range(3)]  # three workers asked at once for two slots
+    assert [handle.surplus(t.number) for t in trials] == [False, False, True]
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     trials[1].set_user_attr("worker", {**worker_identity(), "pid": dead.pid})
     trials[0].set_user_attr("worker", worker_identity())  # this process: alive
-    assert run.fail_dead_trials() == [1]
-    assert run.surplus(2) is False  # the dead trial's slot is free again
-    assert run.counts()["running"] == 2 and run.counts()["failed"] == 1
+    assert run.dead.fail(handle) == [1]
+    assert handle.surplus(2) is False  # the dead trial's slot is free again
+    assert handle.counts()["running"] == 2 and handle.counts()["failed"] == 1
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
@@ -284,13 +288,13 @@ def test_a_trial_whose_worker_died_before_its_row_gets_a_failed_row(
 ) -> None:
     recipe = search_recipe(tmp_path, tiny_competition.root, n_trials=2)
     run = StudyRun(load_recipe(recipe, output=tmp_path / "run"))
-    trial = run.study.ask(
+    trial = run.handle.study.ask(
         {"train.optimizer.lr": optuna.distributions.FloatDistribution(0.001, 0.01)}
     )
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     trial.set_user_attr("worker", {**worker_identity(), "pid": dead.pid})  # killed at once
-    assert run.fail_dead_trials() == [0]
+    assert run.dead.fail(run.handle) == [0]
     row = run.board.get("run/t0000")
     assert (row.kind, row.state, row.trial_number) == ("trial", "failed", 0)
     assert row.params == {**trial.params, "error": "its worker process died"}
@@ -401,7 +405,7 @@ def test_ensemble_seeds_retrain_the_chosen_trials_once(study_work: Path, tmp_pat
     outcome = build_ensemble(run, spec)
     best = outcome.best_trial
     assert list(first.members) == [best]
-    copy = run.run_dir / "trials" / best.split("/")[-1] / "seed1"
+    copy = run.settings.run_dir / "trials" / best.split("/")[-1] / "seed1"
     stamp = (copy / "best.pt").stat().st_mtime_ns
     again = build_ensemble(run, spec)
     assert again.id == outcome.id and again.members == outcome.members
@@ -409,8 +413,15 @@ def test_ensemble_seeds_retrain_the_chosen_trials_once(study_work: Path, tmp_pat
     rows = {r["id"]: r for r in board_rows(study_work)}
     assert rows[f"{best}-s1"]["state"] == "complete"
     assert rows[f"{best}-s1"]["params"]["seed"] == 1
+    # seed copies and bags are kinds of their own on the leaderboard (--json shows it)
+    assert (rows[best]["kind"], rows[f"{best}-s1"]["kind"]) == ("trial", "seed")
+    bag = rows[f"{best}-bag"]
+    assert bag["kind"] == "bag" and bag["state"] == "complete"
+    assert {m["id"]: m["weight"] for m in bag["members"]} == {best: 0.5, f"{best}-s1": 0.5}
     # the copy and the bag (best + copy) were candidates; the ensemble beats every one
-    complete = load_study(run.run_dir).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    complete = load_study(run.settings.run_dir).get_trials(
+        states=(optuna.trial.TrialState.COMPLETE,)
+    )
     assert outcome.candidates == len(complete) + 2
     data = run.check_split()
     trial_probs = np.load(copy.parent / "val_probs.npy")
@@ -587,7 +598,8 @@ def test_log_loss_study_minimises_from_best_epochs_to_the_leaderboard(
         disagree += [t.number] if history["val_accuracy"].idxmax() != lowest.name else []
         assert min(t.intermediate_values.values()) == pytest.approx(lowest["val_loss"])
         if t.state == optuna.trial.TrialState.COMPLETE:  # its best epoch: the lowest loss
-            assert t.user_attrs["best_epoch"] == lowest["epoch"]
+            row = Leaderboard(log_loss_study / "leaderboard.db").get(f"run/t{t.number:04d}")
+            assert row.best_epoch == lowest["epoch"]
             assert t.value == pytest.approx(lowest["val_loss"])
     assert disagree, "no trial tells best epochs by loss from best epochs by accuracy"
 

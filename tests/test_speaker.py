@@ -21,9 +21,9 @@ from tests import reference
 from toolkit.demo import synthesize_clip
 from toolkit.errors import RecipeError
 from toolkit.loading import load_recipe
+from toolkit.plugin_loader import load_plugins
 from toolkit.plugins.features.speaker import SpeakerFeatures
 from toolkit.pretrained import speaker as sp
-from toolkit.registry import load_plugins
 
 RECIPE = """
 name: t

@@ -15,8 +15,8 @@ from toolkit.fusion import fuse, pooled
 from toolkit.leaderboard.store import Leaderboard
 from toolkit.loading import load_recipe
 from toolkit.pipeline import materialize, prepare, train_recipe
+from toolkit.plugin_loader import load_plugins
 from toolkit.recipe import Search
-from toolkit.registry import load_plugins
 from toolkit.study.space import validate_space
 from toolkit.trainer import Standardized
 from toolkit.workflow import run

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from tests.conftest import held_out_accuracy, write_recipe
-from toolkit import trainer
+from toolkit import optimisation
 from toolkit.demo import DemoCompetition, make_demo_competition
 from toolkit.device_data import DEVICE_ARRAYS, DeviceArrays, Features, prefetched
 from toolkit.devices import keep_on_device, resolve_precision, use_channels_last
@@ -243,7 +243,7 @@ def reads_of_a_run(
     """Values read back while training 2 epochs on ``n`` maps, progress on."""
     with monkeypatch.context() as patch:
         patch.delenv("TOOLKIT_NO_PROGRESS", raising=False)  # progress on, as in a log
-        patch.setattr(trainer, "LOSS_REFRESH_SECONDS", refresh)
+        patch.setattr(optimisation, "LOSS_REFRESH_SECONDS", refresh)
         counts = count_reads(patch)
         fit(n=n, epochs=2, **settings)  # type: ignore[arg-type]
     return sum(counts.values())

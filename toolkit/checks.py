@@ -59,9 +59,12 @@ def ensure_data(recipe: Recipe) -> None:
             n_test=demo.n_test,
             seed=demo.seed,
             duration=demo.duration,
+            songs=demo.songs,
+            singers=demo.singers,
+            test_share=demo.test_share,
             progress=True,
         )
-    except FileExistsError as exc:
+    except (FileExistsError, ValueError) as exc:
         raise DataError(f"data.demo: {exc}") from None
 
 

@@ -3,50 +3,35 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand
 
+from toolkit.cli_support import (
+    Command,
+    Group,
+    click_classes,
+    err,
+    friendly,
+    out,
+    status,
+    write_traceback,
+)
 from toolkit.errors import USAGE_ERROR, ToolkitError
 
-
-class _FlagsTakeNoValue:
-    """Help that shows no value type beside a flag (typer would print ``<bool>``)."""
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        params = super().get_params(ctx)  # type: ignore[misc]
-        for param in params:  # the help option included
-            if getattr(param, "is_flag", False) and param.metavar is None:
-                param.metavar = ""
-        return params
-
-
-class _Group(_FlagsTakeNoValue, TyperGroup):
-    """The ``toolkit`` group."""
-
-
-class _Command(_FlagsTakeNoValue, TyperCommand):
-    """A ``toolkit`` command."""
-
-
 app = typer.Typer(
-    cls=_Group,
+    cls=Group,
     help="AutoML for audio-classification competitions: run, search, ensemble, submit.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console(markup=False, highlight=False, soft_wrap=True)
-err = Console(stderr=True)
-
 SetOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -72,56 +57,6 @@ def options(
     ] = False,
 ) -> None:
     """Options that come before the command."""
-
-
-def status(message: str) -> None:
-    """One line about the run on stderr (stdout keeps the results), unless progress is off."""
-    from toolkit.progress import progress_enabled
-
-    if progress_enabled():
-        err.print(message, markup=False, highlight=False, soft_wrap=True)
-
-
-def fail(message: str, code: int = USAGE_ERROR) -> None:
-    """Print one error line to stderr and exit."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the user's errors into one line and an exit code, never a traceback."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ToolkitError as exc:
-            fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            err.print("interrupted: finished clips and trials are kept; run again to resume")
-            raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
-        except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line, trace in a file
-            from toolkit.disk import DiskFullError, is_disk_full
-
-            if is_disk_full(exc):  # a write no layer of ours wrapped (a library's database)
-                fail(str(DiskFullError(None)), DiskFullError.exit_code)
-            log = write_traceback(exc)
-            fail(f"{type(exc).__name__}: {exc} (traceback in {log})".replace("\n", " "), 1)
-
-    return wrapper
-
-
-def write_traceback(exc: BaseException) -> Path:
-    """Save the exception's traceback to a temporary log file and return its path."""
-    import tempfile
-    import traceback
-
-    fd, name = tempfile.mkstemp(prefix="toolkit-error-", suffix=".log")
-    with open(fd, "w") as handle:
-        handle.write("".join(traceback.format_exception(exc)))
-    return Path(name)
 
 
 StorageOption = Annotated[
@@ -293,7 +228,8 @@ def reproduce(
 
     Exits 0 when the metrics and probabilities are identical, 1 when they differ.
     """
-    from toolkit.leaderboard.store import Leaderboard, default_db_path
+    from toolkit.leaderboard.location import default_db_path
+    from toolkit.leaderboard.store import Leaderboard
     from toolkit.reproduce import reproduce as reproduce_row
 
     outcome = reproduce_row(Leaderboard(db or default_db_path()), run_id, output)
@@ -368,7 +304,7 @@ def plugins(
     """List every registered plugin by kind, with where it came from."""
     from toolkit.kinds import KINDS
     from toolkit.loading import plugin_files, read_recipe_file
-    from toolkit.registry import load_plugins
+    from toolkit.plugin_loader import load_plugins
 
     files = plugin_files(read_recipe_file(recipe), recipe) if recipe else []
     registry = load_plugins(files)
@@ -399,6 +335,12 @@ def _plugin_json(entry: Any) -> dict[str, str]:
     }
 
 
+_SONGS_HELP = (
+    "Cut the clips from this many songs, shared singers singing them (0: every clip a song of "
+    "its own); test clips share no song or singer with train clips. 50 gives 40 train songs."
+)
+
+
 @app.command("demo-data")
 @friendly
 def demo_data(
@@ -407,19 +349,27 @@ def demo_data(
     test: Annotated[int, typer.Option(help="Number of test clips.")] = 100,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     duration: Annotated[float, typer.Option(help="Seconds per clip.")] = 3.0,
+    songs: Annotated[int, typer.Option(help=_SONGS_HELP)] = 0,
+    singers: Annotated[int, typer.Option(help="With --songs: singers of each gender.")] = 15,
+    test_share: Annotated[
+        float, typer.Option(help="With --songs: share of the songs and singers only test uses.")
+    ] = 0.2,
 ) -> None:
-    """Synthesize the demo competition (4 classes of song snippets) into DIRECTORY."""
+    """Synthesize the demo competition (4 classes of song snippets) into DIRECTORY; with
+    --songs, the true sources too (train_sources.csv, test_sources.csv: id,song,singers)."""
     from toolkit.demo import make_demo_competition
 
     if directory.exists():
         raise ToolkitError(f"{directory} already exists; choose a new folder")
+    knobs = dict(songs=songs, singers=singers, test_share=test_share, progress=True)
     try:
         comp = make_demo_competition(
-            directory, n_train=train, n_test=test, seed=seed, duration=duration, progress=True
+            directory, n_train=train, n_test=test, seed=seed, duration=duration, **knobs
         )
     except ValueError as exc:  # a parameter out of range, named as the option
-        message = str(exc).replace("n_train", "--train").replace("n_test", "--test")
-        raise ToolkitError(f"demo-data: {message}") from None
+        names = r"\b(n_train|n_test|songs|singers|test_share|duration)\b"
+        msg = re.sub(names, lambda m: "--" + m[1].removeprefix("n_").replace("_", "-"), str(exc))
+        raise ToolkitError(f"demo-data: {msg}") from None
     out.print(f"demo competition: {comp.root} ({comp.n_train} train, {comp.n_test} test clips)")
 
 
@@ -446,12 +396,7 @@ def _register_leaderboard() -> None:
 _register_leaderboard()
 for _info in app.registered_commands:  # every command's help, the leaderboard's included
     if _info.cls in (None, TyperCommand):
-        _info.cls = _Command
-
-
-def _click_classes(exc: BaseException) -> set[str]:
-    """Class names in the exception's ancestry (typer may bundle its own click)."""
-    return {cls.__name__ for cls in type(exc).__mro__}
+        _info.cls = Command
 
 
 def main() -> None:
@@ -462,7 +407,7 @@ def main() -> None:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except Exception as exc:
-        kinds = _click_classes(exc)
+        kinds = click_classes(exc)
         if "NoArgsIsHelpError" in kinds:
             exc.show()  # type: ignore[attr-defined]  # `toolkit` alone: the help text
             sys.exit(USAGE_ERROR)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from toolkit.metrics import accuracy, get_metric, log_loss
-from toolkit.recipe import Recipe, dump_recipe
-from toolkit.run_dir import RECIPE, WEIGHTS, RunDir
+from toolkit.metrics import accuracy, best_epoch, get_metric, log_loss
+from toolkit.recipe import Recipe
+from toolkit.run_dir import RunDir
 from toolkit.split import Fold
 from toolkit.trainer import TrainResult
 
@@ -85,18 +85,16 @@ def running_estimate(done: Sequence[float], current: float) -> float:
     return (math.fsum(done) + current) / (len(done) + 1)
 
 
-def saved_fold(out: RunDir, recipe: Recipe) -> TrainResult | None:
-    """A fold model already trained into ``out`` by the same recipe (a resumed run), if any."""
-    if not (out.has_model_files() and out.file(WEIGHTS).is_file() and out.file(RECIPE).is_file()):
-        return None
-    if out.file(RECIPE).read_text() != dump_recipe(recipe):
+def saved_fold(out: RunDir, recipe: Recipe, metric: str) -> TrainResult | None:
+    """A fold model already trained into ``out`` by the same recipe (a resumed run), if any
+    (:meth:`~toolkit.run_dir.RunDir.holds` says whether it is there)."""
+    if not out.holds(recipe):
         return None
     history = out.read_history().to_dict("records")
-    best_epoch = int(out.read_weights()["best_epoch"])
-    best = next(r for r in history if int(r["epoch"]) == best_epoch)
+    best = best_epoch(history, metric)  # the epoch the trainer kept, by the same rule
     return TrainResult(
         history=history,
-        best_epoch=best_epoch,
+        best_epoch=int(best["epoch"]),
         state_dict={},
         val_probs=out.read_probabilities("val"),
         test_probs=out.read_probabilities("test"),

@@ -22,17 +22,11 @@ from typing import Any
 import yaml
 
 from toolkit.errors import RecipeError
-from toolkit.recipe import (
-    PATH_KEYS,
-    Cache,
-    DemoData,
-    Output,
-    Recipe,
-    get_path,
-    set_path,
-    validate_recipe,
-)
-from toolkit.registry import Registry, load_plugins
+from toolkit.keypaths import get_path, set_path
+from toolkit.plugin_loader import load_plugins
+from toolkit.recipe import PATH_KEYS, Cache, DemoData, Output, Recipe
+from toolkit.recipe_validation import validate_recipe
+from toolkit.registry import Registry
 
 RECIPES_FOLDER = "recipes"
 """A recipe in a folder of this name takes its paths from the folder above."""

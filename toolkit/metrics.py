@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 Direction = Literal["maximize", "minimize"]
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
+K = TypeVar("K", bound=Any)
 
 
 def _check_inputs(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,6 +127,40 @@ METRICS: dict[str, Metric] = {
     )
 }
 """Every metric by name: what recipes, the trainer, the study, ensembles and the leaderboard use."""
+
+
+DEFAULT_METRIC = "accuracy"
+"""The metric of a recipe that names none (``search.metric``), and of a plain run."""
+
+
+def best_key(scores: Iterable[tuple[K, float]], metric: str) -> K | None:
+    """The key with the best score on ``metric``; ties go to the smallest key (the lowest
+    trial number or id). ``None`` when there is none.
+
+    The one rule for "the best trial" and "the best single model".
+    """
+    rule = get_metric(metric)
+    ranked = sorted(scores, key=lambda item: (-rule.goodness(item[1]), item[0]))
+    return ranked[0][0] if ranked else None
+
+
+def epoch_rank(record: Mapping[str, float], metric: str) -> tuple[float, float]:
+    """How good an epoch's record is, larger better: its validation ``metric``, then (for a
+    tie) its lower validation loss."""
+    rule = get_metric(metric)
+    return rule.goodness(record[rule.history_key]), -record["val_loss"]
+
+
+def best_epoch(history: Sequence[Mapping[str, float]], metric: str) -> Mapping[str, float]:
+    """The record of the best epoch of a training history: best validation ``metric``,
+    ties to the lower validation loss, then to the earlier epoch.
+
+    The one rule for "the best epoch": the trainer keeps that epoch's weights, and a
+    stopped model's row shows its numbers.
+    """
+    if not history:
+        raise ValueError("an empty history has no best epoch")
+    return max(history, key=lambda record: epoch_rank(record, metric))  # first max: earlier
 
 
 def get_metric(name: str) -> Metric:

@@ -9,7 +9,6 @@ model is trained and its files written to its folder; the row ends ``complete``,
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ import numpy as np
 from toolkit.cross_validation import CrossValidated, combine_folds, running_estimate, saved_fold
 from toolkit.errors import ToolkitError
 from toolkit.leaderboard.store import Leaderboard, Row
-from toolkit.metrics import get_metric
+from toolkit.metrics import DEFAULT_METRIC, best_epoch, get_metric
+from toolkit.model_key import ModelKey
 from toolkit.pipeline import PreparedData, train_recipe
 from toolkit.provenance import model_provenance
 from toolkit.recipe import Recipe, stream_label
@@ -96,45 +96,56 @@ class ModelOutcome:
 class ModelRun:
     """One model's life, from its starting leaderboard row to a complete or failed one."""
 
-    row_id: str
+    key: ModelKey
+    """Which model it is: its row's id and kind, its folder (unless ``out`` says)."""
     recipe: Recipe
     registry: Registry
     load_data: Callable[[], PreparedData]
     """Its data view (features and split), prepared before its row starts."""
-    out: RunDir
-    """Where its files go."""
     run_dir: Path
-    """The run it belongs to (a plain run's folder is ``out`` itself)."""
+    """The run it belongs to."""
     board: Leaderboard
-    metric: str = "accuracy"
+    metric: str = DEFAULT_METRIC
     """What chooses its best epoch, and its row's metric."""
     values: dict[str, Any] = field(default_factory=dict)
-    """The search values that made its recipe, shown on its row."""
-    trial_number: int | None = None
+    """The search values that made its recipe (and what else its row shows of it)."""
     description: str = "training"
     on_epoch: EpochCallback | None = None
     stopped_by: tuple[type[BaseException], ...] = ()
     """Exceptions (raised by ``on_epoch``) that end the run as pruned rather than failed."""
-    refit: bool = False
-    """Train on every train clip, nothing held out (a refit row: no validation numbers)."""
-    kind: str = "trial"
-    """Its row's kind: ``run`` (a plain run), ``trial``, ``reproduction`` (a refit's is
-    ``refit``)."""
+    out: RunDir | None = None
+    """Where its files go, when not its key's folder in ``run_dir`` (a reproduction's
+    ``--output``)."""
     history: list[dict[str, float]] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        if self.out is None:
+            self.out = RunDir(self.run_dir).model(self.key)
+
+    @property
+    def folder(self) -> RunDir:
+        """Where its files go."""
+        assert self.out is not None
+        return self.out
+
+    @property
+    def refit(self) -> bool:
+        """Whether it trains on every train clip, nothing held out (no validation numbers)."""
+        return self.key.kind == "refit"
 
     def start_row(self) -> Row:
         """Its leaderboard row as it starts, with what reproduces it."""
         return Row(
-            id=self.row_id,
-            kind="refit" if self.refit else self.kind,
+            id=self.key.id,
+            kind=self.key.kind,
             recipe=self.recipe.name,
             run_dir=str(Path(self.run_dir).resolve()),
             state="running",
             backbone=self.recipe.model.backbone["name"],
             params={**self.values, **main_settings(self.recipe)},
             metric=self.metric,
-            trial_number=self.trial_number,
-            provenance=model_provenance(self.recipe, self.registry, self.metric, self.out.path),
+            trial_number=self.key.trial,
+            provenance=model_provenance(self.recipe, self.registry, self.metric, self.folder.path),
         )
 
     def execute(self) -> ModelOutcome:
@@ -145,13 +156,13 @@ class ModelRun:
         """
         started = time.perf_counter()
         data = self.load_data()
-        self.out.write_recipe(self.recipe)
+        self.folder.write_recipe(self.recipe)
         row = self.start_row()
         self.board.upsert(row)
         self.history = []
         fold_values: list[float] = []
         try:
-            self.out.write_stats(data.stats.as_dict())
+            self.folder.write_stats(data.stats.as_dict())
             if self.refit:
                 result = train_recipe(
                     self.recipe,
@@ -174,7 +185,7 @@ class ModelRun:
                     description=self.description,
                 )
             held_out = data.all_clips().val_idx if self.refit else None
-            submission = save_model(self.out, self.recipe, data, result, held_out)
+            submission = save_model(self.folder, self.recipe, data, result, held_out)
         except BaseException as exc:
             pruned = isinstance(exc, self.stopped_by)
             error = "" if pruned else f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -186,6 +197,7 @@ class ModelRun:
             row.val_accuracy, row.val_loss = result.val_accuracy, result.val_loss
             row.metric_value = get_metric(self.metric).fn(result.val_probs, data.val_labels)
         row.epochs, row.seconds = len(result.history), seconds
+        row.best_epoch = result.best_epoch
         row.submission = str(submission.resolve())
         if fold_values:
             row.folds = len(fold_values)
@@ -200,11 +212,10 @@ class ModelRun:
         done: list[float] = []  # finished folds' metric, for the running estimate
         k_folds = len(data.folds)
         for k, fold in enumerate(data.folds, 1):
-            out = self.out.fold(k)
-            result = saved_fold(out, self.recipe)
+            out = self.folder.fold(k)
+            result = saved_fold(out, self.recipe, self.metric)
             if result is None:
-                if out.path.exists():
-                    shutil.rmtree(out.path)  # a fold cut short, or of another recipe
+                out.clear()  # a fold cut short, or of another recipe
                 result = train_recipe(
                     self.recipe,
                     self.registry,
@@ -250,11 +261,12 @@ class ModelRun:
         metric = get_metric(self.metric)
         if self.history:
             with contextlib.suppress(ToolkitError):  # e.g. the full disk that ended the run
-                self.out.write_history(self.history)
+                self.folder.write_history(self.history)
         if self.history and metric.history_key in self.history[0]:  # a refit validates nothing
-            best = max(self.history, key=lambda r: metric.goodness(r[metric.history_key]))
+            best = best_epoch(self.history, self.metric)
             row.val_accuracy, row.val_loss = best["val_accuracy"], best["val_loss"]
             row.metric_value = best[metric.history_key]
+            row.best_epoch = int(best["epoch"])
         if error:
             row.params = {**row.params, "error": error}
         with contextlib.suppress(ToolkitError):  # the failure being raised matters more

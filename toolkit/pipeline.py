@@ -16,8 +16,10 @@ from toolkit.dataset import Competition
 from toolkit.errors import DataError
 from toolkit.fusion import fuse
 from toolkit.kinds import BatchAugmenter, DatasetAugmenter, TestTimeAugmenter
+from toolkit.metrics import DEFAULT_METRIC
 from toolkit.preprocess import Preprocessor, StageStats
-from toolkit.recipe import Recipe, stream_label, stream_mode
+from toolkit.recipe import Recipe, stream_label
+from toolkit.recipe_validation import stream_mode
 from toolkit.registry import Registry
 from toolkit.split import Fold
 from toolkit.trainer import EpochCallback, TrainResult, seed_everything, train
@@ -177,7 +179,7 @@ def train_recipe(
     *,
     fold: Fold | None = None,
     on_epoch: EpochCallback | None = None,
-    select_by: str = "accuracy",
+    select_by: str = DEFAULT_METRIC,
     description: str = "training",
 ) -> TrainResult:
     """Train the recipe's backbone on a fold's training part (default: the first fold);

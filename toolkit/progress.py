@@ -258,3 +258,15 @@ class PlainProgress:
             return math.inf
         reached = self.done * PLAIN_STEPS // self.total
         return -(-(reached + 1) * self.total // PLAIN_STEPS)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``75`` -> ``1m15s``; ``None`` -> ``?``."""
+    if seconds is None:
+        return "?"
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -13,7 +13,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from toolkit.recipe import PATH_KEYS, Recipe, get_path, set_path
+from toolkit.keypaths import get_path, set_path
+from toolkit.recipe import PATH_KEYS, Recipe
 from toolkit.registry import Registry
 
 LIBRARIES = ("toolkit", "torch", "torchaudio", "timm", "numpy")

@@ -8,10 +8,8 @@ resolved recipe carries every plugin parameter with its default filled in.
 
 from __future__ import annotations
 
-import copy
 import difflib
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,10 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from toolkit.errors import RecipeError
-from toolkit.kinds import TestTimeAugmenter
-from toolkit.metrics import get_metric
-from toolkit.registry import Registry, format_validation_error
+from toolkit.metrics import DEFAULT_METRIC, get_metric
 
 PluginSpec = dict[str, Any]
 
@@ -56,6 +51,13 @@ class DemoData(Strict):
     n_test: int = Field(100, ge=1)
     seed: int = 0
     duration: float = Field(3.0, gt=0)
+    songs: int = Field(0, ge=0)
+    """Songs the clips are cut from, sung by shared singers (0: every clip a song of its
+    own); train and test share no song and no singer."""
+    singers: int = Field(15, ge=2)
+    """With ``songs``: singers of each gender, train and test together."""
+    test_share: float = Field(0.2, gt=0, lt=1)
+    """With ``songs``: the share of the songs and singers kept for the test clips."""
 
 
 class Data(Strict):
@@ -275,7 +277,7 @@ class Search(Strict):
     timeout: float | None = Field(None, gt=0, description="seconds; no new trial after this")
     sampler: Sampler = Field(default_factory=Sampler)
     pruner: Pruner = Field(default_factory=Pruner)
-    metric: str = Field("accuracy", description="a name from toolkit.metrics.METRICS")
+    metric: str = Field(DEFAULT_METRIC, description="a name from toolkit.metrics.METRICS")
     study_name: str | None = Field(None, min_length=1, description="default: the recipe name")
     storage: str | None = Field(None, description="Optuna RDB URL; default: RUN_DIR/study.db")
     space: dict[str, Distribution] = Field(default_factory=dict)
@@ -385,13 +387,6 @@ PATH_KEYS: tuple[tuple[str, ...], ...] = (
 )
 """Recipe keys that hold paths (``plugins:`` files aside)."""
 
-PLUGIN_BLOCKS = (
-    ("separators", ("separator",)),
-    ("feature_extractors", ("features",)),
-    ("backbones", ("model", "backbone")),
-)
-"""Recipe blocks that name a single plugin, by kind and key path (``features`` may be a list)."""
-
 FEATURE_INPUTS = ("separated", "mixture")
 """What a feature stream reads: the separator's output (default) or the decoded clip."""
 
@@ -415,155 +410,6 @@ the stream, so a search can switch an extra stream on and off)."""
 def plugin_params(block: PluginSpec) -> PluginSpec:
     """A feature block without the engine's keys: what its plugin is built from."""
     return {k: v for k, v in block.items() if k not in FEATURE_ENGINE_KEYS}
-
-
-def set_path(
-    raw: dict[str, Any], path: Sequence[str], value: Any, label: str | None = None
-) -> None:
-    """Set ``value`` at a dotted key path, creating mappings on the way; list items by index.
-
-    ``label`` starts error messages (default: ``--set KEY``).
-    """
-    label = label or f"--set {'.'.join(path)}"
-    node: Any = raw
-    for depth, part in enumerate(path):
-        last = depth == len(path) - 1
-        where = ".".join(path[: depth + 1])
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise RecipeError(
-                    f"{label}: {where}: the recipe's list has no item {part} (it has {len(node)})"
-                )
-            if last:
-                node[int(part)] = value
-            else:
-                node = node[int(part)]
-        elif isinstance(node, dict):
-            if last:
-                node[part] = value
-            else:
-                if node.get(part) is None:
-                    node[part] = {}
-                node = node[part]
-        else:
-            raise RecipeError(f"{label}: {where} is not a mapping in the recipe")
-
-
-def get_path(raw: Mapping[str, Any], path: Sequence[str], default: Any = None) -> Any:
-    """The value at a dotted key path (list items by index), or ``default`` where it is missing."""
-    node: Any = raw
-    for part in path:
-        if isinstance(node, list) and str(part).isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, Mapping) and part in node:
-            node = node[part]
-        else:
-            return default
-    return node
-
-
-def resolve_plugin_blocks(raw: dict[str, Any], registry: Registry) -> dict[str, Any]:
-    """Validate every plugin block against its plugin and fill in parameter defaults."""
-    resolved = copy.deepcopy(raw)
-    for kind, path in PLUGIN_BLOCKS:
-        spec = get_path(resolved, path)
-        if spec is None:
-            continue
-        key = ".".join(path)
-        if kind == "feature_extractors":
-            streams = spec if isinstance(spec, list) else None
-            if streams is not None and not streams:
-                raise RecipeError(f"{key}: an empty list; name one feature block or more")
-            blocks = [
-                _resolve_feature_block(registry, block, f"{key}[{i}]" if streams else key)
-                for i, block in enumerate(streams if streams is not None else [spec])
-            ]
-            set_path(resolved, path, blocks if streams is not None else blocks[0])
-        else:
-            set_path(resolved, path, _resolve_spec(registry, kind, spec, key))
-    augmenters = resolved.get("augmenters") or []
-    resolved["augmenters"] = [
-        _resolve_spec(registry, "augmenters", spec, f"augmenters[{i}]")
-        for i, spec in enumerate(augmenters)
-    ]
-    predict = resolved.get("predict")
-    if isinstance(predict, dict) and isinstance(predict.get("tta"), list):
-        predict["tta"] = [
-            _resolve_spec(registry, "augmenters", spec, f"predict.tta[{i}]")
-            for i, spec in enumerate(predict["tta"])
-        ]
-        for i, spec in enumerate(predict["tta"]):
-            _check_test_time(registry, spec["name"], f"predict.tta[{i}]")
-    return resolved
-
-
-def _check_test_time(registry: Registry, name: str, key: str) -> None:
-    """A RecipeError when plugin ``name`` is a class, but no test-time augmenter."""
-    factory = registry.get_info("augmenters", name, key).factory
-    if isinstance(factory, type) and not issubclass(factory, TestTimeAugmenter):
-        raise RecipeError(
-            f"{key}: plugin {name!r} is not a TestTimeAugmenter "
-            "(a training augmenter belongs under augmenters:)"
-        )
-
-
-def _resolve_feature_block(registry: Registry, spec: Any, key: str) -> dict[str, Any]:
-    """A feature block resolved by its plugin, with its engine keys checked and kept."""
-    if not isinstance(spec, dict) or not any(k in spec for k in FEATURE_ENGINE_KEYS):
-        return _resolve_spec(registry, "feature_extractors", spec, key)
-    engine = {k: spec[k] for k in FEATURE_ENGINE_KEYS if k in spec}
-    if "input" in engine and engine["input"] not in FEATURE_INPUTS:
-        raise RecipeError(
-            f"{key}.input: {engine['input']!r} is not one of {', '.join(FEATURE_INPUTS)} "
-            "(the separator's output, or the decoded clip)"
-        )
-    if "enabled" in engine and not isinstance(engine["enabled"], bool):
-        raise RecipeError(f"{key}.enabled: expected true or false, got {engine['enabled']!r}")
-    return {**_resolve_spec(registry, "feature_extractors", plugin_params(spec), key), **engine}
-
-
-def _resolve_spec(registry: Registry, kind: str, spec: Any, key: str) -> dict[str, Any]:
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict):
-        raise RecipeError(f"{key}: expected a mapping with a 'name', got {spec!r}")
-    return registry.resolve(kind, spec, key)
-
-
-def stream_mode(recipe: Recipe, registry: Registry) -> str:
-    """How the backbone takes the feature streams (its ``streams``); unlike streams it stacks
-    as channels are a RecipeError."""
-    entry = registry.get_info("backbones", recipe.model.backbone["name"], "model.backbone")
-    streams = recipe.feature_streams
-    if not streams:
-        raise RecipeError("features: every stream is enabled: false; enable one")
-    if entry.streams == "stack" and len(streams) > 1:
-        settings = {json.dumps(plugin_params(b), sort_keys=True, default=str) for b in streams}
-        if len(settings) > 1:
-            names = ", ".join(stream_label(b) for b in streams)
-            raise RecipeError(
-                f"features: the streams {names} differ in plugin or settings, so their shapes "
-                f"differ; backbone {entry.name!r} stacks streams as channels of one map: give "
-                "them one plugin and settings, or use an embedding head (model.backbone: "
-                "{name: head}) that pools and concatenates them"
-            )
-    return entry.streams
-
-
-def validate_recipe(
-    raw: dict[str, Any], registry: Registry, source: Path | str | None = None
-) -> Recipe:
-    """The typed recipe of a raw mapping, plugin blocks included; errors name ``source``."""
-    prefix = f"{source}: " if source is not None else ""
-    try:
-        resolved = resolve_plugin_blocks(raw, registry)
-        recipe = Recipe.model_validate(resolved)
-        stream_mode(recipe, registry)
-        return recipe
-    except RecipeError as exc:
-        raise RecipeError(f"{prefix}{exc}") from None
-    except pydantic.ValidationError as exc:
-        raise RecipeError(f"{prefix}{format_validation_error(exc, '', Recipe)}") from None
 
 
 def dump_recipe(recipe: Recipe) -> str:

@@ -12,9 +12,10 @@ import pandas as pd
 from toolkit.errors import ToolkitError
 from toolkit.leaderboard.store import Leaderboard, Row
 from toolkit.loading import LoadedRecipe
+from toolkit.model_key import ModelKey
+from toolkit.plugin_loader import load_plugins
 from toolkit.provenance import version_changes
-from toolkit.recipe import validate_recipe
-from toolkit.registry import load_plugins
+from toolkit.recipe_validation import validate_recipe
 from toolkit.run_dir import MODEL_FILES, RunDir
 from toolkit.workflow import RunResult, run
 
@@ -40,11 +41,14 @@ class Reproduction:
 def reproducible_row(board: Leaderboard, row_id: str) -> Row:
     """The complete trained-model row ``row_id``, or a one-line error saying why it is not."""
     row = board.get(row_id)
-    if row.kind == "ensemble":
+    if row.kind in ("ensemble", "bag"):
         members = ", ".join(row.member_weights()) or "none"
-        raise ToolkitError(f"{row_id} is an ensemble; reproduce its members one by one: {members}")
+        raise ToolkitError(
+            f"{row_id} is {'an ensemble' if row.kind == 'ensemble' else 'a bag'}; "
+            f"reproduce its members one by one: {members}"
+        )
     if row.kind == "refit":
-        trial = row.id.removesuffix("-refit")
+        trial = ModelKey.parse(row.id).trial_key().id
         raise ToolkitError(
             f"{row_id} is a refit on every train clip, made by the ensemble; reproduce {trial}"
         )
@@ -58,22 +62,28 @@ def reproducible_row(board: Leaderboard, row_id: str) -> Row:
     return row
 
 
-def default_output(row: Row) -> Path:
-    """A new folder for the reproduction: ``RUN_DIR/reproduce/<last part of the id>[-N]``."""
-    base = Path(row.run_dir) / "reproduce" / row.id.rsplit("/", 1)[-1]
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
+def next_reproduction(board: Leaderboard, row: Row) -> ModelKey:
+    """The key of the next reproduction of ``row``: its folder and its id are both new."""
+    original = ModelKey.parse(row.id)
+    count = 1
+    while True:
+        key = original.reproduction(count)
+        if not key.folder(row.run_dir).exists() and key.id not in set(board.ids()):
+            return key
+        count += 1
 
 
 def reproduce(board: Leaderboard, row_id: str, output: Path | None = None) -> Reproduction:
-    """Train row ``row_id`` again from its stored recipe into a new folder and compare."""
+    """Train row ``row_id`` again from its stored recipe into a new folder and compare.
+
+    The new folder is ``--output``, else the reproduction's own in the original's run
+    directory (``RUN_DIR/reproduce/NAME-againN``, see :mod:`toolkit.model_key`).
+    """
     row = reproducible_row(board, row_id)
     provenance: dict[str, Any] = row.provenance
     raw = {k: v for k, v in provenance["recipe"].items() if k not in ("search", "ensemble")}
-    out_dir = Path(output) if output is not None else default_output(row)
+    key = next_reproduction(board, row)
+    out_dir = Path(output) if output is not None else key.folder(row.run_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ToolkitError(f"--output {out_dir}: folder is not empty; choose a new one")
     raw["output"] = {**raw.get("output", {}), "dir": str(out_dir)}
@@ -83,7 +93,7 @@ def reproduce(board: Leaderboard, row_id: str, output: Path | None = None) -> Re
     result = run(
         LoadedRecipe(recipe, registry, Path(source), raw),
         metric=provenance["metric"],
-        kind="reproduction",
+        key=key,
         params={"reproduces": row_id},
     )
     outcome = Reproduction(row, result, version_changes=version_changes(provenance["versions"]))

@@ -1,8 +1,9 @@
 """The layout of a run directory: its file names, and every writer and reader of them.
 
 A run directory holds one model (a plain run), or a study: its trials under
-``trials/tNNNN/`` (each a model folder, its seed copies under ``seedK/``), and
-the ensemble's files at the top. A model folder holds:
+``trials/tNNNN/`` (each a model folder; its seed copies, bag and refit in
+folders of their own inside, see :mod:`toolkit.model_key`), and the ensemble's
+files at the top. A model folder holds:
 
 ============================  ==================================================
 ``recipe.yaml``               the resolved recipe
@@ -17,8 +18,12 @@ the ensemble's files at the top. A model folder holds:
 A cross-validated model (``split.folds: K``) keeps each fold's model folder in
 ``foldK/``; its own ``val_probs`` are then out-of-fold, one row per train clip,
 its ``test_probs`` the folds' mean, its ``metrics.csv`` every fold's epochs (a
-``fold`` column) and it has no ``best.pt``. ``refit/`` holds the model retrained
-on every train clip when the ensemble asks for it (no validation files).
+``fold`` column) and it has no ``best.pt``. A refit (the model retrained on
+every train clip) has no validation files; a bag (a trial and its seed copies
+averaged) only its probabilities and submission.
+
+:meth:`RunDir.holds` is the one rule for whether a model folder is done: it
+holds the files of a finished model of exactly the recipe asked for.
 
 and a run with an ensemble also ``ensemble.json`` (members, weights, picks,
 trajectory) and, by default, its Optuna storage ``study.db``.
@@ -27,6 +32,7 @@ trajectory) and, by default, its Optuna storage ``study.db``.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +44,7 @@ import pandas as pd
 from toolkit.cache import atomic_write
 from toolkit.dataset import Competition
 from toolkit.disk import disk_errors
+from toolkit.model_key import ModelKey
 from toolkit.recipe import Recipe, dump_recipe
 from toolkit.submission import probability_frame, write_submission
 
@@ -75,21 +82,13 @@ class RunDir:
             raise ValueError(f"unknown split {split!r}; one of {', '.join(SPLITS)}")
         return self.path / f"{split}_probs{suffix}"
 
-    def trial(self, number: int) -> RunDir:
-        """The folder of trial ``number`` of the run's study."""
-        return RunDir(self.path / "trials" / f"t{number:04d}")
-
-    def seed_copy(self, index: int) -> RunDir:
-        """The folder of this model retrained with ``train.seed + index``."""
-        return RunDir(self.path / f"seed{index}")
+    def model(self, key: ModelKey) -> RunDir:
+        """The folder of the model ``key`` names in this run directory."""
+        return RunDir(key.folder(self.path))
 
     def fold(self, number: int) -> RunDir:
         """The folder of this model's fold ``number`` (1-based) when cross-validated."""
         return RunDir(self.path / f"fold{number}")
-
-    def refit(self) -> RunDir:
-        """The folder of this model retrained once on every train clip (``ensemble.refit``)."""
-        return RunDir(self.path / "refit")
 
     def study_storage(self) -> str:
         """The default Optuna storage URL, ``sqlite:///RUN_DIR/study.db`` (absolute)."""
@@ -154,6 +153,10 @@ class RunDir:
         atomic_write(self.file(name), write)
         return self.file(name)
 
+    def clear(self) -> None:
+        """Remove the folder and everything in it (a model's folder left by older work)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
     # ----------------------------------------------------------- readers
     def has_predictions(self) -> bool:
         """Whether the validation and test probabilities are saved (a finished model)."""
@@ -162,6 +165,19 @@ class RunDir:
     def has_model_files(self) -> bool:
         """Whether every file of :data:`MODEL_FILES` is there."""
         return all(self.file(name).is_file() for name in MODEL_FILES)
+
+    def holds(self, recipe: Recipe, *, validated: bool = True) -> bool:
+        """Whether the folder holds a finished model of exactly ``recipe``: its
+        ``recipe.yaml`` is that recipe, resolved, and its numbers are all there (a model
+        trained on every clip, ``validated=False``, has no validation files).
+
+        The one rule for "is this model already done?": a fold of a resumed run, a
+        trial's seed copy or refit found again.
+        """
+        names = MODEL_FILES if validated else (METRICS, "test_probs.npy")
+        if not all(self.file(name).is_file() for name in (RECIPE, *names)):
+            return False
+        return self.file(RECIPE).read_text() == dump_recipe(recipe)
 
     def read_probabilities(self, split: str) -> np.ndarray:
         """The saved ``[N, K]`` probabilities of ``split``."""

@@ -9,8 +9,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,7 +18,6 @@ from torch import nn
 from toolkit.device_data import Features
 from toolkit.devices import (
     Precision,
-    accumulator_dtype,
     autocast,
     compile_errors,
     compile_model,
@@ -31,8 +29,9 @@ from toolkit.devices import (
     with_layout,
 )
 from toolkit.kinds import BatchAugmenter, TestTimeAugmenter
-from toolkit.metrics import Metric, get_metric, validation_scores
-from toolkit.progress import progress_bar, progress_enabled
+from toolkit.metrics import DEFAULT_METRIC, Metric, epoch_rank, get_metric, validation_scores
+from toolkit.optimisation import Steps, build_optimizer, build_scheduler
+from toolkit.progress import progress_bar
 from toolkit.recipe import Train
 
 EPOCH_SHOWN = {
@@ -46,10 +45,6 @@ training loss is ``loss``, as in the bar's running value, so the line fits 80 co
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 """Called after each epoch with (epoch, record); may raise to stop (e.g. a pruned trial)."""
-
-LOSS_REFRESH_SECONDS = 1.0
-"""The progress bar's running loss is read from the device at most this often: each
-read waits for the device, so an epoch's steps otherwise never wait for it."""
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -88,53 +83,6 @@ def feature_stats(x: np.ndarray, max_items: int = 512) -> tuple[float, float]:
     sample = np.asarray(x[::step], dtype=np.float32)
     std = float(sample.std())
     return float(sample.mean()), std if std > 1e-6 else 1.0
-
-
-def build_optimizer(params: Any, cfg: Train, *, loss_scaled: bool = False) -> torch.optim.Optimizer:
-    """The recipe's optimizer.
-
-    With a loss scaler (fp16), AdamW is PyTorch's fused kernel: the scaler's
-    overflow check then stays on the device, where otherwise it is read back
-    every step. SGD is never fused: fused SGD advances its momentum on the steps
-    the scaler skips, so with SGD and fp16 that flag is read every step.
-    """
-    opt = cfg.optimizer
-    if opt.name == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=opt.lr,
-            momentum=opt.momentum,
-            nesterov=opt.nesterov,
-            weight_decay=opt.weight_decay,
-        )
-    return torch.optim.AdamW(
-        params,
-        lr=opt.lr,
-        betas=opt.betas,
-        weight_decay=opt.weight_decay,
-        **({"fused": True} if loss_scaled else {}),
-    )
-
-
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: Train
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The recipe's per-epoch learning-rate schedule (``None`` for a constant rate)."""
-    sched = cfg.scheduler
-    if sched.name == "multistep":
-        return torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=sched.milestones, gamma=sched.gamma
-        )
-    if sched.name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=cfg.epochs, eta_min=sched.eta_min
-        )
-    return None
-
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy against soft targets (rows summing to one)."""
-    return -(targets * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
 @torch.inference_mode()
@@ -220,72 +168,123 @@ class TrainResult:
 
 
 def _better(record: dict[str, float], best: dict[str, float] | None, metric: Metric) -> bool:
-    """Whether an epoch's record beats the best so far on ``metric`` (ties: lower loss)."""
-    if best is None:
-        return True
-    key = metric.history_key
-    if record[key] != best[key]:
-        return metric.better(record[key], best[key])
-    return record["val_loss"] < best["val_loss"]
+    """Whether an epoch's record beats the best so far (the rule of
+    :func:`toolkit.metrics.best_epoch`: the metric, ties to the lower loss, then the
+    earlier epoch)."""
+    return best is None or epoch_rank(record, metric.name) > epoch_rank(best, metric.name)
 
 
 @dataclass
-class Steps:
-    """What every optimisation step of one training run uses."""
+class Session:
+    """Everything one training run works with, set up once: the device, the model behind its
+    standardisation, the optimisation steps, the data on the device and the batch order."""
 
-    net: nn.Module
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler | None
+    cfg: Train
+    device: torch.device
     precision: Precision
     channels_last: bool
-    num_classes: int
-    augmenters: Sequence[BatchAugmenter]
-    generator: torch.Generator
+    model: nn.Module
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    steps: Steps
+    rng: np.random.Generator
+    """Draws each epoch's batch order."""
+    resident: bool
+    train_data: Features
+    val_data: Features
 
-    def step(self, x: torch.Tensor, hard: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimisation step on a batch and its labels; its loss and logits, on the device."""
-        y = torch.nn.functional.one_hot(hard, self.num_classes).float()
-        for augment in self.augmenters:
-            x, y = augment(x, y, self.generator)
-        with autocast(self.precision, x.device):
-            logits = self.net(with_layout(x, self.channels_last))
-        loss = soft_cross_entropy(logits.float(), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is None:
-            loss.backward()
-            self.optimizer.step()
-        else:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        return loss, logits
+    @classmethod
+    def start(
+        cls,
+        backbone: nn.Module,
+        train_x: np.ndarray,
+        train_y: np.ndarray,
+        val_x: np.ndarray,
+        test_x: np.ndarray | None,
+        cfg: Train,
+        num_classes: int,
+        batch_augmenters: Sequence[BatchAugmenter],
+    ) -> Session:
+        """Seed everything, place the model and the data, build the optimiser and schedule."""
+        seed_everything(cfg.seed, cfg.deterministic)
+        device = resolve_device(cfg.device)
+        precision = resolve_precision(cfg.precision, device)
+        mean, std = feature_stats(train_x)
+        model = Standardized(backbone, mean, std).to(device)
+        channels_last = use_channels_last(cfg.channels_last, model, device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(model.parameters(), cfg, loss_scaled=precision == "fp16")
+        scheduler = build_scheduler(optimizer, cfg)
+        rng = np.random.default_rng(cfg.seed)
+        steps = Steps(
+            net=compile_model(model) if cfg.compile else model,
+            optimizer=optimizer,
+            scaler=grad_scaler(precision, device),
+            precision=precision,
+            channels_last=channels_last,
+            num_classes=num_classes,
+            augmenters=batch_augmenters,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        resident = keep_on_device(cfg.data_on_device, device, train_x, train_y, val_x, test_x)
+        return cls(
+            cfg=cfg,
+            device=device,
+            precision=precision,
+            channels_last=channels_last,
+            model=model,
+            scheduler=scheduler,
+            steps=steps,
+            rng=rng,
+            resident=resident,
+            train_data=Features(train_x, device, resident=resident, labels=train_y),
+            val_data=Features(val_x, device, resident=resident),
+        )
 
-    def epoch(
-        self, data: Features, index: Sequence[np.ndarray], advance: Callable[..., None], label: str
-    ) -> tuple[float, float]:
-        """Train on the batches ``index`` of ``data``; the mean loss and the accuracy.
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimisation steps in one epoch."""
+        return math.ceil(len(self.train_data) / self.cfg.batch_size)
 
-        The sums stay on the device until the epoch ends: no step waits for it,
-        except that the progress bar's running loss is read every
-        ``LOSS_REFRESH_SECONDS`` while progress is shown.
-        """
-        device = data.device
-        loss_sum = torch.zeros((), dtype=accumulator_dtype(device), device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen = 0
-        show_loss = progress_enabled()
-        next_read = time.monotonic() + LOSS_REFRESH_SECONDS
-        fields = {"epoch": label}
-        for x, hard in data.batches(index):
-            loss, logits = self.step(x, hard)
-            loss_sum += loss.detach().to(loss_sum.dtype) * len(hard)
-            correct += (logits.argmax(1) == hard).sum()
-            seen += len(hard)
-            if show_loss and time.monotonic() >= next_read:
-                fields = {"epoch": label, "loss": f"{loss_sum.item() / seen:.3f}"}
-                next_read = time.monotonic() + LOSS_REFRESH_SECONDS
-            advance(1, **fields)
-        return loss_sum.item() / seen, correct.item() / seen
+    def predict(self, features: Features, tta: Sequence[TestTimeAugmenter] = ()) -> np.ndarray:
+        """Class probabilities of ``features`` by the model as it is now."""
+        return probabilities(
+            self.steps.net,
+            features,
+            self.cfg.eval_batch_size,
+            precision=self.precision,
+            channels_last=self.channels_last,
+            test_time_augmenters=tta,
+        )
+
+    def epoch(self, epoch: int, advance: Callable[..., None]) -> tuple[dict[str, float], int]:
+        """Train one epoch; its record (learning rate, train loss and accuracy) and how many
+        batches of one clip it dropped."""
+        cfg = self.cfg
+        self.model.train()
+        index, dropped = epoch_batches(self.rng, len(self.train_data), cfg.batch_size)
+        train_loss, train_accuracy = self.steps.epoch(
+            self.train_data, index, advance, f"{epoch}/{cfg.epochs}"
+        )
+        lr = self.steps.optimizer.param_groups[0]["lr"]
+        if self.scheduler is not None:
+            self.scheduler.step()
+        record = {
+            "epoch": epoch,
+            "lr": lr,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
+        }
+        return record, dropped
+
+
+@dataclass
+class BestEpoch:
+    """The epoch kept so far: its record, its weights and its validation probabilities."""
+
+    record: dict[str, float] | None = None
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+    val_probs: np.ndarray | None = None
 
 
 def train(
@@ -300,112 +299,92 @@ def train(
     test_x: np.ndarray | None = None,
     batch_augmenters: Sequence[BatchAugmenter] = (),
     test_time_augmenters: Sequence[TestTimeAugmenter] = (),
-    select_by: str = "accuracy",
+    select_by: str = DEFAULT_METRIC,
     on_epoch: EpochCallback | None = None,
     description: str = "training",
 ) -> TrainResult:
     """Train ``backbone`` on the training arrays, keep the best epoch on validation
     (the last epoch when ``val_x`` is empty: nothing is held out).
 
-    The best epoch is chosen on plain predictions; the final validation and test
-    probabilities of that epoch average ``test_time_augmenters``' views too.
-    ``cfg`` chooses the device, the precision, where the features live, the
-    memory layout and whether the model is compiled (see :class:`Train`).
+    The best epoch is chosen on plain predictions (:func:`toolkit.metrics.best_epoch`);
+    the final validation and test probabilities of that epoch average
+    ``test_time_augmenters``' views too. ``cfg`` chooses the device, the precision,
+    where the features live, the memory layout and whether the model is compiled
+    (see :class:`Train`).
     """
-    metric = get_metric(select_by)
-    validating = len(val_x) > 0
     started = time.perf_counter()
-    seed_everything(cfg.seed, cfg.deterministic)
-    device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
-    mean, std = feature_stats(train_x)
-    model = Standardized(backbone, mean, std).to(device)
-    channels_last = use_channels_last(cfg.channels_last, model, device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model.parameters(), cfg, loss_scaled=precision == "fp16")
-    scheduler = build_scheduler(optimizer, cfg)
-    rng = np.random.default_rng(cfg.seed)
-    steps = Steps(
-        net=compile_model(model) if cfg.compile else model,
-        optimizer=optimizer,
-        scaler=grad_scaler(precision, device),
-        precision=precision,
-        channels_last=channels_last,
-        num_classes=num_classes,
-        augmenters=batch_augmenters,
-        generator=torch.Generator().manual_seed(cfg.seed),
+    session = Session.start(
+        backbone, train_x, train_y, val_x, test_x, cfg, num_classes, batch_augmenters
     )
-    resident = keep_on_device(cfg.data_on_device, device, train_x, train_y, val_x, test_x)
-    train_data = Features(train_x, device, resident=resident, labels=train_y)
-    val_data = Features(val_x, device, resident=resident)
-
-    def predict(features: Features, tta: Sequence[TestTimeAugmenter] = ()) -> np.ndarray:
-        return probabilities(
-            steps.net,
-            features,
-            cfg.eval_batch_size,
-            precision=precision,
-            channels_last=channels_last,
-            test_time_augmenters=tta,
-        )
-
-    steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
-    history: list[dict[str, float]] = []
-    best: dict[str, float] | None = None
-    best_state: dict[str, torch.Tensor] = {}
-    best_probs = np.zeros((0, num_classes))
     with (
         compile_errors() if cfg.compile else contextlib.nullcontext(),
-        progress_bar(description, cfg.epochs * steps_per_epoch) as advance,
+        progress_bar(description, cfg.epochs * session.steps_per_epoch) as advance,
     ):
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            index, dropped = epoch_batches(rng, len(train_x), cfg.batch_size)
-            train_loss, train_accuracy = steps.epoch(
-                train_data, index, advance, f"{epoch}/{cfg.epochs}"
-            )
-            lr = optimizer.param_groups[0]["lr"]
-            if scheduler is not None:
-                scheduler.step()
-            record = {
-                "epoch": epoch,
-                "lr": lr,
-                "train_loss": train_loss,
-                "train_accuracy": train_accuracy,
-            }
-            if validating:
-                probs = predict(val_data)
-                record.update(validation_scores(probs, val_y))
-            history.append(record)
-            if validating and _better(record, best, metric):
-                best, best_probs = record, probs
-                best_state = copy.deepcopy(model.state_dict())
-            shown = {v: f"{record[k]:.3f}" for k, v in EPOCH_SHOWN.items() if k in record}
-            # the dropped batches are counted with the epoch's line
-            advance(dropped, milestone=True, epoch=f"{epoch}/{cfg.epochs}", **shown)
-            if on_epoch is not None:
-                on_epoch(epoch, record)
-        if not validating:  # nothing held out: the last epoch is the model
-            best, best_probs = history[-1], np.zeros((0, num_classes))
-            best_state = model.state_dict()
-        assert best is not None
-        model.load_state_dict(best_state)
-        tta = tuple(test_time_augmenters)
-        # the best epoch's own validation pass is the answer unless views are added
-        val_probs = predict(val_data, tta) if tta and validating else best_probs
-        test_probs = (
-            predict(Features(test_x, device, resident=resident), tta)
-            if test_x is not None
-            else None
-        )
+        history, best = _fit(session, val_y, get_metric(select_by), on_epoch, advance)
+        val_probs, test_probs = _final_predictions(session, best, test_x, test_time_augmenters)
+    assert best.record is not None
     return TrainResult(
         history=history,
-        best_epoch=int(best["epoch"]),
-        state_dict={k: v.detach().cpu().contiguous() for k, v in best_state.items()},
+        best_epoch=int(best.record["epoch"]),
+        state_dict={k: v.detach().cpu().contiguous() for k, v in best.state.items()},
         val_probs=val_probs,
         test_probs=test_probs,
-        val_accuracy=best.get("val_accuracy", math.nan),
-        val_loss=best.get("val_loss", math.nan),
+        val_accuracy=best.record.get("val_accuracy", math.nan),
+        val_loss=best.record.get("val_loss", math.nan),
         seconds=time.perf_counter() - started,
     )
+
+
+def _fit(
+    session: Session,
+    val_y: np.ndarray,
+    metric: Metric,
+    on_epoch: EpochCallback | None,
+    advance: Callable[..., None],
+) -> tuple[list[dict[str, float]], BestEpoch]:
+    """Every epoch: train, validate, keep the best epoch, tell ``on_epoch``; the history and
+    the kept epoch (the last one when nothing is held out)."""
+    cfg = session.cfg
+    validating = len(session.val_data) > 0
+    history: list[dict[str, float]] = []
+    best = BestEpoch()
+    for epoch in range(1, cfg.epochs + 1):
+        record, dropped = session.epoch(epoch, advance)
+        if validating:
+            probs = session.predict(session.val_data)
+            record.update(validation_scores(probs, val_y))
+        history.append(record)
+        if validating and _better(record, best.record, metric):
+            best = BestEpoch(record, copy.deepcopy(session.model.state_dict()), probs)
+        shown = {v: f"{record[k]:.3f}" for k, v in EPOCH_SHOWN.items() if k in record}
+        # the dropped batches are counted with the epoch's line
+        advance(dropped, milestone=True, epoch=f"{epoch}/{cfg.epochs}", **shown)
+        if on_epoch is not None:
+            on_epoch(epoch, record)
+    if not validating:  # nothing held out: the last epoch is the model
+        best = BestEpoch(history[-1], session.model.state_dict(), None)
+    return history, best
+
+
+def _final_predictions(
+    session: Session,
+    best: BestEpoch,
+    test_x: np.ndarray | None,
+    test_time_augmenters: Sequence[TestTimeAugmenter],
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The kept epoch's validation and test probabilities (with the test-time views)."""
+    session.model.load_state_dict(best.state)
+    tta = tuple(test_time_augmenters)
+    num_classes = session.steps.num_classes
+    if best.val_probs is None:  # nothing held out
+        val_probs = np.zeros((0, num_classes))
+    elif tta:  # the best epoch's own validation pass is the answer unless views are added
+        val_probs = session.predict(session.val_data, tta)
+    else:
+        val_probs = best.val_probs
+    test_probs = (
+        session.predict(Features(test_x, session.device, resident=session.resident), tta)
+        if test_x is not None
+        else None
+    )
+    return val_probs, test_probs

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from toolkit.checks import check_inputs
-from toolkit.ensemble.study import EnsembleOutcome, build_ensemble
+from toolkit.ensemble.record import EnsembleOutcome
+from toolkit.ensemble.study import build_ensemble
 from toolkit.errors import SearchError
 from toolkit.leaderboard.store import Leaderboard
 from toolkit.loading import LoadedRecipe
+from toolkit.metrics import DEFAULT_METRIC
+from toolkit.model_key import ModelKey
 from toolkit.model_run import ModelRun
 from toolkit.pipeline import prepare
 from toolkit.run_dir import RunDir
@@ -35,15 +37,16 @@ class RunResult:
 
 def run(
     loaded: LoadedRecipe,
-    metric: str = "accuracy",
+    metric: str = DEFAULT_METRIC,
     *,
-    kind: str = "run",
+    key: ModelKey | None = None,
     params: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run the recipe as one model end to end: features, training, submission, leaderboard row.
 
-    ``metric`` chooses the best epoch and is the row's metric; ``kind`` and
-    ``params`` are its row's (a reproduction names the row it reproduces).
+    ``metric`` chooses the best epoch and is the row's metric; ``key`` names the
+    model (default: a new plain run of the recipe; a reproduction names the model it
+    reproduces), ``params`` adds to what its row shows.
     """
     recipe, registry = loaded.recipe, loaded.registry
     # every clip is decoded before the run's folder or row exists: a bad clip leaves neither
@@ -51,19 +54,17 @@ def run(
     out = RunDir(recipe.run_dir).create()
     board = Leaderboard(Path(recipe.output.leaderboard))
     board.mark_stale_running(out.path)  # a row left "running" by a killed run of this folder
-
-    row_id = f"{recipe.name}/r{datetime.now():%Y%m%d-%H%M%S}-{time.time_ns() % 1000:03d}"
+    key = key or ModelKey.plain_run(recipe.name)
     model = ModelRun(
-        row_id=row_id,
+        key=key,
         recipe=recipe,
         registry=registry,
         load_data=lambda: data,
-        out=out,
         run_dir=out.path,
         board=board,
         metric=metric,
         values=params or {},
-        kind=kind,
+        out=out,
     ).execute()
     return RunResult(
         run_dir=out.path,
@@ -72,7 +73,7 @@ def run(
         val_loss=model.result.val_loss,
         best_epoch=model.result.best_epoch,
         seconds=model.seconds,
-        leaderboard_id=row_id,
+        leaderboard_id=key.id,
         stats=model.data.stats.as_dict(),
     )
 
@@ -100,11 +101,11 @@ def run_study(loaded: LoadedRecipe, storage: str | None = None) -> StudyResult:
     study = StudyRun(loaded, storage)
     report = study.optimize(wait_for_others=True)
     outcome = build_ensemble(study)
-    study.layout.write_stats(study.stage_stats().as_dict())  # this process's audio work
+    study.layout.write_stats(study.views.stats().as_dict())  # this process's audio work
     return StudyResult(
-        run_dir=study.run_dir,
-        storage=study.storage_url,
-        study_name=study.study_name,
+        run_dir=study.settings.run_dir,
+        storage=study.settings.storage,
+        study_name=study.settings.name,
         worker=report,
         ensemble=outcome,
         seconds=time.perf_counter() - started,

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from tests.reference import FOLDER, load
-from toolkit.registry import Registry, load_plugins
+from toolkit.plugin_loader import load_plugins
+from toolkit.registry import Registry
 
 FILE = FOLDER / "builtins.npz"
 

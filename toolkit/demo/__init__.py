@@ -1,6 +1,9 @@
 """The embedded demo competition: synthetic song snippets in the report's four classes.
 
-:mod:`toolkit.demo.sound` synthesises the clips as numpy arrays;
+:mod:`toolkit.demo.sound` synthesises the clips as numpy arrays, from a song frame
+(:mod:`~toolkit.demo.song`), its accompaniment (:mod:`~toolkit.demo.instruments`) and
+its singers (:mod:`~toolkit.demo.voices`), all made of :mod:`~toolkit.demo.oscillators`,
+songs and singers shared between clips coming from :mod:`~toolkit.demo.sources`;
 :mod:`toolkit.demo.competition` writes them as a Kaggle-style competition folder.
 The folder writer's names load on first use, so importing the synthesis alone pulls
 in neither it nor its file libraries.
@@ -11,7 +14,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from toolkit.demo.sound import CLASS_NAMES, DEFAULT_SAMPLE_RATE, synthesize_clip
+from toolkit.demo.sound import (
+    CLASS_NAMES,
+    DEFAULT_SAMPLE_RATE,
+    synthesize_clip,
+    synthesize_song_clip,
+)
 
 if TYPE_CHECKING:
     from toolkit.demo.competition import (
@@ -45,6 +53,7 @@ __all__ = [
     "make_demo_competition",
     "submission_accuracy",
     "synthesize_clip",
+    "synthesize_song_clip",
 ]
 
 

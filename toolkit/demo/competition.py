@@ -3,7 +3,9 @@
 Labels are drawn per clip, each clip's audio comes from :mod:`toolkit.demo.sound`, and
 soundfile writes it as mp3, ogg, wav or flac. Each clip comes from its own random
 generator derived from ``(seed, split, index)``, so a clip never depends on how many
-clips are made.
+clips are made. By default every clip is a song of its own; with ``songs`` set, clips
+are cut from a limited set of songs and sung by a limited set of singers
+(:mod:`toolkit.demo.sources`), the test clips' sources apart from the train clips'.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from toolkit.demo.sound import CLASS_NAMES, DEFAULT_SAMPLE_RATE, synthesize_clip
+from toolkit.demo.sound import (
+    CLASS_NAMES,
+    DEFAULT_SAMPLE_RATE,
+    synthesize_clip,
+    synthesize_song_clip,
+)
+from toolkit.demo.sources import SONG_LENGTH, SPLITS, ClipSources, SourcePools
 from toolkit.progress import progress_bar
 
 CLASS_PROBABILITIES = (0.1, 0.3, 0.3, 0.3)
@@ -38,9 +46,6 @@ MARKER_NAME = ".demo.json"
 
 MIN_TRAIN = 8
 """Fewest train clips: the first eight hold every class twice, so stratified splits work."""
-
-SPLITS = {"train": 0, "test": 1}
-"""Split names and the code each mixes into its clips' random seeds."""
 
 _FORMAT_SUBTYPES = {
     "wav": ("WAV", "PCM_16"),
@@ -97,6 +102,11 @@ class DemoCompetition:
         """CSV (``id,category``) of the true test labels, for local evaluation."""
         return self.root / "test_labels.csv"
 
+    def sources(self, split: str) -> Path:
+        """CSV (``id,song,singers``, singers joined by ``+``) of the true sources of the
+        clips of ``split``; only a demo made with songs has it."""
+        return self.root / f"{split}_sources.csv"
+
     @classmethod
     def at(cls, root: Path, n_train: int, n_test: int) -> DemoCompetition:
         """The competition whose folder is ``root``."""
@@ -117,33 +127,97 @@ def _clip_id(split: str, index: int) -> str:
     return f"{'tr' if split == 'train' else 'te'}_{index:05d}"
 
 
-_Task = tuple[Path, str, int, int, int, int, float, str]
-"""One clip to write: (path, split, index, label, seed, sample_rate, duration, format)."""
+@dataclass(frozen=True)
+class _Settings:
+    """The parameters that define a demo folder's content."""
+
+    n_train: int
+    n_test: int
+    seed: int
+    sample_rate: int
+    duration: float
+    formats: tuple[str, ...]
+    pools: SourcePools | None  # None: every clip a song of its own
+
+    @classmethod
+    def of(cls, args: dict[str, Any]) -> _Settings:
+        """The settings of make_demo_competition's arguments ``args``; a ValueError
+        naming the argument when one is out of range."""
+        if args["n_train"] < MIN_TRAIN:
+            raise ValueError(f"n_train must be at least {MIN_TRAIN} (two clips per class)")
+        if args["n_test"] < 1:
+            raise ValueError("n_test must be at least 1")
+        formats = tuple(args["formats"])
+        unknown = [f for f in formats if f not in _FORMAT_SUBTYPES]
+        if not formats or unknown:
+            raise ValueError(f"formats must be among {sorted(_FORMAT_SUBTYPES)}, got {formats}")
+        if args["songs"] < 0:
+            raise ValueError(f"songs must be 0 (a song per clip) or more, got {args['songs']}")
+        pools = None
+        if args["songs"]:
+            if args["duration"] > SONG_LENGTH:
+                raise ValueError(f"duration must be at most {SONG_LENGTH:g} s, a song's length")
+            pools = SourcePools(args["seed"], args["songs"], args["singers"], args["test_share"])
+        return cls(
+            int(args["n_train"]),
+            int(args["n_test"]),
+            int(args["seed"]),
+            int(args["sample_rate"]),
+            float(args["duration"]),
+            formats,
+            pools,
+        )
+
+    def marker(self) -> dict[str, Any]:
+        """The settings as stored in the folder's marker (and compared with it)."""
+        params: dict[str, Any] = {
+            "generator_version": GENERATOR_VERSION,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "seed": self.seed,
+            "sample_rate": self.sample_rate,
+            "duration": self.duration,
+            "formats": list(self.formats),
+            "class_names": list(CLASS_NAMES),
+        }
+        if self.pools is not None:
+            params["sources"] = {
+                "songs": self.pools.songs,
+                "singers": self.pools.singers,
+                "test_share": self.pools.test_share,
+            }
+        return params
 
 
-def _write_clips(tasks: Sequence[_Task]) -> int:
-    """Synthesise and write each ``(path, split, index, label, seed, rate, duration, fmt)``."""
-    for path, split, index, label, seed, sample_rate, duration, fmt in tasks:
-        mixture, _ = synthesize_clip(label, clip_rng(seed, split, index), sample_rate, duration)
-        major, subtype = _FORMAT_SUBTYPES[fmt]
-        sf.write(str(path), mixture.T, sample_rate, format=major, subtype=subtype)
-    return len(tasks)
+@dataclass(frozen=True)
+class _Clip:
+    """One clip to write, and where it comes from (None: a song of its own)."""
+
+    path: Path
+    split: str
+    index: int
+    label: int
+    seed: int
+    sample_rate: int
+    duration: float
+    fmt: str
+    sources: ClipSources | None
 
 
-def _marker_params(
-    n_train: int, n_test: int, seed: int, sample_rate: int, duration: float, formats: Sequence[str]
-) -> dict[str, Any]:
-    """The parameters that define a demo folder's content, as stored in its marker."""
-    return {
-        "generator_version": GENERATOR_VERSION,
-        "n_train": int(n_train),
-        "n_test": int(n_test),
-        "seed": int(seed),
-        "sample_rate": int(sample_rate),
-        "duration": float(duration),
-        "formats": list(formats),
-        "class_names": list(CLASS_NAMES),
-    }
+def _write_clips(clips: Sequence[_Clip]) -> int:
+    """Synthesise and write each clip."""
+    for clip in clips:
+        rng = clip_rng(clip.seed, clip.split, clip.index)
+        rate, duration, src = clip.sample_rate, clip.duration, clip.sources
+        if src is None:
+            mixture, _ = synthesize_clip(clip.label, rng, rate, duration)
+        else:
+            mixture, _ = synthesize_song_clip(
+                clip.label, src.song, src.offset, src.singers, rng, rate, duration
+            )
+        major, subtype = _FORMAT_SUBTYPES[clip.fmt]
+        sf.write(str(clip.path), mixture.T, rate, format=major, subtype=subtype)
+    return len(clips)
 
 
 def _read_marker(root: Path) -> dict[str, Any] | None:
@@ -162,47 +236,49 @@ def _default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _build(
-    partial: Path,
-    n_train: int,
-    n_test: int,
-    seed: int,
-    sample_rate: int,
-    duration: float,
-    formats: Sequence[str],
-    progress: bool,
-    workers: int | None,
-) -> None:
+def _build(partial: Path, settings: _Settings, progress: bool, workers: int | None) -> None:
     """Write the whole competition into ``partial``, the marker file last."""
     (partial / "train").mkdir(parents=True)
     (partial / "test").mkdir()
+    s, pools = settings, settings.pools
+    labels = {"train": draw_labels(s.n_train, s.seed, "train")}
+    labels["test"] = draw_labels(s.n_test, s.seed, "test")
+    ids = {split: [_clip_id(split, i) for i in range(len(labels[split]))] for split in labels}
+    clips: list[_Clip] = []
+    for split, split_labels in labels.items():
+        sources = None if pools is None else pools.clips(split, split_labels, s.duration)
+        for i, label in enumerate(split_labels):
+            fmt = s.formats[i % len(s.formats)]
+            path = partial / split / f"{ids[split][i]}.{fmt}"
+            src = None if sources is None else sources[i]
+            clips.append(
+                _Clip(path, split, i, int(label), s.seed, s.sample_rate, s.duration, fmt, src)
+            )
+    _run_tasks(clips, workers or _default_workers(), progress)
 
-    train_labels = draw_labels(n_train, seed, "train")
-    test_labels = draw_labels(n_test, seed, "test")
-    tasks: list[_Task] = []
-    for split, labels in (("train", train_labels), ("test", test_labels)):
-        for i, label in enumerate(labels):
-            fmt = formats[i % len(formats)]
-            path = partial / split / f"{_clip_id(split, i)}.{fmt}"
-            tasks.append((path, split, i, int(label), seed, sample_rate, duration, fmt))
-    _run_tasks(tasks, workers or _default_workers(), progress)
-
-    train_ids = [_clip_id("train", i) for i in range(n_train)]
-    test_ids = [_clip_id("test", i) for i in range(n_test)]
-    pd.DataFrame({"id": train_ids, "category": train_labels}).to_csv(
+    pd.DataFrame({"id": ids["train"], "category": labels["train"]}).to_csv(
         partial / "train.csv", index=False
     )
-    pd.DataFrame({"id": test_ids, "category": test_labels}).to_csv(
+    pd.DataFrame({"id": ids["test"], "category": labels["test"]}).to_csv(
         partial / "test_labels.csv", index=False
     )
-    order = np.random.default_rng([seed, 7]).permutation(n_test)
-    if n_test > 1 and np.all(order == np.arange(n_test)):
+    order = np.random.default_rng([s.seed, 7]).permutation(s.n_test)
+    if s.n_test > 1 and np.all(order == np.arange(s.n_test)):
         order = order[::-1]
-    pd.DataFrame({"id": [test_ids[i] for i in order], "category": 0}).to_csv(
+    pd.DataFrame({"id": [ids["test"][i] for i in order], "category": 0}).to_csv(
         partial / "sample_submission.csv", index=False
     )
-    params = _marker_params(n_train, n_test, seed, sample_rate, duration, formats)
-    (partial / MARKER_NAME).write_text(json.dumps(params, indent=2) + "\n")
+    if pools is not None:
+        for split in labels:
+            sources = [c.sources for c in clips if c.split == split and c.sources is not None]
+            pd.DataFrame(
+                {
+                    "id": ids[split],
+                    "song": [src.song.name for src in sources],
+                    "singers": [src.singer_names for src in sources],
+                }
+            ).to_csv(partial / f"{split}_sources.csv", index=False)
+    (partial / MARKER_NAME).write_text(json.dumps(s.marker(), indent=2) + "\n")
 
 
 def submission_accuracy(submission: Path, root: Path) -> float:
@@ -224,6 +300,9 @@ def make_demo_competition(
     sample_rate: int = DEFAULT_SAMPLE_RATE,
     duration: float = 3.0,
     formats: tuple[str, ...] = ("mp3", "ogg", "wav"),
+    songs: int = 0,
+    singers: int = 15,
+    test_share: float = 0.2,
     progress: bool = False,
     workers: int | None = None,
 ) -> DemoCompetition:
@@ -235,16 +314,19 @@ def make_demo_competition(
     cycle through ``formats`` by clip index. The folder is built next to ``root`` and
     renamed into place when complete, so an interrupted run leaves no half folder.
     ``workers`` processes synthesise in parallel (default: the usable CPUs).
-    Raises FileExistsError when ``root`` already exists and is not empty.
+
+    ``songs=0`` makes every clip a song of its own. ``songs=N`` cuts the clips from N
+    songs (three minutes each, with one frame, accompaniment and cast per song) sung
+    by ``singers`` singers of each gender (:mod:`toolkit.demo.sources`);
+    ``test_share`` of the songs and of each gender's singers are the test clips'
+    alone, so train and test share no source. The true sources go to
+    ``train_sources.csv`` and ``test_sources.csv`` (``id,song,singers``), which the
+    toolkit never reads.
+    Raises FileExistsError when ``root`` already exists and is not empty, a ValueError
+    naming the argument that is out of range.
     """
     root = Path(root)
-    if n_train < MIN_TRAIN:
-        raise ValueError(f"n_train must be at least {MIN_TRAIN} (two clips per class)")
-    if n_test < 1:
-        raise ValueError("n_test must be at least 1")
-    unknown = [f for f in formats if f not in _FORMAT_SUBTYPES]
-    if not formats or unknown:
-        raise ValueError(f"formats must be among {sorted(_FORMAT_SUBTYPES)}, got {formats}")
+    settings = _Settings.of(locals())
     if root.exists():
         if _read_marker(root) is not None:
             raise FileExistsError(f"{root} already holds a complete demo competition")
@@ -254,7 +336,7 @@ def make_demo_competition(
     if partial.exists():  # left over by an interrupted run
         shutil.rmtree(partial)
     try:
-        _build(partial, n_train, n_test, seed, sample_rate, duration, formats, progress, workers)
+        _build(partial, settings, progress, workers)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -264,7 +346,7 @@ def make_demo_competition(
     return DemoCompetition.at(root, n_train, n_test)
 
 
-def _run_tasks(tasks: list[_Task], workers: int, progress: bool) -> None:
+def _run_tasks(tasks: list[_Clip], workers: int, progress: bool) -> None:
     """Write every clip, in ``workers`` processes, optionally under a progress bar."""
     chunk = 4
     chunks = [tasks[i : i + chunk] for i in range(0, len(tasks), chunk)]
@@ -303,14 +385,7 @@ def ensure_demo_competition(root: Path, **kwargs: Any) -> DemoCompetition:
     bound = inspect.signature(make_demo_competition).bind(root, **kwargs)
     bound.apply_defaults()
     args = bound.arguments
-    wanted = _marker_params(
-        args["n_train"],
-        args["n_test"],
-        args["seed"],
-        args["sample_rate"],
-        args["duration"],
-        args["formats"],
-    )
+    wanted = _Settings.of(args).marker()
     found = _read_marker(root)
     if found is None:
         try:
@@ -321,9 +396,9 @@ def ensure_demo_competition(root: Path, **kwargs: Any) -> DemoCompetition:
                 raise
     if found != wanted:
         diff = ", ".join(
-            f"{k}: {found.get(k)!r} there, {v!r} asked"
-            for k, v in wanted.items()
-            if found.get(k) != v
+            f"{k}: {found.get(k)!r} there, {wanted.get(k)!r} asked"
+            for k in {**wanted, **found}
+            if found.get(k) != wanted.get(k)
         )
         raise FileExistsError(
             f"{root} holds a demo competition made with other parameters ({diff}); "

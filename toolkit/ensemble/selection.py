@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from toolkit.metrics import get_metric
+from toolkit.metrics import DEFAULT_METRIC, get_metric
 
 _TIE_RTOL = 1e-12
 _ROW_SUM_ATOL = 1e-3
@@ -139,7 +139,7 @@ def select_ensemble(
     val_probs: Mapping[str, np.ndarray],
     labels: np.ndarray,
     *,
-    metric: str = "accuracy",
+    metric: str = DEFAULT_METRIC,
     size: int = 20,
     init_best: int = 0,
 ) -> EnsembleResult:

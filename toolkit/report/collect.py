@@ -10,7 +10,6 @@ so a run can be reported at any time.
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,18 +23,18 @@ from optuna.trial import FrozenTrial, TrialState
 
 from toolkit.dataset import load_competition
 from toolkit.errors import ToolkitError
-from toolkit.leaderboard.cli import choose_db
-from toolkit.leaderboard.store import Leaderboard, Row
+from toolkit.keypaths import get_path
+from toolkit.leaderboard.location import choose_db
+from toolkit.leaderboard.row import Row
+from toolkit.leaderboard.store import Leaderboard
 from toolkit.loading import read_recipe_file
-from toolkit.metrics import get_metric
-from toolkit.recipe import Recipe, get_path
+from toolkit.metrics import DEFAULT_METRIC, best_key
+from toolkit.model_key import TRIALS, ModelKey
+from toolkit.recipe import Recipe
 from toolkit.registry import format_validation_error
 from toolkit.run_dir import ENSEMBLE, METRICS, RECIPE, STATS, STUDY, RunDir
 from toolkit.study.settings import has_study, search_settings, study_name
 from toolkit.study.workers import state_name
-
-TRIAL_FOLDER = re.compile(r"t(\d+)")
-"""A trial's folder name under ``trials/``: ``t`` and its number."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +164,7 @@ def collect(run_dir: Path | str, storage: str | None = None, db: Path | None = N
     recipe, raw = read_run_recipe(RunDir(Path(run_dir)))
     layout = RunDir(Path(run_dir).resolve())
     is_study = has_study(recipe)
-    metric = search_settings(recipe).metric if is_study else "accuracy"
+    metric = search_settings(recipe).metric if is_study else DEFAULT_METRIC
     contents = RunContents(
         run_dir=layout.path,
         recipe=recipe,
@@ -224,25 +223,22 @@ def _collect_plain_run(contents: RunContents, layout: RunDir) -> None:
 def _collect_study(contents: RunContents, layout: RunDir, storage: str | None) -> None:
     summary = _read_json(layout.file(ENSEMBLE))
     contents.study = _read_study(contents, layout, storage, summary)
-    states = _trial_states(contents)
-    recorded = _trials_best_epochs(contents)
-    for number, folder in _trial_folders(layout):
+    rows = _trial_rows(contents)
+    for key, folder in _trial_folders(layout):
         history = _read_history(folder)
-        if history is not None:
-            state = states.get(number, "")
-            best_epoch = recorded.get(number)
-            if best_epoch is None and state == "complete":  # the study is not readable
-                best_epoch = recorded_best_epoch(folder, contents.folds)
-            name = f"t{number:04d}"
-            contents.histories.append(ModelHistory(name, number, state, history, best_epoch))
-    best = _best_trial(contents)
+        if history is None:
+            continue
+        row = rows.get(key.trial)
+        state = row.state if row is not None else _study_state(contents, key.trial)
+        best_epoch = row.best_epoch if row is not None else None
+        if best_epoch is None and state == "complete":  # a row of an older toolkit: the files
+            best_epoch = recorded_best_epoch(folder, contents.folds)
+        contents.histories.append(ModelHistory(key.name, key.trial, state, history, best_epoch))
+    best = _best_trial(contents, rows)
     if best is not None:
-        folder = layout.trial(best)
-        contents.best = read_predictions(folder, f"t{best:04d}")
-        contents.best_row = next(
-            (r for r in contents.rows if r.kind == "trial" and r.id.endswith(f"/t{best:04d}")),
-            None,
-        )
+        key = ModelKey.of_trial(layout.path.name, best)
+        contents.best = read_predictions(layout.model(key), key.name)
+        contents.best_row = rows.get(best)
     if summary is None:
         contents.note(
             "ensemble",
@@ -293,34 +289,32 @@ def _read_study(
     return StudyData(name, url, study, contents.metric, list(search.space), trials)
 
 
-def _trial_folders(layout: RunDir) -> list[tuple[int, RunDir]]:
+def _trial_folders(layout: RunDir) -> list[tuple[ModelKey, RunDir]]:
     """The trial folders present (a running study has only some), by trial number."""
-    root = layout.path / "trials"
+    root = layout.path / TRIALS
     found = []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
-        match = TRIAL_FOLDER.fullmatch(path.name)
-        if match and path.is_dir():
-            found.append((int(match.group(1)), RunDir(path)))
+        key = _key(f"{layout.path.name}/{path.name}")
+        if key is not None and key.kind == "trial" and path.is_dir():
+            found.append((key, RunDir(path)))
     return found
 
 
-def _trial_states(contents: RunContents) -> dict[int, str]:
-    """Each trial's state: the study's when it is readable, else its leaderboard row's."""
-    states = {r.trial_number: r.state for r in contents.rows if is_trial(r)}
-    if contents.study is not None:
-        states.update({t.number: state_name(t.state) for t in contents.study.trials})
-    return states
-
-
-def _trials_best_epochs(contents: RunContents) -> dict[int, int]:
-    """Each complete trial's ``best_epoch``, as the study recorded it (its user attribute)."""
-    if contents.study is None:
-        return {}
+def _trial_rows(contents: RunContents) -> dict[int, Row]:
+    """Each trial's leaderboard row (what the run recorded of the trial), by number."""
     return {
-        t.number: int(t.user_attrs["best_epoch"])
-        for t in contents.study.trials
-        if t.state == TrialState.COMPLETE and t.user_attrs.get("best_epoch") is not None
+        key.trial: r
+        for r in contents.rows
+        if (key := _key(r.id)) is not None and key.kind == "trial" and key.trial is not None
     }
+
+
+def _study_state(contents: RunContents, number: int | None) -> str:
+    """A trial's state in the study, for a trial without a row (its leaderboard is elsewhere)."""
+    if contents.study is None:
+        return ""
+    found = [t for t in contents.study.trials if t.number == number]
+    return state_name(found[0].state) if found else ""
 
 
 def recorded_best_epoch(folder: RunDir, folds: int) -> int | None:
@@ -336,34 +330,34 @@ def recorded_best_epoch(folder: RunDir, folds: int) -> int | None:
     return mean_best_epoch([epoch for epoch in epochs if epoch is not None])
 
 
-def _best_trial(contents: RunContents) -> int | None:
-    """The number of the complete trial with the best metric (ties: the lowest number)."""
-    metric = get_metric(contents.metric)
-    if contents.study is not None:
-        scored = [
+def _best_trial(contents: RunContents, rows: dict[int, Row]) -> int | None:
+    """The complete trial with the best metric (:func:`toolkit.metrics.best_key`: ties to the
+    lowest number), from the trials' rows, else (no rows) from the study."""
+    scores = [
+        (number, float(r.metric_value))
+        for number, r in rows.items()
+        if r.state == "complete" and r.metric_value is not None
+    ]
+    if not scores and contents.study is not None:
+        scores = [
             (t.number, float(t.value))
             for t in contents.study.trials
             if t.state == TrialState.COMPLETE and t.value is not None
         ]
-    else:
-        scored = [
-            (r.trial_number, float(r.metric_value))
-            for r in contents.rows
-            if is_trial(r) and r.state == "complete" and r.metric_value is not None
-        ]
-    if not scored:
+    return best_key(scores, contents.metric)
+
+
+def model_kind(row: Row) -> str | None:
+    """A row's kind, from its id (a row of an older leaderboard may say only ``trial``)."""
+    key = _key(row.id)
+    return key.kind if key is not None else row.kind
+
+
+def _key(id: str) -> ModelKey | None:
+    try:
+        return ModelKey.parse(id)
+    except ValueError:
         return None
-    return min(scored, key=lambda item: (-metric.goodness(item[1]), item[0]))[0]
-
-
-def is_trial(row: Row) -> bool:
-    """Whether a row is a trial of a study itself (not a seed copy, a refit or an ensemble)."""
-    return row.kind == "trial" and row.trial_number is not None and not is_seed_copy(row)
-
-
-def is_seed_copy(row: Row) -> bool:
-    """Whether a row is a trial's copy retrained with another seed (``RUN/t0003-s1``)."""
-    return row.kind == "trial" and re.search(r"/t\d+-s\d+$", row.id) is not None
 
 
 # ---------------------------------------------------------------------- readers

@@ -25,7 +25,7 @@ from matplotlib.ticker import LogFormatter, MaxNLocator
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from toolkit.metrics import Metric, get_metric
+from toolkit.metrics import DEFAULT_METRIC, Metric, get_metric
 from toolkit.report.collect import EnsembleData, ModelHistory, StudyData
 from toolkit.report.scores import ClassScores
 
@@ -99,7 +99,7 @@ class _Drawing(Generic[P]):
 
 
 @_Drawing
-def learning_curves(histories: list[ModelHistory], metric: str = "accuracy") -> Figure:
+def learning_curves(histories: list[ModelHistory], metric: str = DEFAULT_METRIC) -> Figure:
     """Train and validation loss and accuracy, and learning rate, per epoch: a line per model.
 
     Pruned models are dashed, failed ones dotted. A history with a ``fold``

@@ -13,13 +13,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from toolkit.leaderboard.columns import REPEATED_METRICS
 from toolkit.leaderboard.store import Row
-from toolkit.leaderboard.view import REPEATED_METRICS, plain_table
+from toolkit.leaderboard.view import plain_table
 from toolkit.metrics import METRICS
+from toolkit.progress import format_seconds
 from toolkit.report.collect import RunContents
 from toolkit.report.scores import ClassScores
 from toolkit.report.stages import Stage, stage_times
-from toolkit.study.live import format_seconds
 
 SECTIONS = {
     "summary": "Summary",

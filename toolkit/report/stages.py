@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from toolkit.report.collect import RunContents, is_seed_copy
+from toolkit.report.collect import RunContents, model_kind
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def stage_times(contents: RunContents) -> list[Stage]:
     ]
     if contents.is_study:
         models = [r for r in contents.rows if r.kind != "ensemble" and r.seconds is not None]
-        copies = sum(1 for r in models if is_seed_copy(r))
+        copies = sum(1 for r in models if model_kind(r) == "seed")
         refits = sum(1 for r in models if r.kind == "refit")
         detail = f"{len(models) - copies - refits} trials"
         detail += f", {copies} seed copies" if copies else ""

@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from toolkit.progress import console, progress_enabled
+from toolkit.progress import console, format_seconds, progress_enabled
 
 
 @dataclass
@@ -66,18 +66,6 @@ class StudyStatus:
         if estimate is not None:
             return estimate, "estimate"
         return (0.0, "") if not self.left else (None, "")
-
-
-def format_seconds(seconds: float | None) -> str:
-    """``75`` -> ``1m15s``; ``None`` -> ``?``."""
-    if seconds is None:
-        return "?"
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def render_status(status: StudyStatus) -> RenderableType:

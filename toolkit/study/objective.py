@@ -1,61 +1,23 @@
-"""One trial of a study: its values, its model run, its report to the pruner."""
+"""One trial of a study: its values, its model run, its report to the pruner.
+
+The trial's outcome is recorded once, on its leaderboard row (state, metrics,
+epochs, best epoch, seconds) and in its folder's files; Optuna keeps what it
+needs itself (the value, the parameters) and the worker that ran it.
+"""
 
 from __future__ import annotations
 
-import shutil
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
 
 import optuna
 
 from toolkit.metrics import get_metric
-from toolkit.model_run import ModelRun
-from toolkit.recipe import Recipe, Search
-from toolkit.registry import Registry
-from toolkit.run_dir import RunDir
+from toolkit.study.handle import StudyHandle
 from toolkit.study.live import LiveView, StudyStatus
+from toolkit.study.models import StudyModels
 from toolkit.study.space import suggest
 from toolkit.study.workers import TrialOutcome, worker_identity
-
-
-class TrialHost(Protocol):
-    """What a trial needs of its study (:class:`toolkit.study.run.StudyRun` provides it)."""
-
-    search: Search
-    raw: dict[str, Any]
-    registry: Registry
-    metric: str
-    layout: RunDir
-
-    def surplus(self, number: int) -> bool:
-        """Whether the study already has its trials without trial ``number``."""
-        ...
-
-    def trial_recipe(self, values: dict[str, Any]) -> Recipe:
-        """The validated recipe of a trial's values."""
-        ...
-
-    def trial_id(self, number: int, seed_index: int = 0) -> str:
-        """The leaderboard id of a trial."""
-        ...
-
-    def trial_model(
-        self,
-        number: int,
-        values: dict[str, Any],
-        recipe: Recipe,
-        out: RunDir,
-        *,
-        seed_index: int = 0,
-        row_id: str | None = None,
-        **options: Any,
-    ) -> ModelRun:
-        """The model run of a trial."""
-        ...
-
-    def refresh(self, status: StudyStatus) -> dict[str, int]:
-        """Update the live status from the storage."""
-        ...
 
 
 class Surplus(Exception):
@@ -63,78 +25,41 @@ class Surplus(Exception):
 
 
 class TrialObjective:
-    """Optuna's objective for one trial of ``run``: train the trial's model, return its metric.
+    """Optuna's objective for one trial: train the trial's model, return its metric.
 
     What happened is appended to ``holder`` (complete, pruned, failed or surplus),
-    whatever Optuna makes of the exception that ends a trial.
+    whatever Optuna makes of the exception that ends a trial. ``refresh`` updates
+    ``status`` from the storage after each epoch.
     """
 
     def __init__(
-        self, run: TrialHost, status: StudyStatus, view: LiveView, holder: list[TrialOutcome]
+        self,
+        handle: StudyHandle,
+        models: StudyModels,
+        refresh: Callable[[StudyStatus], object],
+        status: StudyStatus,
+        view: LiveView,
+        holder: list[TrialOutcome],
     ) -> None:
-        self.run = run
+        self.handle = handle
+        self.models = models
+        self.refresh = refresh
         self.status = status
         self.view = view
         self.holder = holder
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Run the trial; its value is the recipe's metric on validation."""
-        run, status = self.run, self.status
         started = time.perf_counter()
         outcome = TrialOutcome(trial.number, "failed")
         self.holder.append(outcome)
         trial.set_user_attr("worker", worker_identity())
-        if run.surplus(trial.number):
+        if self.handle.surplus(trial.number):
             outcome.state = "surplus"
             trial.set_user_attr("surplus", True)
             raise Surplus(f"trial {trial.number}: the study already has its trials")
         try:
-            values = suggest(trial, run.search.space, run.raw, run.registry)
-            recipe = run.trial_recipe(values)
-            out = run.layout.trial(trial.number)
-            if out.path.exists():
-                shutil.rmtree(out.path)  # left by an older study of the same run directory
-            trial.set_user_attr("dir", str(out.path.resolve()))
-            metric = get_metric(run.metric)
-            epochs = recipe.train.epochs
-
-            folds = recipe.split.folds
-
-            def on_epoch(step: int, record: dict[str, float]) -> None:
-                # cross-validated: one step per fold-epoch, the running out-of-fold value
-                value = float(record[metric.history_key])
-                trial.report(value, step)
-                where = f"epoch {record['epoch']:.0f}/{epochs}"
-                if folds > 1:
-                    where = f"fold {record['fold']:.0f}/{folds} {where}"
-                status.current = f"trial {trial.number}: {where}, {metric.name} {value:.4f}"
-                run.refresh(status)
-                self.view.refresh()
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after {where}")
-
-            status.current = f"trial {trial.number}: preparing and training"
-            model = run.trial_model(
-                trial.number,
-                values,
-                recipe,
-                out,
-                description=f"trial {trial.number}",
-                on_epoch=on_epoch,
-                stopped_by=(optuna.TrialPruned,),
-            ).execute()
-            result = model.result
-            for name, item in (
-                ("val_accuracy", result.val_accuracy),
-                ("val_loss", result.val_loss),
-                ("epochs", len(result.history)),
-                ("best_epoch", result.best_epoch),
-                ("seconds", model.seconds),
-            ):
-                trial.set_user_attr(name, item)
-            if model.fold_values:
-                trial.set_user_attr("fold_values", model.fold_values)
-            value = float(model.row.metric_value)  # type: ignore[arg-type]
+            value = self._train(trial)
             outcome.state, outcome.value = "complete", value
             return value
         except optuna.TrialPruned:
@@ -145,3 +70,42 @@ class TrialObjective:
             raise
         finally:
             outcome.seconds = time.perf_counter() - started
+
+    def _train(self, trial: optuna.Trial) -> float:
+        """Suggest the trial's values, train its model (pruned per epoch), return its metric."""
+        loaded = self.models.loaded
+        values = suggest(trial, self.handle.settings.search.space, loaded.raw, loaded.registry)
+        recipe = self.models.trial_recipe(values)
+        key = self.models.trial_key(trial.number)
+        self.models.layout.model(key).clear()  # a trial trains anew; a folder there is older
+        self.status.current = f"trial {trial.number}: preparing and training"
+        model = self.models.run(
+            key,
+            recipe,
+            values,
+            description=f"trial {trial.number}",
+            on_epoch=self._reporter(trial, recipe.train.epochs, recipe.split.folds),
+            stopped_by=(optuna.TrialPruned,),
+        ).execute()
+        return float(model.row.metric_value)  # type: ignore[arg-type]
+
+    def _reporter(
+        self, trial: optuna.Trial, epochs: int, folds: int
+    ) -> Callable[[int, dict[str, float]], None]:
+        """The epoch callback that reports to the pruner and updates the live view."""
+        metric = get_metric(self.handle.settings.metric)
+
+        def on_epoch(step: int, record: dict[str, float]) -> None:
+            # cross-validated: one step per fold-epoch, the running out-of-fold value
+            value = float(record[metric.history_key])
+            trial.report(value, step)
+            where = f"epoch {record['epoch']:.0f}/{epochs}"
+            if folds > 1:
+                where = f"fold {record['fold']:.0f}/{folds} {where}"
+            self.status.current = f"trial {trial.number}: {where}, {metric.name} {value:.4f}"
+            self.refresh(self.status)
+            self.view.refresh()
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after {where}")
+
+        return on_epoch

@@ -1,6 +1,9 @@
-"""Which study a recipe runs: its search settings, storage URL and name."""
+"""Which study a recipe runs: its search settings, storage URL, name and run."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 from toolkit.recipe import Pruner, Recipe, Search
 from toolkit.run_dir import RunDir
@@ -27,3 +30,51 @@ def storage_url(recipe: Recipe, override: str | None = None) -> str:
 def study_name(recipe: Recipe) -> str:
     """The study's name in its storage: ``search.study_name``, else the recipe name."""
     return search_settings(recipe).study_name or recipe.name
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Which study a recipe runs and where: its name, storage, search, metric and run."""
+
+    name: str
+    storage: str
+    search: Search
+    run_dir: Path
+    recipe_name: str
+    max_steps: int
+    """The most steps a trial reports to the pruner: its epochs (the most the space allows),
+    times its folds when cross-validated."""
+
+    @property
+    def metric(self) -> str:
+        """The metric trials, best epochs and the ensemble optimise."""
+        return self.search.metric
+
+    @property
+    def run(self) -> str:
+        """The run's name, the first part of its models' ids: the run directory's name."""
+        return self.run_dir.resolve().name
+
+    @classmethod
+    def of(cls, recipe: Recipe, storage: str | None = None) -> StudySettings:
+        """The study of ``recipe`` (``storage``: the ``--storage`` URL, if given)."""
+        search = search_settings(recipe)
+        return cls(
+            name=study_name(recipe),
+            storage=storage_url(recipe, storage),
+            search=search,
+            run_dir=Path(recipe.run_dir),
+            recipe_name=recipe.name,
+            max_steps=_max_epochs(search, recipe) * recipe.split.folds,
+        )
+
+
+def _max_epochs(search: Search, recipe: Recipe) -> int:
+    """The most epochs a trial trains: the recipe's, or the most its space allows."""
+    dist = search.space.get("train.epochs")
+    if dist is None:
+        return recipe.train.epochs
+    high = getattr(dist, "high", None)
+    if high is None:
+        high = max(int(c) for c in getattr(dist, "choices", [recipe.train.epochs]))
+    return int(high)

@@ -23,18 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from toolkit.errors import RecipeError
-from toolkit.recipe import (
-    FEATURE_ENGINE_KEYS,
-    PLUGIN_BLOCKS,
-    Choices,
-    Distribution,
-    Model,
-    Range,
-    Recipe,
-    get_path,
-    set_path,
-    validate_recipe,
-)
+from toolkit.keypaths import get_path, set_path
+from toolkit.recipe import FEATURE_ENGINE_KEYS, Choices, Distribution, Model, Range, Recipe
+from toolkit.recipe_validation import PLUGIN_BLOCKS, validate_recipe
 from toolkit.registry import Registry
 
 FORBIDDEN_SECTIONS = ("name", "plugins", "data", "split", "cache", "output", "search", "ensemble")

@@ -1,0 +1,177 @@
+"""The models an ensemble chooses among: a study's complete trials, their seed copies and bags.
+
+Every candidate is a model with its validation probabilities (on the study's
+common validation clips, out-of-fold when cross-validated) and its test
+probabilities, read from its folder. A trial's seed copies are variants asked
+of :class:`~toolkit.study.models.StudyModels`; a trial's *bag* averages the
+trial and its seed copies, and is written as a model of its own (its folder
+holds its probabilities and submission, its leaderboard row is kind ``bag``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from optuna.trial import TrialState
+
+from toolkit.errors import SearchError, ToolkitError
+from toolkit.leaderboard.row import Row
+from toolkit.metrics import accuracy, get_metric, log_loss
+from toolkit.model_key import ModelKey
+from toolkit.pipeline import PreparedData
+from toolkit.run_dir import RunDir
+from toolkit.study.run import StudyRun
+
+
+@dataclass
+class Candidate:
+    """A model the ensemble may pick: its key and its validation and test probabilities."""
+
+    key: ModelKey
+    val_probs: np.ndarray
+    test_probs: np.ndarray
+    models: tuple[ModelKey, ...] = ()
+    """A bag's models, averaged with equal weights (empty for a model of its own)."""
+
+    @property
+    def id(self) -> str:
+        """Its leaderboard id."""
+        return self.key.id
+
+    @classmethod
+    def read(cls, key: ModelKey, folder: RunDir) -> Candidate:
+        """The candidate whose probabilities are saved in ``folder``."""
+        return cls(key, folder.read_probabilities("val"), folder.read_probabilities("test"))
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A complete trial as the ensemble knows it: its key, its values and its row."""
+
+    key: ModelKey
+    values: dict[str, Any]
+    row: Row | None
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch its model kept (a cross-validated one: its folds' mean), from its row."""
+        return None if self.row is None else self.row.best_epoch
+
+
+@dataclass
+class Pool:
+    """The candidates of one selection, and the trials they come from."""
+
+    trials: dict[str, TrialRecord]
+    """Complete trials by id."""
+    candidates: dict[str, Candidate] = field(default_factory=dict)
+
+    def probs(self, split: str) -> dict[str, np.ndarray]:
+        """Every candidate's probabilities of ``split`` (``val`` or ``test``) by id."""
+        return {
+            cid: c.val_probs if split == "val" else c.test_probs
+            for cid, c in self.candidates.items()
+        }
+
+    def model_weights(self, members: dict[str, float]) -> dict[str, float]:
+        """The weight of every model: a bag's weight is shared equally by its models."""
+        weights: dict[str, float] = {}
+        for mid, weight in members.items():
+            models = [m.id for m in self.candidates[mid].models] or [mid]
+            for model in models:
+                weights[model] = weights.get(model, 0.0) + weight / len(models)
+        return dict(sorted(weights.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def trial_pool(run: StudyRun, data: PreparedData) -> Pool:
+    """The study's complete trials as candidates; a trial made on other data is refused."""
+    complete = run.handle.trials((TrialState.COMPLETE,))
+    if not complete:
+        counts = run.handle.counts()
+        raise SearchError(
+            f"study {run.settings.name}: no complete trial to ensemble ({counts['pruned']} "
+            f"pruned, {counts['failed']} failed); run more trials or loosen the pruner"
+        )
+    pool = Pool({})
+    shape = (len(data.val_labels), len(data.competition.classes))
+    for trial in complete:
+        key = run.models.trial_key(trial.number)
+        folder = run.layout.model(key)
+        if not folder.has_predictions():
+            raise SearchError(
+                f"trial {trial.number}: no probabilities in {folder.path}; workers on other "
+                "machines must write to a run directory this machine can read (--output)"
+            )
+        candidate = Candidate.read(key, folder)
+        if candidate.val_probs.shape != shape:
+            raise SearchError(
+                f"{key.id}: validation probabilities of shape {candidate.val_probs.shape}, "
+                f"expected {shape}: the trial was made on other data"
+            )
+        row = _row(run, key)
+        if row is not None and row.best_epoch is None:  # a row of a study begun before rows
+            row.best_epoch = trial.user_attrs.get("best_epoch")  # kept it: Optuna's record
+        pool.trials[key.id] = TrialRecord(key, dict(trial.params), row)
+        pool.candidates[key.id] = candidate
+    return pool
+
+
+def add_seed_bags(run: StudyRun, pool: Pool, chosen: list[str], n: int, data: PreparedData) -> None:
+    """More candidates: each chosen trial's ``n - 1`` seed copies (trained, or found done)
+    and its bag of all ``n``, written as a model of its own."""
+    for tid in chosen:
+        trial = pool.trials[tid]
+        group = [pool.candidates[tid]]
+        for index in range(1, n):
+            variant = run.models.variant(trial.key.seed_copy(index), trial.values)
+            group.append(Candidate.read(variant.key, run.models.ensure(variant)))
+        pool.candidates.update((c.id, c) for c in group)
+        bag = Candidate(
+            trial.key.bag(),
+            np.mean([c.val_probs for c in group], axis=0),
+            np.mean([c.test_probs for c in group], axis=0),
+            models=tuple(c.key for c in group),
+        )
+        pool.candidates[bag.id] = bag
+        write_bag(run, bag, trial, data)
+
+
+def write_bag(run: StudyRun, bag: Candidate, trial: TrialRecord, data: PreparedData) -> None:
+    """A bag's folder (probabilities, submission) and its leaderboard row."""
+    comp = data.competition
+    folder = run.layout.model(bag.key)
+    val_ids = [comp.train_ids[i] for i in data.val_idx]
+    folder.write_probabilities("val", val_ids, bag.val_probs, comp.classes, data.val_labels)
+    folder.write_probabilities("test", comp.test_ids, bag.test_probs, comp.classes)
+    submission = folder.write_submission(comp, bag.test_probs)
+    metric = run.settings.metric
+    base = trial.row
+    run.board.upsert(
+        Row(
+            id=bag.id,
+            kind=bag.key.kind,
+            recipe=run.recipe.name,
+            run_dir=str(run.settings.run_dir.resolve()),
+            state="complete",
+            backbone=base.backbone if base is not None else None,
+            params={**trial.values, "seeds": len(bag.models)},
+            val_accuracy=accuracy(bag.val_probs, data.val_labels),
+            val_loss=log_loss(bag.val_probs, data.val_labels),
+            metric=metric,
+            metric_value=get_metric(metric).fn(bag.val_probs, data.val_labels),
+            submission=str(submission.resolve()),
+            members=[{"id": m.id, "weight": 1 / len(bag.models)} for m in bag.models],
+            trial_number=bag.key.trial,
+            folds=len(data.folds) if data.cross_validated else None,
+        )
+    )
+
+
+def _row(run: StudyRun, key: ModelKey) -> Row | None:
+    """The leaderboard row of ``key``, if the board has one."""
+    try:
+        return run.board.get(key.id)
+    except ToolkitError:
+        return None

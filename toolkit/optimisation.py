@@ -1,0 +1,128 @@
+"""Optimisation: the recipe's optimizer and schedule, the loss, and each step and epoch."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from toolkit.device_data import Features
+from toolkit.devices import Precision, accumulator_dtype, autocast, with_layout
+from toolkit.kinds import BatchAugmenter
+from toolkit.progress import progress_enabled
+from toolkit.recipe import Train
+
+LOSS_REFRESH_SECONDS = 1.0
+"""The progress bar's running loss is read from the device at most this often: each
+read waits for the device, so an epoch's steps otherwise never wait for it."""
+
+
+def build_optimizer(params: Any, cfg: Train, *, loss_scaled: bool = False) -> torch.optim.Optimizer:
+    """The recipe's optimizer.
+
+    With a loss scaler (fp16), AdamW is PyTorch's fused kernel: the scaler's
+    overflow check then stays on the device, where otherwise it is read back
+    every step. SGD is never fused: fused SGD advances its momentum on the steps
+    the scaler skips, so with SGD and fp16 that flag is read every step.
+    """
+    opt = cfg.optimizer
+    if opt.name == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=opt.lr,
+            momentum=opt.momentum,
+            nesterov=opt.nesterov,
+            weight_decay=opt.weight_decay,
+        )
+    return torch.optim.AdamW(
+        params,
+        lr=opt.lr,
+        betas=opt.betas,
+        weight_decay=opt.weight_decay,
+        **({"fused": True} if loss_scaled else {}),
+    )
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: Train
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The recipe's per-epoch learning-rate schedule (``None`` for a constant rate)."""
+    sched = cfg.scheduler
+    if sched.name == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=sched.milestones, gamma=sched.gamma
+        )
+    if sched.name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=cfg.epochs, eta_min=sched.eta_min
+        )
+    return None
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy against soft targets (rows summing to one)."""
+    return -(targets * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+@dataclass
+class Steps:
+    """What every optimisation step of one training run uses."""
+
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    precision: Precision
+    channels_last: bool
+    num_classes: int
+    augmenters: Sequence[BatchAugmenter]
+    generator: torch.Generator
+
+    def step(self, x: torch.Tensor, hard: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step on a batch and its labels; its loss and logits, on the device."""
+        y = torch.nn.functional.one_hot(hard, self.num_classes).float()
+        for augment in self.augmenters:
+            x, y = augment(x, y, self.generator)
+        with autocast(self.precision, x.device):
+            logits = self.net(with_layout(x, self.channels_last))
+        loss = soft_cross_entropy(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        return loss, logits
+
+    def epoch(
+        self, data: Features, index: Sequence[np.ndarray], advance: Callable[..., None], label: str
+    ) -> tuple[float, float]:
+        """Train on the batches ``index`` of ``data``; the mean loss and the accuracy.
+
+        The sums stay on the device until the epoch ends: no step waits for it,
+        except that the progress bar's running loss is read every
+        ``LOSS_REFRESH_SECONDS`` while progress is shown.
+        """
+        device = data.device
+        loss_sum = torch.zeros((), dtype=accumulator_dtype(device), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
+        show_loss = progress_enabled()
+        next_read = time.monotonic() + LOSS_REFRESH_SECONDS
+        fields = {"epoch": label}
+        for x, hard in data.batches(index):
+            loss, logits = self.step(x, hard)
+            loss_sum += loss.detach().to(loss_sum.dtype) * len(hard)
+            correct += (logits.argmax(1) == hard).sum()
+            seen += len(hard)
+            if show_loss and time.monotonic() >= next_read:
+                fields = {"epoch": label, "loss": f"{loss_sum.item() / seen:.3f}"}
+                next_read = time.monotonic() + LOSS_REFRESH_SECONDS
+            advance(1, **fields)
+        return loss_sum.item() / seen, correct.item() / seen

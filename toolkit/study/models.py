@@ -1,0 +1,118 @@
+"""The models of a study: each trial's recipe and model run, and the variants made of a trial.
+
+A trial is the recipe with its values applied (:mod:`toolkit.study.space`). A
+*variant* is a model made from a trial's recipe by the one factory here,
+:meth:`StudyModels.variant`: a seed copy (``train.seed + index``) or a refit
+(trained on every clip for the trial's best epoch count); later kinds
+(fine-tuned, pseudo-labelled copies) are more cases of it. Whether a variant is
+already done is :meth:`toolkit.run_dir.RunDir.holds`; the ensemble asks for
+variants here and never edits a recipe itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolkit.data_views import DataViews
+from toolkit.leaderboard.store import Leaderboard
+from toolkit.loading import LoadedRecipe
+from toolkit.model_key import ModelKey
+from toolkit.model_run import ModelRun
+from toolkit.recipe import Recipe
+from toolkit.recipe_validation import validate_recipe
+from toolkit.run_dir import RunDir
+from toolkit.study.settings import StudySettings
+from toolkit.study.space import apply_values
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A model made from a trial: its key, its recipe and what its row shows of it."""
+
+    key: ModelKey
+    recipe: Recipe
+    values: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass
+class StudyModels:
+    """Makes the study's model runs: trials from their values, variants from trials."""
+
+    loaded: LoadedRecipe
+    settings: StudySettings
+    views: DataViews
+    board: Leaderboard
+
+    @property
+    def layout(self) -> RunDir:
+        """The run directory."""
+        return RunDir(self.settings.run_dir)
+
+    def trial_key(self, number: int) -> ModelKey:
+        """The key of trial ``number``."""
+        return ModelKey.of_trial(self.settings.run, number)
+
+    def trial_recipe(self, values: dict[str, Any]) -> Recipe:
+        """The validated recipe of a trial's values."""
+        raw = apply_values(self.loaded.raw, values, self.loaded.registry)
+        source = f"{self.loaded.path} (trial values {values})"
+        return validate_recipe(raw, self.loaded.registry, source)
+
+    def run(
+        self, key: ModelKey, recipe: Recipe, values: dict[str, Any], **options: Any
+    ) -> ModelRun:
+        """The model run of ``key`` (a trial or a variant) into its folder of the run.
+
+        ``options`` are :class:`~toolkit.model_run.ModelRun`'s (description, on_epoch, ...).
+        """
+        return ModelRun(
+            key=key,
+            recipe=recipe,
+            registry=self.loaded.registry,
+            load_data=lambda: self.views.view(recipe),
+            run_dir=self.settings.run_dir,
+            board=self.board,
+            metric=self.settings.metric,
+            values=values,
+            **options,
+        )
+
+    # ------------------------------------------------------------- variants
+    def variant(
+        self, key: ModelKey, values: dict[str, Any], best_epoch: int | None = None
+    ) -> Variant:
+        """The variant ``key`` names (a seed copy or a refit of its trial), from the trial's
+        ``values`` (and, for a refit, the epoch the trial kept: how long a refit trains)."""
+        base = self.trial_recipe(values)
+        number = key.trial
+        if key.kind == "seed":
+            assert key.seed is not None
+            seed = base.train.seed + key.seed
+            recipe = _with_train(base, seed=seed)
+            return Variant(key, recipe, dict(values), f"trial {number} seed {seed}")
+        if key.kind == "refit":
+            epochs = int(best_epoch) if best_epoch else base.train.epochs
+            recipe = _with_train(base, epochs=epochs)
+            shown = {**values, "refit_epochs": epochs}
+            return Variant(
+                key, recipe, shown, f"trial {number} refit ({epochs} epochs, every clip)"
+            )
+        raise ValueError(f"{key.id}: no variant of kind {key.kind!r} is made by training")
+
+    def ensure(self, variant: Variant) -> RunDir:
+        """The variant's folder, holding its finished model: trained now unless it already
+        holds it (:meth:`~toolkit.run_dir.RunDir.holds`)."""
+        out = self.layout.model(variant.key)
+        if not out.holds(variant.recipe, validated=variant.key.kind != "refit"):
+            out.clear()  # cut short, or made by another recipe
+            self.run(
+                variant.key, variant.recipe, variant.values, description=variant.description
+            ).execute()
+        return out
+
+
+def _with_train(recipe: Recipe, **changes: Any) -> Recipe:
+    """``recipe`` with some ``train`` settings changed."""
+    return recipe.model_copy(update={"train": recipe.train.model_copy(update=changes)})
