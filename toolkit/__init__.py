@@ -1,5 +1,9 @@
 """toolkit: a plugin-based AutoML toolkit for audio-classification competitions."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from toolkit.hookspecs import hookimpl
 from toolkit.kinds import (
     BatchAugmenter,
@@ -19,4 +23,15 @@ __all__ = [
     "TestTimeAugmenter",
     "__version__",
     "hookimpl",
+    "predict",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``toolkit.predict`` (:func:`toolkit.prediction.predict`), imported on first use so that
+    importing toolkit stays light."""
+    if name == "predict":
+        from toolkit.prediction import predict
+
+        return predict
+    raise AttributeError(f"module 'toolkit' has no attribute {name!r}")

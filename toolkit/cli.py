@@ -295,6 +295,61 @@ def separate(
 
 @app.command()
 @friendly
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory, or an export.")],
+    clips: Annotated[
+        Path, typer.Argument(help="A folder of audio files, or a CSV of ids (the sample's shape).")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the submission CSV.")
+    ] = Path("submission.csv"),
+    probabilities: Annotated[
+        bool,
+        typer.Option("--probabilities", help="Write each class's probability instead."),
+    ] = False,
+    audio: Annotated[
+        Path | None,
+        typer.Option(
+            "--audio",
+            help="With a CSV of ids: the folder of their clips (default: test/ beside the CSV, "
+            "else the CSV's folder).",
+            show_default=False,
+        ),
+    ] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache",
+            help="Cache stems and features here (default: the recipes' cache.dir; an export's "
+            "cache/).",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, ...")] = "auto",
+) -> None:
+    """Predict new clips with a finished run's submission (its ensemble, or its model).
+
+    The clips go through the run's own separation and features (cached), each
+    model predicts as in training, and the ensemble blends them with its
+    weights; the submission has the sample's columns.
+    """
+    from toolkit.prediction import predict as predict_clips
+
+    result = predict_clips(
+        run_dir,
+        clips,
+        audio=audio,
+        output=output,
+        probabilities=probabilities,
+        cache=cache,
+        device=device,
+    )
+    what = "probabilities" if probabilities else "submission"
+    out.print(f"{what}: {output} ({len(result.ids)} clips, {len(result.models)} models)")
+
+
+@app.command()
+@friendly
 def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     recipe: Annotated[

@@ -54,7 +54,7 @@ def combine_folds(
     if np.isnan(oof).any():
         raise ValueError("the folds' held-out parts do not cover every train clip")
     tests = [r.test_probs for r in results]
-    test = None if any(t is None for t in tests) else np.mean(tests, axis=0)
+    test = None if any(t is None for t in tests) else fold_mean(tests)  # type: ignore[arg-type]
     scorer = get_metric(metric)
     combined = TrainResult(
         history=[{"fold": k, **rec} for k, r in enumerate(results, 1) for rec in r.history],
@@ -70,6 +70,12 @@ def combine_folds(
         scorer.fn(r.val_probs, labels[f.val_idx]) for f, r in zip(folds, results, strict=True)
     ]
     return CrossValidated(combined, values)
+
+
+def fold_mean(probs: Sequence[np.ndarray]) -> np.ndarray:
+    """A cross-validated model's probabilities of clips no fold held out (the test clips, new
+    clips): its fold models' mean."""
+    return np.mean(probs, axis=0)
 
 
 def mean_best_epoch(best_epochs: Sequence[int]) -> int:

@@ -81,7 +81,9 @@ def index_audio(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _files_for(ids: list[str], folder: Path, csv_path: Path) -> list[Path]:
+def clip_files(ids: list[str], folder: Path, csv_path: Path) -> list[Path]:
+    """The audio file of each id in ``folder``: an id without one, or an empty file, is a
+    one-line DataError (naming ``csv_path``, the list the ids come from)."""
     files = index_audio(folder)
     missing = [i for i in ids if i not in files]
     if missing:
@@ -95,6 +97,26 @@ def _files_for(ids: list[str], folder: Path, csv_path: Path) -> list[Path]:
     if empty is not None:
         raise DataError(f"{empty}: empty file (0 bytes); replace or remove the clip")
     return found
+
+
+def folder_clips(folder: Path) -> tuple[list[str], list[Path]]:
+    """Every audio file of ``folder`` and its id (the file name without its extension), by id;
+    an empty file, or a folder without audio, is a one-line DataError."""
+    files = index_audio(folder)
+    ids = sorted({path.stem for path in files.values()})
+    if not ids:
+        kinds = ", ".join(e.lstrip(".") for e in AUDIO_EXTENSIONS)
+        raise DataError(f"{folder}: no audio files ({kinds}) in this folder")
+    return ids, clip_files(ids, folder, folder)
+
+
+def read_ids(path: Path, id_column: str, what: str) -> tuple[pd.DataFrame, list[str]]:
+    """A CSV of ids (``what`` it is, for messages) and its ids in order: a missing column, a
+    repeated or empty id is a one-line DataError."""
+    frame = _read_csv(path, what)
+    ids = list(_column(frame, id_column, path, "data.id_column"))
+    _unique(ids, path)
+    return frame, ids
 
 
 def _unique(ids: list[str], path: Path) -> None:
@@ -170,11 +192,11 @@ def load_competition(data: Data) -> Competition:
     return Competition(
         root=root,
         train_ids=train_ids,
-        train_files=_files_for(train_ids, root / data.train_audio, train_csv),
+        train_files=clip_files(train_ids, root / data.train_audio, train_csv),
         train_labels=np.array([lookup[lab] for lab in labels], dtype=np.int64),
         classes=classes,
         test_ids=test_ids,
-        test_files=_files_for(test_ids, root / data.test_audio, sub_path),
+        test_files=clip_files(test_ids, root / data.test_audio, sub_path),
         sample_submission=sample,
         id_column=data.id_column,
         label_column=data.label_column,

@@ -26,3 +26,7 @@ class DataError(ToolkitError):
 
 class SearchError(ToolkitError):
     """A search problem the user can act on (storage, study mismatch, no trial completed)."""
+
+
+class ModelError(ToolkitError):
+    """A trained model's files are missing or damaged; the message names the file."""

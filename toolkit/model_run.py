@@ -23,7 +23,7 @@ from toolkit.leaderboard.store import Leaderboard, Row
 from toolkit.metrics import DEFAULT_METRIC, best_epoch, get_metric
 from toolkit.model_key import ModelKey
 from toolkit.pipeline import PreparedData, train_recipe
-from toolkit.provenance import model_provenance
+from toolkit.provenance import library_versions, model_provenance
 from toolkit.recipe import Recipe, stream_label
 from toolkit.registry import Registry
 from toolkit.run_dir import RunDir
@@ -68,6 +68,7 @@ def save_model(
                 "backbone": recipe.model.backbone,
                 "classes": comp.classes,
                 "best_epoch": result.best_epoch,
+                "versions": library_versions(),  # what predict compares with its own
             }
         )
     val_idx = data.val_idx if val_idx is None else val_idx

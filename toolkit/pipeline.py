@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,18 +87,35 @@ def prepare(
     """Check the inputs (unless given checked) and compute (or reuse) every clip's features."""
     inputs = inputs or check_inputs(recipe)
     competition = inputs.competition
-    mode = stream_mode(recipe, registry)
     stats = StageStats()
-    train: list[np.ndarray] = []
-    test: list[np.ndarray] = []
+    train_x = clip_features(
+        recipe, registry, competition.train_files, competition.train_ids, "train", stats
+    )
+    test_x = clip_features(
+        recipe, registry, competition.test_files, competition.test_ids, "test", stats
+    )
+    return PreparedData(competition, train_x, test_x, inputs.folds, stats)
+
+
+def clip_features(
+    recipe: Recipe,
+    registry: Registry,
+    files: Sequence[Path],
+    ids: Sequence[str],
+    split: str,
+    stats: StageStats | None = None,
+) -> np.ndarray:
+    """The features of these clips as the recipe's backbone takes them: each stream separated
+    and extracted (or found in the cache), then fused; what the stages did is added to
+    ``stats``. ``split`` names the clips in progress lines."""
+    mode = stream_mode(recipe, registry)
+    arrays: list[np.ndarray] = []
     for stream in recipe.feature_streams:
         pre = Preprocessor(recipe, registry, stream)
-        train.append(pre.features(competition.train_files, competition.train_ids, "train"))
-        test.append(pre.features(competition.test_files, competition.test_ids, "test"))
-        stats.add(pre.stats)
-    labels = [stream_label(b) for b in recipe.feature_streams]
-    train_x, test_x = fuse(train, mode, labels), fuse(test, mode, labels)
-    return PreparedData(competition, train_x, test_x, inputs.folds, stats)
+        arrays.append(pre.features(files, ids, split))
+        if stats is not None:
+            stats.add(pre.stats)
+    return fuse(arrays, mode, [stream_label(b) for b in recipe.feature_streams])
 
 
 def separate_all(recipe: Recipe, registry: Registry) -> StageStats:
@@ -172,6 +190,22 @@ def materialize(backbone: nn.Module, shape: tuple[int, ...]) -> None:
         backbone.train()
 
 
+def build_backbone(
+    recipe: Recipe, registry: Registry, num_classes: int, shape: tuple[int, ...]
+) -> nn.Module:
+    """The recipe's backbone for ``num_classes`` classes and features of one clip shaped
+    ``shape`` (``[C, F, T]``), its lazy layers sized."""
+    backbone = registry.create(
+        "backbones",
+        recipe.model.backbone,
+        "model.backbone",
+        num_classes=num_classes,
+        in_channels=int(shape[0]),
+    )
+    materialize(backbone, tuple(shape))
+    return backbone
+
+
 def train_recipe(
     recipe: Recipe,
     registry: Registry,
@@ -197,14 +231,9 @@ def train_recipe(
     train_y = labels[fold.train_idx]
     dataset_augs, batch_augs = build_augmenters(recipe, registry)
     train_x, train_y = expand_training_set(train_x, train_y, dataset_augs, recipe.train.seed)
-    backbone = registry.create(
-        "backbones",
-        recipe.model.backbone,
-        "model.backbone",
-        num_classes=data.competition.num_classes,
-        in_channels=int(data.train_x.shape[1]),
+    backbone = build_backbone(
+        recipe, registry, data.competition.num_classes, data.train_x.shape[1:]
     )
-    materialize(backbone, data.train_x.shape[1:])
     return train(
         backbone,
         train_x,

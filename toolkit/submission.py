@@ -18,17 +18,34 @@ def submission_frame(competition: Competition, test_probs: np.ndarray) -> pd.Dat
     A sample with one column besides the id gets the predicted label; one with
     a column per class gets the class probabilities.
     """
-    sample = competition.sample_submission
-    columns = list(sample.columns)
-    others = [c for c in columns if c != competition.id_column]
-    frame = pd.DataFrame({competition.id_column: competition.test_ids})
     # load_competition has checked that the layout is one of the two
-    if submission_layout(columns, competition.id_column, competition.classes) == "label":
-        predicted = np.asarray(test_probs).argmax(axis=1)
-        frame[others[0]] = [competition.classes[i] for i in predicted]
+    return fill_submission(
+        list(competition.sample_submission.columns),
+        competition.id_column,
+        competition.test_ids,
+        competition.classes,
+        test_probs,
+    )
+
+
+def fill_submission(
+    columns: Sequence[str],
+    id_column: str,
+    ids: Sequence[str],
+    classes: Sequence[str],
+    probs: np.ndarray,
+) -> pd.DataFrame:
+    """A submission with ``columns`` for these ids: the id and the predicted label, or the id
+    and one probability column per class (the layout must be one of the two)."""
+    columns = list(columns)
+    others = [c for c in columns if c != id_column]
+    frame = pd.DataFrame({id_column: list(ids)})
+    if submission_layout(columns, id_column, list(classes)) == "label":
+        predicted = np.asarray(probs).argmax(axis=1)
+        frame[others[0]] = [classes[i] for i in predicted]
     else:
         for column in others:
-            frame[column] = test_probs[:, competition.classes.index(column)]
+            frame[column] = probs[:, list(classes).index(column)]
     return frame[columns]
 
 

@@ -139,6 +139,46 @@ def predict_proba(
     )
 
 
+def placed_model(
+    model: nn.Module, cfg: Train, device: torch.device
+) -> tuple[nn.Module, Precision, bool]:
+    """``model`` on ``device`` in the memory layout ``cfg`` asks for there, the precision its
+    forward passes run in and whether that layout is channels-last: how training and
+    prediction alike run a model."""
+    precision = resolve_precision(cfg.precision, device)
+    model = model.to(device)
+    channels_last = use_channels_last(cfg.channels_last, model, device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, precision, channels_last
+
+
+def trained_probabilities(
+    model: nn.Module,
+    x: np.ndarray,
+    cfg: Train,
+    device: torch.device,
+    test_time_augmenters: Sequence[TestTimeAugmenter] = (),
+) -> np.ndarray:
+    """Class probabilities ``[N, K]`` of the features ``x`` by a trained model (a
+    :class:`Standardized` backbone with its kept weights), computed as :func:`train` computes
+    its test probabilities: ``cfg``'s determinism, precision, layout, compilation, feature
+    placement and evaluation batch size, averaged over the test-time augmenters' views."""
+    seed_everything(cfg.seed, cfg.deterministic)
+    model, precision, channels_last = placed_model(model, cfg, device)
+    net = compile_model(model) if cfg.compile else model
+    features = Features(x, device, resident=keep_on_device(cfg.data_on_device, device, x))
+    with compile_errors() if cfg.compile else contextlib.nullcontext():
+        return probabilities(
+            net,
+            features,
+            cfg.eval_batch_size,
+            precision=precision,
+            channels_last=channels_last,
+            test_time_augmenters=test_time_augmenters,
+        )
+
+
 def epoch_batches(
     rng: np.random.Generator, n: int, batch_size: int
 ) -> tuple[list[np.ndarray], int]:
@@ -207,12 +247,10 @@ class Session:
         """Seed everything, place the model and the data, build the optimiser and schedule."""
         seed_everything(cfg.seed, cfg.deterministic)
         device = resolve_device(cfg.device)
-        precision = resolve_precision(cfg.precision, device)
         mean, std = feature_stats(train_x)
-        model = Standardized(backbone, mean, std).to(device)
-        channels_last = use_channels_last(cfg.channels_last, model, device)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model, precision, channels_last = placed_model(
+            Standardized(backbone, mean, std), cfg, device
+        )
         optimizer = build_optimizer(model.parameters(), cfg, loss_scaled=precision == "fp16")
         scheduler = build_scheduler(optimizer, cfg)
         rng = np.random.default_rng(cfg.seed)

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from toolkit.ensemble.candidates import Pool, add_seed_bags, trial_pool
+from toolkit.ensemble.members import trial_weights
 from toolkit.ensemble.record import EnsembleOutcome, record_ensemble
 from toolkit.ensemble.selection import EnsembleResult, blend, select_ensemble
 from toolkit.metrics import best_key, get_metric
@@ -87,10 +88,7 @@ def refit_test(
 ) -> tuple[np.ndarray, dict[str, str]]:
     """Test probabilities of the ensemble's trials each retrained once on every train clip
     (its weight: its own and its seed copies'); returns them and trial id -> refit id."""
-    by_trial: dict[str, float] = {}
-    for mid, weight in weights.items():
-        trial = pool.candidates[mid].key.trial_key().id
-        by_trial[trial] = by_trial.get(trial, 0.0) + weight
+    by_trial = trial_weights(weights)
     tests: dict[str, np.ndarray] = {}
     refits: dict[str, str] = {}
     for tid in by_trial:
