@@ -158,10 +158,14 @@ def read_state(path: Path) -> dict[str, Any]:
 
 def recorded_version_changes(states: Sequence[dict[str, Any]]) -> list[str]:
     """``library then -> now`` for each library whose version, recorded when a model was
-    trained, differs from the installed one (each change once)."""
+    trained, differs from the installed one (each change once). A library not installed now
+    is left out: the models do not use it (an export ships timm only for the models that do),
+    or they would fail to build, saying so."""
     changes: list[str] = []
     for state in states:
         recorded = state.get("versions") or {}
         compared = {k: v for k, v in recorded.items() if k in VERSIONS_COMPARED}
-        changes.extend(c for c in version_changes(compared) if c not in changes)
+        for change in version_changes(compared):
+            if not change.endswith("-> not installed") and change not in changes:
+                changes.append(change)
     return changes

@@ -1,0 +1,168 @@
+"""``toolkit predict`` and ``toolkit.predict``: a finished run's submission on new clips.
+
+Two tiny finished runs: a study whose submission is an ensemble of refit trials
+bagged over seeds, predicted with a test-time augmenter, and a plain run
+cross-validated over two folds. On their own test clips predict gives their
+``test_probs`` bit for bit; new clips get a valid submission; a damaged clip or
+model file is a one-line error naming it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import toolkit
+from tests.conftest import run_cli, write_recipe
+from toolkit.chosen import chosen_models
+from toolkit.demo import DemoCompetition, make_demo_competition
+from toolkit.errors import DataError, ModelError
+
+pytestmark = pytest.mark.slow
+
+STUDY = """
+model: {backbone: {name: head, hidden: 32, dropout: 0.1}}
+predict: {tta: [{name: time_shift, views: 2, max_fraction: 0.1}]}
+search:
+  n_trials: 3
+  sampler: {name: random, seed: 0}
+  pruner: {name: none}
+  space:
+    train.optimizer.lr: {low: 0.001, high: 0.01, log: true}
+ensemble: {size: 4, seeds: 2, refit: true}
+"""
+
+
+def _run(work: Path, root: Path, extra: str, *sets: str) -> Path:
+    """A finished run of the tiny recipe (with ``extra`` keys) in ``work/run``."""
+    recipe = write_recipe(work, root, extra)
+    options = [arg for key in sets for arg in ("--set", key)]
+    done = run_cli("run", recipe, "--output", work / "run", "--no-report", *options, cwd=work)
+    assert done.returncode == 0, done.stderr
+    return work / "run"
+
+
+@pytest.fixture(scope="module")
+def study(tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A study whose submission is an ensemble of refit, seed-bagged trials with TTA."""
+    return _run(tmp_path_factory.mktemp("study"), tiny_competition.root, STUDY, "train.epochs=3")
+
+
+@pytest.fixture(scope="module")
+def folds_run(tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plain run cross-validated over two folds (its models: each fold's network)."""
+    return _run(tmp_path_factory.mktemp("folds"), tiny_competition.root, "", "split.folds=2")
+
+
+@pytest.fixture(scope="module")
+def new_clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of clips no run has seen (another demo's test clips)."""
+    other = make_demo_competition(
+        tmp_path_factory.mktemp("new") / "comp", n_train=8, n_test=7, seed=11, duration=1.5
+    )
+    return other.root / "test"
+
+
+def _test_probs(run: Path) -> pd.DataFrame:
+    return pd.read_csv(run / "test_probs.csv", dtype={"id": str})
+
+
+def _probability_table(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"id": str})
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+def test_the_ensemble_on_its_own_test_clips_gives_its_test_probs_bit_for_bit(
+    study: Path, tiny_competition: DemoCompetition
+) -> None:
+    assert all(m.folder.path.name == "refit" for m in chosen_models(study).models)
+    prediction = toolkit.predict(study, tiny_competition.root / "sample_submission.csv")
+    expected = _test_probs(study)
+    assert prediction.ids == list(expected["id"])
+    assert len(prediction.models) >= 1
+    table = prediction.probability_table()
+    assert list(table.columns) == list(expected.columns)
+    assert np.array_equal(
+        table.drop(columns="id").to_numpy(), expected.drop(columns="id").to_numpy()
+    )
+
+
+def test_a_cross_validated_run_through_the_cli_gives_its_test_probs_bit_for_bit(
+    folds_run: Path, tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    assert (folds_run / "fold2" / "best.pt").is_file()
+    output = tmp_path / "probs.csv"
+    done = run_cli(
+        "predict", folds_run, tiny_competition.root / "test", "--probabilities", "-o", output
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"probabilities: {output} ({tiny_competition.n_test} clips" in done.stdout
+    got, expected = _probability_table(output), _test_probs(folds_run)
+    # a folder's clips come in the order of their names, the run's in the sample's
+    got = got.set_index("id").loc[list(expected["id"])].reset_index()
+    assert np.array_equal(got.drop(columns="id").to_numpy(), expected.drop(columns="id").to_numpy())
+
+
+def test_new_clips_get_a_submission_with_the_runs_columns(
+    study: Path, new_clips: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "submission.csv"
+    done = run_cli("predict", study, new_clips, "--output", output)
+    assert done.returncode == 0, done.stderr
+    submission = pd.read_csv(output, dtype=str)
+    run_submission = pd.read_csv(study / "submission.csv", dtype=str)
+    assert list(submission.columns) == list(run_submission.columns)
+    id_column, label = submission.columns
+    assert list(submission[id_column]) == sorted(p.stem for p in new_clips.iterdir())
+    classes = [c.removeprefix("p_") for c in _test_probs(study).columns if c != "id"]
+    assert set(submission[label]) <= set(classes)
+    probs = toolkit.predict(study, new_clips).probabilities
+    assert probs.shape == (len(submission), len(classes))
+    assert np.allclose(probs.sum(axis=1), 1.0)
+
+
+def test_a_damaged_clip_is_one_line_naming_it(study: Path, new_clips: Path, tmp_path: Path) -> None:
+    clips = tmp_path / "clips"
+    shutil.copytree(new_clips, clips)
+    damaged = sorted(clips.iterdir())[2]
+    damaged.write_bytes(b"not audio at all" * 64)
+    done = run_cli("predict", study, clips, "-o", tmp_path / "s.csv")
+    assert done.returncode == 2
+    assert damaged.name in _one_error_line(done.stderr)
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_a_missing_or_damaged_model_file_is_one_line_naming_it(
+    study: Path, new_clips: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(study, run)
+    weights = sorted(run.rglob("best.pt"))
+    chosen = [w for w in weights if "refit" in str(w)] or weights
+    chosen[0].write_bytes(chosen[0].read_bytes()[:300])
+    with pytest.raises(ModelError, match=f"{chosen[0]}: damaged model file"):
+        toolkit.predict(run, new_clips)
+    chosen[0].unlink()
+    done = run_cli("predict", run, new_clips, "-o", tmp_path / "s.csv")
+    assert done.returncode == 2
+    line = _one_error_line(done.stderr)
+    assert str(chosen[0]) in line and "model file missing" in line
+
+
+def test_no_clips_is_one_line(study: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no audio files"):
+        toolkit.predict(study, tmp_path / "empty")
+    done = run_cli("predict", study, tmp_path / "nowhere.csv")
+    assert done.returncode == 2
+    assert "nowhere.csv" in _one_error_line(done.stderr)
