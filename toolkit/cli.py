@@ -350,6 +350,61 @@ def predict(
 
 @app.command()
 @friendly
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    directory: Annotated[Path, typer.Argument(help="New folder to write the export to.")],
+    target: Annotated[
+        str, typer.Option(help="cpu (a CPU build of torch where one is found) or cuda.")
+    ] = "cpu",
+    python: Annotated[
+        str | None,
+        typer.Option(
+            help="Python version of the machine (default: this one's).", show_default=False
+        ),
+    ] = None,
+    platform: Annotated[
+        str, typer.Option(help="Platform tag of the machine's wheels.")
+    ] = "manylinux_2_28_x86_64",
+    torch_wheel: Annotated[
+        Path | None,
+        typer.Option(
+            help="A CPU build of the run's torch (torch-VERSION+cpu-...whl) to ship.",
+            show_default=False,
+        ),
+    ] = None,
+    no_wheels: Annotated[
+        bool, typer.Option("--no-wheels", help="Only the models (the toolkit is installed).")
+    ] = False,
+) -> None:
+    """Write a folder that installs and predicts with no network: the chosen models, their
+    recipes, the toolkit's wheel and every wheel predict needs, and a README.
+
+    Needs PyPI (the wheels are downloaded for --target, --python and --platform).
+    """
+    from toolkit.export import export_run
+
+    summary = export_run(
+        run_dir,
+        directory,
+        target=target,
+        python=python,
+        platform=platform,
+        wheels=not no_wheels,
+        torch_wheel=torch_wheel,
+    )
+    mib = 2**20
+    out.print(
+        f"export: {summary.folder} ({len(summary.models)} models, "
+        f"{summary.model_bytes / mib:.1f} MiB; {len(summary.wheels)} wheels, "
+        f"{summary.wheel_bytes / mib:.0f} MiB) in {summary.seconds:.0f} s"
+    )
+    if summary.torch:
+        out.print(f"torch: {summary.torch}")
+    out.print(f"install and predict: see {summary.folder / 'README.md'}")
+
+
+@app.command()
+@friendly
 def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     recipe: Annotated[
