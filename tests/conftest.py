@@ -149,3 +149,35 @@ def held_out_accuracy(root: Path, competition: object, test_probs: object) -> tu
     labels = np.array([classes.index(str(c)) for c in truth["category"]])
     majority = float(np.bincount(labels).max() / len(labels))
     return accuracy(test_probs, labels), majority  # type: ignore[arg-type]
+
+
+TINY_STUDY = """
+model: {backbone: {name: head, hidden: 32, dropout: 0.1}}
+predict: {tta: [{name: time_shift, views: 2, max_fraction: 0.1}]}
+search:
+  n_trials: 3
+  sampler: {name: random, seed: 0}
+  pruner: {name: none}
+  space:
+    train.optimizer.lr: {low: 0.001, high: 0.01, log: true}
+ensemble: {size: 4, seeds: 2, refit: true}
+"""
+"""The tiny recipe's keys that make it a study whose submission is an ensemble of refit trials
+(their seed copies' weights summed), predicted with a test-time augmenter."""
+
+
+def finished_run(work: Path, root: Path, extra: str, *sets: str) -> Path:
+    """A finished run of the tiny recipe over ``root`` (with ``extra`` keys and ``--set``
+    overrides ``sets``), in ``work/run``."""
+    recipe = write_recipe(work, root, extra)
+    options = [arg for key in sets for arg in ("--set", key)]
+    done = run_cli("run", recipe, "--output", work / "run", "--no-report", *options, cwd=work)
+    assert done.returncode == 0, done.stderr
+    return work / "run"
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished study of :data:`TINY_STUDY` (tests that change it work on a copy)."""
+    work = tmp_path_factory.mktemp("tiny-study")
+    return finished_run(work, tiny_competition.root, TINY_STUDY, "train.epochs=3")

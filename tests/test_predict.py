@@ -17,45 +17,19 @@ import pandas as pd
 import pytest
 
 import toolkit
-from tests.conftest import run_cli, write_recipe
+from tests.conftest import finished_run, run_cli
 from toolkit.chosen import chosen_models
 from toolkit.demo import DemoCompetition, make_demo_competition
 from toolkit.errors import DataError, ModelError
 
 pytestmark = pytest.mark.slow
 
-STUDY = """
-model: {backbone: {name: head, hidden: 32, dropout: 0.1}}
-predict: {tta: [{name: time_shift, views: 2, max_fraction: 0.1}]}
-search:
-  n_trials: 3
-  sampler: {name: random, seed: 0}
-  pruner: {name: none}
-  space:
-    train.optimizer.lr: {low: 0.001, high: 0.01, log: true}
-ensemble: {size: 4, seeds: 2, refit: true}
-"""
-
-
-def _run(work: Path, root: Path, extra: str, *sets: str) -> Path:
-    """A finished run of the tiny recipe (with ``extra`` keys) in ``work/run``."""
-    recipe = write_recipe(work, root, extra)
-    options = [arg for key in sets for arg in ("--set", key)]
-    done = run_cli("run", recipe, "--output", work / "run", "--no-report", *options, cwd=work)
-    assert done.returncode == 0, done.stderr
-    return work / "run"
-
-
-@pytest.fixture(scope="module")
-def study(tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A study whose submission is an ensemble of refit, seed-bagged trials with TTA."""
-    return _run(tmp_path_factory.mktemp("study"), tiny_competition.root, STUDY, "train.epochs=3")
-
 
 @pytest.fixture(scope="module")
 def folds_run(tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A plain run cross-validated over two folds (its models: each fold's network)."""
-    return _run(tmp_path_factory.mktemp("folds"), tiny_competition.root, "", "split.folds=2")
+    work = tmp_path_factory.mktemp("folds")
+    return finished_run(work, tiny_competition.root, "", "split.folds=2")
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +57,11 @@ def _one_error_line(stderr: str) -> str:
 
 
 def test_the_ensemble_on_its_own_test_clips_gives_its_test_probs_bit_for_bit(
-    study: Path, tiny_competition: DemoCompetition
+    tiny_study: Path, tiny_competition: DemoCompetition
 ) -> None:
-    assert all(m.folder.path.name == "refit" for m in chosen_models(study).models)
-    prediction = toolkit.predict(study, tiny_competition.root / "sample_submission.csv")
-    expected = _test_probs(study)
+    assert all(m.folder.path.name == "refit" for m in chosen_models(tiny_study).models)
+    prediction = toolkit.predict(tiny_study, tiny_competition.root / "sample_submission.csv")
+    expected = _test_probs(tiny_study)
     assert prediction.ids == list(expected["id"])
     assert len(prediction.models) >= 1
     table = prediction.probability_table()
@@ -114,39 +88,41 @@ def test_a_cross_validated_run_through_the_cli_gives_its_test_probs_bit_for_bit(
 
 
 def test_new_clips_get_a_submission_with_the_runs_columns(
-    study: Path, new_clips: Path, tmp_path: Path
+    tiny_study: Path, new_clips: Path, tmp_path: Path
 ) -> None:
     output = tmp_path / "submission.csv"
-    done = run_cli("predict", study, new_clips, "--output", output)
+    done = run_cli("predict", tiny_study, new_clips, "--output", output)
     assert done.returncode == 0, done.stderr
     submission = pd.read_csv(output, dtype=str)
-    run_submission = pd.read_csv(study / "submission.csv", dtype=str)
+    run_submission = pd.read_csv(tiny_study / "submission.csv", dtype=str)
     assert list(submission.columns) == list(run_submission.columns)
     id_column, label = submission.columns
     assert list(submission[id_column]) == sorted(p.stem for p in new_clips.iterdir())
-    classes = [c.removeprefix("p_") for c in _test_probs(study).columns if c != "id"]
+    classes = [c.removeprefix("p_") for c in _test_probs(tiny_study).columns if c != "id"]
     assert set(submission[label]) <= set(classes)
-    probs = toolkit.predict(study, new_clips).probabilities
+    probs = toolkit.predict(tiny_study, new_clips).probabilities
     assert probs.shape == (len(submission), len(classes))
     assert np.allclose(probs.sum(axis=1), 1.0)
 
 
-def test_a_damaged_clip_is_one_line_naming_it(study: Path, new_clips: Path, tmp_path: Path) -> None:
+def test_a_damaged_clip_is_one_line_naming_it(
+    tiny_study: Path, new_clips: Path, tmp_path: Path
+) -> None:
     clips = tmp_path / "clips"
     shutil.copytree(new_clips, clips)
     damaged = sorted(clips.iterdir())[2]
     damaged.write_bytes(b"not audio at all" * 64)
-    done = run_cli("predict", study, clips, "-o", tmp_path / "s.csv")
+    done = run_cli("predict", tiny_study, clips, "-o", tmp_path / "s.csv")
     assert done.returncode == 2
     assert damaged.name in _one_error_line(done.stderr)
     assert not (tmp_path / "s.csv").exists()
 
 
 def test_a_missing_or_damaged_model_file_is_one_line_naming_it(
-    study: Path, new_clips: Path, tmp_path: Path
+    tiny_study: Path, new_clips: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
-    shutil.copytree(study, run)
+    shutil.copytree(tiny_study, run)
     weights = sorted(run.rglob("best.pt"))
     chosen = [w for w in weights if "refit" in str(w)] or weights
     chosen[0].write_bytes(chosen[0].read_bytes()[:300])
@@ -159,10 +135,10 @@ def test_a_missing_or_damaged_model_file_is_one_line_naming_it(
     assert str(chosen[0]) in line and "model file missing" in line
 
 
-def test_no_clips_is_one_line(study: Path, tmp_path: Path) -> None:
+def test_no_clips_is_one_line(tiny_study: Path, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no audio files"):
-        toolkit.predict(study, tmp_path / "empty")
-    done = run_cli("predict", study, tmp_path / "nowhere.csv")
+        toolkit.predict(tiny_study, tmp_path / "empty")
+    done = run_cli("predict", tiny_study, tmp_path / "nowhere.csv")
     assert done.returncode == 2
     assert "nowhere.csv" in _one_error_line(done.stderr)

@@ -58,7 +58,7 @@ the GPU compiler, the CUDA linear algebra library loaded on first use, the profi
 the CUDA Python bindings and the meta package. The other ``nvidia-*`` libraries are linked
 into torch's own and loaded by ``import torch``."""
 
-TARGETS = ("cuda", "cpu")
+TARGETS = ("cpu", "cuda")
 
 _LEGACY_MANYLINUX = {"manylinux2014": (2, 17), "manylinux2010": (2, 12), "manylinux1": (2, 5)}
 

