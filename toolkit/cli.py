@@ -379,7 +379,8 @@ def export(
     """Write a folder that installs and predicts with no network: the chosen models, their
     recipes, the toolkit's wheel and every wheel predict needs, and a README.
 
-    Needs PyPI (the wheels are downloaded for --target, --python and --platform).
+    Needs the package indexes (the wheels are downloaded for --target, --python and
+    --platform); the export itself needs none.
     """
     from toolkit.export import export_run
 
