@@ -186,9 +186,13 @@ toolkit predict "$EXPORT" {tiny_competition.root}/sample_submission.csv --probab
         "PIP_CONFIG_FILE": os.devnull,
         "TOOLKIT_NO_PROGRESS": "1",
     }
-    done = subprocess.run(
-        [*prefix, "sh", "-c", script], env=env, capture_output=True, text=True, timeout=1800
-    )
+    try:
+        done = subprocess.run(
+            [*prefix, "sh", "-c", script], env=env, capture_output=True, text=True, timeout=1800
+        )
+    finally:  # some 7 GB: not left for pytest to keep
+        shutil.rmtree(tmp_path / "export", ignore_errors=True)
+        shutil.rmtree(tmp_path / "venv", ignore_errors=True)
     assert done.returncode != 97, "the network was reachable"
     assert done.returncode == 0, done.stderr
     assert np.array_equal(_probs(output), _probs(tiny_study / "test_probs.csv"))
