@@ -9,6 +9,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from toolkit.fusion import Layout
+
 KINDS = ("separators", "feature_extractors", "augmenters", "backbones")
 """Plugin kinds, in pipeline order, as named by their hooks."""
 
@@ -71,6 +73,14 @@ class BatchAugmenter(ABC):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the batch ``x [B, C, F, T]`` and its soft targets ``y [B, K]`` transformed."""
 
+    def set_layout(self, layout: Layout) -> None:  # noqa: B027 - optional, empty by default
+        """Learn where each feature stream lies in the batches (called before training).
+
+        An augmenter that works on some streams only (e.g. the waveform ones) finds
+        them with :meth:`toolkit.fusion.Layout.find` and cuts them out of a batch with
+        :meth:`~toolkit.fusion.Layout.part`; the default ignores the layout.
+        """
+
 
 class TestTimeAugmenter(ABC):
     """Views of a batch whose predictions are averaged with the batch's own (``predict.tta``)."""
@@ -83,3 +93,4 @@ class TestTimeAugmenter(ABC):
 
 
 Augmenter = DatasetAugmenter | BatchAugmenter | TestTimeAugmenter
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from toolkit.checks import CheckedInputs, check_inputs
 from toolkit.dataset import Competition
 from toolkit.errors import DataError
-from toolkit.fusion import fuse
+from toolkit.fusion import Layout, fuse
 from toolkit.kinds import BatchAugmenter, DatasetAugmenter, TestTimeAugmenter
 from toolkit.metrics import DEFAULT_METRIC
 from toolkit.preprocess import Preprocessor, StageStats
@@ -35,6 +36,8 @@ class PreparedData:
     folds: tuple[Fold, ...]
     """One fold for a single train/validation split, else ``split.folds`` of them."""
     stats: StageStats
+    layout: Layout
+    """Where each feature stream lies in a row of ``train_x`` and ``test_x``."""
     held_out: dict[bytes, np.ndarray] = dataclasses.field(
         default_factory=dict, repr=False, compare=False
     )
@@ -97,7 +100,8 @@ def prepare(
         stats.add(pre.stats)
     labels = [stream_label(b) for b in recipe.feature_streams]
     train_x, test_x = fuse(train, mode, labels), fuse(test, mode, labels)
-    return PreparedData(competition, train_x, test_x, inputs.folds, stats)
+    layout = Layout.of(mode, recipe.feature_streams, train)
+    return PreparedData(competition, train_x, test_x, inputs.folds, stats, layout)
 
 
 def separate_all(recipe: Recipe, registry: Registry) -> StageStats:
@@ -172,6 +176,26 @@ def materialize(backbone: nn.Module, shape: tuple[int, ...]) -> None:
         backbone.train()
 
 
+def build_backbone(recipe: Recipe, registry: Registry, data: PreparedData) -> nn.Module:
+    """The recipe's backbone for ``data``'s features, its lazy layers sized.
+
+    The engine gives every factory ``num_classes`` and ``in_channels``, and the
+    streams' :class:`~toolkit.fusion.Layout` to a factory that names a ``layout``
+    parameter.
+    """
+    spec = recipe.model.backbone
+    factory = registry.get_info("backbones", spec["name"], "model.backbone").factory
+    context: dict[str, object] = {
+        "num_classes": data.competition.num_classes,
+        "in_channels": int(data.train_x.shape[1]),
+    }
+    if "layout" in inspect.signature(factory).parameters:
+        context["layout"] = data.layout
+    backbone = registry.create("backbones", spec, "model.backbone", **context)
+    materialize(backbone, data.train_x.shape[1:])
+    return backbone
+
+
 def train_recipe(
     recipe: Recipe,
     registry: Registry,
@@ -197,14 +221,9 @@ def train_recipe(
     train_y = labels[fold.train_idx]
     dataset_augs, batch_augs = build_augmenters(recipe, registry)
     train_x, train_y = expand_training_set(train_x, train_y, dataset_augs, recipe.train.seed)
-    backbone = registry.create(
-        "backbones",
-        recipe.model.backbone,
-        "model.backbone",
-        num_classes=data.competition.num_classes,
-        in_channels=int(data.train_x.shape[1]),
-    )
-    materialize(backbone, data.train_x.shape[1:])
+    for augmenter in batch_augs:
+        augmenter.set_layout(data.layout)
+    backbone = build_backbone(recipe, registry, data)
     return train(
         backbone,
         train_x,
