@@ -138,6 +138,12 @@ def register_backbones(register):  # type: ignore[no-untyped-def]
     ``[1, 1, D]`` row per clip; ``layout.parts(x)`` cuts a batch back into the
     streams).
 
+    The module may also have the optional members of
+    :class:`toolkit.kinds.FineTunable` (parameter groups with their own learning
+    rates, a hook at the start of each epoch to freeze or unfreeze layers, raw
+    input without the trainer's standardisation), which the trainer uses when
+    present.
+
     Example::
 
         @hookimpl

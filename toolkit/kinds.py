@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -94,3 +94,36 @@ class TestTimeAugmenter(ABC):
 
 Augmenter = DatasetAugmenter | BatchAugmenter | TestTimeAugmenter
 
+
+class FineTunable(Protocol):
+    """Optional members of a backbone module, which the trainer uses when it has them.
+
+    None is required: a backbone without them has one parameter group at the
+    optimizer's learning rate, every layer trained from the first epoch, and its
+    input standardised by the training set's mean and spread. A pretrained network
+    trained end to end under a new head uses them to keep its body frozen at first,
+    then train it more gently than the head (see :mod:`toolkit.finetuning`).
+    """
+
+    standardize_input: bool
+    """``False``: the trainer feeds the features as they are (a waveform, whose scale a
+    pretrained network's front end expects), instead of ``(x - mean) / std`` of the
+    training set."""
+
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups for the recipe's learning rate ``lr``.
+
+        Each group is a dict as ``torch.optim`` takes it: ``params`` and, optionally,
+        its own ``lr`` (e.g. ``lr * 0.1`` for a pretrained body) or ``weight_decay``.
+        The schedule scales every group's rate alike. The first group's rate is the
+        one ``metrics.csv`` records (put the head's first). A parameter in no group
+        is never trained.
+        """
+        ...
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before each training epoch (``epoch`` counts from 1), after the model is
+        put in training mode: freeze or unfreeze layers here (``requires_grad``) and put
+        the modules that must not update their statistics (frozen batch norms) in eval
+        mode. Evaluation always runs the whole model in eval mode."""
+        ...

@@ -22,8 +22,24 @@ LOSS_REFRESH_SECONDS = 1.0
 read waits for the device, so an epoch's steps otherwise never wait for it."""
 
 
+def parameter_groups(backbone: nn.Module, lr: float) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: the backbone's own (``parameter_groups(lr)``, see
+    :class:`toolkit.kinds.FineTunable`), else one group of all its parameters."""
+    own = getattr(backbone, "parameter_groups", None)
+    if own is None:
+        return [{"params": list(backbone.parameters())}]
+    groups = list(own(lr))
+    if not groups or not all(isinstance(g, dict) and "params" in g for g in groups):
+        raise TypeError(
+            f"{type(backbone).__name__}.parameter_groups must return a non-empty list of "
+            "dicts with 'params'"
+        )
+    return groups
+
+
 def build_optimizer(params: Any, cfg: Train, *, loss_scaled: bool = False) -> torch.optim.Optimizer:
-    """The recipe's optimizer.
+    """The recipe's optimizer over ``params`` (parameters, or groups of them as
+    ``torch.optim`` takes them; a group's own ``lr`` overrides the recipe's).
 
     With a loss scaler (fp16), AdamW is PyTorch's fused kernel: the scaler's
     overflow check then stays on the device, where otherwise it is read back

@@ -30,7 +30,7 @@ from toolkit.devices import (
 )
 from toolkit.kinds import BatchAugmenter, TestTimeAugmenter
 from toolkit.metrics import DEFAULT_METRIC, Metric, epoch_rank, get_metric, validation_scores
-from toolkit.optimisation import Steps, build_optimizer, build_scheduler
+from toolkit.optimisation import Steps, build_optimizer, build_scheduler, parameter_groups
 from toolkit.progress import progress_bar
 from toolkit.recipe import Train
 
@@ -64,7 +64,8 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
 
 class Standardized(nn.Module):
-    """A backbone behind a fixed standardisation of its input (training-set mean and std)."""
+    """A backbone behind a fixed standardisation of its input (training-set mean and std;
+    0 and 1 for a backbone whose ``standardize_input`` is false)."""
 
     def __init__(self, backbone: nn.Module, mean: float, std: float) -> None:
         super().__init__()
@@ -208,12 +209,14 @@ class Session:
         seed_everything(cfg.seed, cfg.deterministic)
         device = resolve_device(cfg.device)
         precision = resolve_precision(cfg.precision, device)
-        mean, std = feature_stats(train_x)
+        raw = not getattr(backbone, "standardize_input", True)
+        mean, std = (0.0, 1.0) if raw else feature_stats(train_x)
         model = Standardized(backbone, mean, std).to(device)
         channels_last = use_channels_last(cfg.channels_last, model, device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        optimizer = build_optimizer(model.parameters(), cfg, loss_scaled=precision == "fp16")
+        groups = parameter_groups(backbone, cfg.optimizer.lr)
+        optimizer = build_optimizer(groups, cfg, loss_scaled=precision == "fp16")
         scheduler = build_scheduler(optimizer, cfg)
         rng = np.random.default_rng(cfg.seed)
         steps = Steps(
@@ -262,6 +265,9 @@ class Session:
         batches of one clip it dropped."""
         cfg = self.cfg
         self.model.train()
+        on_epoch_start = getattr(self.model.backbone, "on_epoch_start", None)
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         index, dropped = epoch_batches(self.rng, len(self.train_data), cfg.batch_size)
         train_loss, train_accuracy = self.steps.epoch(
             self.train_data, index, advance, f"{epoch}/{cfg.epochs}"
