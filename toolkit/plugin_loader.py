@@ -33,6 +33,7 @@ BUILTIN_PLUGINS = (
     "toolkit.plugins.features.mel",
     "toolkit.plugins.features.speaker",
     "toolkit.plugins.features.musicnn",
+    "toolkit.plugins.features.waveform",
     "toolkit.plugins.augmenters.oversample",
     "toolkit.plugins.augmenters.masks",
     "toolkit.plugins.augmenters.mixup",
