@@ -38,6 +38,7 @@ BUILTIN_PLUGINS = (
     "toolkit.plugins.augmenters.masks",
     "toolkit.plugins.augmenters.mixup",
     "toolkit.plugins.augmenters.shift",
+    "toolkit.plugins.augmenters.waveform",
     "toolkit.plugins.backbones.resnet",
     "toolkit.plugins.backbones.timm_models",
     "toolkit.plugins.backbones.head",
