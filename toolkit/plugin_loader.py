@@ -42,6 +42,7 @@ BUILTIN_PLUGINS = (
     "toolkit.plugins.backbones.resnet",
     "toolkit.plugins.backbones.timm_models",
     "toolkit.plugins.backbones.head",
+    "toolkit.plugins.backbones.finetune",
 )
 """Modules of the built-in plugins, registered like any other plugin."""
 
