@@ -171,6 +171,25 @@ def test_a_fine_tuned_backbone_says_which_stream_it_lacks(registry: Registry) ->
         )
 
 
+def test_the_finetune_recipe_s_backbones_and_augmenters_find_their_streams(
+    registry: Registry,
+) -> None:
+    loaded = load_recipe(Path(__file__).parent.parent / "recipes" / "finetune.yaml")
+    recipe = loaded.recipe
+    shapes = {"waveform": (1, 1, 3 * RATE), "musicnn": (1, 200, 1)}
+    arrays = [np.zeros((2, *shapes[b["name"]]), np.float16) for b in recipe.feature_streams]
+    layout = Layout.of("pack", recipe.feature_streams, arrays)
+    assert layout.find("waveform", "separated") and layout.find("waveform", "mixture")
+    for name in ("speaker_finetune", "musicnn_finetune"):
+        net = backbone(loaded.registry, layout, **{**loaded.raw["model"]["backbone"], "name": name})
+        assert net.audio_index == layout.find("waveform", "separated")[0]
+        assert len(net.frozen_indices) == 2  # musicnn of the vocals and of the mixture
+    for block in recipe.augmenters:
+        made = loaded.registry.create("augmenters", block, "augmenters")
+        if hasattr(made, "set_layout"):
+            made.set_layout(layout)
+
+
 def batch_of(registry: Registry, n: int = 6, length: int = 400) -> tuple[Layout, torch.Tensor]:
     """A packed batch: vocals, a frozen embedding, the mixture (vocals + accompaniment)."""
     rng = np.random.default_rng(5)
