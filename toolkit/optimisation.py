@@ -85,6 +85,13 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(targets * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
+def soft_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Float targets ``[B, K]`` of integer classes ``[B]`` (one-hot), or soft targets as given."""
+    if labels.ndim == 2:
+        return labels.float()
+    return torch.nn.functional.one_hot(labels, num_classes).float()
+
+
 @dataclass
 class Steps:
     """What every optimisation step of one training run uses."""
@@ -98,9 +105,10 @@ class Steps:
     augmenters: Sequence[BatchAugmenter]
     generator: torch.Generator
 
-    def step(self, x: torch.Tensor, hard: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimisation step on a batch and its labels; its loss and logits, on the device."""
-        y = torch.nn.functional.one_hot(hard, self.num_classes).float()
+    def step(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step on a batch and its labels (classes ``[B]`` or soft targets
+        ``[B, K]``); its loss and logits, on the device."""
+        y = soft_targets(labels, self.num_classes)
         for augment in self.augmenters:
             x, y = augment(x, y, self.generator)
         with autocast(self.precision, x.device):
@@ -132,11 +140,12 @@ class Steps:
         show_loss = progress_enabled()
         next_read = time.monotonic() + LOSS_REFRESH_SECONDS
         fields = {"epoch": label}
-        for x, hard in data.batches(index):
-            loss, logits = self.step(x, hard)
-            loss_sum += loss.detach().to(loss_sum.dtype) * len(hard)
+        for x, labels in data.batches(index):
+            loss, logits = self.step(x, labels)
+            loss_sum += loss.detach().to(loss_sum.dtype) * len(labels)
+            hard = labels if labels.ndim == 1 else labels.argmax(1)
             correct += (logits.argmax(1) == hard).sum()
-            seen += len(hard)
+            seen += len(labels)
             if show_loss and time.monotonic() >= next_read:
                 fields = {"epoch": label, "loss": f"{loss_sum.item() / seen:.3f}"}
                 next_read = time.monotonic() + LOSS_REFRESH_SECONDS

@@ -310,7 +310,8 @@ def train(
     description: str = "training",
 ) -> TrainResult:
     """Train ``backbone`` on the training arrays, keep the best epoch on validation
-    (the last epoch when ``val_x`` is empty: nothing is held out).
+    (the last epoch when ``val_x`` is empty: nothing is held out). ``train_y`` holds
+    integer classes ``[N]`` or soft targets ``[N, K]`` (rows summing to one).
 
     The best epoch is chosen on plain predictions (:func:`toolkit.metrics.best_epoch`);
     the final validation and test probabilities of that epoch average
