@@ -24,6 +24,7 @@ from toolkit.metrics import DEFAULT_METRIC, best_epoch, get_metric
 from toolkit.model_key import ModelKey
 from toolkit.pipeline import PreparedData, train_recipe
 from toolkit.provenance import model_provenance
+from toolkit.pseudo_labels import PseudoLabelRound, pseudo_targets
 from toolkit.recipe import Recipe, stream_label
 from toolkit.registry import Registry
 from toolkit.run_dir import RunDir
@@ -184,6 +185,8 @@ class ModelRun:
                     select_by=self.metric,
                     description=self.description,
                 )
+                if self.recipe.semi_supervised is not None:
+                    result = self._pseudo_label_round(data, result, row)
             held_out = data.all_clips().val_idx if self.refit else None
             submission = save_model(self.folder, self.recipe, data, result, held_out)
         except BaseException as exc:
@@ -233,6 +236,41 @@ class ModelRun:
             results.append(result)
             done.append(metric.fn(result.val_probs, data.labels[fold.val_idx]))
         return combine_folds(results, data.folds, data.labels, self.metric)
+
+    def _pseudo_label_round(self, data: PreparedData, first: TrainResult, row: Row) -> TrainResult:
+        """Train again with the test clips ``first`` is sure of (:mod:`toolkit.pseudo_labels`);
+        the better of the two rounds on validation, recorded in ``pseudo_labels.json`` and
+        the row's ``pseudo_labels`` (test clips trained on; 0: the first round kept)."""
+        assert self.recipe.semi_supervised is not None and first.test_probs is not None
+        settings = self.recipe.semi_supervised.pseudo_labels
+        metric = get_metric(self.metric)
+        chosen, targets = pseudo_targets(first.test_probs, settings)
+        first_value = metric.fn(first.val_probs, data.val_labels)
+        second, second_value = None, None
+        if len(chosen):
+            second = train_recipe(
+                self.recipe,
+                self.registry,
+                data,
+                select_by=self.metric,
+                description=f"{self.description} (pseudo-labels)",
+                extra=(np.asarray(data.test_x[chosen]), targets),
+            )
+            second_value = metric.fn(second.val_probs, data.val_labels)
+        kept = second_value is not None and metric.better(second_value, first_value)
+        record = PseudoLabelRound(
+            test_clips=len(chosen),
+            of=len(first.test_probs),
+            threshold=settings.threshold,
+            power=settings.power,
+            metric=self.metric,
+            first_round=first_value,
+            second_round=second_value,
+            kept=kept,
+        )
+        self.folder.write_pseudo_labels(record.as_dict())
+        row.params = {**row.params, "pseudo_labels": len(chosen) if kept else 0}
+        return second if kept and second is not None else first
 
     def _fold_epoch(self, k: int, done: list[float]) -> EpochCallback:
         """The epoch callback of fold ``k``: its records keep their fold; the callback of the

@@ -176,6 +176,17 @@ def materialize(backbone: nn.Module, shape: tuple[int, ...]) -> None:
         backbone.train()
 
 
+def with_extra(
+    train_x: np.ndarray, train_y: np.ndarray, extra: tuple[np.ndarray, np.ndarray], classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training set with ``extra`` examples (features, soft targets ``[M, K]``) after
+    it; its own labels become one-hot targets."""
+    extra_x, extra_y = extra
+    one_hot = np.eye(classes, dtype=np.float32)[train_y]
+    x = np.concatenate([train_x, np.asarray(extra_x, dtype=train_x.dtype)])
+    return x, np.concatenate([one_hot, np.asarray(extra_y, dtype=np.float32)])
+
+
 def build_backbone(recipe: Recipe, registry: Registry, data: PreparedData) -> nn.Module:
     """The recipe's backbone for ``data``'s features, its lazy layers sized.
 
@@ -205,9 +216,14 @@ def train_recipe(
     on_epoch: EpochCallback | None = None,
     select_by: str = DEFAULT_METRIC,
     description: str = "training",
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
     """Train the recipe's backbone on a fold's training part (default: the first fold);
     its held-out part validates and never sees a copy of its clips.
+
+    ``extra`` (features ``[M, ...]`` and soft targets ``[M, K]``, e.g. pseudo-labelled
+    test clips) joins the training part after the dataset augmenters; it is never
+    validated on.
 
     Everything random (initial weights, augmenter draws, batch order, dropout)
     is seeded from ``train.seed`` first, whatever ran before in the process.
@@ -221,6 +237,8 @@ def train_recipe(
     train_y = labels[fold.train_idx]
     dataset_augs, batch_augs = build_augmenters(recipe, registry)
     train_x, train_y = expand_training_set(train_x, train_y, dataset_augs, recipe.train.seed)
+    if extra is not None:
+        train_x, train_y = with_extra(train_x, train_y, extra, data.competition.num_classes)
     for augmenter in batch_augs:
         augmenter.set_layout(data.layout)
     backbone = build_backbone(recipe, registry, data)

@@ -339,6 +339,29 @@ class Ensemble(Strict):
     )
 
 
+class PseudoLabels(Strict):
+    """The test clips a trained model is sure of, as extra training targets of a second round."""
+
+    threshold: float = Field(
+        0.9,
+        ge=0.0,
+        lt=1.0,
+        description="a test clip is used when its highest predicted probability is at least this",
+    )
+    power: float = Field(
+        2.0,
+        ge=1.0,
+        description="sharpening: each probability raised to this power, the row renormalised "
+        "(a softmax temperature of 1/power; 1: as predicted)",
+    )
+
+
+class SemiSupervised(Strict):
+    """Learning from the unlabelled test clips (opt-in)."""
+
+    pseudo_labels: PseudoLabels = Field(default_factory=PseudoLabels)
+
+
 class Predict(Strict):
     """How the trained models predict."""
 
@@ -365,6 +388,7 @@ class Recipe(Strict):
     search: Search | None = None
     ensemble: Ensemble | None = None
     predict: Predict = Field(default_factory=Predict)
+    semi_supervised: SemiSupervised | None = None
 
     @property
     def feature_streams(self) -> list[PluginSpec]:

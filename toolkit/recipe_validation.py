@@ -131,8 +131,18 @@ def validate_recipe(
         resolved = resolve_plugin_blocks(raw, registry)
         recipe = Recipe.model_validate(resolved)
         stream_mode(recipe, registry)
+        _check_semi_supervised(recipe)
         return recipe
     except RecipeError as exc:
         raise RecipeError(f"{prefix}{exc}") from None
     except pydantic.ValidationError as exc:
         raise RecipeError(f"{prefix}{format_validation_error(exc, '', Recipe)}") from None
+
+
+def _check_semi_supervised(recipe: Recipe) -> None:
+    """Pseudo-label rounds need a single split: a RecipeError otherwise."""
+    if recipe.semi_supervised is not None and recipe.split.folds > 1:
+        raise RecipeError(
+            "semi_supervised: pseudo-label rounds run on a single split; set split.folds: 1 "
+            "or remove semi_supervised"
+        )

@@ -13,6 +13,8 @@ files at the top. A model folder holds:
 ``val_probs.npy|csv``         validation probabilities (the csv with labels)
 ``test_probs.npy|csv``        test probabilities
 ``submission.csv``            the sample submission filled in
+``pseudo_labels.json``        with ``semi_supervised``: the pseudo-label round's clips,
+                              both rounds' metric, whether the second was kept
 ============================  ==================================================
 
 A cross-validated model (``split.folds: K``) keeps each fold's model folder in
@@ -54,6 +56,7 @@ METRICS = "metrics.csv"
 WEIGHTS = "best.pt"
 SUBMISSION = "submission.csv"
 ENSEMBLE = "ensemble.json"
+PSEUDO_LABELS = "pseudo_labels.json"
 STUDY = "study.db"
 SPLITS = ("val", "test")
 """The predicted splits: ``val_probs.*`` and ``test_probs.*``."""
@@ -144,6 +147,10 @@ class RunDir:
     def write_ensemble(self, summary: dict[str, Any]) -> Path:
         """``ensemble.json``: the ensemble's members, weights, picks and trajectory."""
         return self._write_text(ENSEMBLE, json.dumps(summary, indent=2))
+
+    def write_pseudo_labels(self, summary: dict[str, Any]) -> Path:
+        """``pseudo_labels.json``: what the model's pseudo-label round did."""
+        return self._write_text(PSEUDO_LABELS, json.dumps(summary, indent=2))
 
     def _write_text(self, name: str, text: str) -> Path:
         return self._put(name, lambda h: h.write(text.encode()))
