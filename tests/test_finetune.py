@@ -123,6 +123,33 @@ def test_the_schedule_freezes_the_body_then_trains_it_gently() -> None:
         LayerSchedule(body, settings.model_copy(update={"frozen_layers": 4}))
 
 
+def test_musicnn_s_front_end_stays_pretrained_and_its_mid_end_trains_after_the_head(
+    registry: Registry,
+) -> None:
+    net = backbone(
+        registry, waveform_layout(registry), name="musicnn_finetune", head_epochs=1,
+        frozen_layers=2, body_lr=0.1, layer_decay=0.5,
+    )  # fmt: skip
+    body = net.body.net
+    groups = net.parameter_groups(1e-3)
+    # the head, then mid-end 1-3 and the back-end, each layer down half as fast
+    assert [g["lr"] for g in groups] == pytest.approx(
+        [1e-3, *(1e-4 * 0.5**d for d in (3, 2, 1, 0))]
+    )
+    head_params = {id(p) for p in net.head.parameters()}
+    assert {id(p) for p in groups[0]["params"]} == head_params
+    front = [body.input_norm, body.timbral[0], body.temporal_norm[0]]
+    for epoch, body_trains in ((1, False), (2, True)):
+        net.train()
+        net.on_epoch_start(epoch)
+        assert not any(p.requires_grad for m in front for p in m.parameters())
+        assert all(p.requires_grad == body_trains for p in body.midend.parameters())
+        assert all(p.requires_grad == body_trains for p in body.dense.parameters())
+        norms = [m for m in body.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        assert len(norms) > 6 and not any(m.training for m in norms)  # pretrained statistics
+        assert all(p.requires_grad for p in net.head.parameters())
+
+
 def test_the_packed_fusion_reaches_the_head_from_every_stream(registry: Registry) -> None:
     rng = np.random.default_rng(0)
     wave = (0.1 * rng.normal(size=(3, 1, 1, 4 * RATE))).astype(np.float16)
