@@ -27,6 +27,9 @@ from toolkit.loading import load_recipe
 from toolkit.source_links import capped_components, group_sources, linked_pairs
 from toolkit.split import Fold
 
+HIGH_BAND = Path(__file__).parent / "plugins" / "high_band.py"
+"""A test separator: the mixture above 300 Hz, in milliseconds."""
+
 GROUPED_RECIPE = """
 name: grouped
 data: {{root: {root}, sample_rate: 16000, duration: 2.0}}
@@ -153,6 +156,28 @@ def test_leaks_shows_the_leak_without_training(sourced: DemoCompetition, tmp_pat
     as_json = json.loads(run_cli("leaks", recipe, "--json", cwd=tmp_path).stdout)
     assert set(as_json["probe"]) == {"ungrouped", "grouped"}
     assert all(0.0 <= v <= 1.0 for v in as_json["probe"].values())
+
+
+@pytest.mark.slow
+def test_songs_and_voices_from_a_separated_stem(sourced: DemoCompetition, tmp_path: Path) -> None:
+    """With a separator the song signature is the accompaniment's, and ``voice`` links
+    clips whose separated stems the speaker encoder finds alike (clips with a voice only)."""
+    work = tmp_path / "work"
+    recipe = grouped_recipe(work, sourced.root)
+    text = recipe.read_text().replace("separator: {name: none}", "separator: {name: high_band}")
+    recipe.write_text(f"plugins: [{HIGH_BAND}]\n" + text)
+    loaded = load_recipe(recipe, ["split.group_by=[song, voice]"])
+    inputs = grouped_inputs(loaded.recipe, loaded.registry)
+    assert inputs.sources is not None
+    found = inputs.sources.groups
+    assert found.links["song"] > 0 and found.links["voice"] > 0
+    assert (
+        adjusted_rand_score(true_songs(sourced, inputs.competition.train_ids), found.labels) > 0.3
+    )
+    assert (work / "cache" / "signatures").is_dir() and (work / "cache" / "features").is_dir()
+    again = grouped_inputs(loaded.recipe, loaded.registry)
+    assert again.sources is not None
+    assert np.array_equal(again.sources.groups.labels, found.labels)
 
 
 def test_voice_grouping_without_a_separator_is_a_recipe_error(

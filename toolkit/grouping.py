@@ -23,6 +23,7 @@ import numpy as np
 from toolkit.cache import ClipStore, settings_key
 from toolkit.checks import CheckedInputs, check_inputs
 from toolkit.dataset import Competition
+from toolkit.errors import DataError
 from toolkit.preprocess import Preprocessor
 from toolkit.progress import console, progress_bar
 from toolkit.recipe import Recipe
@@ -41,13 +42,18 @@ VOICE_FEATURE = {"name": "speaker"}
 """The feature block whose embeddings of the separated stem say "same singer"."""
 
 
+def split_parts(recipe: Recipe) -> int:
+    """Into how many parts the split cuts the clips: the folds, or one validation share."""
+    split = recipe.split
+    return split.folds if split.folds > 1 else max(2, round(1 / split.test_size))
+
+
 def default_cap(n_clips: int, recipe: Recipe) -> int:
     """The largest group ``split.group_cap`` allows; by default half of one part (a fold,
     or the validation share), so groups still make balanced parts."""
     if recipe.split.group_cap is not None:
         return recipe.split.group_cap
-    parts = recipe.split.folds if recipe.split.folds > 1 else round(1 / recipe.split.test_size)
-    return max(2, n_clips // (2 * max(2, parts)))
+    return max(2, n_clips // (2 * split_parts(recipe)))
 
 
 def find_groups(recipe: Recipe, registry: Registry, competition: Competition) -> SourceGroups:
@@ -135,6 +141,12 @@ def grouped_inputs(recipe: Recipe, registry: Registry) -> CheckedInputs:
     if recipe.split.groups != "auto" or inputs.competition.groups is not None:
         return inputs
     found = find_groups(recipe, registry, inputs.competition)
+    parts = split_parts(recipe)
+    if found.count < parts:
+        raise DataError(
+            f"split.groups: auto found {found.count} group(s), too few for {parts} parts; "
+            "lower split.group_cap or use fewer split.folds"
+        )
     competition = dataclasses.replace(inputs.competition, groups=found.labels)
     folds = split_folds(competition, recipe.split)
     straddled, pairs = straddling_pairs(found.labels, inputs.folds)
