@@ -20,6 +20,7 @@ the test accuracy, and wall time. Usage:
 
     python bench/honest_validation.py [--recipe recipes/strong.yaml] [--trials 12]
         [--train 600] [--test 400] [--songs 60] [--work runs/bench-honest]
+        [--only single random auto songs] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--only", nargs="*", help="configuration folders to run")
     parser.add_argument("--work", type=Path, default=Path("runs/bench-honest"))
+    parser.add_argument("--set", nargs="*", default=[], help="more recipe overrides KEY=VALUE")
     args = parser.parse_args()
     work = args.work.resolve()
     demo = work / "demo"
@@ -68,6 +70,7 @@ def main() -> None:
         "search.timeout=null",
         "ensemble.seeds=1",  # seed copies cost K-fold retraining; the same in every column
         f"output.leaderboard={work / 'leaderboard.db'}",
+        *args.set,
     )
     k = args.folds
     configs = {
