@@ -65,7 +65,7 @@ def find_groups(recipe: Recipe, registry: Registry, competition: Competition) ->
     stem = Preprocessor(recipe, registry, {**first, "input": "separated"})
     mix_keys = mixture.separate(files, "grouping: decoding")
     stem_keys = stem.separate(files, "grouping: separating") if separated else mix_keys
-    signatures = _signatures(recipe, mixture, stem, mix_keys, stem_keys)
+    signatures = _signatures(recipe, mixture, stem, mix_keys, stem_keys, separated)
     signals: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     if "song" in recipe.split.group_by:
         signals["song"] = (weigh_signature(signatures[:, :-1]), None)
@@ -96,6 +96,7 @@ def _signatures(
     stem: Preprocessor,
     mix_keys: Sequence[str],
     stem_keys: Sequence[str],
+    separated: bool,
 ) -> np.ndarray:
     """``[N, D + 1]`` each clip's song signature and its voice ratio, cached per clip."""
     rate = recipe.data.sample_rate
@@ -111,7 +112,7 @@ def _signatures(
                 batch = todo[start : start + recipe.cache.batch_size]
                 mix = np.stack([mixture.stems.get(mix_keys[i]).astype(np.float32) for i in batch])
                 sep = np.stack([stem.stems.get(stem_keys[i]).astype(np.float32) for i in batch])
-                if mix_keys[batch[0]] == stem_keys[batch[0]]:  # no separator: no voice
+                if not separated:  # the mixture is all there is: no voice
                     song, ratio = song_signature(mix, rate), np.zeros(len(batch))
                 else:
                     song, ratio = song_signature(mix - sep, rate), voice_ratio(sep, mix)
@@ -127,10 +128,11 @@ def straddling_pairs(labels: np.ndarray, folds: Sequence[Fold]) -> tuple[int, in
     part = np.full(len(labels), -1)
     for number, fold in enumerate(folds):
         part[fold.val_idx] = number  # a single split: the held-out part 0, the rest -1
-    same = labels[:, None] == labels[None, :]
-    apart = part[:, None] != part[None, :]
-    upper = np.triu(np.ones_like(same), 1)
-    return int((same & apart & upper).sum()), int((same & upper).sum())
+    _, per_group = np.unique(labels, return_counts=True)
+    _, per_side = np.unique(np.stack([labels, part]), axis=1, return_counts=True)
+    pairs = int((per_group * (per_group - 1) // 2).sum())
+    together = int((per_side * (per_side - 1) // 2).sum())  # same group, same side
+    return pairs - together, pairs
 
 
 def grouped_inputs(recipe: Recipe, registry: Registry) -> CheckedInputs:

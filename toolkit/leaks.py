@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.checks import check_inputs
-from toolkit.grouping import default_cap, find_groups, straddling_pairs
+from toolkit.grouping import find_groups, straddling_pairs
 from toolkit.recipe import Recipe
 from toolkit.registry import Registry
 from toolkit.split import Fold, split_folds
@@ -83,15 +83,14 @@ def leak_report(recipe: Recipe, registry: Registry, *, probe: bool = True) -> Le
     inputs = check_inputs(recipe)
     competition = inputs.competition
     ungrouped = dataclasses.replace(competition, groups=None)
-    split = recipe.split.model_copy(update={"groups": "none"})
-    open_folds = split_folds(ungrouped, split)
+    open_folds = split_folds(ungrouped, recipe.split)
     cap, refused = None, 0
     if competition.groups is not None:
         labels = np.unique(np.asarray(competition.groups).astype(str), return_inverse=True)[1]
         source = f"data.group_column {recipe.data.group_column}"
     else:
         found = find_groups(recipe, registry, competition)
-        labels, cap, refused = found.labels, default_cap(len(found.labels), recipe), found.refused
+        labels, cap, refused = found.labels, found.cap, found.refused
         source = "auto"
     sizes = np.bincount(labels)
     straddled, pairs = straddling_pairs(labels, open_folds)
@@ -102,7 +101,7 @@ def leak_report(recipe: Recipe, registry: Registry, *, probe: bool = True) -> Le
         features = pooled_features(prepare(recipe, registry, inputs).train_x)
         grouped = dataclasses.replace(competition, groups=labels)
         parts = recipe.split.folds if recipe.split.folds > 1 else PROBE_PARTS
-        probe_split = split.model_copy(update={"folds": parts})
+        probe_split = recipe.split.model_copy(update={"folds": parts})
         scores = {
             name: probe_accuracy(features, comp.train_labels, split_folds(comp, probe_split))
             for name, comp in (("ungrouped", ungrouped), ("grouped", grouped))

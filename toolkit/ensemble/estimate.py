@@ -76,12 +76,9 @@ def estimate_parts(data: PreparedData, random_state: int = 0) -> list[np.ndarray
             if n >= 2:
                 split = StratifiedGroupKFold(n, shuffle=True, random_state=random_state)
                 return [v for _, v in split.split(rows, labels, held)]
-        elif n >= 2 and np.bincount(labels).max(initial=0) >= n:
+        elif n >= 2 and np.bincount(labels).max(initial=0) >= n:  # else sklearn refuses
             split = StratifiedKFold(n, shuffle=True, random_state=random_state)
-            try:
-                return [v for _, v in split.split(rows, labels)]
-            except ValueError:
-                pass
+            return [v for _, v in split.split(rows, labels)]
     if n < 2:
         return [rows]
     return [v for _, v in KFold(n, shuffle=True, random_state=random_state).split(rows)]
