@@ -38,6 +38,7 @@ PRIORITY: tuple[str, ...] = (
     "val_loss",
     "backbone",
     "metric",
+    "estimate",
     "fold_mean",
     "public_score",
     "params",
@@ -131,6 +132,13 @@ def columns_for(lines: Sequence[Line], folds: bool | None = None) -> tuple[Colum
             justify="right",
         ),
         *(() if repeated else (metric_column,)),
+        Column(
+            "estimate",
+            "estimate",
+            lambda line: number(line.row.estimate, 4),
+            rank=RANKS["estimate"],
+            justify="right",
+        ),
         *(
             (
                 Column(

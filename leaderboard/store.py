@@ -363,7 +363,7 @@ def _to_sql(row: Row) -> dict[str, Any]:
     for name in JSON_COLUMNS:
         values[name] = json.dumps(values[name], default=str)
     floats = ("val_accuracy", "val_loss", "metric_value", "seconds", "public_score")
-    for name in (*floats, "fold_mean", "fold_std"):
+    for name in (*floats, "fold_mean", "fold_std", "estimate"):
         if values[name] is not None:
             values[name] = float(values[name])
     for name in ("epochs", "trial_number", "folds"):

@@ -174,7 +174,7 @@ def test_cv_recipe_is_the_reports_pipeline_on_five_folds() -> None:
     recipes = Path(__file__).parent.parent / "recipes"
     final = load_recipe(recipes / "final.yaml").recipe
     cv = load_recipe(recipes / "cv.yaml").recipe
-    assert cv.split.folds == 5 and cv.split.stratify
+    assert cv.split.folds == 5 and cv.split.stratify and cv.split.groups == "auto"
     assert cv.search is not None and cv.search.n_trials > 1 and cv.ensemble is not None
     for block in ("separator", "features", "augmenters", "model", "train"):
         assert getattr(cv, block) == getattr(final, block), block

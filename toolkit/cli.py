@@ -152,6 +152,8 @@ def _run_study(loaded: Any, storage: str | None) -> Path:
         highlight=False,
         soft_wrap=True,
     )
+    if ens.estimate is not None:
+        out.print(f"estimate: {ens.estimate.describe()}", highlight=False, soft_wrap=True)
     out.print(f"submission: {result.submission}", highlight=False, soft_wrap=True)
     out.print(f"dashboard: optuna-dashboard {result.storage}", highlight=False, soft_wrap=True)
     return result.run_dir
@@ -291,6 +293,36 @@ def separate(
         f"stems: {stats.stems_computed} computed, {stats.stems_reused} already cached "
         f"in {loaded.recipe.cache.dir}"
     )
+
+
+@app.command()
+@friendly
+def leaks(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    set_: SetOption = None,
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe/--no-probe",
+            help="Score a linear probe with and without groups (computes the features).",
+        ),
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Find the clips that share a song (or a group column's value) and show how much a
+    split without groups leaks, without training."""
+    from toolkit.loading import load_recipe, locations
+
+    loaded = load_recipe(recipe, set_ or [])
+    status(locations(loaded.recipe))
+    from toolkit.leaks import leak_report  # torch: only once the recipe is valid
+
+    report = leak_report(loaded.recipe, loaded.registry, probe=probe)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    for line in report.lines():
+        out.print(line)
 
 
 @app.command()

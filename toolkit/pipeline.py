@@ -16,12 +16,14 @@ from toolkit.checks import CheckedInputs, check_inputs
 from toolkit.dataset import Competition
 from toolkit.errors import DataError
 from toolkit.fusion import Layout, fuse
+from toolkit.grouping import grouped_inputs
 from toolkit.kinds import BatchAugmenter, DatasetAugmenter, TestTimeAugmenter
 from toolkit.metrics import DEFAULT_METRIC
 from toolkit.preprocess import Preprocessor, StageStats
 from toolkit.recipe import Recipe, stream_label
 from toolkit.recipe_validation import stream_mode
 from toolkit.registry import Registry
+from toolkit.source_links import FoundSources
 from toolkit.split import Fold
 from toolkit.trainer import EpochCallback, TrainResult, seed_everything, train
 
@@ -42,6 +44,8 @@ class PreparedData:
         default_factory=dict, repr=False, compare=False
     )
     """Each fold's held-out features, gathered once (shared with :meth:`reused` copies)."""
+    sources: FoundSources | None = None
+    """The groups of clips ``split.groups: auto`` found (the folds keep them together)."""
 
     def held_out_x(self, fold: Fold) -> np.ndarray:
         """The features of ``fold``'s held-out clips: the same array every time it is asked
@@ -87,7 +91,7 @@ def prepare(
     recipe: Recipe, registry: Registry, inputs: CheckedInputs | None = None
 ) -> PreparedData:
     """Check the inputs (unless given checked) and compute (or reuse) every clip's features."""
-    inputs = inputs or check_inputs(recipe)
+    inputs = inputs or grouped_inputs(recipe, registry)
     competition = inputs.competition
     mode = stream_mode(recipe, registry)
     stats = StageStats()
@@ -101,7 +105,9 @@ def prepare(
     labels = [stream_label(b) for b in recipe.feature_streams]
     train_x, test_x = fuse(train, mode, labels), fuse(test, mode, labels)
     layout = Layout.of(mode, recipe.feature_streams, train)
-    return PreparedData(competition, train_x, test_x, inputs.folds, stats, layout)
+    return PreparedData(
+        competition, train_x, test_x, inputs.folds, stats, layout, sources=inputs.sources
+    )
 
 
 def separate_all(recipe: Recipe, registry: Registry) -> StageStats:

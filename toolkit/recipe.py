@@ -126,6 +126,20 @@ class Split(Strict):
     random_state: int = 42
     stratify: bool = True
     folds: int = Field(1, ge=1, description="K >= 2: K-fold cross-validation; 1: one split")
+    groups: Literal["none", "auto"] = Field(
+        "none",
+        description="auto: find clips that share a song or a singer and keep each group on "
+        "one side of every split (data.group_column wins when set)",
+    )
+    group_cap: int | None = Field(
+        None, ge=2, description="most clips in one found group (default: half of one part)"
+    )
+    group_by: list[Literal["song", "voice"]] = Field(
+        default_factory=lambda: ["song"],
+        min_length=1,
+        description="what links clips with groups: auto: song (the accompaniment), voice "
+        "(the speaker encoder on the separated stem)",
+    )
 
 
 class Model(Strict):

@@ -122,6 +122,20 @@ def stream_mode(recipe: Recipe, registry: Registry) -> str:
     return entry.streams
 
 
+def _check_grouping(recipe: Recipe, registry: Registry) -> None:
+    """``split.group_by: voice`` has a separated voice and the speaker encoder to compare."""
+    split = recipe.split
+    if split.groups != "auto" or "voice" not in split.group_by:
+        return
+    if recipe.separator["name"] == "none":
+        raise RecipeError("split.group_by: voice needs a separated voice; set separator.name")
+    if not registry.is_registered("feature_extractors", "speaker"):
+        raise RecipeError(
+            "split.group_by: voice needs the speaker feature extractor; install resemblyzer's "
+            "weights (see docs/speaker.md) or group by song only"
+        )
+
+
 def validate_recipe(
     raw: dict[str, Any], registry: Registry, source: Path | str | None = None
 ) -> Recipe:
@@ -132,6 +146,7 @@ def validate_recipe(
         recipe = Recipe.model_validate(resolved)
         stream_mode(recipe, registry)
         _check_semi_supervised(recipe)
+        _check_grouping(recipe, registry)
         return recipe
     except RecipeError as exc:
         raise RecipeError(f"{prefix}{exc}") from None

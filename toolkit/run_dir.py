@@ -28,7 +28,10 @@ averaged) only its probabilities and submission.
 holds the files of a finished model of exactly the recipe asked for.
 
 and a run with an ensemble also ``ensemble.json`` (members, weights, picks,
-trajectory) and, by default, its Optuna storage ``study.db``.
+trajectory, the estimate) and, by default, its Optuna storage ``study.db``. A run
+whose split grouped the clips by the sources it found (``split.groups: auto``)
+has ``sources.json``: the groups, each clip's, and what they say of the split
+without groups.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from toolkit.dataset import Competition
 from toolkit.disk import disk_errors
 from toolkit.model_key import ModelKey
 from toolkit.recipe import Recipe, dump_recipe
+from toolkit.source_links import FoundSources
 from toolkit.submission import probability_frame, write_submission
 
 RECIPE = "recipe.yaml"
@@ -57,6 +61,7 @@ WEIGHTS = "best.pt"
 SUBMISSION = "submission.csv"
 ENSEMBLE = "ensemble.json"
 PSEUDO_LABELS = "pseudo_labels.json"
+SOURCES = "sources.json"
 STUDY = "study.db"
 SPLITS = ("val", "test")
 """The predicted splits: ``val_probs.*`` and ``test_probs.*``."""
@@ -111,6 +116,23 @@ class RunDir:
     def write_stats(self, stats: dict[str, Any]) -> Path:
         """``stats.json``: what the cached stages did."""
         return self._write_text(STATS, json.dumps(stats, indent=2))
+
+    def write_sources(self, found: FoundSources, ids: Sequence[str]) -> Path:
+        """``sources.json``: the groups ``split.groups: auto`` found, and each clip's."""
+        groups = found.groups
+        summary = {
+            "groups": groups.count,
+            "clips": len(ids),
+            "largest": groups.largest,
+            "alone": groups.singletons,
+            "cap": groups.cap,
+            "refused": groups.refused,
+            "links": groups.links,
+            "straddled": found.straddled,
+            "pairs": found.pairs,
+            "group_of": dict(zip(ids, groups.labels.tolist(), strict=True)),
+        }
+        return self._write_text(SOURCES, json.dumps(summary, indent=2))
 
     def write_history(self, history: Sequence[dict[str, float]]) -> Path:
         """``metrics.csv``: one row per epoch."""

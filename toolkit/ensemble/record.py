@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.ensemble.estimate import SelectionEstimate
 from toolkit.ensemble.selection import EnsembleResult
 from toolkit.leaderboard.row import Row
 from toolkit.metrics import accuracy, log_loss
@@ -38,6 +39,8 @@ class EnsembleOutcome:
     """Trial id -> id of its refit on every clip, when those made the test prediction."""
     folds: int = 1
     """Folds of the study's trials (their validation predictions are then out-of-fold)."""
+    estimate: SelectionEstimate | None = None
+    """The selection procedure's cross-validated metric: what to expect on new clips."""
 
 
 def record_ensemble(
@@ -46,6 +49,7 @@ def record_ensemble(
     data: PreparedData,
     *,
     selection: EnsembleResult,
+    estimate: SelectionEstimate,
     weights: dict[str, float],
     val: np.ndarray,
     test: np.ndarray,
@@ -78,6 +82,7 @@ def record_ensemble(
         selection=selection,
         refits=refits,
         folds=len(data.folds),
+        estimate=estimate,
     )
     layout.write_ensemble(summary(run, spec, outcome))
     run.board.upsert(ensemble_row(run, spec, outcome, data))
@@ -113,6 +118,7 @@ def ensemble_row(
         submission=str(outcome.submission.resolve()),
         members=[{"id": k, "weight": w} for k, w in outcome.members.items()],
         folds=len(data.folds) if data.cross_validated else None,
+        estimate=outcome.estimate.value if outcome.estimate else None,
     )
 
 
@@ -146,6 +152,7 @@ def summary(run: StudyRun, spec: Ensemble, outcome: EnsembleOutcome) -> dict[str
         "val_metric": outcome.val_metric,
         "val_accuracy": outcome.val_accuracy,
         "val_loss": outcome.val_loss,
+        "estimate": outcome.estimate.as_dict() if outcome.estimate else None,
         "best_trial": outcome.best_trial,
         "best_trial_metric": outcome.best_trial_metric,
         "candidates": outcome.candidates,

@@ -14,7 +14,10 @@ candidate. A bag's weight is shared equally by its models. The ensemble's test
 probabilities are the weighted average of its models'; with
 ``ensemble.refit``, of each chosen trial's refit (its variant retrained on
 every train clip for its best epoch count) instead. They make the run's
-``submission.csv`` (:mod:`.record`).
+``submission.csv`` (:mod:`.record`). The ensemble's own validation score is
+optimistic (it was chosen on those predictions); its ``estimate`` repeats the
+final selection on all but one part of the clips and scores the part held out
+(:mod:`.estimate`): the number to expect.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 import numpy as np
 
 from toolkit.ensemble.candidates import Pool, add_seed_bags, trial_pool
+from toolkit.ensemble.estimate import estimate_parts, estimate_selection
 from toolkit.ensemble.record import EnsembleOutcome, record_ensemble
 from toolkit.ensemble.selection import EnsembleResult, blend, select_ensemble
 from toolkit.metrics import best_key, get_metric
@@ -43,6 +47,14 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
     if spec.seeds > 1:  # seed copies of the chosen trials, and their bags, compete too
         add_seed_bags(run, pool, list(selection.members), spec.seeds, data)
         selection = select(pool, data, spec, run.settings.metric)
+    estimate = estimate_selection(
+        pool.probs("val"),
+        data.val_labels,
+        estimate_parts(data, run.recipe.split.random_state),
+        metric=run.settings.metric,
+        size=spec.size,
+        init_best=spec.init_best,
+    )
     weights = pool.model_weights(selection.members)
     val = blend(pool.probs("val"), weights)
     test = blend(pool.probs("test"), weights)
@@ -55,6 +67,7 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
         spec,
         data,
         selection=selection,
+        estimate=estimate,
         weights=weights,
         val=val,
         test=test,

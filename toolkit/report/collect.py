@@ -32,7 +32,7 @@ from toolkit.metrics import DEFAULT_METRIC, best_key
 from toolkit.model_key import TRIALS, ModelKey
 from toolkit.recipe import Recipe
 from toolkit.registry import format_validation_error
-from toolkit.run_dir import ENSEMBLE, METRICS, RECIPE, STATS, STUDY, RunDir
+from toolkit.run_dir import ENSEMBLE, METRICS, RECIPE, SOURCES, STATS, STUDY, RunDir
 from toolkit.study.settings import has_study, search_settings, study_name
 from toolkit.study.workers import state_name
 
@@ -108,6 +108,8 @@ class EnsembleData:
     best_trial: str
     best_trial_metric: float
     candidates: int
+    estimate: dict[str, Any] | None = None
+    """The selection cross-validated (``metric``, ``value``, ``accuracy``, ``parts``)."""
 
 
 @dataclass
@@ -121,6 +123,8 @@ class RunContents:
     folds: int
     """``split.folds``: above 1, validation predictions are out of fold."""
     stats: dict[str, float] | None = None
+    sources: dict[str, Any] | None = None
+    """``sources.json``: the groups ``split.groups: auto`` found."""
     histories: list[ModelHistory] = field(default_factory=list)
     study: StudyData | None = None
     best: Predictions | None = None
@@ -174,6 +178,7 @@ def collect(run_dir: Path | str, storage: str | None = None, db: Path | None = N
         class_names=dict(recipe.data.class_names or {}),
     )
     contents.stats = _read_json(layout.file(STATS))
+    contents.sources = _read_json(layout.file(SOURCES))
     contents.leaderboard, contents.rows = _leaderboard_rows(layout.path, recipe, db)
     if is_study:
         _collect_study(contents, layout, storage)
@@ -255,6 +260,7 @@ def _collect_study(contents: RunContents, layout: RunDir, storage: str | None) -
         best_trial=str(summary["best_trial"]),
         best_trial_metric=float(summary["best_trial_metric"]),
         candidates=int(summary["candidates"]),
+        estimate=summary.get("estimate"),
     )
     contents.ensemble_predictions = read_predictions(layout, contents.ensemble.id)
 

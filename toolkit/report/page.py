@@ -38,6 +38,7 @@ LEADERBOARD_COLUMNS = (
     "val_accuracy",
     "val_loss",
     "metric",
+    "estimate",
     "fold_mean",
     "public_score",
     "backbone",
@@ -134,6 +135,7 @@ def _summary(contents: RunContents, scores: dict[str, ClassScores]) -> str:
         run.append(("leaderboard", _path(contents.leaderboard)))
     parts = [_table([], [[_t(k), _t(v)] for k, v in run], header=False)]
     parts.append(_data(contents))
+    parts.append(_sources(contents))
     parts.append(_results(contents, scores))
     parts.append("<h3>Time and cache</h3>" + _stages(stage_times(contents)))
     return "".join(parts)
@@ -168,6 +170,28 @@ def _data(contents: RunContents) -> str:
     lines.append(total)
     test = f"<p>Test clips: {data.test}</p>" if data.test is not None else ""
     return "<h3>Data</h3>" + _table(headers, lines) + test
+
+
+def _sources(contents: RunContents) -> str:
+    found = contents.sources
+    if not found:
+        return ""
+    pairs, straddled = int(found["pairs"]), int(found["straddled"])
+    share = f" ({straddled / pairs:.0%})" if pairs else ""
+    capped = (
+        f" {found['refused']} link(s) were not followed to keep groups under {found['cap']} clips."
+        if found.get("refused")
+        else ""
+    )
+    return (
+        "<h3>Clips that share a source</h3>"
+        f"<p>split.groups: auto found {found['groups']} groups among {found['clips']} train "
+        f"clips (the largest {found['largest']}, {found['alone']} alone); every split keeps "
+        f"each group on one side. Of the {pairs} pairs of clips in one group, the split "
+        f"without groups put {straddled}{share} on both sides.{_e(capped)} "
+        "<code>toolkit leaks RECIPE</code> compares a linear probe with and without the "
+        "groups.</p>"
+    )
 
 
 def _results(contents: RunContents, scores: dict[str, ClassScores]) -> str:
@@ -272,6 +296,20 @@ def _ensemble(contents: RunContents, figures: dict[str, bytes]) -> str:
         f"{data.best_trial_metric:.4f} for the best trial ({_e(data.best_trial)}); "
         f"{data.candidates} candidates, {len(data.picks)} greedy picks.</p>"
     )
+    if data.estimate:
+        estimate = data.estimate
+        also = (
+            ""
+            if estimate["metric"] == "accuracy"
+            else f", accuracy {float(estimate['accuracy']):.4f}"
+        )
+        text += (
+            f"<p><b>Estimate: {_e(estimate['metric'])} {float(estimate['value']):.4f}"
+            f"{also}</b>, the number to expect on new "
+            f"clips: the selection repeated on {len(estimate['parts'])} parts of the clips, "
+            "each chosen without the part it is scored on (the validation score above was "
+            "measured on the predictions that chose the ensemble).</p>"
+        )
     members = _table(["member", "weight"], lines, id="ensemble-members")
     return text + _img(figures, "ensemble", "") + members
 
@@ -284,6 +322,8 @@ def _leaderboard(rows: list[Row]) -> str:
         columns.remove("metric")  # the val acc or val loss column already shows it
     if not any(r.folds for r in rows):
         columns.remove("fold_mean")
+    if not any(r.estimate is not None for r in rows):
+        columns.remove("estimate")
     headers, lines = plain_table(rows, columns)
     body = "".join(
         f'<tr class="{"ensemble" if line.row.kind == "ensemble" else line.row.state}">'
