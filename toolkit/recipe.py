@@ -9,6 +9,7 @@ resolved recipe carries every plugin parameter with its default filled in.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -284,8 +285,44 @@ class Pruner(Strict):
     reduction_factor: int = Field(3, ge=2, description="hyperband: keep 1 trial in this many")
 
 
+PROFILE_NAME = r"^[A-Za-z0-9_-]+$"
+"""A profile's name: letters, digits, ``_`` and ``-`` (its parameters are ``NAME:KEY``)."""
+
+
+class Profile(Strict):
+    """A model family of a study: a partial recipe its trials start from, and its own space.
+
+    Its sections replace or complete the recipe's (see :mod:`toolkit.study.profiles`): a
+    mapping with a ``name`` (a plugin block, an optimizer) or a list replaces the recipe's
+    whole, another mapping (``train``, ``model``) is merged into it key by key.
+    """
+
+    separator: PluginSpec | None = None
+    features: PluginSpec | list[PluginSpec] | None = None
+    augmenters: list[PluginSpec] | None = None
+    model: dict[str, Any] | None = None
+    train: dict[str, Any] | None = None
+    predict: dict[str, Any] | None = None
+    space: dict[str, Distribution] = Field(default_factory=dict)
+    share: float = Field(
+        1.0, gt=0, description="search.budget: shares: its relative share of the study's time"
+    )
+    seeds: int | None = Field(
+        None, ge=0, description="models per chosen trial of this profile (default ensemble.seeds)"
+    )
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _space(cls, value: Any) -> Any:
+        """Check each distribution with a one-line message naming its key."""
+        if not isinstance(value, dict):
+            return value
+        return {str(key): _distribution(str(key), dist) for key, dist in value.items()}
+
+
 class Search(Strict):
-    """An Optuna study over recipe variations: every trial is the recipe with ``space`` applied."""
+    """An Optuna study over recipe variations: every trial is the recipe with ``space`` applied
+    (with ``profiles``: one profile's recipe with its own space applied)."""
 
     n_trials: int = Field(20, ge=1, description="complete + pruned trials to reach")
     timeout: float | None = Field(None, gt=0, description="seconds; no new trial after this")
@@ -296,6 +333,15 @@ class Search(Strict):
     storage: str | None = Field(None, description="Optuna RDB URL; default: RUN_DIR/study.db")
     space: dict[str, Distribution] = Field(default_factory=dict)
     baseline: bool = Field(True, description="trial 0 runs the recipe's own values of the space")
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+    """Model families (name -> partial recipe and space): each trial draws one, then its values;
+    ``null`` leaves a profile out (``--set search.profiles.NAME=null``)."""
+    budget: Literal["sampler", "shares", "improvement"] = Field(
+        "sampler",
+        description="how trials are shared among profiles: the sampler draws each trial's "
+        "profile; shares: the profile furthest below its share of the time spent; improvement: "
+        "the profile whose best improved most per second lately, none below half its share",
+    )
 
     @field_validator("metric")
     @classmethod
@@ -311,6 +357,42 @@ class Search(Strict):
         if not isinstance(value, dict):
             return value
         return {str(key): _distribution(str(key), dist) for key, dist in value.items()}
+
+    @field_validator("profiles", mode="before")
+    @classmethod
+    def _profiles(cls, value: Any, info: ValidationInfo) -> Any:
+        """Profiles set to null left out; names checked; at least one left when any was named;
+        no shared space (each profile has its own: a shared one would fit unlike models)."""
+        if not isinstance(value, dict):
+            return value
+        if value and info.data.get("space"):
+            raise PydanticCustomError(
+                "profiles",
+                "with profiles, each has its own space: move search.space into "
+                "search.profiles.NAME.space",
+            )
+        kept = {str(name): p for name, p in value.items() if p is not None}
+        for name in kept:
+            if not re.fullmatch(PROFILE_NAME, name):
+                raise PydanticCustomError(
+                    "profile_name",
+                    f"{name!r}: a profile's name is letters, digits, '_' and '-'",
+                )
+        if value and not kept:
+            raise PydanticCustomError(
+                "profiles", "every profile is null; keep one, or remove search.profiles"
+            )
+        return kept
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, value: str, info: ValidationInfo) -> str:
+        """Shares and improvement divide the trials among profiles: there must be some."""
+        if value != "sampler" and not info.data.get("profiles"):
+            raise PydanticCustomError(
+                "budget", f"{value} divides the trials among search.profiles; name some"
+            )
+        return value
 
 
 def _distribution(key: str, value: Any) -> Range | Choices:
@@ -343,7 +425,8 @@ def _distribution(key: str, value: Any) -> Range | Choices:
 
 
 class Ensemble(Strict):
-    """Greedy ensemble selection (Caruana et al., 2004) over the study's complete trials."""
+    """Greedy ensemble selection (Caruana et al., 2004) over the study's complete trials, or a
+    stacked model over them (``method``)."""
 
     size: int = Field(20, ge=1, description="greedy rounds (picks, with replacement)")
     init_best: int = Field(0, ge=0, description="start from the N best trials")
@@ -351,6 +434,24 @@ class Ensemble(Strict):
     refit: bool = Field(
         False, description="retrain each chosen trial on every clip for the test prediction"
     )
+    method: Literal["greedy", "stack", "auto"] = Field(
+        "greedy",
+        description="greedy: weighted average by greedy selection; stack: a logistic regression "
+        "over every trial's held-out probabilities; auto: the one with the better estimate",
+    )
+
+    @field_validator("method")
+    @classmethod
+    def _refit_is_greedy(cls, value: str, info: ValidationInfo) -> str:
+        """A stacked model reads every trial's test probabilities; refits exist only for
+        greedy's chosen few."""
+        if value != "greedy" and info.data.get("refit"):
+            raise PydanticCustomError(
+                "method",
+                f"{value} combines every trial; refit retrains only greedy's chosen ones: "
+                "set method: greedy or refit: false",
+            )
+        return value
 
 
 class PseudoLabels(Strict):
