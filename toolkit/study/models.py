@@ -22,6 +22,7 @@ from toolkit.model_run import ModelRun
 from toolkit.recipe import Recipe
 from toolkit.recipe_validation import validate_recipe
 from toolkit.run_dir import RunDir
+from toolkit.study.profiles import base_raw, without_profile
 from toolkit.study.settings import StudySettings
 from toolkit.study.space import apply_values
 
@@ -55,8 +56,10 @@ class StudyModels:
         return ModelKey.of_trial(self.settings.run, number)
 
     def trial_recipe(self, values: dict[str, Any]) -> Recipe:
-        """The validated recipe of a trial's values."""
-        raw = apply_values(self.loaded.raw, values, self.loaded.registry)
+        """The validated recipe of a trial's values (with a profile: its profile's recipe
+        with the other values applied)."""
+        base = base_raw(self.loaded.raw, self.settings.search, values)
+        raw = apply_values(base, without_profile(values), self.loaded.registry)
         source = f"{self.loaded.path} (trial values {values})"
         return validate_recipe(raw, self.loaded.registry, source)
 
