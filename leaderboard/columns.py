@@ -37,6 +37,7 @@ PRIORITY: tuple[str, ...] = (
     "val_accuracy",
     "val_loss",
     "backbone",
+    "profile",
     "metric",
     "estimate",
     "fold_mean",
@@ -117,6 +118,7 @@ def columns_for(lines: Sequence[Line], folds: bool | None = None) -> tuple[Colum
         Column(
             "backbone", "backbone", lambda line: line.row.backbone or "", rank=RANKS["backbone"]
         ),
+        Column("profile", "profile", lambda line: line.row.profile or "", rank=RANKS["profile"]),
         Column(
             "val_accuracy",
             "val acc",

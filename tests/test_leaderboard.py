@@ -110,14 +110,22 @@ def test_schema_created_on_first_write_with_wal_and_version(tmp_path: Path) -> N
     assert not path.exists()
     board.upsert(trial("a/t0", tmp_path))
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_version_1_database_is_read_then_migrated_keeping_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:  # a leaderboard written by the first release
-        later = ("provenance", "folds", "fold_mean", "fold_std", "best_epoch", "estimate")
+        later = (
+            "provenance",
+            "folds",
+            "fold_mean",
+            "fold_std",
+            "best_epoch",
+            "estimate",
+            "profile",
+        )
         columns = [c for c in COLUMNS if c not in later]
         conn.execute(f"CREATE TABLE entries ({', '.join(columns)})")
         values = {c: None for c in columns}
@@ -154,6 +162,7 @@ OLD_COLUMNS[2] = OLD_COLUMNS[1] + ", provenance TEXT NOT NULL DEFAULT '{}'"
 OLD_COLUMNS[3] = OLD_COLUMNS[2] + ", folds INTEGER, fold_mean REAL, fold_std REAL"
 OLD_COLUMNS[4] = OLD_COLUMNS[3]
 OLD_COLUMNS[5] = OLD_COLUMNS[4] + ", best_epoch INTEGER"
+OLD_COLUMNS[6] = OLD_COLUMNS[5] + ", estimate REAL"
 """The ``entries`` table as each earlier schema version made it (4 only changed rows)."""
 
 
@@ -191,7 +200,7 @@ def old_database(path: Path, version: int, run_dir: Path) -> None:
         conn.commit()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6])
 def test_every_earlier_schema_version_is_migrated_on_the_first_write(
     tmp_path: Path, version: int
 ) -> None:
@@ -238,7 +247,7 @@ for i in range(20):
 """
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6])
 def test_two_processes_migrate_an_old_database_at_once(tmp_path: Path, version: int) -> None:
     path = tmp_path / "old.db"
     old_database(path, version, tmp_path)
@@ -658,6 +667,7 @@ SEARCH_HEADERS = [
     "state",
     "recipe",
     "backbone",
+    "profile",
     "val acc",
     "val loss",
     "accuracy",
@@ -728,6 +738,7 @@ README_PRIORITY = [
     "val acc",
     "val loss",
     "backbone",
+    "profile",
     "METRIC",
     "estimate",
     "public",
@@ -780,7 +791,7 @@ def test_table_columns_follow_the_readme_priority(
                 r.public_score = 0.79125
     headers, body, caption = table_lines(rows, width)
     order = priority(metric, repeated=metric == "accuracy")
-    empty = {"public"} if metric == "accuracy" else set()
+    empty = {"profile", "public"} if metric == "accuracy" else {"profile"}  # a study without
     ranked = [h for h in order if h not in empty]
     # a prefix of the priority is shown: never a column while a more important one is hidden
     assert sorted(headers) == sorted(ranked[: SHOWN_BY_WIDTH[metric, width]])
@@ -792,7 +803,7 @@ def test_table_columns_follow_the_readme_priority(
     ]
     # display order: the README's table order, with a repeating metric column at the end
     every = [h for h in SEARCH_HEADERS if h != "accuracy"]
-    display = [*every, metric] if metric == "accuracy" else [*every[:7], metric, *every[7:]]
+    display = [*every, metric] if metric == "accuracy" else [*every[:8], metric, *every[8:]]
     assert headers == [h for h in display if h in headers]
     # the key params keep at least 30 columns and take what the later columns leave
     if "key params" in headers:  # (this trial's params are longer than any width: cut)

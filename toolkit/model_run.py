@@ -146,6 +146,7 @@ class ModelRun:
             params={**self.values, **main_settings(self.recipe)},
             metric=self.metric,
             trial_number=self.key.trial,
+            profile=self.values.get("profile"),
             provenance=model_provenance(self.recipe, self.registry, self.metric, self.folder.path),
         )
 

@@ -22,6 +22,7 @@ from toolkit.metrics import accuracy, get_metric, log_loss
 from toolkit.model_key import ModelKey
 from toolkit.pipeline import PreparedData
 from toolkit.run_dir import RunDir
+from toolkit.study.profiles import profile_of, values_of
 from toolkit.study.run import StudyRun
 
 
@@ -113,7 +114,7 @@ def trial_pool(run: StudyRun, data: PreparedData) -> Pool:
         row = _row(run, key)
         if row is not None and row.best_epoch is None:  # a row of a study begun before rows
             row.best_epoch = trial.user_attrs.get("best_epoch")  # kept it: Optuna's record
-        pool.trials[key.id] = TrialRecord(key, dict(trial.params), row)
+        pool.trials[key.id] = TrialRecord(key, values_of(trial.params), row)
         pool.candidates[key.id] = candidate
     return pool
 
@@ -164,6 +165,7 @@ def write_bag(run: StudyRun, bag: Candidate, trial: TrialRecord, data: PreparedD
             submission=str(submission.resolve()),
             members=[{"id": m.id, "weight": 1 / len(bag.models)} for m in bag.models],
             trial_number=bag.key.trial,
+            profile=profile_of(trial.values),
             folds=len(data.folds) if data.cross_validated else None,
         )
     )
