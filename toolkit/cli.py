@@ -154,9 +154,19 @@ def _run_study(loaded: Any, storage: str | None) -> Path:
     )
     if ens.estimate is not None:
         out.print(f"estimate: {ens.estimate.describe()}", highlight=False, soft_wrap=True)
+    _say_method(ens)
     out.print(f"submission: {result.submission}", highlight=False, soft_wrap=True)
     out.print(f"dashboard: optuna-dashboard {result.storage}", highlight=False, soft_wrap=True)
     return result.run_dir
+
+
+def _say_method(ens: Any) -> None:
+    """One line on how the ensemble combines its models, when a stack was fitted."""
+    combination = ens.combination
+    if combination is None or len(combination.estimates) < 2:
+        return
+    both = ", ".join(f"{m} {e.value:.4f}" for m, e in combination.estimates.items())
+    out.print(f"method: {combination.method} kept (estimates: {both})", highlight=False)
 
 
 def _say_timeout(loaded: Any, report: Any) -> None:

@@ -38,13 +38,15 @@ class SelectionEstimate:
     """The metric on each part alone (spread, not the estimate)."""
     accuracy: float
     """The accuracy of every held-out blend together."""
+    procedure: str = "selection"
+    """What was cross-validated: greedy ``selection``, or the ``stack``'s level-2 model."""
 
     def describe(self) -> str:
         """The estimate in words, e.g. ``log_loss 0.5123 (accuracy 0.8125) on 5 parts held
         out from the selection``."""
         also = "" if self.metric == "accuracy" else f" (accuracy {self.accuracy:.4f})"
         return (
-            f"{self.metric} {self.value:.4f}{also}, the selection cross-validated over "
+            f"{self.metric} {self.value:.4f}{also}, the {self.procedure} cross-validated over "
             f"{len(self.parts)} parts: what to expect on new clips"
         )
 
@@ -55,6 +57,7 @@ class SelectionEstimate:
             "value": self.value,
             "accuracy": self.accuracy,
             "parts": self.parts,
+            "procedure": self.procedure,
         }
 
 

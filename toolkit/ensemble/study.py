@@ -28,6 +28,7 @@ import numpy as np
 
 from toolkit.ensemble.candidates import Pool, add_seed_bags, trial_pool
 from toolkit.ensemble.estimate import estimate_parts, estimate_selection
+from toolkit.ensemble.method import Combination, choose_method
 from toolkit.ensemble.record import EnsembleOutcome, record_ensemble
 from toolkit.ensemble.selection import EnsembleResult, blend, select_ensemble
 from toolkit.metrics import best_key, get_metric
@@ -58,6 +59,10 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
     weights = pool.model_weights(selection.members)
     val = blend(pool.probs("val"), weights)
     test = blend(pool.probs("test"), weights)
+    greedy = Combination("greedy", weights, val, test, estimate)
+    split = run.recipe.split.random_state  # ensemble.method: greedy, stack or the better
+    kept = choose_method(spec, pool, data, run.settings.metric, greedy, split)
+    weights, val, test, estimate = kept.weights, kept.val, kept.test, kept.estimate
     refits: dict[str, str] = {}
     if spec.refit:
         test, refits = refit_test(run, pool, weights)
@@ -75,6 +80,7 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
         best=(best_id, best_value),
         candidates=len(pool.candidates),
         started=started,
+        combination=kept,
     )
 
 
