@@ -8,15 +8,15 @@ score of its procedure on clips it did not see.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from toolkit.ensemble.candidates import Pool
-from toolkit.ensemble.estimate import SelectionEstimate, estimate_parts
+from toolkit.ensemble.estimate import SelectionEstimate
 from toolkit.ensemble.stacking import StackedEnsemble, stack_ensemble
 from toolkit.metrics import get_metric
-from toolkit.pipeline import PreparedData
 from toolkit.recipe import Ensemble
 
 
@@ -50,13 +50,15 @@ def stack_inputs(pool: Pool) -> list[str]:
 def choose_method(
     spec: Ensemble,
     pool: Pool,
-    data: PreparedData,
+    labels: np.ndarray,
+    parts: Sequence[np.ndarray],
     metric: str,
     greedy: Combination,
-    random_state: int = 0,
 ) -> Combination:
     """The combination ``spec.method`` asks for: ``greedy`` as selected, the stack of the
-    pool's trials, or (``auto``) the one whose estimate is better (ties: greedy)."""
+    pool's trials (``labels`` of the validation clips; ``parts``: the estimate's, see
+    :func:`toolkit.ensemble.estimate.estimate_parts`), or (``auto``) the one whose estimate
+    is better (ties: greedy)."""
     greedy.estimates = {"greedy": greedy.estimate}
     if spec.method == "greedy":
         return greedy
@@ -64,8 +66,8 @@ def choose_method(
     stacked = stack_ensemble(
         {cid: pool.candidates[cid].val_probs for cid in inputs},
         {cid: pool.candidates[cid].test_probs for cid in inputs},
-        data.val_labels,
-        estimate_parts(data, random_state),
+        labels,
+        parts,
         metric=metric,
     )
     estimates = {"greedy": greedy.estimate, "stack": stacked.estimate}

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from toolkit.ensemble.candidates import Pool, add_seed_bags, trial_pool
+from toolkit.ensemble.candidates import Pool, add_seed_bags, seeds_wanted, trial_pool
 from toolkit.ensemble.estimate import estimate_parts, estimate_selection
 from toolkit.ensemble.method import Combination, choose_method
 from toolkit.ensemble.record import EnsembleOutcome, record_ensemble
@@ -45,7 +45,7 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
     data = run.check_split()
     pool = trial_pool(run, data)
     selection = select(pool, data, spec, run.settings.metric)
-    if spec.seeds > 1:  # seed copies of the chosen trials, and their bags, compete too
+    if seeds_wanted(run, spec):  # seed copies of the chosen trials, and their bags, compete too
         add_seed_bags(run, pool, list(selection.members), spec.seeds, data)
         selection = select(pool, data, spec, run.settings.metric)
     estimate = estimate_selection(
@@ -60,8 +60,8 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
     val = blend(pool.probs("val"), weights)
     test = blend(pool.probs("test"), weights)
     greedy = Combination("greedy", weights, val, test, estimate)
-    split = run.recipe.split.random_state  # ensemble.method: greedy, stack or the better
-    kept = choose_method(spec, pool, data, run.settings.metric, greedy, split)
+    parts = estimate_parts(data, run.recipe.split.random_state)  # the stack's folds
+    kept = choose_method(spec, pool, data.val_labels, parts, run.settings.metric, greedy)
     weights, val, test, estimate = kept.weights, kept.val, kept.test, kept.estimate
     refits: dict[str, str] = {}
     if spec.refit:
