@@ -4,9 +4,10 @@ The level-1 models are the study's trials (each trial's bag of seed copies in it
 place when it has one). Their validation probabilities are held out already
 (out-of-fold when cross-validated): no level-1 model trained on the clip it
 predicts. The level-2 model is a multinomial logistic regression (L2-regularised,
-scikit-learn) on their log-probabilities, centred per model and clip (the
-models' logits up to a constant), so it can weigh, sharpen or temper each model
-per class where greedy selection only averages.
+scikit-learn) on their probabilities side by side (as AutoGluon's stackers take
+them: bounded, so a model of wild confidence cannot swamp the others), so it can
+weigh each model per class, and undo a model's bias, where greedy selection only
+averages.
 
 Its own folds are the estimate's parts (:func:`toolkit.ensemble.estimate.estimate_parts`:
 the study's folds, or parts of the validation clips grouped like the split), so no
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from toolkit.ensemble.estimate import SelectionEstimate
 from toolkit.metrics import accuracy, get_metric
@@ -42,17 +44,13 @@ DEFAULT_C = 1.0
 """The strength used when there are too few parts to choose one by cross-validation."""
 
 FLOOR = 1e-6
-"""Probabilities are clipped to at least this before their logarithm."""
+"""The least probability the level-2 model gives a class (one its training rows lacked)."""
 
 
 def level_one(probs: Mapping[str, np.ndarray], ids: Sequence[str]) -> np.ndarray:
-    """The level-2 model's inputs: each model's log-probabilities, centred over the classes,
-    side by side (``[N, len(ids) * K]``)."""
-    blocks = []
-    for cid in ids:
-        logs = np.log(np.clip(np.asarray(probs[cid], dtype=np.float64), FLOOR, 1.0))
-        blocks.append(logs - logs.mean(axis=1, keepdims=True))
-    return np.concatenate(blocks, axis=1)
+    """The level-2 model's inputs: each model's probabilities, side by side
+    (``[N, len(ids) * K]``)."""
+    return np.concatenate([np.asarray(probs[cid], dtype=np.float64) for cid in ids], axis=1)
 
 
 @dataclass
@@ -67,12 +65,11 @@ class StackModel:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """``[N, n_classes]`` probabilities (a class unseen in training gets almost none)."""
-        out = np.full((len(x), self.n_classes), FLOOR)
         if self.model is None:
+            out = np.full((len(x), self.n_classes), FLOOR)
             out[:, self.constant] = 1.0
-        else:
-            out[:, self.model.classes_] += self.model.predict_proba(x)
-        return out / out.sum(axis=1, keepdims=True)
+            return out / out.sum(axis=1, keepdims=True)
+        return _probabilities(self.model, x, self.n_classes)
 
     def input_weights(self, n_inputs: int) -> np.ndarray:
         """Each level-1 model's share of the coefficients' magnitude (sums to 1)."""
@@ -84,16 +81,25 @@ class StackModel:
         return sizes / total if total > 0 else np.full(n_inputs, 1.0 / n_inputs)
 
 
+def _probabilities(model: LogisticRegression, x: np.ndarray, n_classes: int) -> np.ndarray:
+    """A fitted model's ``[N, n_classes]`` probabilities, classes it never saw at ``FLOOR``."""
+    out = np.full((len(x), n_classes), FLOOR)
+    out[:, model.classes_] += model.predict_proba(x)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def _fit(model: LogisticRegression, x: np.ndarray, labels: np.ndarray) -> LogisticRegression:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(x, labels)
+
+
 def fit_stack(x: np.ndarray, labels: np.ndarray, n_classes: int, c: float) -> StackModel:
     """The level-2 logistic regression of strength ``c`` fitted on ``x`` and ``labels``."""
     present = np.unique(labels)
     if len(present) < 2:
         return StackModel(c, n_classes, None, int(present[0]) if len(present) else 0)
-    model = LogisticRegression(C=c, max_iter=500)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(x, labels)
-    return StackModel(c, n_classes, model)
+    return StackModel(c, n_classes, _fit(LogisticRegression(C=c, max_iter=500), x, labels))
 
 
 def choose_c(
@@ -107,11 +113,20 @@ def choose_c(
     best on the parts held out together; :data:`DEFAULT_C` with fewer than two parts."""
     if len(parts) < 2:
         return DEFAULT_C
+    held = {c: np.full((len(labels), n_classes), np.nan) for c in STACK_C}
+    every = np.arange(len(labels))
+    for part in parts:
+        rest = np.setdiff1d(every, part)
+        if len(np.unique(labels[rest])) < 2:  # one class: every strength predicts it alike
+            for c in STACK_C:
+                held[c][part] = fit_stack(x[rest], labels[rest], n_classes, c).predict(x[part])
+            continue
+        model = LogisticRegression(max_iter=500, warm_start=True)  # each strength from the last
+        for c in STACK_C:
+            _fit(model.set_params(C=c), x[rest], labels[rest])
+            held[c][part] = _probabilities(model, x[part], n_classes)
     rule = get_metric(metric)
-    scores = []
-    for c in STACK_C:
-        held, _ = held_out(x, labels, parts, n_classes, lambda *_, c=c: c)
-        scores.append((c, rule.fn(held, labels)))
+    scores = [(c, rule.fn(held[c], labels)) for c in STACK_C]
     best = rule.best(score for _, score in scores)
     return next(c for c, score in scores if score == best)
 
@@ -178,6 +193,18 @@ def stack_ensemble(
     """Stack the models of ``val_probs`` (id -> ``[N, K]`` held-out probabilities of the
     validation clips; ``test_probs`` the same ids' test probabilities) with folds ``parts``
     (row numbers, together every row once)."""
+    # one BLAS thread: the fits are small, and threads waiting on each other cost 10x here
+    with threadpool_limits(limits=1):
+        return _stack(val_probs, test_probs, labels, parts, metric)
+
+
+def _stack(
+    val_probs: Mapping[str, np.ndarray],
+    test_probs: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    parts: Sequence[np.ndarray],
+    metric: str,
+) -> StackedEnsemble:
     inputs = sorted(val_probs)
     n_classes = next(iter(val_probs.values())).shape[1]
     x = level_one(val_probs, inputs)
