@@ -235,6 +235,48 @@ def _curves(contents: RunContents, figures: dict[str, bytes]) -> str:
 
 
 def _search(contents: RunContents, figures: dict[str, bytes]) -> str:
+    parts = [_search_figures(figures)]
+    study = contents.study
+    if study is None or not study.profiles:
+        return "".join(parts)
+    parts.append(
+        "<p>Each trial drew a profile (a model family), then that profile's values; the "
+        "pruner compared it with its own profile's trials.</p>"
+    )
+    parts.append(_profile_table(contents))
+    for profile in study.profiles:
+        parts.append(f'<h3 id="search-{_e(profile)}">Profile {_e(profile)}</h3>')
+        parts.append(_search_figures(figures, f"-{profile}"))
+    return "".join(parts)
+
+
+def _profile_table(contents: RunContents) -> str:
+    """A line per profile: its trials by state, its best trial and the time its trials took."""
+    assert contents.study is not None
+    rule = METRICS[contents.metric]
+    lines = []
+    for profile in contents.study.profiles:
+        view = contents.study.of_profile(profile)
+        counts = view.counts()
+        done = [t for t in view.trials if t.state.name == "COMPLETE" and t.value is not None]
+        best = max(done, key=lambda t: rule.goodness(float(t.value or 0.0))) if done else None
+        lines.append(
+            [
+                _t(profile),
+                _n(counts["complete"]),
+                _n(counts["pruned"]),
+                _n(counts["failed"]),
+                _f(None if best is None else best.value),
+                _t("" if best is None else f"t{best.number:04d}"),
+                _duration(view.seconds()),
+            ]
+        )
+    headers = ["profile", "complete", "pruned", "failed", f"best {contents.metric}", "trial"]
+    return _table([*headers, "time"], lines, id="profiles")
+
+
+def _search_figures(figures: dict[str, bytes], suffix: str = "") -> str:
+    """The search's figures (of one profile's trials, with ``suffix``), captioned."""
     parts = []
     for name, caption in (
         (
@@ -251,8 +293,8 @@ def _search(contents: RunContents, figures: dict[str, bytes]) -> str:
             "Each searched key's values against the trials' metric; pruned trials hollow grey.",
         ),
     ):
-        if name in figures:
-            parts.append(_img(figures, name, caption))
+        if name + suffix in figures:
+            parts.append(_img(figures, name + suffix, caption))
     return "".join(parts)
 
 
@@ -309,6 +351,20 @@ def _ensemble(contents: RunContents, figures: dict[str, bytes]) -> str:
             f"clips: the selection repeated on {len(estimate['parts'])} parts of the clips, "
             "each chosen without the part it is scored on (the validation score above was "
             "measured on the predictions that chose the ensemble).</p>"
+        )
+    if len(data.estimates) > 1:
+        both = ", ".join(
+            f"{_e(m)} {float(e['value']):.4f}" for m, e in sorted(data.estimates.items())
+        )
+        kept = (
+            "a logistic regression over the trials' held-out probabilities (each member's "
+            "weight: its share of the regression's coefficients)"
+            if data.method == "stack"
+            else "the greedy selection's weighted average"
+        )
+        text += (
+            f"<p>Method ({_e(data.method)}): {kept}; estimates, each cross-validated over the "
+            f"same parts: {both}.</p>"
         )
     members = _table(["member", "weight"], lines, id="ensemble-members")
     return text + _img(figures, "ensemble", "") + members
