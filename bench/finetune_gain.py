@@ -4,9 +4,10 @@ Side by side in one run, on one demo competition whose clips share songs and
 singers (``--songs 50``: the test clips' songs and singers are unseen; its
 ``test_labels.csv`` are never seen by training or selection):
 
-1. the frozen head: ``recipes/strong.yaml`` as it is (three frozen pretrained
-   streams, a search over the head, the greedy ensemble of seed bags), with
-   ``search.n_trials`` cut to ``--trials``;
+1. the frozen head: ``recipes/strong.yaml``'s ``head`` profile alone (three frozen
+   pretrained streams, a search over the head, the greedy ensemble of seed bags), with
+   ``search.n_trials`` cut to ``--trials`` (before profiles, strong.yaml was this study;
+   its pruner and sampler settings are now the profile study's);
 2. musicnn fine-tuned on the vocals' waveform (``recipes/finetune.yaml`` with
    ``musicnn_finetune`` and the waveform streams only);
 3. the speaker encoder fine-tuned the same way (``speaker_finetune``);
@@ -53,6 +54,14 @@ GROUPED_CSV = "train_grouped.csv"
 """The demo's train CSV with each clip's true song, written into the demo folder."""
 WAVEFORMS = "features=[{name: waveform}, {name: waveform, input: mixture}]"
 PSEUDO = "semi_supervised={pseudo_labels: {threshold: 0.9, power: 2.0}}"
+HEAD_ONLY = (
+    "search.profiles.cnn=null",
+    "search.profiles.finetune=null",
+    "search.budget=sampler",
+    "search.timeout=null",
+    "ensemble.method=greedy",
+)
+"""strong.yaml's frozen-head profile alone, greedy ensemble: the frozen head of this bench."""
 Runner = Callable[[LoadedRecipe], Path]
 """Trains what a configuration names; returns its run directory."""
 
@@ -72,7 +81,7 @@ def configs(trials: int) -> dict[str, tuple[Path, tuple[str, ...], Runner]]:
     return {
         f"frozen head (strong.yaml, {trials} trials)": (
             RECIPES / "strong.yaml",
-            (f"search.n_trials={trials}",),
+            (f"search.n_trials={trials}", *HEAD_ONLY),
             study,
         ),
         "musicnn fine-tuned (vocals)": (
@@ -84,7 +93,7 @@ def configs(trials: int) -> dict[str, tuple[Path, tuple[str, ...], Runner]]:
         "fused: speaker fine-tuned + frozen musicnn": (RECIPES / "finetune.yaml", (), plain),
         f"frozen head + pseudo-labels ({trials} trials)": (
             RECIPES / "strong.yaml",
-            (f"search.n_trials={trials}", PSEUDO),
+            (f"search.n_trials={trials}", *HEAD_ONLY, PSEUDO),
             study,
         ),
         "fused + pseudo-labels": (RECIPES / "finetune.yaml", (PSEUDO,), plain),
