@@ -50,14 +50,16 @@ def spent(trials: Sequence[FrozenTrial], now: datetime) -> dict[str, float]:
     return seconds
 
 
-def deficits(search: Search, used: dict[str, float]) -> dict[str, float]:
-    """Each profile's share of the time spent minus the time it used (positive: owed)."""
+def fair_shares(search: Search, used: dict[str, float]) -> dict[str, float]:
+    """Each profile's share of the time the study has spent, in seconds."""
     total = sum(used.values())
     weights = sum(p.share for p in search.profiles.values())
-    return {
-        name: total * profile.share / weights - used.get(name, 0.0)
-        for name, profile in search.profiles.items()
-    }
+    return {name: total * p.share / weights for name, p in search.profiles.items()}
+
+
+def deficits(search: Search, used: dict[str, float]) -> dict[str, float]:
+    """Each profile's share of the time spent minus the time it used (positive: owed)."""
+    return {name: fair - used.get(name, 0.0) for name, fair in fair_shares(search, used).items()}
 
 
 def by_shares(search: Search, used: dict[str, float]) -> str:
@@ -101,16 +103,10 @@ def next_profile(
     young = [name for name in search.profiles if tried[name] < EXPLORE]
     if young:
         return min(young, key=lambda name: tried[name])
-    owed = deficits(search, used)
-    total = sum(used.values())
-    weights = sum(p.share for p in search.profiles.values())
-    starved = [
-        name
-        for name, profile in search.profiles.items()
-        if used.get(name, 0.0) < FLOOR * total * profile.share / weights
-    ]
+    fair = fair_shares(search, used)
+    starved = [name for name in search.profiles if used.get(name, 0.0) < FLOOR * fair[name]]
     if starved:
-        return max(starved, key=lambda name: owed[name])
+        return max(starved, key=lambda name: fair[name] - used.get(name, 0.0))
     rates = {
         name: improvement_rate(
             [float(t.value) for t in done if t.value is not None],
