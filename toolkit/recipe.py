@@ -332,7 +332,11 @@ class Search(Strict):
     study_name: str | None = Field(None, min_length=1, description="default: the recipe name")
     storage: str | None = Field(None, description="Optuna RDB URL; default: RUN_DIR/study.db")
     space: dict[str, Distribution] = Field(default_factory=dict)
-    baseline: bool = Field(True, description="trial 0 runs the recipe's own values of the space")
+    baseline: bool = Field(
+        True,
+        description="trial 0 runs the recipe's own values of the space (with profiles: a "
+        "first trial per profile, the profile as written)",
+    )
     profiles: dict[str, Profile] = Field(default_factory=dict)
     """Model families (name -> partial recipe and space): each trial draws one, then its values;
     ``null`` leaves a profile out (``--set search.profiles.NAME=null``)."""

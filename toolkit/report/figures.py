@@ -394,7 +394,10 @@ def ensemble(data: EnsembleData) -> Figure:
     path_ax.axhline(data.best_trial_metric, color="grey", linestyle="--", label="best trial")
     path_ax.set_xlabel("greedy round (pick)")
     path_ax.set_ylabel(f"validation {data.metric}")
-    path_ax.set_title("greedy selection")
+    stacked = data.method == "stack"  # the members' weights are then the stack's shares
+    path_ax.set_title("greedy selection" + (" (not kept: the stack was)" if stacked else ""))
+    if stacked:
+        weights_ax.set_xlabel("share of the stack's coefficients")
     path_ax.grid(alpha=0.3)
     path_ax.legend(
         loc="lower right" if get_metric(data.metric).direction == "maximize" else "upper right"
