@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from toolkit.ensemble.estimate import estimate_selection
+from toolkit.ensemble.estimate import estimate_parts, estimate_selection
 from toolkit.ensemble.selection import select_ensemble
 
 N, K = 400, 4
@@ -68,3 +70,18 @@ def test_parts_must_cover_every_clip() -> None:
         estimate_selection(
             probs, labels, [np.arange(0, 100), np.arange(100, 200)], metric="accuracy", size=3
         )
+
+
+def test_parts_keep_the_groups_when_every_class_is_rarer_than_the_parts() -> None:
+    labels = np.array([0, 0, 1, 1, 1, 2, 2, 3, 3, 3])  # no class has 5 clips
+    groups = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+    data = SimpleNamespace(
+        cross_validated=False,
+        val_labels=labels,
+        val_idx=np.arange(10),
+        competition=SimpleNamespace(groups=groups),
+    )
+    parts = estimate_parts(data)  # type: ignore[arg-type]
+    assert len(parts) == 5
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(10))
+    assert all(len(set(groups[p].tolist())) == 1 for p in parts)  # a song in one part

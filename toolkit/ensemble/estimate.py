@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
 from toolkit.ensemble.selection import blend, select_ensemble
 from toolkit.metrics import accuracy, get_metric
@@ -76,9 +76,11 @@ def estimate_parts(data: PreparedData, random_state: int = 0) -> list[np.ndarray
         if groups is not None:
             held = np.asarray(groups)[data.val_idx]
             n = min(n, len(set(held.tolist())))
-            if n >= 2:
+            if n >= 2 and np.bincount(labels).max(initial=0) >= n:  # else sklearn refuses
                 split = StratifiedGroupKFold(n, shuffle=True, random_state=random_state)
                 return [v for _, v in split.split(rows, labels, held)]
+            if n >= 2:  # every class rarer than the parts: the groups kept, not the shares
+                return [v for _, v in GroupKFold(n).split(rows, labels, held)]
         elif n >= 2 and np.bincount(labels).max(initial=0) >= n:  # else sklearn refuses
             split = StratifiedKFold(n, shuffle=True, random_state=random_state)
             return [v for _, v in split.split(rows, labels)]
