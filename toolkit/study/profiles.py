@@ -79,9 +79,10 @@ def lay_over(base: Any, layer: Any) -> Any:
 def profile_raw(raw: Mapping[str, Any], profile: Profile) -> dict[str, Any]:
     """The raw recipe of a profile: ``raw`` with the profile's sections laid over it."""
     out: dict[str, Any] = copy.deepcopy(dict(raw))
-    given = profile.model_dump(include=set(PROFILE_SECTIONS), exclude_none=True)
-    for section, value in given.items():
-        out[section] = lay_over(out.get(section), value)
+    for section in PROFILE_SECTIONS:
+        value = getattr(profile, section)
+        if value is not None:  # given by the profile (a null inside a block is kept)
+            out[section] = lay_over(out.get(section), value)
     return out
 
 
