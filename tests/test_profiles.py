@@ -221,12 +221,11 @@ def test_the_budget_shares_time_and_follows_improvement(tmp_path: Path) -> None:
 # ------------------------------------------------------------- a tiny study, end to end
 @pytest.fixture(scope="module")
 def profile_study(tiny_competition: DemoCompetition, tmp_path_factory: Any) -> Path:
-    """``toolkit run`` of a 3-trial study of profiles cnn and head (different features),
+    """``toolkit run`` of a 2-trial study of profiles cnn and head (different features),
     its ensemble ``auto``; returns the work directory."""
     work = tmp_path_factory.mktemp("profiles")
-    recipe = profile_recipe(
-        work, tiny_competition.root, extra="ensemble: {size: 5, method: auto}\n"
-    )
+    auto = "ensemble: {size: 5, method: auto}\n"
+    recipe = profile_recipe(work, tiny_competition.root, n_trials=2, extra=auto)
     result = run_cli("run", recipe, "--output", work / "run", cwd=work)
     assert result.returncode == 0, result.stderr
     said = result.stdout + result.stderr  # each trial's line, its profile named
