@@ -391,8 +391,9 @@ class Search(Strict):
     @field_validator("budget")
     @classmethod
     def _budget(cls, value: str, info: ValidationInfo) -> str:
-        """Shares and improvement divide the trials among profiles: there must be some."""
-        if value != "sampler" and not info.data.get("profiles"):
+        """Shares and improvement divide the trials among profiles: there must be some (not
+        said again when the profiles themselves are wrong)."""
+        if value != "sampler" and "profiles" in info.data and not info.data["profiles"]:
             raise PydanticCustomError(
                 "budget", f"{value} divides the trials among search.profiles; name some"
             )
