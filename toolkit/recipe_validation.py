@@ -155,9 +155,19 @@ def validate_recipe(
 
 
 def _check_semi_supervised(recipe: Recipe) -> None:
-    """Pseudo-label rounds need a single split: a RecipeError otherwise."""
-    if recipe.semi_supervised is not None and recipe.split.folds > 1:
+    """Pseudo-labels: a plain run's own round needs a single split, a study's round (after
+    its ensemble) works with folds but not with refits; a RecipeError otherwise."""
+    if recipe.semi_supervised is None:
+        return
+    study = recipe.search is not None or recipe.ensemble is not None
+    if not study and recipe.split.folds > 1:
         raise RecipeError(
-            "semi_supervised: pseudo-label rounds run on a single split; set split.folds: 1 "
-            "or remove semi_supervised"
+            "semi_supervised: a plain run's pseudo-label round needs a single split; set "
+            "split.folds: 1, or add a search: or ensemble: section (a study's round follows "
+            "its ensemble and works with folds)"
+        )
+    if recipe.ensemble is not None and recipe.ensemble.refit:
+        raise RecipeError(
+            "semi_supervised: pseudo-labelled models are not refit on every clip; set "
+            "ensemble.refit: false or remove semi_supervised"
         )

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.ensemble.estimate import SelectionEstimate
+from toolkit.ensemble.pseudo_round import PseudoRound
 from toolkit.ensemble.selection import EnsembleResult
 from toolkit.leaderboard.row import Row
 from toolkit.metrics import accuracy, log_loss
@@ -41,6 +42,8 @@ class EnsembleOutcome:
     """Folds of the study's trials (their validation predictions are then out-of-fold)."""
     estimate: SelectionEstimate | None = None
     """The selection procedure's cross-validated metric: what to expect on new clips."""
+    pseudo_labels: PseudoRound | None = None
+    """What the pseudo-label round did (``semi_supervised``), whether kept or not."""
 
 
 def record_ensemble(
@@ -57,6 +60,7 @@ def record_ensemble(
     best: tuple[str, float],
     candidates: int,
     started: float,
+    pseudo_labels: PseudoRound | None = None,
 ) -> EnsembleOutcome:
     """Write the ensemble's files and its leaderboard row; return what it is."""
     comp = data.competition
@@ -83,6 +87,7 @@ def record_ensemble(
         refits=refits,
         folds=len(data.folds),
         estimate=estimate,
+        pseudo_labels=pseudo_labels,
     )
     layout.write_ensemble(summary(run, spec, outcome))
     run.board.upsert(ensemble_row(run, spec, outcome, data))
@@ -109,6 +114,7 @@ def ensemble_row(
             "seeds": spec.seeds,
             "refit": spec.refit,
             "candidates": outcome.candidates,
+            **pseudo_params(outcome.pseudo_labels),
         },
         val_accuracy=outcome.val_accuracy,
         val_loss=outcome.val_loss,
@@ -164,4 +170,13 @@ def summary(run: StudyRun, spec: Ensemble, outcome: EnsembleOutcome) -> dict[str
         "refit": outcome.refits,
         "picks": list(selection.picks) if selection else [],
         "trajectory": list(selection.trajectory) if selection else [],
+        "pseudo_labels": outcome.pseudo_labels.as_dict() if outcome.pseudo_labels else None,
     }
+
+
+def pseudo_params(round_: PseudoRound | None) -> dict[str, Any]:
+    """What the ensemble's row shows of its pseudo-label round: the test clips its kept
+    round trained on (0: not kept); nothing without a round."""
+    if round_ is None:
+        return {}
+    return {"pseudo_labels": max(round_.test_clips, default=0) if round_.kept else 0}

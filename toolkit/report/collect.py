@@ -109,6 +109,8 @@ class EnsembleData:
     best_trial_metric: float
     candidates: int
     estimate: dict[str, Any] | None = None
+    pseudo_labels: dict[str, Any] | None = None
+    """The pseudo-label round, as ``ensemble.json`` records it."""
     """The selection cross-validated (``metric``, ``value``, ``accuracy``, ``parts``)."""
 
 
@@ -261,6 +263,7 @@ def _collect_study(contents: RunContents, layout: RunDir, storage: str | None) -
         best_trial_metric=float(summary["best_trial_metric"]),
         candidates=int(summary["candidates"]),
         estimate=summary.get("estimate"),
+        pseudo_labels=summary.get("pseudo_labels"),
     )
     contents.ensemble_predictions = read_predictions(layout, contents.ensemble.id)
 
