@@ -14,8 +14,9 @@ clips; its ``test_labels.csv`` are never seen by training or selection):
    fine-tuned, musicnn's frozen embeddings of the vocals and the mixture beside it);
 
 and each of them followed by a pseudo-label round (``semi_supervised``, threshold
-0.9, power 2): the chosen trials trained again with the test clips the ensemble is
-sure of, kept only if the ensemble's grouped estimate improves. The round reuses its
+``--threshold`` 0.9, power ``--power`` 2): the chosen trials trained again with the
+test clips the ensemble is sure of, kept only if the ensemble's grouped estimate
+improves. The round reuses its
 configuration's run (trials, seed copies): its seconds are the round's alone.
 
 Every configuration is a study on the recipe's split with ``split.groups: auto``
@@ -30,7 +31,12 @@ the pseudo-labelled copies blended with the first ensemble's weights, kept or no
 (what the round would have given). Usage:
 
     python bench/finetune_gain.py [--root data/demo-songs] [--work runs/bench-finetune]
-        [--trials 6] [--only speaker fused] [--no-pseudo] [--set train.epochs=4 ...]
+        [--trials 6] [--only speaker fused] [--no-pseudo] [--threshold 0.9] [--power 2]
+        [--seeds 1]
+        [--set train.epochs=4 ...]
+
+Run again with the same ``--work``, a configuration's study is found done and only its
+pseudo-label round trains (e.g. with another ``--threshold``).
 """
 
 from __future__ import annotations
@@ -55,25 +61,31 @@ from toolkit.workflow import run_study
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 WAVEFORMS = "features=[{name: waveform}, {name: waveform, input: mixture}]"
-PSEUDO = "semi_supervised={pseudo_labels: {threshold: 0.9, power: 2.0}}"
+PSEUDO = "semi_supervised={{pseudo_labels: {{threshold: {threshold}, power: {power}}}}}"
 GROUPED = "split.groups=auto"
-ONE_TRIAL = "ensemble={size: 5}"
-"""A recipe without a search as a one-trial study: its model gets an ensemble's estimate."""
+ONE_TRIAL = "ensemble={{size: 5, seeds: {seeds}}}"
+"""A recipe without a search as a one-trial study (its model, bagged over ``--seeds``
+seeds), so it gets an ensemble's estimate."""
 
 
-def configs(trials: int) -> dict[str, tuple[Path, tuple[str, ...]]]:
+def configs(trials: int, seeds: int) -> dict[str, tuple[Path, tuple[str, ...]]]:
     """Each configuration: its recipe and overrides."""
+    one_trial = ONE_TRIAL.format(seeds=seeds)
+    bag = f", {seeds}-seed bag" if seeds > 1 else ""
     return {
         f"frozen head (strong.yaml, {trials} trials)": (
             RECIPES / "strong.yaml",
             (f"search.n_trials={trials}",),
         ),
-        "musicnn fine-tuned (vocals)": (
+        f"musicnn fine-tuned (vocals{bag})": (
             RECIPES / "finetune.yaml",
-            (WAVEFORMS, "model.backbone={name: musicnn_finetune}", ONE_TRIAL),
+            (WAVEFORMS, "model.backbone={name: musicnn_finetune}", one_trial),
         ),
-        "speaker fine-tuned (vocals)": (RECIPES / "finetune.yaml", (WAVEFORMS, ONE_TRIAL)),
-        "fused: speaker fine-tuned + frozen musicnn": (RECIPES / "finetune.yaml", (ONE_TRIAL,)),
+        f"speaker fine-tuned (vocals{bag})": (RECIPES / "finetune.yaml", (WAVEFORMS, one_trial)),
+        f"fused: speaker fine-tuned + frozen musicnn{bag}": (
+            RECIPES / "finetune.yaml",
+            (one_trial,),
+        ),
     }
 
 
@@ -116,12 +128,15 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=6, help="strong.yaml's search.n_trials")
     parser.add_argument("--only", nargs="*", help="configurations to run (default: all)")
     parser.add_argument("--no-pseudo", action="store_true", help="skip the pseudo-label rounds")
+    parser.add_argument("--seeds", type=int, default=1, help="seed bag of each fine-tune")
+    parser.add_argument("--threshold", type=float, default=0.9, help="pseudo-label confidence")
+    parser.add_argument("--power", type=float, default=2.0, help="pseudo-label sharpening")
     parser.add_argument("--set", nargs="*", default=[], help="overrides for every fine-tune")
     args = parser.parse_args()
     root = args.root.resolve()
     ensure_demo_competition(root, n_train=400, n_test=100, seed=0, duration=3.0, songs=50)
     rows = []
-    for i, (name, (recipe, overrides)) in enumerate(configs(args.trials).items()):
+    for i, (name, (recipe, overrides)) in enumerate(configs(args.trials, args.seeds).items()):
         if args.only and not any(o in name for o in args.only):
             continue
         extra = tuple(args.set) if recipe.name == "finetune.yaml" else ()
@@ -137,7 +152,8 @@ def main() -> None:
         print(f"done: {name}: estimate {estimate:.3f}, test {test:.3f} in {seconds:.0f} s")
         if args.no_pseudo:
             continue
-        loaded: LoadedRecipe = load_recipe(recipe, (*common, PSEUDO), output=out)
+        pseudo = PSEUDO.format(threshold=args.threshold, power=args.power)
+        loaded: LoadedRecipe = load_recipe(recipe, (*common, pseudo), output=out)
         started = time.perf_counter()
         outcome = build_ensemble(StudyRun(loaded))
         seconds = time.perf_counter() - started
