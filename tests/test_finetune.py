@@ -309,6 +309,24 @@ def test_waveform_augmenters_say_which_streams_they_lack(registry: Registry) -> 
         augmenter(registry, embeddings, name="gain")
 
 
+def test_feature_map_augmenters_are_refused_beside_packed_streams(tmp_path: Path) -> None:
+    recipe = finetune_recipe(tmp_path, tmp_path, "{name: speaker_finetune}")
+    for override, key in (
+        (
+            "augmenters=[{name: gain}, {name: time_mask, copies: 1, max_width: 4}]",
+            "augmenters\\[1\\]",
+        ),
+        ("augmenters=[{name: freq_mask, copies: 1, max_width: 4}]", "augmenters\\[0\\]"),
+        ("predict.tta=[{name: time_shift}]", "predict.tta\\[0\\]"),
+    ):
+        with pytest.raises(RecipeError, match=f"{key}: .* takes its streams packed"):
+            load_recipe(recipe, [override])
+    # the same augmenters stay allowed for a backbone of feature maps
+    mel = load_recipe(recipe, ["features={name: mel}", "model.backbone={name: resnet18}",
+                               "augmenters=[{name: time_mask, copies: 1, max_width: 4}]"])  # fmt: skip
+    assert mel.recipe.augmenters[0]["name"] == "time_mask"
+
+
 def test_mixup_mixes_waveform_batches_as_any_other(registry: Registry) -> None:
     layout, x = batch_of(registry)
     y = torch.eye(4)[[0, 1, 2, 3, 0, 1]]

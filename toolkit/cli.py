@@ -155,6 +155,8 @@ def _run_study(loaded: Any, storage: str | None) -> Path:
     if ens.estimate is not None:
         out.print(f"estimate: {ens.estimate.describe()}", highlight=False, soft_wrap=True)
     _say_method(ens)
+    if ens.pseudo_labels is not None:
+        out.print(ens.pseudo_labels.describe(), highlight=False, soft_wrap=True)
     out.print(f"submission: {result.submission}", highlight=False, soft_wrap=True)
     out.print(f"dashboard: optuna-dashboard {result.storage}", highlight=False, soft_wrap=True)
     return result.run_dir

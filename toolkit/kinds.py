@@ -54,6 +54,10 @@ class DatasetAugmenter(ABC):
     """Adds examples to the training part of the split, once, before training."""
 
     stage: ClassVar[str] = "dataset"
+    along_axes: ClassVar[bool] = False
+    """Whether it works along the axes of a feature map (masks, shifts in time): it cannot
+    run on streams a backbone takes packed (flattened side by side), see
+    :func:`toolkit.recipe_validation.check_packed_augmenters`."""
 
     @abstractmethod
     def expand(
@@ -66,6 +70,10 @@ class BatchAugmenter(ABC):
     """Transforms every training batch on the training device."""
 
     stage: ClassVar[str] = "batch"
+    along_axes: ClassVar[bool] = False
+    """Whether it works along the axes of a feature map (masks, shifts in time): it cannot
+    run on streams a backbone takes packed (flattened side by side), see
+    :func:`toolkit.recipe_validation.check_packed_augmenters`."""
 
     @abstractmethod
     def __call__(
@@ -86,6 +94,10 @@ class TestTimeAugmenter(ABC):
     """Views of a batch whose predictions are averaged with the batch's own (``predict.tta``)."""
 
     stage: ClassVar[str] = "test"
+    along_axes: ClassVar[bool] = False
+    """Whether it works along the axes of a feature map (masks, shifts in time): it cannot
+    run on streams a backbone takes packed (flattened side by side), see
+    :func:`toolkit.recipe_validation.check_packed_augmenters`."""
 
     @abstractmethod
     def views(self, x: torch.Tensor) -> list[torch.Tensor]:

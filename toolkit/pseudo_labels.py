@@ -1,18 +1,31 @@
-"""Pseudo-labels: the test clips a trained model is sure of, as extra training targets.
+"""Pseudo-labels: the test clips trained models are sure of, as extra training targets.
 
-With ``semi_supervised: {pseudo_labels: {threshold, power}}`` a model trained on a
-single split is trained once more, from scratch, with the test clips whose highest
-predicted probability reaches ``threshold`` added to its training part. Their
-targets are the first round's probabilities sharpened (each raised to ``power``,
-the row renormalised). The validation clips are the split's, train clips only: a
-test clip never validates, and the first round's predictions come from a model
-that never saw a validation clip's label through them. The second round is kept
-only if its validation metric is better than the first's; ``pseudo_labels.json``
-in the model's folder says what happened.
+With ``semi_supervised: {pseudo_labels: {threshold, power}}``, the test clips
+whose highest predicted probability reaches ``threshold`` join a second round's
+training part. Their targets are the predicted probabilities sharpened (each
+raised to ``power``, the row renormalised). A test clip never validates: the
+validation clips are always the split's (or the folds') train clips.
+
+Who predicts the test clips, and who trains the second round:
+
+* a **study** (``toolkit.ensemble.pseudo_round``): after its ensemble is chosen, the
+  chosen trials are trained again. The targets of fold ``k``'s second round are
+  the ensemble's blend of its models' **fold-k** test predictions, made by models
+  that never trained on fold ``k``'s held-out clips, so the out-of-fold
+  validation of the second round stays out-of-fold. The round is kept only if
+  the ensemble's grouped estimate improves;
+* a **plain run** on a single split: its own model, trained again, kept only if its
+  validation metric improves.
+
+:class:`PseudoLabelSet` holds the pseudo-labelled clips of each fold's second
+round; a model trained with one records its :meth:`~PseudoLabelSet.digest`, so a
+folder trained on other pseudo-labels is never taken as done.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -31,9 +44,57 @@ def pseudo_targets(test_probs: np.ndarray, settings: PseudoLabels) -> tuple[np.n
 
 
 @dataclass(frozen=True)
+class FoldPseudoLabels:
+    """The pseudo-labelled test clips of one fold's second round."""
+
+    rows: np.ndarray
+    """Row numbers of the test clips (in the competition's test order)."""
+    targets: np.ndarray
+    """Their soft targets ``[M, K]``."""
+
+
+@dataclass(frozen=True)
+class PseudoLabelSet:
+    """The pseudo-labelled test clips each fold's second round trains on."""
+
+    folds: tuple[FoldPseudoLabels, ...]
+
+    @classmethod
+    def of(cls, fold_test_probs: Sequence[np.ndarray], settings: PseudoLabels) -> PseudoLabelSet:
+        """The set made of each fold's test predictions (one array per fold, in fold order)."""
+        return cls(tuple(FoldPseudoLabels(*pseudo_targets(p, settings)) for p in fold_test_probs))
+
+    def extra(self, fold: int, test_x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Fold ``fold``'s (0-based) extra training examples: the test clips' features and
+        targets, or None when no test clip is sure enough."""
+        labels = self.folds[fold]
+        if not len(labels.rows):
+            return None
+        return np.asarray(test_x[labels.rows]), labels.targets
+
+    @property
+    def clips(self) -> list[int]:
+        """How many test clips each fold's second round trains on."""
+        return [len(f.rows) for f in self.folds]
+
+    def digest(self) -> str:
+        """A short hash of every fold's clips and targets: what a model trained with the set
+        records, to tell it from one trained on other pseudo-labels."""
+        hasher = hashlib.sha256()
+        for fold in self.folds:
+            hasher.update(np.ascontiguousarray(fold.rows, dtype=np.int64).tobytes())
+            hasher.update(np.ascontiguousarray(fold.targets, dtype=np.float32).tobytes())
+        return hasher.hexdigest()[:16]
+
+    def as_dict(self) -> dict[str, object]:
+        """What a model's ``pseudo_labels.json`` records of the set it trained with."""
+        return {"digest": self.digest(), "test_clips": self.clips}
+
+
+@dataclass(frozen=True)
 class PseudoLabelRound:
-    """What a pseudo-label round did: how many test clips it trained on and whether it was
-    kept (its validation metric against the first round's)."""
+    """What a plain run's pseudo-label round did: how many test clips it trained on and
+    whether it was kept (its validation metric against the first round's)."""
 
     test_clips: int
     of: int

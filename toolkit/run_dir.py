@@ -13,8 +13,10 @@ files at the top. A model folder holds:
 ``val_probs.npy|csv``         validation probabilities (the csv with labels)
 ``test_probs.npy|csv``        test probabilities
 ``submission.csv``            the sample submission filled in
-``pseudo_labels.json``        with ``semi_supervised``: the pseudo-label round's clips,
-                              both rounds' metric, whether the second was kept
+``pseudo_labels.json``        with ``semi_supervised``: a plain run's pseudo-label round
+                              (clips, both rounds' metric, whether the second was
+                              kept), or the pseudo-labels a study's second-round
+                              model trained with (their digest, clips per fold)
 ============================  ==================================================
 
 A cross-validated model (``split.folds: K``) keeps each fold's model folder in
@@ -171,7 +173,8 @@ class RunDir:
         return self._write_text(ENSEMBLE, json.dumps(summary, indent=2))
 
     def write_pseudo_labels(self, summary: dict[str, Any]) -> Path:
-        """``pseudo_labels.json``: what the model's pseudo-label round did."""
+        """``pseudo_labels.json``: what the model's pseudo-label round did, or which
+        pseudo-labels it trained with."""
         return self._write_text(PSEUDO_LABELS, json.dumps(summary, indent=2))
 
     def _write_text(self, name: str, text: str) -> Path:
@@ -195,18 +198,33 @@ class RunDir:
         """Whether every file of :data:`MODEL_FILES` is there."""
         return all(self.file(name).is_file() for name in MODEL_FILES)
 
-    def holds(self, recipe: Recipe, *, validated: bool = True) -> bool:
+    def holds(
+        self, recipe: Recipe, *, validated: bool = True, pseudo_labels: str | None = None
+    ) -> bool:
         """Whether the folder holds a finished model of exactly ``recipe``: its
         ``recipe.yaml`` is that recipe, resolved, and its numbers are all there (a model
-        trained on every clip, ``validated=False``, has no validation files).
+        trained on every clip, ``validated=False``, has no validation files). With
+        ``pseudo_labels`` (a :meth:`~toolkit.pseudo_labels.PseudoLabelSet.digest`), the
+        model must also have trained on exactly those pseudo-labels.
 
         The one rule for "is this model already done?": a fold of a resumed run, a
-        trial's seed copy or refit found again.
+        trial's seed copy, refit or pseudo-labelled copy found again.
         """
         names = MODEL_FILES if validated else (METRICS, "test_probs.npy")
         if not all(self.file(name).is_file() for name in (RECIPE, *names)):
             return False
+        if pseudo_labels is not None and self.pseudo_labels_digest() != pseudo_labels:
+            return False
         return self.file(RECIPE).read_text() == dump_recipe(recipe)
+
+    def pseudo_labels_digest(self) -> str | None:
+        """The digest of the pseudo-labels the model trained with, from
+        ``pseudo_labels.json`` (None without one, or one of a plain run's own round)."""
+        try:
+            record = json.loads(self.file(PSEUDO_LABELS).read_text())
+        except (OSError, ValueError):
+            return None
+        return record.get("digest") if isinstance(record, dict) else None
 
     def read_probabilities(self, split: str) -> np.ndarray:
         """The saved ``[N, K]`` probabilities of ``split``."""

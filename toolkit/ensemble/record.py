@@ -11,6 +11,7 @@ import numpy as np
 
 from toolkit.ensemble.estimate import SelectionEstimate
 from toolkit.ensemble.method import Combination
+from toolkit.ensemble.pseudo_round import PseudoRound
 from toolkit.ensemble.selection import EnsembleResult
 from toolkit.leaderboard.row import Row
 from toolkit.metrics import accuracy, get_metric, log_loss
@@ -44,6 +45,8 @@ class EnsembleOutcome:
     """The kept method's cross-validated metric: what to expect on new clips."""
     combination: Combination | None = None
     """How the models were combined (greedy or stacked) and every method's estimate."""
+    pseudo_labels: PseudoRound | None = None
+    """What the pseudo-label round did (``semi_supervised``), whether kept or not."""
 
     @property
     def method(self) -> str:
@@ -66,6 +69,7 @@ def record_ensemble(
     candidates: int,
     started: float,
     combination: Combination | None = None,
+    pseudo_labels: PseudoRound | None = None,
 ) -> EnsembleOutcome:
     """Write the ensemble's files and its leaderboard row; return what it is."""
     comp = data.competition
@@ -97,6 +101,7 @@ def record_ensemble(
         folds=len(data.folds),
         estimate=estimate,
         combination=combination,
+        pseudo_labels=pseudo_labels,
     )
     layout.write_ensemble(summary(run, spec, outcome))
     run.board.upsert(ensemble_row(run, spec, outcome, data))
@@ -126,6 +131,7 @@ def ensemble_row(
             "candidates": outcome.candidates,
             "method": outcome.method,
             **{f"estimate_{m}": e.value for m, e in _estimates(outcome).items()},
+            **pseudo_params(outcome.pseudo_labels),
         },
         val_accuracy=outcome.val_accuracy,
         val_loss=outcome.val_loss,
@@ -189,6 +195,7 @@ def summary(run: StudyRun, spec: Ensemble, outcome: EnsembleOutcome) -> dict[str
         "refit": outcome.refits,
         "picks": list(selection.picks) if selection else [],
         "trajectory": list(selection.trajectory) if selection else [],
+        "pseudo_labels": outcome.pseudo_labels.as_dict() if outcome.pseudo_labels else None,
     }
 
 
@@ -211,3 +218,11 @@ def _stack_summary(outcome: EnsembleOutcome) -> dict[str, Any] | None:
         "weights": stacked.weights,
         "parts_C": [c for _, _, c in stacked.fits],
     }
+
+
+def pseudo_params(round_: PseudoRound | None) -> dict[str, Any]:
+    """What the ensemble's row shows of its pseudo-label round: the test clips its kept
+    round trained on (0: not kept); nothing without a round."""
+    if round_ is None:
+        return {}
+    return {"pseudo_labels": max(round_.test_clips, default=0) if round_.kept else 0}

@@ -17,7 +17,10 @@ every train clip for its best epoch count) instead. They make the run's
 ``submission.csv`` (:mod:`.record`). The ensemble's own validation score is
 optimistic (it was chosen on those predictions); its ``estimate`` repeats the
 final selection on all but one part of the clips and scores the part held out
-(:mod:`.estimate`): the number to expect.
+(:mod:`.estimate`): the number to expect. With ``semi_supervised``, the chosen
+trials are then trained again with the test clips the ensemble is sure of, and
+the ensemble chosen again over them too is kept if its estimate is better
+(:mod:`.pseudo_round`).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ import time
 import numpy as np
 
 from toolkit.ensemble.candidates import Pool, add_seed_bags, seeds_wanted, trial_pool
-from toolkit.ensemble.estimate import estimate_parts, estimate_selection
+from toolkit.ensemble.estimate import SelectionEstimate, estimate_parts, estimate_selection
 from toolkit.ensemble.method import Combination, choose_method
+from toolkit.ensemble.pseudo_round import PseudoRound, pseudo_label_round
 from toolkit.ensemble.record import EnsembleOutcome, record_ensemble
 from toolkit.ensemble.selection import EnsembleResult, blend, select_ensemble
 from toolkit.metrics import best_key, get_metric
@@ -44,25 +48,31 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
     spec = spec or run.recipe.ensemble or Ensemble()
     data = run.check_split()
     pool = trial_pool(run, data)
-    selection = select(pool, data, spec, run.settings.metric)
+    metric = run.settings.metric
+    selection = select(pool, data, spec, metric)
     if seeds_wanted(run, spec):  # seed copies of the chosen trials, and their bags, compete too
         add_seed_bags(run, pool, list(selection.members), spec.seeds, data)
-        selection = select(pool, data, spec, run.settings.metric)
-    estimate = estimate_selection(
-        pool.probs("val"),
-        data.val_labels,
-        estimate_parts(data, run.recipe.split.random_state),
-        metric=run.settings.metric,
-        size=spec.size,
-        init_best=spec.init_best,
-    )
+        selection = select(pool, data, spec, metric)
+
+    def choose(candidates: Pool) -> tuple[EnsembleResult, SelectionEstimate]:
+        return select(candidates, data, spec, metric), estimate(candidates, data, spec, run)
+
+    expected = estimate(pool, data, spec, run)
     weights = pool.model_weights(selection.members)
+    pseudo: PseudoRound | None = None
+    if run.recipe.semi_supervised is not None:
+        settings = run.recipe.semi_supervised.pseudo_labels
+        round_ = pseudo_label_round(run, pool, data, settings, weights, expected, choose)
+        pseudo = round_.record
+        if round_.kept is not None:
+            pool, selection, expected = round_.kept
+            weights = pool.model_weights(selection.members)
     val = blend(pool.probs("val"), weights)
     test = blend(pool.probs("test"), weights)
-    greedy = Combination("greedy", weights, val, test, estimate)
+    greedy = Combination("greedy", weights, val, test, expected)
     parts = estimate_parts(data, run.recipe.split.random_state)  # the stack's folds
-    kept = choose_method(spec, pool, data.val_labels, parts, run.settings.metric, greedy)
-    weights, val, test, estimate = kept.weights, kept.val, kept.test, kept.estimate
+    kept = choose_method(spec, pool, data.val_labels, parts, metric, greedy)
+    weights, val, test = kept.weights, kept.val, kept.test
     refits: dict[str, str] = {}
     if spec.refit:
         test, refits = refit_test(run, pool, weights)
@@ -72,7 +82,7 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
         spec,
         data,
         selection=selection,
-        estimate=estimate,
+        estimate=kept.estimate,
         weights=weights,
         val=val,
         test=test,
@@ -81,6 +91,19 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
         candidates=len(pool.candidates),
         started=started,
         combination=kept,
+        pseudo_labels=pseudo,
+    )
+
+
+def estimate(pool: Pool, data: PreparedData, spec: Ensemble, run: StudyRun) -> SelectionEstimate:
+    """The selection over the pool's candidates, cross-validated (:mod:`.estimate`)."""
+    return estimate_selection(
+        pool.probs("val"),
+        data.val_labels,
+        estimate_parts(data, run.recipe.split.random_state),
+        metric=run.settings.metric,
+        size=spec.size,
+        init_best=spec.init_best,
     )
 
 

@@ -129,6 +129,8 @@ class EnsembleData:
     best_trial_metric: float
     candidates: int
     estimate: dict[str, Any] | None = None
+    pseudo_labels: dict[str, Any] | None = None
+    """The pseudo-label round, as ``ensemble.json`` records it."""
     """The selection cross-validated (``metric``, ``value``, ``accuracy``, ``parts``)."""
     method: str = "greedy"
     """How the members are combined: ``greedy`` (weighted average) or ``stack``."""
@@ -287,6 +289,7 @@ def _collect_study(contents: RunContents, layout: RunDir, storage: str | None) -
         estimate=summary.get("estimate"),
         method=str(summary.get("method", "greedy")),
         estimates=dict(summary.get("estimates") or {}),
+        pseudo_labels=summary.get("pseudo_labels"),
     )
     contents.ensemble_predictions = read_predictions(layout, contents.ensemble.id)
 

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from toolkit.leaderboard.columns import REPEATED_METRICS
 from toolkit.leaderboard.store import Row
@@ -366,8 +367,28 @@ def _ensemble(contents: RunContents, figures: dict[str, bytes]) -> str:
             f"<p>Method ({_e(data.method)}): {kept}; estimates, each cross-validated over the "
             f"same parts: {both}.</p>"
         )
+    if data.pseudo_labels:
+        text += _pseudo_labels(data.pseudo_labels)
     members = _table(["member", "weight"], lines, id="ensemble-members")
     return text + _img(figures, "ensemble", "") + members
+
+
+def _pseudo_labels(record: dict[str, Any]) -> str:
+    """The pseudo-label round in a paragraph."""
+    clips = max(record["test_clips"], default=0)
+    if record["estimate_after"] is None:
+        return (
+            f"<p>Pseudo-labels: no test clip reached the confidence {record['threshold']}; "
+            "no second round was trained.</p>"
+        )
+    verdict = "kept: the ensemble above includes them" if record["kept"] else "not kept"
+    return (
+        f"<p>Pseudo-labels: {len(record['models'])} chosen trials trained again with up to "
+        f"{clips} of {record['of']} test clips (confidence ≥ {record['threshold']}, power "
+        f"{record['power']}); estimate {_e(record['metric'])} "
+        f"{float(record['estimate_before']):.4f} before, "
+        f"{float(record['estimate_after']):.4f} with them: {verdict}.</p>"
+    )
 
 
 def _leaderboard(rows: list[Row]) -> str:
