@@ -322,8 +322,8 @@ def test_feature_map_augmenters_are_refused_beside_packed_streams(tmp_path: Path
         with pytest.raises(RecipeError, match=f"{key}: .* takes its streams packed"):
             load_recipe(recipe, [override])
     # the same augmenters stay allowed for a backbone of feature maps
-    mel = load_recipe(recipe, ["features={name: mel}", "model.backbone={name: resnet18}",
-                               "augmenters=[{name: time_mask, copies: 1, max_width: 4}]"])  # fmt: skip
+    mask = "augmenters=[{name: time_mask, copies: 1, max_width: 4}]"
+    mel = load_recipe(recipe, ["features={name: mel}", "model.backbone={name: resnet18}", mask])
     assert mel.recipe.augmenters[0]["name"] == "time_mask"
 
 
