@@ -18,6 +18,7 @@ import pydantic
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -267,6 +268,17 @@ Distribution = Annotated[
 """One dimension of the search space: ``{low, high, log, step}`` or ``{choices: [...]}``."""
 
 
+def _checked_space(value: Any) -> Any:
+    """Each distribution of a space checked, a one-line message naming its key."""
+    if not isinstance(value, dict):
+        return value
+    return {str(key): _distribution(str(key), dist) for key, dist in value.items()}
+
+
+Space = Annotated[dict[str, Distribution], BeforeValidator(_checked_space)]
+"""A search space: key -> distribution (``search.space``, a profile's ``space``)."""
+
+
 class Sampler(Strict):
     """How trials choose their parameters (seeded: trial N draws with seed + N)."""
 
@@ -303,21 +315,13 @@ class Profile(Strict):
     model: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
     predict: dict[str, Any] | None = None
-    space: dict[str, Distribution] = Field(default_factory=dict)
+    space: Space = Field(default_factory=dict)
     share: float = Field(
         1.0, gt=0, description="search.budget: shares: its relative share of the study's time"
     )
     seeds: int | None = Field(
         None, ge=0, description="models per chosen trial of this profile (default ensemble.seeds)"
     )
-
-    @field_validator("space", mode="before")
-    @classmethod
-    def _space(cls, value: Any) -> Any:
-        """Check each distribution with a one-line message naming its key."""
-        if not isinstance(value, dict):
-            return value
-        return {str(key): _distribution(str(key), dist) for key, dist in value.items()}
 
 
 class Search(Strict):
@@ -331,7 +335,7 @@ class Search(Strict):
     metric: str = Field(DEFAULT_METRIC, description="a name from toolkit.metrics.METRICS")
     study_name: str | None = Field(None, min_length=1, description="default: the recipe name")
     storage: str | None = Field(None, description="Optuna RDB URL; default: RUN_DIR/study.db")
-    space: dict[str, Distribution] = Field(default_factory=dict)
+    space: Space = Field(default_factory=dict)
     baseline: bool = Field(
         True,
         description="trial 0 runs the recipe's own values of the space (with profiles: a "
@@ -353,14 +357,6 @@ class Search(Strict):
         """A metric of the table, or an error naming the closest one."""
         get_metric(value)
         return value
-
-    @field_validator("space", mode="before")
-    @classmethod
-    def _space(cls, value: Any) -> Any:
-        """Check each distribution with a one-line message naming its key."""
-        if not isinstance(value, dict):
-            return value
-        return {str(key): _distribution(str(key), dist) for key, dist in value.items()}
 
     @field_validator("profiles", mode="before")
     @classmethod
