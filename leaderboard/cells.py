@@ -99,7 +99,8 @@ def short_path(path: str | None) -> str:
 def params_text(row: Row) -> str:
     """``key=value`` of each parameter, in order, each key by its short name (see
     :func:`short_names`) and a pair already shown under that name left out."""
-    flat = [(key, compact(value)) for key, value in flatten(row.params)]
+    shown = {k: v for k, v in row.params.items() if not (k == "profile" and row.profile)}
+    flat = [(key, compact(value)) for key, value in flatten(shown)]
     names = short_names(flat)
     items = list(dict.fromkeys(f"{names[key]}={value}" for key, value in flat))
     if row.kind == "ensemble" and row.members:

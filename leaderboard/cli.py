@@ -76,6 +76,12 @@ def leaderboard_command(
         str | None, typer.Option("--kind", help=f"Only rows of this kind: {', '.join(KINDS)}.")
     ] = None,
     recipe: Annotated[str | None, typer.Option("--recipe", help="Only this recipe.")] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile", help="Only the models of this profile, and the ensembles holding some."
+        ),
+    ] = None,
     sort: Annotated[
         str | None,
         typer.Option(
@@ -132,6 +138,7 @@ def leaderboard_command(
                 state=state,
                 kind=kind,
                 recipe=recipe,
+                profile=profile,
                 sort=sort,
                 descending=descending,
                 fmt=fmt,
@@ -178,6 +185,7 @@ def _show(
     state: str | None,
     kind: str | None,
     recipe: str | None,
+    profile: str | None,
     sort: str | None,
     descending: bool | None,
     fmt: str | None,
@@ -191,6 +199,7 @@ def _show(
     rows = board.rows(
         run_dir=run_dir if filter_run else None,
         recipe=recipe,
+        profile=profile,
         kind=kind,
         state=state,
         sort=sort,
@@ -200,7 +209,7 @@ def _show(
     if run_dir is not None and filter_run and not rows and not run_dir.is_dir():
         _no_such_run(board, run_dir)
     scope = f" for {run_dir}" if run_dir is not None else ""
-    filters = any(v is not None for v in (top, state, kind, recipe))
+    filters = any(v is not None for v in (top, state, kind, recipe, profile))
     empty = f"no rows{scope} in {db_path}" + (" matching the filters" if filters else "")
     if fmt is None:
         if not rows:

@@ -37,7 +37,9 @@ PRIORITY: tuple[str, ...] = (
     "val_accuracy",
     "val_loss",
     "backbone",
+    "profile",
     "metric",
+    "estimate",
     "fold_mean",
     "public_score",
     "params",
@@ -116,6 +118,7 @@ def columns_for(lines: Sequence[Line], folds: bool | None = None) -> tuple[Colum
         Column(
             "backbone", "backbone", lambda line: line.row.backbone or "", rank=RANKS["backbone"]
         ),
+        Column("profile", "profile", lambda line: line.row.profile or "", rank=RANKS["profile"]),
         Column(
             "val_accuracy",
             "val acc",
@@ -131,6 +134,13 @@ def columns_for(lines: Sequence[Line], folds: bool | None = None) -> tuple[Colum
             justify="right",
         ),
         *(() if repeated else (metric_column,)),
+        Column(
+            "estimate",
+            "estimate",
+            lambda line: number(line.row.estimate, 4),
+            rank=RANKS["estimate"],
+            justify="right",
+        ),
         *(
             (
                 Column(

@@ -52,6 +52,12 @@ class Row:
     best_epoch: int | None = None
     """The epoch whose weights a trained model kept (a cross-validated one: its folds'
     mean, as its refit trains for)."""
+    estimate: float | None = None
+    """An ensemble's expected metric on new clips: its selection cross-validated (its own
+    ``metric_value`` was measured on the predictions that chose it)."""
+    profile: str | None = None
+    """The profile (``search.profiles``) a model's trial drew; an ensemble's: its members',
+    joined by ``+``."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Row:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .row import COLUMNS
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 """Schema version stored in ``PRAGMA user_version``."""
 
 JSON_COLUMNS = {"params", "members", "provenance"}
@@ -34,6 +34,8 @@ SQL_TYPES = {
     "fold_mean": "REAL",
     "fold_std": "REAL",
     "best_epoch": "INTEGER",
+    "estimate": "REAL",
+    "profile": "TEXT",
 }
 """Each column's SQL type."""
 
@@ -41,6 +43,8 @@ ADDED_COLUMNS: dict[int, tuple[str, ...]] = {
     2: ("provenance",),
     3: ("folds", "fold_mean", "fold_std"),
     5: ("best_epoch",),
+    6: ("estimate",),
+    7: ("profile",),
 }
 """The columns each schema version added to the first one."""
 

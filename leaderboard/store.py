@@ -201,6 +201,7 @@ class Leaderboard:
         sort: str | None = None,
         descending: bool | None = None,
         top: int | None = None,
+        profile: str | None = None,
     ) -> list[Row]:
         """Rows matching the filters, best first, each ensemble above its members.
 
@@ -211,7 +212,8 @@ class Leaderboard:
         direction, ``val_loss`` ascending) and ascending otherwise. NULLs always
         come last. ``run_dir`` may be relative to the current directory. ``top``
         keeps the best ``top`` models of each run directory (the best ensembles
-        with ``kind="ensemble"``); ensembles are otherwise always kept.
+        with ``kind="ensemble"``); ensembles are otherwise always kept. ``profile`` keeps the
+        models of one profile and the ensembles with a member of it.
         """
         if kind is not None and kind not in KINDS:
             raise LeaderboardError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -230,6 +232,10 @@ class Leaderboard:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(value)
+        if profile is not None:  # an ensemble's profile joins its members' with '+'
+            joined = "instr('+' || profile || '+', ?) > 0"
+            clauses.append(f"(profile = ? OR (kind = 'ensemble' AND {joined}))")
+            args.extend([profile, f"+{profile}+"])
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         found = sort_rows(self._fetch(where, tuple(args)), sort, descending)
         if top is not None:
@@ -363,7 +369,7 @@ def _to_sql(row: Row) -> dict[str, Any]:
     for name in JSON_COLUMNS:
         values[name] = json.dumps(values[name], default=str)
     floats = ("val_accuracy", "val_loss", "metric_value", "seconds", "public_score")
-    for name in (*floats, "fold_mean", "fold_std"):
+    for name in (*floats, "fold_mean", "fold_std", "estimate"):
         if values[name] is not None:
             values[name] = float(values[name])
     for name in ("epochs", "trial_number", "folds"):

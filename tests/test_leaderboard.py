@@ -110,14 +110,22 @@ def test_schema_created_on_first_write_with_wal_and_version(tmp_path: Path) -> N
     assert not path.exists()
     board.upsert(trial("a/t0", tmp_path))
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_version_1_database_is_read_then_migrated_keeping_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:  # a leaderboard written by the first release
-        later = ("provenance", "folds", "fold_mean", "fold_std", "best_epoch")
+        later = (
+            "provenance",
+            "folds",
+            "fold_mean",
+            "fold_std",
+            "best_epoch",
+            "estimate",
+            "profile",
+        )
         columns = [c for c in COLUMNS if c not in later]
         conn.execute(f"CREATE TABLE entries ({', '.join(columns)})")
         values = {c: None for c in columns}
@@ -153,6 +161,8 @@ OLD_COLUMNS = {
 OLD_COLUMNS[2] = OLD_COLUMNS[1] + ", provenance TEXT NOT NULL DEFAULT '{}'"
 OLD_COLUMNS[3] = OLD_COLUMNS[2] + ", folds INTEGER, fold_mean REAL, fold_std REAL"
 OLD_COLUMNS[4] = OLD_COLUMNS[3]
+OLD_COLUMNS[5] = OLD_COLUMNS[4] + ", best_epoch INTEGER"
+OLD_COLUMNS[6] = OLD_COLUMNS[5] + ", estimate REAL"
 """The ``entries`` table as each earlier schema version made it (4 only changed rows)."""
 
 
@@ -177,6 +187,8 @@ def old_database(path: Path, version: int, run_dir: Path) -> None:
         for row in rows:
             if version >= 4 and row["id"] == "old/r1":  # version 4 wrote plain runs as runs
                 row = {**row, "kind": "run"}
+            if version >= 5 and row["id"] == "old/t0003-s1":  # version 5 wrote seed copies
+                row = {**row, "kind": "seed"}
             values = {"recipe": "old", "run_dir": str(run_dir), "params": "{}", "members": "[]"}
             values.update(row, created_at="2026-01-01T00:00:00+00:00")
             kept = [c for c in columns if c in values]
@@ -188,7 +200,7 @@ def old_database(path: Path, version: int, run_dir: Path) -> None:
         conn.commit()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6])
 def test_every_earlier_schema_version_is_migrated_on_the_first_write(
     tmp_path: Path, version: int
 ) -> None:
@@ -235,7 +247,7 @@ for i in range(20):
 """
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6])
 def test_two_processes_migrate_an_old_database_at_once(tmp_path: Path, version: int) -> None:
     path = tmp_path / "old.db"
     old_database(path, version, tmp_path)
@@ -615,6 +627,7 @@ def search(tmp_path: Path) -> tuple[Leaderboard, Path]:
             val_loss=0.4988,
             metric="accuracy",
             metric_value=0.815,
+            estimate=0.7925,
             seconds=2.3,
             submission=str(run / "submission.csv"),
         )
@@ -654,9 +667,11 @@ SEARCH_HEADERS = [
     "state",
     "recipe",
     "backbone",
+    "profile",
     "val acc",
     "val loss",
     "accuracy",
+    "estimate",
     "epochs",
     "seconds",
     "public",
@@ -708,7 +723,7 @@ def test_table_fits_the_width_one_line_per_row_metrics_whole(
             assert all(f" {value}" in line for value in metrics)
     if width >= 140:  # the key params on one line, cut where they end
         assert "key params" in headers
-        assert "lr=0.003 batch_size=32" in body[1]  # each key by its short name
+        assert "lr=0.003 batch_size" in body[1]  # each key by its short name
         assert "…" in body[1]
     # the caption names what was left out, and --wide brings everything back
     left_out = " ".join(caption)
@@ -723,7 +738,9 @@ README_PRIORITY = [
     "val acc",
     "val loss",
     "backbone",
+    "profile",
     "METRIC",
+    "estimate",
     "public",
     "key params",
     "seconds",
@@ -748,7 +765,7 @@ SHOWN_BY_WIDTH = {
     # accuracy run: the metric repeats val acc; the public column is empty (so passed over)
     ("accuracy", 80): 5,
     ("accuracy", 100): 6,  # the key params, at least 20 columns wide
-    ("accuracy", 140): 9,  # then seconds, epochs, recipe
+    ("accuracy", 140): 10,  # then seconds, epochs, recipe
     ("accuracy", 200): 13,
     # macro_f1 run with a public score: metric and public rank before the key params
     ("macro_f1", 80): 5,
@@ -774,7 +791,7 @@ def test_table_columns_follow_the_readme_priority(
                 r.public_score = 0.79125
     headers, body, caption = table_lines(rows, width)
     order = priority(metric, repeated=metric == "accuracy")
-    empty = {"public"} if metric == "accuracy" else set()
+    empty = {"profile", "public"} if metric == "accuracy" else {"profile"}  # a study without
     ranked = [h for h in order if h not in empty]
     # a prefix of the priority is shown: never a column while a more important one is hidden
     assert sorted(headers) == sorted(ranked[: SHOWN_BY_WIDTH[metric, width]])
@@ -786,7 +803,7 @@ def test_table_columns_follow_the_readme_priority(
     ]
     # display order: the README's table order, with a repeating metric column at the end
     every = [h for h in SEARCH_HEADERS if h != "accuracy"]
-    display = [*every, metric] if metric == "accuracy" else [*every[:7], metric, *every[7:]]
+    display = [*every, metric] if metric == "accuracy" else [*every[:8], metric, *every[8:]]
     assert headers == [h for h in display if h in headers]
     # the key params keep at least 30 columns and take what the later columns leave
     if "key params" in headers:  # (this trial's params are longer than any width: cut)
@@ -940,10 +957,10 @@ def test_cli_subprocess_table_at_terminal_widths(
 ) -> None:
     expected = {
         80: ["id", "state", "backbone", "val acc", "val loss"],
-        100: ["id", "state", "backbone", "val acc", "val loss", "public"],
+        100: ["id", "state", "backbone", "val acc", "val loss", "estimate", "public"],
         140: [
-            *("id", "state", "recipe", "backbone", "val acc", "val loss"),
-            *("epochs", "seconds", "public", "key params"),  # the params at 20, then 3 more
+            *("id", "state", "backbone", "val acc", "val loss", "estimate"),
+            *("epochs", "seconds", "public", "key params"),  # the params at 20, then 2 more
         ],
     }
     for width, headers in expected.items():
@@ -957,7 +974,7 @@ def test_cli_subprocess_table_at_terminal_widths(
             run_cli(tmp_path, "record", "demo-search/e0001", "0.79125")
             shown = run_cli(tmp_path, "runs/demo-search", "--top", "2", columns=width)
             lines = shown.stdout.splitlines()
-        assert re.split(r"\s{2,}", lines[rule - 1].strip()) == headers
+        assert re.split(r"\s{2,}", lines[rule - 1].strip()) == headers, lines[rule - 1]
     wide = run_cli(tmp_path, "runs/demo-search", "--wide", columns=80).stdout.splitlines()
     rule = next(i for i, line in enumerate(wide) if set(line.strip()) == {"─"})
     headers = re.split(r"\s{2,}", wide[rule - 1].strip())

@@ -24,6 +24,7 @@ def every_kind() -> list[tuple[ModelKey, str, Path]]:
         (trial.seed_copy(2), "demo-search/t0003-s2", RUN / "trials" / "t0003" / "seed2"),
         (trial.bag(), "demo-search/t0003-bag", RUN / "trials" / "t0003" / "bag"),
         (trial.refit(), "demo-search/t0003-refit", RUN / "trials" / "t0003" / "refit"),
+        (trial.pseudo_labelled(), "demo-search/t0003-pseudo", RUN / "trials" / "t0003" / "pseudo"),
         (ModelKey.ensemble("demo-search", 12), "demo-search/e12", RUN),
         (trial.reproduction(1), "demo-search/t0003-again1", RUN / "reproduce" / "t0003-again1"),
         (

@@ -13,6 +13,7 @@ from toolkit.keypaths import get_path, set_path
 from toolkit.loading import load_recipe, parse_override
 from toolkit.pipeline import build_augmenters
 from toolkit.recipe import dump_recipe
+from toolkit.study.profiles import validate_profiles
 from toolkit.study.space import validate_space
 
 BASE = """
@@ -142,19 +143,31 @@ def test_shipped_recipes_validate(name: str) -> None:
     assert [a["name"] for a in recipe.augmenters] == ["oversample", "time_mask", "mixup"]
 
 
-@pytest.mark.parametrize("name", ["pretrained.yaml", "strong.yaml"])
-def test_pretrained_recipes_validate_with_their_search(name: str) -> None:
-    loaded = load_recipe(Path(__file__).parent.parent / "recipes" / name)
+FROZEN_STREAMS = [("musicnn", "separated"), ("speaker", "separated"), ("musicnn", "mixture")]
+
+
+def test_pretrained_recipe_validates_with_its_search() -> None:
+    loaded = load_recipe(Path(__file__).parent.parent / "recipes" / "pretrained.yaml")
     recipe = loaded.recipe
     streams = [(b["name"], b.get("input", "separated")) for b in recipe.feature_streams]
-    assert streams == [
-        ("musicnn", "separated"),
-        ("speaker", "separated"),
-        ("musicnn", "mixture"),
-    ]
+    assert streams == FROZEN_STREAMS
     assert recipe.model.backbone["name"] == "head"
     assert recipe.search is not None and "features.2.enabled" in recipe.search.space
     validate_space(loaded.raw, loaded.registry, recipe.search.space)
+
+
+def test_strong_recipe_is_a_study_of_three_profiles() -> None:
+    loaded = load_recipe(Path(__file__).parent.parent / "recipes" / "strong.yaml")
+    search = loaded.recipe.search
+    assert search is not None and list(search.profiles) == ["head", "cnn", "finetune"]
+    profiles = validate_profiles(loaded.raw, loaded.registry, search)  # recipes and spaces
+    head, cnn, finetune = profiles["head"], profiles["cnn"], profiles["finetune"]
+    streams = [(b["name"], b.get("input", "separated")) for b in head.feature_streams]
+    assert streams == FROZEN_STREAMS and head.model.backbone["name"] == "head"
+    assert (cnn.feature_streams[0]["name"], cnn.model.backbone["name"]) == ("mel", "resnet18")
+    assert finetune.model.backbone["name"] == "speaker_finetune"
+    assert {r.split.groups for r in profiles.values()} == {"auto"}  # one split for all
+    assert loaded.recipe.ensemble is not None and loaded.recipe.ensemble.method == "auto"
 
 
 def test_final_recipe_has_the_reports_settings() -> None:
@@ -174,7 +187,7 @@ def test_cv_recipe_is_the_reports_pipeline_on_five_folds() -> None:
     recipes = Path(__file__).parent.parent / "recipes"
     final = load_recipe(recipes / "final.yaml").recipe
     cv = load_recipe(recipes / "cv.yaml").recipe
-    assert cv.split.folds == 5 and cv.split.stratify
+    assert cv.split.folds == 5 and cv.split.stratify and cv.split.groups == "auto"
     assert cv.search is not None and cv.search.n_trials > 1 and cv.ensemble is not None
     for block in ("separator", "features", "augmenters", "model", "train"):
         assert getattr(cv, block) == getattr(final, block), block

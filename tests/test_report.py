@@ -71,13 +71,17 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def study(tiny_competition: DemoCompetition, work: Path) -> Path:
-    """``toolkit run`` of a 4-trial study with its ensemble; returns its run directory."""
-    recipe = write_recipe(work, tiny_competition.root, extra=SEARCH, name="search.yaml")
-    result = run_cli("run", recipe, "--output", work / "run", cwd=work)
+    """``toolkit run`` of a 4-trial study with its ensemble; returns its run directory.
+
+    It has a cache of its own: its stats count every clip computed, whichever of the
+    module's runs comes first."""
+    folder = work / "search"
+    recipe = write_recipe(folder, tiny_competition.root, extra=SEARCH, name="search.yaml")
+    result = run_cli("run", recipe, "--output", folder / "run", cwd=folder)
     assert result.returncode == 0, result.stderr
-    page = (work / "run" / REPORT).resolve()
+    page = (folder / "run" / REPORT).resolve()
     assert f"report: {page}" in result.stdout.splitlines()
-    return work / "run"
+    return folder / "run"
 
 
 @pytest.fixture(scope="module")

@@ -309,6 +309,7 @@ def study_work(tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempP
     result = run_cli("run", recipe, "--output", work / "run", cwd=work)
     assert result.returncode == 0, result.stderr
     assert "ensemble: run/e1" in result.stdout
+    assert "estimate: accuracy " in result.stdout  # the number to expect, said too
     return work
 
 
@@ -335,6 +336,12 @@ def test_study_ends_with_an_ensemble_at_least_as_good_as_its_best_trial(study_wo
         assert set(t.params) == {"train.optimizer.lr", "model.backbone.width"}
     # trial 0 is the recipe as written (search.baseline)
     assert study.trials[0].params == {"train.optimizer.lr": 0.003, "model.backbone.width": 8}
+    # the selection cross-validated over parts of the 8 validation clips, on its row too
+    estimate = summary["estimate"]
+    assert estimate["metric"] == "accuracy" and len(estimate["parts"]) == 5
+    assert 0.0 <= estimate["value"] <= 1.0 and estimate["accuracy"] == estimate["value"]
+    row = Leaderboard(study_work / "leaderboard.db").get("run/e1")
+    assert row is not None and row.estimate == estimate["value"]
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,12 +12,13 @@ import torch
 from tests.conftest import held_out_accuracy, write_recipe
 from toolkit.demo import DemoCompetition, make_demo_competition
 from toolkit.errors import RecipeError
-from toolkit.fusion import fuse, pooled
+from toolkit.fusion import Layout, fuse, pooled, pooled_batch
 from toolkit.leaderboard.store import Leaderboard
 from toolkit.loading import load_recipe
-from toolkit.pipeline import materialize, prepare, train_recipe
+from toolkit.pipeline import PreparedData, build_backbone, materialize, prepare, train_recipe
 from toolkit.plugin_loader import load_plugins
-from toolkit.recipe import Search
+from toolkit.preprocess import StageStats
+from toolkit.recipe import Recipe, Search
 from toolkit.study.space import validate_space
 from toolkit.trainer import Standardized
 from toolkit.workflow import run
@@ -114,6 +116,71 @@ def test_fusion_stacks_like_streams_and_pools_unlike_ones() -> None:
     assert vector.shape == (5, 1, 2 * 8 + 2 * 3, 1)
     np.testing.assert_allclose(vector[:, 0, 16:19, 0], c[:, 0].mean(axis=2), rtol=1e-6)
     np.testing.assert_allclose(pooled(c)[:, 0, 3:, 0], c[:, 0].std(axis=2), rtol=1e-5)
+
+
+def test_packed_streams_are_cut_back_out_and_replaced() -> None:
+    rng = np.random.default_rng(1)
+    wave = rng.normal(size=(4, 1, 1, 30)).astype(np.float16)
+    embedding = rng.normal(size=(4, 1, 6, 2)).astype(np.float16)
+    blocks = [{"name": "waveform"}, {"name": "speaker", "input": "mixture"}]
+    packed = fuse([wave, embedding], "pack", ["waveform", "speaker(mixture)"])
+    assert packed.shape == (4, 1, 1, 30 + 12)
+    layout = Layout.of("pack", blocks, [wave, embedding])
+    assert layout.find("waveform") == [0] and layout.find("speaker", "separated") == []
+    x = torch.from_numpy(packed.astype(np.float32))
+    np.testing.assert_array_equal(layout.part(x, 0).numpy(), wave.astype(np.float32))
+    np.testing.assert_array_equal(layout.part(x, 1).numpy(), embedding.astype(np.float32))
+    louder = layout.replace(x, {0: layout.part(x, 0) * 2})
+    assert louder.shape == x.shape
+    np.testing.assert_array_equal(layout.part(louder, 0).numpy(), 2 * wave.astype(np.float32))
+    np.testing.assert_array_equal(layout.part(louder, 1).numpy(), embedding.astype(np.float32))
+    # stacked streams are runs of channels; pooled ones cannot be cut back out
+    a, b = wave, rng.normal(size=(4, 1, 1, 30)).astype(np.float16)
+    stacked = Layout.of("stack", blocks, [a, b])
+    both = torch.from_numpy(fuse([a, b], "stack", ["a", "b"]).astype(np.float32))
+    np.testing.assert_array_equal(stacked.part(both, 1).numpy(), b.astype(np.float32))
+    swapped = stacked.replace(both, {0: stacked.part(both, 1), 1: stacked.part(both, 0)})
+    np.testing.assert_array_equal(swapped.numpy()[:, 0], b[:, 0].astype(np.float32))
+    with pytest.raises(ValueError, match="pooled"):
+        Layout.of("concat", blocks, [wave, embedding]).part(x, 0)
+    # the torch pooling of a packed stream is the numpy one of concat
+    np.testing.assert_allclose(
+        pooled_batch(layout.part(x, 1)).numpy(), pooled(embedding)[:, 0, :, 0], rtol=1e-5
+    )
+
+
+def test_the_layout_reaches_only_a_backbone_factory_that_names_it(tmp_path: Path) -> None:
+    plugin = tmp_path / "packed_nets.py"
+    plugin.write_text(
+        "from torch import nn\n"
+        "from toolkit import hookimpl\n"
+        "def packed(num_classes, in_channels, layout, width: int = 4):\n"
+        "    net = nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))\n"
+        "    net.layout = layout\n"
+        "    return net\n"
+        "def plain(num_classes, in_channels):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))\n"
+        "@hookimpl\n"
+        "def register_backbones(register):\n"
+        "    register('packed', packed, streams='pack')\n"
+        "    register('plain', plain)\n"
+    )
+    registry = load_plugins([plugin])
+    assert registry.get_info("backbones", "packed").streams == "pack"
+    # the engine's argument is never a recipe parameter
+    assert set(registry.get_info("backbones", "packed").params.model_fields) == {"width"}
+    a = np.zeros((6, 1, 2, 3), np.float16)
+    layout = Layout.of("pack", [{"name": "mel"}], [a])
+    competition = SimpleNamespace(num_classes=3)
+    data = PreparedData(competition, a, a, (), StageStats(), layout)  # type: ignore[arg-type]
+    for name in ("packed", "plain"):
+        raw = {"name": "x", "data": {"root": "."}, "features": {"name": "mel"}}
+        raw["model"] = {"backbone": {"name": name}}
+        net = build_backbone(
+            Recipe.model_validate(raw), registry, data.competition.num_classes, data.train
+        )
+        assert net(torch.zeros(2, 1, 2, 3)).shape == (2, 3)
+        assert getattr(net, "layout", None) is (layout if name == "packed" else None)
 
 
 @pytest.mark.slow

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from toolkit.metrics import METRICS
 from toolkit.plugins.backbones.resnet import resnet18
@@ -42,3 +46,64 @@ def test_every_metric_of_the_table_is_in_the_history_and_selects_the_best_epoch(
         if len(tied) == 1:
             assert result.best_epoch == first_best + 1
         assert metric.fn(result.val_probs, y[:24]) == column[result.best_epoch - 1]
+
+
+class TwoPartNet(nn.Module):
+    """A body and a head using every optional trainer hook: parameter groups, a freezing
+    schedule by epoch (the body frozen, its batch norm in eval mode, for two epochs) and
+    raw input; it records what it was given."""
+
+    standardize_input = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(40, 8), nn.BatchNorm1d(8), nn.ReLU())
+        self.head = nn.Linear(8, 2)
+        self.first_batch: torch.Tensor | None = None
+        self.norm_modes: list[tuple[int, bool]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.first_batch is None:
+            self.first_batch = x.detach().clone()
+        return self.head(self.body(x))
+
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
+        return [
+            {"params": list(self.head.parameters()), "lr": lr},
+            {"params": list(self.body.parameters()), "lr": lr * 0.1},
+        ]
+
+    def on_epoch_start(self, epoch: int) -> None:
+        frozen = epoch <= 2
+        self.body.requires_grad_(not frozen)
+        if frozen:
+            self.body[2].eval()
+        self.norm_modes.append((epoch, self.body[2].training))
+
+
+def test_a_backbone_s_groups_freezing_hook_and_raw_input_are_used() -> None:
+    rng = np.random.default_rng(2)
+    x = (5.0 + 3.0 * rng.normal(size=(32, 1, 4, 10))).astype(np.float16)
+    y = np.arange(32) % 2
+    x[:, 0, 0, :] += 2.0 * y[:, None]
+    net = TwoPartNet()
+    snapshots: list[dict[str, torch.Tensor]] = []
+
+    def keep(epoch: int, record: dict[str, float]) -> None:
+        snapshots.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+
+    start = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    cfg = Train(epochs=4, batch_size=8, optimizer={"name": "adamw", "lr": 1e-2})
+    result = train(net, x, y, x[:8], y[:8], cfg, 2, on_epoch=keep)
+    assert net.norm_modes == [(1, False), (2, False), (3, True), (4, True)]
+    body = [k for k in start if k.startswith("body.")]  # weights and the norm's statistics
+    for epoch in (1, 2):  # frozen: nothing of the body moves, the head learns
+        assert all(torch.equal(snapshots[epoch - 1][k], start[k]) for k in body), epoch
+        assert not torch.equal(snapshots[epoch - 1]["head.weight"], start["head.weight"])
+    assert not torch.equal(snapshots[2]["body.1.weight"], start["body.1.weight"])
+    assert not torch.equal(snapshots[2]["body.2.running_mean"], start["body.2.running_mean"])
+    # the recorded learning rate is the first group's; the input came unstandardised
+    assert [r["lr"] for r in result.history][0] == pytest.approx(1e-2)
+    assert net.first_batch is not None
+    rows = {tuple(r) for r in x.astype(np.float32).reshape(32, -1)}
+    assert all(tuple(r) in rows for r in net.first_batch.numpy().reshape(len(net.first_batch), -1))

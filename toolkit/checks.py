@@ -10,6 +10,7 @@ from toolkit.dataset import Competition, load_competition
 from toolkit.errors import DataError
 from toolkit.progress import console
 from toolkit.recipe import Recipe
+from toolkit.source_links import FoundSources
 from toolkit.split import Fold, split_folds
 
 
@@ -19,6 +20,8 @@ class CheckedInputs:
 
     competition: Competition
     folds: tuple[Fold, ...]
+    sources: FoundSources | None = None
+    """The groups ``split.groups: auto`` found (then the competition's ``groups``)."""
 
 
 def check_writable(path: Path, key: str) -> None:

@@ -152,9 +152,23 @@ def _run_study(loaded: Any, storage: str | None) -> Path:
         highlight=False,
         soft_wrap=True,
     )
+    if ens.estimate is not None:
+        out.print(f"estimate: {ens.estimate.describe()}", highlight=False, soft_wrap=True)
+    _say_method(ens)
+    if ens.pseudo_labels is not None:
+        out.print(ens.pseudo_labels.describe(), highlight=False, soft_wrap=True)
     out.print(f"submission: {result.submission}", highlight=False, soft_wrap=True)
     out.print(f"dashboard: optuna-dashboard {result.storage}", highlight=False, soft_wrap=True)
     return result.run_dir
+
+
+def _say_method(ens: Any) -> None:
+    """One line on how the ensemble combines its models, when a stack was fitted."""
+    combination = ens.combination
+    if combination is None or len(combination.estimates) < 2:
+        return
+    both = ", ".join(f"{m} {e.value:.4f}" for m, e in combination.estimates.items())
+    out.print(f"method: {combination.method} kept (estimates: {both})", highlight=False)
 
 
 def _say_timeout(loaded: Any, report: Any) -> None:
@@ -402,6 +416,36 @@ def export(
     if summary.torch:
         out.print(f"torch: {summary.torch}")
     out.print(f"install and predict: see {summary.folder / 'README.md'}")
+
+
+@app.command()
+@friendly
+def leaks(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    set_: SetOption = None,
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe/--no-probe",
+            help="Score a linear probe with and without groups (computes the features).",
+        ),
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Find the clips that share a song (or a group column's value) and show how much a
+    split without groups leaks, without training."""
+    from toolkit.loading import load_recipe, locations
+
+    loaded = load_recipe(recipe, set_ or [])
+    status(locations(loaded.recipe))
+    from toolkit.leaks import leak_report  # torch: only once the recipe is valid
+
+    report = leak_report(loaded.recipe, loaded.registry, probe=probe)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    for line in report.lines():
+        out.print(line)
 
 
 @app.command()

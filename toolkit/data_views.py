@@ -7,7 +7,8 @@ import hashlib
 import json
 from typing import Any
 
-from toolkit.checks import CheckedInputs, check_inputs
+from toolkit.checks import CheckedInputs
+from toolkit.grouping import grouped_inputs
 from toolkit.pipeline import PreparedData, prepare
 from toolkit.preprocess import StageStats
 from toolkit.recipe import Recipe
@@ -31,9 +32,10 @@ class DataViews:
         self._views: dict[str, PreparedData] = {}
 
     def inputs(self) -> CheckedInputs:
-        """The competition and its folds, checked once (before any audio work)."""
+        """The competition and its folds, checked once (before any audio work but the
+        grouping's, with ``split.groups: auto``)."""
         if self._inputs is None:
-            self._inputs = check_inputs(self.recipe)
+            self._inputs = grouped_inputs(self.recipe, self.registry)
         return self._inputs
 
     def view(self, recipe: Recipe | None = None) -> PreparedData:

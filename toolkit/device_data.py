@@ -112,15 +112,17 @@ class Features:
         resident: bool,
         labels: np.ndarray | None = None,
     ) -> None:
-        """Read ``x`` (and integer ``labels``, if given) on ``device``."""
+        """Read ``x`` (and ``labels``, if given: integer classes ``[N]``, or soft targets
+        ``[N, K]`` read as float32) on ``device``."""
         self.x = x
         self.labels = labels
         self.device = device
         self.resident = resident
+        self.label_dtype = np.dtype(np.int64 if labels is None or labels.ndim == 1 else np.float32)
         if resident:
             self.x_dev = DEVICE_ARRAYS.get(x, device)
             if labels is not None:
-                self.labels_dev = DEVICE_ARRAYS.get(labels, device, np.dtype(np.int64))
+                self.labels_dev = DEVICE_ARRAYS.get(labels, device, self.label_dtype)
 
     def __len__(self) -> int:
         """Number of rows."""
@@ -162,5 +164,5 @@ class Features:
         assert self.labels is not None
         for part in index:
             x = host_tensor(np.asarray(self.x[part], dtype=np.float32))
-            labels = torch.from_numpy(np.asarray(self.labels[part], dtype=np.int64))
+            labels = torch.from_numpy(np.asarray(self.labels[part], dtype=self.label_dtype))
             yield to_device(x, self.device), to_device(labels, self.device)

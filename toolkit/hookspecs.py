@@ -127,8 +127,22 @@ def register_backbones(register):  # type: ignore[no-untyped-def]
     is called as ``factory(num_classes=K, in_channels=C, **params)`` and returns
     a ``torch.nn.Module`` mapping ``float32 [B, C, F, T]`` to logits
     ``float32 [B, K]``. ``num_classes`` and ``in_channels`` come from the data,
-    never from the recipe. ``version`` is shown by ``toolkit plugins`` and
-    recorded on every leaderboard row that used the backbone.
+    never from the recipe; so does ``layout`` (a :class:`toolkit.fusion.Layout`:
+    each feature stream's block and shape, and where it lies in the input), given
+    to a factory that has a ``layout`` parameter. ``version`` is shown by
+    ``toolkit plugins`` and recorded on every leaderboard row that used the backbone.
+
+    ``streams`` says how several feature streams reach it: ``stack`` (channels of
+    one map; the streams must share a shape), ``concat`` (each pooled over its
+    windows, mean and spread, one vector) or ``pack`` (each flattened, one
+    ``[1, 1, D]`` row per clip; ``layout.parts(x)`` cuts a batch back into the
+    streams).
+
+    The module may also have the optional members of
+    :class:`toolkit.kinds.FineTunable` (parameter groups with their own learning
+    rates, a hook at the start of each epoch to freeze or unfreeze layers, raw
+    input without the trainer's standardisation), which the trainer uses when
+    present.
 
     Example::
 

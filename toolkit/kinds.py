@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
+
+    from toolkit.fusion import Layout
 
 KINDS = ("separators", "feature_extractors", "augmenters", "backbones")
 """Plugin kinds, in pipeline order, as named by their hooks."""
@@ -52,6 +54,10 @@ class DatasetAugmenter(ABC):
     """Adds examples to the training part of the split, once, before training."""
 
     stage: ClassVar[str] = "dataset"
+    along_axes: ClassVar[bool] = False
+    """Whether it works along the axes of a feature map (masks, shifts in time): it cannot
+    run on streams a backbone takes packed (flattened side by side), see
+    :func:`toolkit.recipe_validation.check_packed_augmenters`."""
 
     @abstractmethod
     def expand(
@@ -64,6 +70,10 @@ class BatchAugmenter(ABC):
     """Transforms every training batch on the training device."""
 
     stage: ClassVar[str] = "batch"
+    along_axes: ClassVar[bool] = False
+    """Whether it works along the axes of a feature map (masks, shifts in time): it cannot
+    run on streams a backbone takes packed (flattened side by side), see
+    :func:`toolkit.recipe_validation.check_packed_augmenters`."""
 
     @abstractmethod
     def __call__(
@@ -71,11 +81,23 @@ class BatchAugmenter(ABC):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the batch ``x [B, C, F, T]`` and its soft targets ``y [B, K]`` transformed."""
 
+    def set_layout(self, layout: Layout) -> None:  # noqa: B027 - optional, empty by default
+        """Learn where each feature stream lies in the batches (called before training).
+
+        An augmenter that works on some streams only (e.g. the waveform ones) finds
+        them with :meth:`toolkit.fusion.Layout.find` and cuts them out of a batch with
+        :meth:`~toolkit.fusion.Layout.part`; the default ignores the layout.
+        """
+
 
 class TestTimeAugmenter(ABC):
     """Views of a batch whose predictions are averaged with the batch's own (``predict.tta``)."""
 
     stage: ClassVar[str] = "test"
+    along_axes: ClassVar[bool] = False
+    """Whether it works along the axes of a feature map (masks, shifts in time): it cannot
+    run on streams a backbone takes packed (flattened side by side), see
+    :func:`toolkit.recipe_validation.check_packed_augmenters`."""
 
     @abstractmethod
     def views(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -83,3 +105,37 @@ class TestTimeAugmenter(ABC):
 
 
 Augmenter = DatasetAugmenter | BatchAugmenter | TestTimeAugmenter
+
+
+class FineTunable(Protocol):
+    """Optional members of a backbone module, which the trainer uses when it has them.
+
+    None is required: a backbone without them has one parameter group at the
+    optimizer's learning rate, every layer trained from the first epoch, and its
+    input standardised by the training set's mean and spread. A pretrained network
+    trained end to end under a new head uses them to keep its body frozen at first,
+    then train it more gently than the head (see :mod:`toolkit.finetuning`).
+    """
+
+    standardize_input: bool
+    """``False``: the trainer feeds the features as they are (a waveform, whose scale a
+    pretrained network's front end expects), instead of ``(x - mean) / std`` of the
+    training set."""
+
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups for the recipe's learning rate ``lr``.
+
+        Each group is a dict as ``torch.optim`` takes it: ``params`` and, optionally,
+        its own ``lr`` (e.g. ``lr * 0.1`` for a pretrained body) or ``weight_decay``.
+        The schedule scales every group's rate alike. The first group's rate is the
+        one ``metrics.csv`` records (put the head's first). A parameter in no group
+        is never trained.
+        """
+        ...
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before each training epoch (``epoch`` counts from 1), after the model is
+        put in training mode: freeze or unfreeze layers here (``requires_grad``) and put
+        the modules that must not update their statistics (frozen batch norms) in eval
+        mode. Evaluation always runs the whole model in eval mode."""
+        ...

@@ -11,6 +11,7 @@ trial         ``RUN/t0003``                 ``trials/t0003``
 seed          ``RUN/t0003-s1``              ``trials/t0003/seed1``
 bag           ``RUN/t0003-bag``             ``trials/t0003/bag``
 refit         ``RUN/t0003-refit``           ``trials/t0003/refit``
+pseudo        ``RUN/t0003-pseudo``          ``trials/t0003/pseudo``
 ensemble      ``RUN/e2``                    the run directory itself
 reproduction  ``RUN/t0003-again1``          ``reproduce/t0003-again1``
 ============  ===========================  =============================
@@ -18,8 +19,10 @@ reproduction  ``RUN/t0003-again1``          ``reproduce/t0003-again1``
 ``RUN`` is the run's name: the run directory's for a study, the recipe's for
 a plain run. A seed copy is its trial retrained with ``train.seed + index``; a
 bag averages a trial and its seed copies; a refit is the trial retrained on
-every train clip; a reproduction is a row trained again by ``toolkit
-reproduce`` (``again`` and a count after the id it reproduces).
+every train clip; a pseudo-labelled copy is the trial trained again with the test
+clips its study's ensemble is sure of (:mod:`toolkit.pseudo_labels`); a reproduction
+is a row trained again by ``toolkit reproduce`` (``again`` and a count after the id
+it reproduces).
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-Kind = Literal["run", "trial", "seed", "bag", "refit", "ensemble", "reproduction"]
+Kind = Literal["run", "trial", "seed", "bag", "refit", "pseudo", "ensemble", "reproduction"]
 
-KINDS: tuple[Kind, ...] = ("run", "trial", "seed", "bag", "refit", "ensemble", "reproduction")
+KINDS: tuple[Kind, ...] = (
+    "run", "trial", "seed", "bag", "refit", "pseudo", "ensemble", "reproduction"
+)  # fmt: skip
 """Every kind of model, as leaderboard rows name them."""
 
-VARIANT_KINDS: tuple[Kind, ...] = ("seed", "bag", "refit")
+VARIANT_KINDS: tuple[Kind, ...] = ("seed", "bag", "refit", "pseudo")
 """Kinds that are made from a trial."""
 
 TRIALS = "trials"
@@ -46,6 +51,7 @@ _PATTERNS: tuple[tuple[Kind, re.Pattern[str]], ...] = (
     ("seed", re.compile(r"t(?P<trial>\d{4,})-s(?P<seed>\d+)")),
     ("bag", re.compile(r"t(?P<trial>\d{4,})-bag")),
     ("refit", re.compile(r"t(?P<trial>\d{4,})-refit")),
+    ("pseudo", re.compile(r"t(?P<trial>\d{4,})-pseudo")),
     ("ensemble", re.compile(r"e(?P<number>\d+)")),
     ("run", re.compile(r"(?P<stamp>r\d{8}-\d{6}-\d{3})")),
     ("reproduction", re.compile(r"(?P<original>.+)-again(?P<number>\d+)")),
@@ -100,6 +106,10 @@ class ModelKey:
         """This trial retrained on every train clip."""
         return ModelKey(self.run, "refit", trial=self._trial_number())
 
+    def pseudo_labelled(self) -> ModelKey:
+        """This trial retrained with pseudo-labelled test clips."""
+        return ModelKey(self.run, "pseudo", trial=self._trial_number())
+
     def reproduction(self, count: int) -> ModelKey:
         """The ``count``-th reproduction of this model."""
         return ModelKey(self.run, "reproduction", number=count, original=self.name)
@@ -124,7 +134,10 @@ class ModelKey:
         if self.kind == "reproduction":
             return f"{self.original}-again{self.number}"
         trial = f"t{self._trial_number():04d}"
-        suffix = {"trial": "", "seed": f"-s{self.seed}", "bag": "-bag", "refit": "-refit"}
+        suffix = {
+            "trial": "", "seed": f"-s{self.seed}", "bag": "-bag", "refit": "-refit",
+            "pseudo": "-pseudo",
+        }  # fmt: skip
         return trial + suffix[self.kind]
 
     @property
@@ -140,7 +153,10 @@ class ModelKey:
         if self.kind == "reproduction":
             return run_dir / REPRODUCE / self.name
         trial = run_dir / TRIALS / f"t{self._trial_number():04d}"
-        leaf = {"trial": None, "seed": f"seed{self.seed}", "bag": "bag", "refit": "refit"}
+        leaf = {
+            "trial": None, "seed": f"seed{self.seed}", "bag": "bag", "refit": "refit",
+            "pseudo": "pseudo",
+        }  # fmt: skip
         part = leaf[self.kind]
         return trial if part is None else trial / part
 

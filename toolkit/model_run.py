@@ -24,6 +24,7 @@ from toolkit.metrics import DEFAULT_METRIC, best_epoch, get_metric
 from toolkit.model_key import ModelKey
 from toolkit.pipeline import PreparedData, train_recipe
 from toolkit.provenance import library_versions, model_provenance
+from toolkit.pseudo_labels import PseudoLabelRound, PseudoLabelSet
 from toolkit.recipe import Recipe, stream_label
 from toolkit.registry import Registry
 from toolkit.run_dir import RunDir
@@ -117,6 +118,9 @@ class ModelRun:
     out: RunDir | None = None
     """Where its files go, when not its key's folder in ``run_dir`` (a reproduction's
     ``--output``)."""
+    pseudo: PseudoLabelSet | None = None
+    """Pseudo-labelled test clips each fold's training part gets (a study's second round,
+    see :mod:`toolkit.pseudo_labels`)."""
     history: list[dict[str, float]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -146,6 +150,7 @@ class ModelRun:
             params={**self.values, **main_settings(self.recipe)},
             metric=self.metric,
             trial_number=self.key.trial,
+            profile=self.values.get("profile"),
             provenance=model_provenance(self.recipe, self.registry, self.metric, self.folder.path),
         )
 
@@ -158,6 +163,8 @@ class ModelRun:
         started = time.perf_counter()
         data = self.load_data()
         self.folder.write_recipe(self.recipe)
+        if self.pseudo is not None:  # first: a resumed fold checks what it trained with
+            self.folder.write_pseudo_labels(self.pseudo.as_dict())
         row = self.start_row()
         self.board.upsert(row)
         self.history = []
@@ -184,7 +191,10 @@ class ModelRun:
                     on_epoch=self._record,
                     select_by=self.metric,
                     description=self.description,
+                    extra=self._extra(data, 0),
                 )
+                if self.own_pseudo_label_round:
+                    result = self._pseudo_label_round(data, result, row)
             held_out = data.all_clips().val_idx if self.refit else None
             submission = save_model(self.folder, self.recipe, data, result, held_out)
         except BaseException as exc:
@@ -225,6 +235,7 @@ class ModelRun:
                     on_epoch=self._fold_epoch(k, done),
                     select_by=self.metric,
                     description=f"{self.description} fold {k}/{k_folds}",
+                    extra=self._extra(data, k - 1),
                 )
                 out.write_recipe(self.recipe)  # what a resumed run checks it against
                 save_model(out, self.recipe, data, result, fold.val_idx)
@@ -234,6 +245,54 @@ class ModelRun:
             results.append(result)
             done.append(metric.fn(result.val_probs, data.labels[fold.val_idx]))
         return combine_folds(results, data.folds, data.labels, self.metric)
+
+    @property
+    def own_pseudo_label_round(self) -> bool:
+        """Whether it trains a second round on the test clips it is itself sure of: a plain
+        run (or its reproduction) with ``semi_supervised`` (a study's trials have none: the
+        study's round follows its ensemble)."""
+        return self.recipe.semi_supervised is not None and self.pseudo is None
+
+    def _extra(self, data: PreparedData, fold: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Fold ``fold``'s (0-based) pseudo-labelled test clips, if it trains with some."""
+        return None if self.pseudo is None else self.pseudo.extra(fold, data.test_x)
+
+    def _pseudo_label_round(self, data: PreparedData, first: TrainResult, row: Row) -> TrainResult:
+        """Train again with the test clips ``first`` is sure of (:mod:`toolkit.pseudo_labels`);
+        the better of the two rounds on validation, recorded in ``pseudo_labels.json`` and
+        the row's ``pseudo_labels`` (test clips trained on; 0: the first round kept)."""
+        assert self.recipe.semi_supervised is not None and first.test_probs is not None
+        settings = self.recipe.semi_supervised.pseudo_labels
+        metric = get_metric(self.metric)
+        labels = PseudoLabelSet.of([first.test_probs], settings)
+        extra = labels.extra(0, data.test_x)
+        first_value = metric.fn(first.val_probs, data.val_labels)
+        second, second_value = None, None
+        if extra is not None:
+            second = train_recipe(
+                self.recipe,
+                self.registry,
+                data,
+                select_by=self.metric,
+                description=f"{self.description} (pseudo-labels)",
+                extra=extra,
+            )
+            second_value = metric.fn(second.val_probs, data.val_labels)
+        kept = second_value is not None and metric.better(second_value, first_value)
+        (clips,) = labels.clips
+        record = PseudoLabelRound(
+            test_clips=clips,
+            of=len(first.test_probs),
+            threshold=settings.threshold,
+            power=settings.power,
+            metric=self.metric,
+            first_round=first_value,
+            second_round=second_value,
+            kept=kept,
+        )
+        self.folder.write_pseudo_labels(record.as_dict())
+        row.params = {**row.params, "pseudo_labels": clips if kept else 0}
+        return second if kept and second is not None else first
 
     def _fold_epoch(self, k: int, done: list[float]) -> EpochCallback:
         """The epoch callback of fold ``k``: its records keep their fold; the callback of the

@@ -22,8 +22,24 @@ LOSS_REFRESH_SECONDS = 1.0
 read waits for the device, so an epoch's steps otherwise never wait for it."""
 
 
+def parameter_groups(backbone: nn.Module, lr: float) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: the backbone's own (``parameter_groups(lr)``, see
+    :class:`toolkit.kinds.FineTunable`), else one group of all its parameters."""
+    own = getattr(backbone, "parameter_groups", None)
+    if own is None:
+        return [{"params": list(backbone.parameters())}]
+    groups = list(own(lr))
+    if not groups or not all(isinstance(g, dict) and "params" in g for g in groups):
+        raise TypeError(
+            f"{type(backbone).__name__}.parameter_groups must return a non-empty list of "
+            "dicts with 'params'"
+        )
+    return groups
+
+
 def build_optimizer(params: Any, cfg: Train, *, loss_scaled: bool = False) -> torch.optim.Optimizer:
-    """The recipe's optimizer.
+    """The recipe's optimizer over ``params`` (parameters, or groups of them as
+    ``torch.optim`` takes them; a group's own ``lr`` overrides the recipe's).
 
     With a loss scaler (fp16), AdamW is PyTorch's fused kernel: the scaler's
     overflow check then stays on the device, where otherwise it is read back
@@ -69,6 +85,13 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(targets * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
+def soft_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Float targets ``[B, K]`` of integer classes ``[B]`` (one-hot), or soft targets as given."""
+    if labels.ndim == 2:
+        return labels.float()
+    return torch.nn.functional.one_hot(labels, num_classes).float()
+
+
 @dataclass
 class Steps:
     """What every optimisation step of one training run uses."""
@@ -82,9 +105,10 @@ class Steps:
     augmenters: Sequence[BatchAugmenter]
     generator: torch.Generator
 
-    def step(self, x: torch.Tensor, hard: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimisation step on a batch and its labels; its loss and logits, on the device."""
-        y = torch.nn.functional.one_hot(hard, self.num_classes).float()
+    def step(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step on a batch and its labels (classes ``[B]`` or soft targets
+        ``[B, K]``); its loss and logits, on the device."""
+        y = soft_targets(labels, self.num_classes)
         for augment in self.augmenters:
             x, y = augment(x, y, self.generator)
         with autocast(self.precision, x.device):
@@ -116,11 +140,12 @@ class Steps:
         show_loss = progress_enabled()
         next_read = time.monotonic() + LOSS_REFRESH_SECONDS
         fields = {"epoch": label}
-        for x, hard in data.batches(index):
-            loss, logits = self.step(x, hard)
-            loss_sum += loss.detach().to(loss_sum.dtype) * len(hard)
+        for x, labels in data.batches(index):
+            loss, logits = self.step(x, labels)
+            loss_sum += loss.detach().to(loss_sum.dtype) * len(labels)
+            hard = labels if labels.ndim == 1 else labels.argmax(1)
             correct += (logits.argmax(1) == hard).sum()
-            seen += len(hard)
+            seen += len(labels)
             if show_loss and time.monotonic() >= next_read:
                 fields = {"epoch": label, "loss": f"{loss_sum.item() / seen:.3f}"}
                 next_read = time.monotonic() + LOSS_REFRESH_SECONDS

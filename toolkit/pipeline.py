@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +16,15 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from toolkit.checks import CheckedInputs, check_inputs
 from toolkit.dataset import Competition
 from toolkit.errors import DataError
-from toolkit.fusion import fuse
+from toolkit.fusion import Layout, fuse
+from toolkit.grouping import grouped_inputs
 from toolkit.kinds import BatchAugmenter, DatasetAugmenter, TestTimeAugmenter
 from toolkit.metrics import DEFAULT_METRIC
 from toolkit.preprocess import Preprocessor, StageStats
 from toolkit.recipe import Recipe, stream_label
 from toolkit.recipe_validation import stream_mode
 from toolkit.registry import Registry
+from toolkit.source_links import FoundSources
 from toolkit.split import Fold
 from toolkit.trainer import EpochCallback, TrainResult, seed_everything, train
 
@@ -36,10 +39,19 @@ class PreparedData:
     folds: tuple[Fold, ...]
     """One fold for a single train/validation split, else ``split.folds`` of them."""
     stats: StageStats
+    layout: Layout
+    """Where each feature stream lies in a row of ``train_x`` and ``test_x``."""
     held_out: dict[bytes, np.ndarray] = dataclasses.field(
         default_factory=dict, repr=False, compare=False
     )
     """Each fold's held-out features, gathered once (shared with :meth:`reused` copies)."""
+    sources: FoundSources | None = None
+    """The groups of clips ``split.groups: auto`` found (the folds keep them together)."""
+
+    @property
+    def train(self) -> ClipFeatures:
+        """The train clips' features with their layout."""
+        return ClipFeatures(self.train_x, self.layout)
 
     def held_out_x(self, fold: Fold) -> np.ndarray:
         """The features of ``fold``'s held-out clips: the same array every time it is asked
@@ -85,16 +97,26 @@ def prepare(
     recipe: Recipe, registry: Registry, inputs: CheckedInputs | None = None
 ) -> PreparedData:
     """Check the inputs (unless given checked) and compute (or reuse) every clip's features."""
-    inputs = inputs or check_inputs(recipe)
+    inputs = inputs or grouped_inputs(recipe, registry)
     competition = inputs.competition
     stats = StageStats()
-    train_x = clip_features(
+    train = clip_features(
         recipe, registry, competition.train_files, competition.train_ids, "train", stats
     )
-    test_x = clip_features(
+    test = clip_features(
         recipe, registry, competition.test_files, competition.test_ids, "test", stats
     )
-    return PreparedData(competition, train_x, test_x, inputs.folds, stats)
+    return PreparedData(
+        competition, train.x, test.x, inputs.folds, stats, train.layout, sources=inputs.sources
+    )
+
+
+@dataclass(frozen=True)
+class ClipFeatures:
+    """Some clips' fused features (one row per clip) and where each stream lies in a row."""
+
+    x: np.ndarray
+    layout: Layout
 
 
 def clip_features(
@@ -104,7 +126,7 @@ def clip_features(
     ids: Sequence[str],
     split: str,
     stats: StageStats | None = None,
-) -> np.ndarray:
+) -> ClipFeatures:
     """The features of these clips as the recipe's backbone takes them: each stream separated
     and extracted (or found in the cache), then fused; what the stages did is added to
     ``stats``. ``split`` names the clips in progress lines."""
@@ -115,7 +137,8 @@ def clip_features(
         arrays.append(pre.features(files, ids, split))
         if stats is not None:
             stats.add(pre.stats)
-    return fuse(arrays, mode, [stream_label(b) for b in recipe.feature_streams])
+    labels = [stream_label(b) for b in recipe.feature_streams]
+    return ClipFeatures(fuse(arrays, mode, labels), Layout.of(mode, recipe.feature_streams, arrays))
 
 
 def separate_all(recipe: Recipe, registry: Registry) -> StageStats:
@@ -190,19 +213,35 @@ def materialize(backbone: nn.Module, shape: tuple[int, ...]) -> None:
         backbone.train()
 
 
+def with_extra(
+    train_x: np.ndarray, train_y: np.ndarray, extra: tuple[np.ndarray, np.ndarray], classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training set with ``extra`` examples (features, soft targets ``[M, K]``) after
+    it; its own labels become one-hot targets."""
+    extra_x, extra_y = extra
+    one_hot = np.eye(classes, dtype=np.float32)[train_y]
+    x = np.concatenate([train_x, np.asarray(extra_x, dtype=train_x.dtype)])
+    return x, np.concatenate([one_hot, np.asarray(extra_y, dtype=np.float32)])
+
+
 def build_backbone(
-    recipe: Recipe, registry: Registry, num_classes: int, shape: tuple[int, ...]
+    recipe: Recipe, registry: Registry, num_classes: int, features: ClipFeatures
 ) -> nn.Module:
-    """The recipe's backbone for ``num_classes`` classes and features of one clip shaped
-    ``shape`` (``[C, F, T]``), its lazy layers sized."""
-    backbone = registry.create(
-        "backbones",
-        recipe.model.backbone,
-        "model.backbone",
-        num_classes=num_classes,
-        in_channels=int(shape[0]),
-    )
-    materialize(backbone, tuple(shape))
+    """The recipe's backbone for ``num_classes`` classes and clips featured like
+    ``features``, its lazy layers sized.
+
+    The engine gives every factory ``num_classes`` and ``in_channels``, and the
+    streams' :class:`~toolkit.fusion.Layout` to a factory that names a ``layout``
+    parameter.
+    """
+    shape = tuple(features.x.shape[1:])
+    spec = recipe.model.backbone
+    factory = registry.get_info("backbones", spec["name"], "model.backbone").factory
+    context: dict[str, object] = {"num_classes": num_classes, "in_channels": int(shape[0])}
+    if "layout" in inspect.signature(factory).parameters:
+        context["layout"] = features.layout
+    backbone = registry.create("backbones", spec, "model.backbone", **context)
+    materialize(backbone, shape)
     return backbone
 
 
@@ -215,9 +254,14 @@ def train_recipe(
     on_epoch: EpochCallback | None = None,
     select_by: str = DEFAULT_METRIC,
     description: str = "training",
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
     """Train the recipe's backbone on a fold's training part (default: the first fold);
     its held-out part validates and never sees a copy of its clips.
+
+    ``extra`` (features ``[M, ...]`` and soft targets ``[M, K]``, e.g. pseudo-labelled
+    test clips) joins the training part after the dataset augmenters; it is never
+    validated on.
 
     Everything random (initial weights, augmenter draws, batch order, dropout)
     is seeded from ``train.seed`` first, whatever ran before in the process.
@@ -231,9 +275,11 @@ def train_recipe(
     train_y = labels[fold.train_idx]
     dataset_augs, batch_augs = build_augmenters(recipe, registry)
     train_x, train_y = expand_training_set(train_x, train_y, dataset_augs, recipe.train.seed)
-    backbone = build_backbone(
-        recipe, registry, data.competition.num_classes, data.train_x.shape[1:]
-    )
+    if extra is not None:
+        train_x, train_y = with_extra(train_x, train_y, extra, data.competition.num_classes)
+    for augmenter in batch_augs:
+        augmenter.set_layout(data.layout)
+    backbone = build_backbone(recipe, registry, data.competition.num_classes, data.train)
     return train(
         backbone,
         train_x,

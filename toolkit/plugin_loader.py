@@ -33,13 +33,16 @@ BUILTIN_PLUGINS = (
     "toolkit.plugins.features.mel",
     "toolkit.plugins.features.speaker",
     "toolkit.plugins.features.musicnn",
+    "toolkit.plugins.features.waveform",
     "toolkit.plugins.augmenters.oversample",
     "toolkit.plugins.augmenters.masks",
     "toolkit.plugins.augmenters.mixup",
     "toolkit.plugins.augmenters.shift",
+    "toolkit.plugins.augmenters.waveform",
     "toolkit.plugins.backbones.resnet",
     "toolkit.plugins.backbones.timm_models",
     "toolkit.plugins.backbones.head",
+    "toolkit.plugins.backbones.finetune",
 )
 """Modules of the built-in plugins, registered like any other plugin."""
 

@@ -20,7 +20,7 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,9 @@ from toolkit.progress import console, progress_bar
 from toolkit.run_dir import SUBMISSION
 from toolkit.submission import fill_submission, probability_frame
 from toolkit.trained import PLUGINS, TrainedModel, recorded_version_changes
+
+if TYPE_CHECKING:
+    from toolkit.pipeline import ClipFeatures  # torch: imported only when predicting
 
 EXPORT_MANIFEST = "export.json"
 """The file that makes a folder an export (see :mod:`toolkit.export`)."""
@@ -123,7 +126,7 @@ def predict(
     wanted = _read_clips(Path(clips), data.id_column, audio, data.test_audio)
     columns = _columns(wanted, choice, classes, data.id_column, data.label_column)
     target = resolve_device(device)
-    views: dict[str, np.ndarray] = {}
+    views: dict[str, ClipFeatures] = {}
     probs: dict[str, np.ndarray] = {}
     with progress_bar("predicting", sum(len(s) for s in states)) as advance:
         for chosen, model, model_states in zip(choice.models, models, states, strict=True):

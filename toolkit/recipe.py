@@ -9,6 +9,7 @@ resolved recipe carries every plugin parameter with its default filled in.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,6 +18,7 @@ import pydantic
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -126,6 +128,20 @@ class Split(Strict):
     random_state: int = 42
     stratify: bool = True
     folds: int = Field(1, ge=1, description="K >= 2: K-fold cross-validation; 1: one split")
+    groups: Literal["none", "auto"] = Field(
+        "none",
+        description="auto: find clips that share a song or a singer and keep each group on "
+        "one side of every split (data.group_column wins when set)",
+    )
+    group_cap: int | None = Field(
+        None, ge=2, description="most clips in one found group (default: half of one part)"
+    )
+    group_by: list[Literal["song", "voice"]] = Field(
+        default_factory=lambda: ["song"],
+        min_length=1,
+        description="what links clips with groups: auto: song (the accompaniment), voice "
+        "(the speaker encoder on the separated stem)",
+    )
 
 
 class Model(Strict):
@@ -252,6 +268,17 @@ Distribution = Annotated[
 """One dimension of the search space: ``{low, high, log, step}`` or ``{choices: [...]}``."""
 
 
+def _checked_space(value: Any) -> Any:
+    """Each distribution of a space checked, a one-line message naming its key."""
+    if not isinstance(value, dict):
+        return value
+    return {str(key): _distribution(str(key), dist) for key, dist in value.items()}
+
+
+Space = Annotated[dict[str, Distribution], BeforeValidator(_checked_space)]
+"""A search space: key -> distribution (``search.space``, a profile's ``space``)."""
+
+
 class Sampler(Strict):
     """How trials choose their parameters (seeded: trial N draws with seed + N)."""
 
@@ -270,8 +297,36 @@ class Pruner(Strict):
     reduction_factor: int = Field(3, ge=2, description="hyperband: keep 1 trial in this many")
 
 
+PROFILE_NAME = r"^[A-Za-z0-9_-]+$"
+"""A profile's name: letters, digits, ``_`` and ``-`` (its parameters are ``NAME:KEY``)."""
+
+
+class Profile(Strict):
+    """A model family of a study: a partial recipe its trials start from, and its own space.
+
+    Its sections replace or complete the recipe's (see :mod:`toolkit.study.profiles`): a
+    mapping with a ``name`` (a plugin block, an optimizer) or a list replaces the recipe's
+    whole, another mapping (``train``, ``model``) is merged into it key by key.
+    """
+
+    separator: PluginSpec | None = None
+    features: PluginSpec | list[PluginSpec] | None = None
+    augmenters: list[PluginSpec] | None = None
+    model: dict[str, Any] | None = None
+    train: dict[str, Any] | None = None
+    predict: dict[str, Any] | None = None
+    space: Space = Field(default_factory=dict)
+    share: float = Field(
+        1.0, gt=0, description="search.budget: shares: its relative share of the study's time"
+    )
+    seeds: int | None = Field(
+        None, ge=0, description="models per chosen trial of this profile (default ensemble.seeds)"
+    )
+
+
 class Search(Strict):
-    """An Optuna study over recipe variations: every trial is the recipe with ``space`` applied."""
+    """An Optuna study over recipe variations: every trial is the recipe with ``space`` applied
+    (with ``profiles``: one profile's recipe with its own space applied)."""
 
     n_trials: int = Field(20, ge=1, description="complete + pruned trials to reach")
     timeout: float | None = Field(None, gt=0, description="seconds; no new trial after this")
@@ -280,8 +335,21 @@ class Search(Strict):
     metric: str = Field(DEFAULT_METRIC, description="a name from toolkit.metrics.METRICS")
     study_name: str | None = Field(None, min_length=1, description="default: the recipe name")
     storage: str | None = Field(None, description="Optuna RDB URL; default: RUN_DIR/study.db")
-    space: dict[str, Distribution] = Field(default_factory=dict)
-    baseline: bool = Field(True, description="trial 0 runs the recipe's own values of the space")
+    space: Space = Field(default_factory=dict)
+    baseline: bool = Field(
+        True,
+        description="trial 0 runs the recipe's own values of the space (with profiles: a "
+        "first trial per profile, the profile as written)",
+    )
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+    """Model families (name -> partial recipe and space): each trial draws one, then its values;
+    ``null`` leaves a profile out (``--set search.profiles.NAME=null``)."""
+    budget: Literal["sampler", "shares", "improvement"] = Field(
+        "sampler",
+        description="how trials are shared among profiles: the sampler draws each trial's "
+        "profile; shares: the profile furthest below its share of the time spent; improvement: "
+        "the profile whose best improved most per second lately, none below half its share",
+    )
 
     @field_validator("metric")
     @classmethod
@@ -290,13 +358,42 @@ class Search(Strict):
         get_metric(value)
         return value
 
-    @field_validator("space", mode="before")
+    @field_validator("profiles", mode="before")
     @classmethod
-    def _space(cls, value: Any) -> Any:
-        """Check each distribution with a one-line message naming its key."""
+    def _profiles(cls, value: Any, info: ValidationInfo) -> Any:
+        """Profiles set to null left out; names checked; at least one left when any was named;
+        no shared space (each profile has its own: a shared one would fit unlike models)."""
         if not isinstance(value, dict):
             return value
-        return {str(key): _distribution(str(key), dist) for key, dist in value.items()}
+        if value and info.data.get("space"):
+            raise PydanticCustomError(
+                "profiles",
+                "with profiles, each has its own space: move search.space into "
+                "search.profiles.NAME.space",
+            )
+        kept = {str(name): p for name, p in value.items() if p is not None}
+        for name in kept:
+            if not re.fullmatch(PROFILE_NAME, name):
+                raise PydanticCustomError(
+                    "profile_name",
+                    f"{name!r}: a profile's name is letters, digits, '_' and '-'",
+                )
+        if value and not kept:
+            raise PydanticCustomError(
+                "profiles", "every profile is null; keep one, or remove search.profiles"
+            )
+        return kept
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, value: str, info: ValidationInfo) -> str:
+        """Shares and improvement divide the trials among profiles: there must be some (not
+        said again when the profiles themselves are wrong)."""
+        if value != "sampler" and "profiles" in info.data and not info.data["profiles"]:
+            raise PydanticCustomError(
+                "budget", f"{value} divides the trials among search.profiles; name some"
+            )
+        return value
 
 
 def _distribution(key: str, value: Any) -> Range | Choices:
@@ -329,7 +426,8 @@ def _distribution(key: str, value: Any) -> Range | Choices:
 
 
 class Ensemble(Strict):
-    """Greedy ensemble selection (Caruana et al., 2004) over the study's complete trials."""
+    """Greedy ensemble selection (Caruana et al., 2004) over the study's complete trials, or a
+    stacked model over them (``method``)."""
 
     size: int = Field(20, ge=1, description="greedy rounds (picks, with replacement)")
     init_best: int = Field(0, ge=0, description="start from the N best trials")
@@ -337,6 +435,47 @@ class Ensemble(Strict):
     refit: bool = Field(
         False, description="retrain each chosen trial on every clip for the test prediction"
     )
+    method: Literal["greedy", "stack", "auto"] = Field(
+        "greedy",
+        description="greedy: weighted average by greedy selection; stack: a logistic regression "
+        "over every trial's held-out probabilities; auto: the one with the better estimate",
+    )
+
+    @field_validator("method")
+    @classmethod
+    def _refit_is_greedy(cls, value: str, info: ValidationInfo) -> str:
+        """A stacked model reads every trial's test probabilities; refits exist only for
+        greedy's chosen few."""
+        if value != "greedy" and info.data.get("refit"):
+            raise PydanticCustomError(
+                "method",
+                f"{value} combines every trial; refit retrains only greedy's chosen ones: "
+                "set method: greedy or refit: false",
+            )
+        return value
+
+
+class PseudoLabels(Strict):
+    """The test clips a trained model is sure of, as extra training targets of a second round."""
+
+    threshold: float = Field(
+        0.9,
+        ge=0.0,
+        lt=1.0,
+        description="a test clip is used when its highest predicted probability is at least this",
+    )
+    power: float = Field(
+        2.0,
+        ge=1.0,
+        description="sharpening: each probability raised to this power, the row renormalised "
+        "(a softmax temperature of 1/power; 1: as predicted)",
+    )
+
+
+class SemiSupervised(Strict):
+    """Learning from the unlabelled test clips (opt-in)."""
+
+    pseudo_labels: PseudoLabels = Field(default_factory=PseudoLabels)
 
 
 class Predict(Strict):
@@ -365,6 +504,7 @@ class Recipe(Strict):
     search: Search | None = None
     ensemble: Ensemble | None = None
     predict: Predict = Field(default_factory=Predict)
+    semi_supervised: SemiSupervised | None = None
 
     @property
     def feature_streams(self) -> list[PluginSpec]:

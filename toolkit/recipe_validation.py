@@ -122,6 +122,38 @@ def stream_mode(recipe: Recipe, registry: Registry) -> str:
     return entry.streams
 
 
+def check_packed_augmenters(recipe: Recipe, registry: Registry) -> None:
+    """A backbone that takes its streams packed gets no augmenter that works along a feature
+    map's axes (it would cut across the streams): a RecipeError naming it otherwise."""
+    backbone = recipe.model.backbone["name"]
+    if registry.get_info("backbones", backbone, "model.backbone").streams != "pack":
+        return
+    blocks = [(f"augmenters[{i}]", s) for i, s in enumerate(recipe.augmenters)]
+    blocks += [(f"predict.tta[{i}]", s) for i, s in enumerate(recipe.predict.tta)]
+    for key, spec in blocks:
+        factory = registry.get_info("augmenters", spec["name"], key).factory
+        if getattr(factory, "along_axes", False):
+            raise RecipeError(
+                f"{key}: {spec['name']!r} works along a feature map's axes, but backbone "
+                f"{backbone!r} takes its streams packed (flattened side by side), where it "
+                "would cut across them; remove it (waveform augmenters: gain, time_roll, remix)"
+            )
+
+
+def _check_grouping(recipe: Recipe, registry: Registry) -> None:
+    """``split.group_by: voice`` has a separated voice and the speaker encoder to compare."""
+    split = recipe.split
+    if split.groups != "auto" or "voice" not in split.group_by:
+        return
+    if recipe.separator["name"] == "none":
+        raise RecipeError("split.group_by: voice needs a separated voice; set separator.name")
+    if not registry.is_registered("feature_extractors", "speaker"):
+        raise RecipeError(
+            "split.group_by: voice needs the speaker feature extractor; install resemblyzer's "
+            "weights (see docs/speaker.md) or group by song only"
+        )
+
+
 def validate_recipe(
     raw: dict[str, Any], registry: Registry, source: Path | str | None = None
 ) -> Recipe:
@@ -131,8 +163,30 @@ def validate_recipe(
         resolved = resolve_plugin_blocks(raw, registry)
         recipe = Recipe.model_validate(resolved)
         stream_mode(recipe, registry)
+        check_packed_augmenters(recipe, registry)
+        _check_semi_supervised(recipe)
+        _check_grouping(recipe, registry)
         return recipe
     except RecipeError as exc:
         raise RecipeError(f"{prefix}{exc}") from None
     except pydantic.ValidationError as exc:
         raise RecipeError(f"{prefix}{format_validation_error(exc, '', Recipe)}") from None
+
+
+def _check_semi_supervised(recipe: Recipe) -> None:
+    """Pseudo-labels: a plain run's own round needs a single split, a study's round (after
+    its ensemble) works with folds but not with refits; a RecipeError otherwise."""
+    if recipe.semi_supervised is None:
+        return
+    study = recipe.search is not None or recipe.ensemble is not None
+    if not study and recipe.split.folds > 1:
+        raise RecipeError(
+            "semi_supervised: a plain run's pseudo-label round needs a single split; set "
+            "split.folds: 1, or add a search: or ensemble: section (a study's round follows "
+            "its ensemble and works with folds)"
+        )
+    if recipe.ensemble is not None and recipe.ensemble.refit:
+        raise RecipeError(
+            "semi_supervised: pseudo-labelled models are not refit on every clip; set "
+            "ensemble.refit: false or remove semi_supervised"
+        )

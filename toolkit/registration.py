@@ -17,6 +17,7 @@ from typing import Any
 import pydantic
 
 from toolkit.errors import PluginLoadError
+from toolkit.fusion import MODES
 from toolkit.registry import Entry, Registry, singular
 
 
@@ -36,8 +37,9 @@ def params_from_signature(factory: Callable[..., Any], context: Iterable[str]) -
     )
 
 
-ENGINE_CONTEXT = {"backbones": ("num_classes", "in_channels")}
-"""Factory arguments the engine supplies, never the recipe."""
+ENGINE_CONTEXT = {"backbones": ("num_classes", "in_channels", "layout")}
+"""Factory arguments the engine supplies, never the recipe (``layout`` only to a factory
+that names it: see :func:`toolkit.hookspecs.register_backbones`)."""
 
 
 STAGE_FIELDS = {
@@ -159,7 +161,7 @@ _STAGE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "input_sample_rate": (lambda v: v is None or (_is_int(v) and v >= 1), "a positive int or None"),
     "input_channels": (lambda v: _is_int(v) and v >= 1, "a positive int"),
     "version": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
-    "streams": (lambda v: v in ("stack", "concat"), "'stack' or 'concat'"),
+    "streams": (lambda v: v in MODES, "'stack', 'concat' or 'pack'"),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
@@ -217,21 +218,26 @@ def format_validation_error(
             message = err["msg"].removeprefix("Value error, ")
             given = err.get("input")
             missing = err["type"] == "value_error" and given is None  # a value the key needs
-            lines.append(f"{path}: {message}" if missing else f"{path}: {message} (got {given!r})")
+            whole = isinstance(given, dict)  # a section: its message says what is wrong in it
+            plain = missing or whole
+            lines.append(f"{path}: {message}" if plain else f"{path}: {message} (got {given!r})")
     return "; ".join(lines)
 
 
 def _model_at(model: type[pydantic.BaseModel], loc: tuple[Any, ...]) -> type | None:
     """The nested pydantic model a validation error location points into, if any."""
     current: Any = model
+    keyed = False  # the part after a mapping of models is a key of it (a profile's name)
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or keyed:
+            keyed = False
             continue
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
             return None
         annotation = fields[part].annotation
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        keyed = typing.get_origin(annotation) is dict
+        candidates = [annotation, *typing.get_args(annotation)]
         current = next(
             (c for c in candidates if isinstance(c, type) and issubclass(c, pydantic.BaseModel)),
             None,

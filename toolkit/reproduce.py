@@ -47,11 +47,10 @@ def reproducible_row(board: Leaderboard, row_id: str) -> Row:
             f"{row_id} is {'an ensemble' if row.kind == 'ensemble' else 'a bag'}; "
             f"reproduce its members one by one: {members}"
         )
-    if row.kind == "refit":
+    if row.kind in ("refit", "pseudo"):
         trial = ModelKey.parse(row.id).trial_key().id
-        raise ToolkitError(
-            f"{row_id} is a refit on every train clip, made by the ensemble; reproduce {trial}"
-        )
+        what = "a refit on every train clip" if row.kind == "refit" else "pseudo-labelled"
+        raise ToolkitError(f"{row_id} is {what}, made by the ensemble; reproduce {trial}")
     if row.state != "complete":
         raise ToolkitError(f"{row_id} is {row.state}; only complete rows can be reproduced")
     if not row.provenance.get("recipe"):

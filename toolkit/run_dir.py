@@ -13,6 +13,10 @@ files at the top. A model folder holds:
 ``val_probs.npy|csv``         validation probabilities (the csv with labels)
 ``test_probs.npy|csv``        test probabilities
 ``submission.csv``            the sample submission filled in
+``pseudo_labels.json``        with ``semi_supervised``: a plain run's pseudo-label round
+                              (clips, both rounds' metric, whether the second was
+                              kept), or the pseudo-labels a study's second-round
+                              model trained with (their digest, clips per fold)
 ============================  ==================================================
 
 A cross-validated model (``split.folds: K``) keeps each fold's model folder in
@@ -26,7 +30,10 @@ averaged) only its probabilities and submission.
 holds the files of a finished model of exactly the recipe asked for.
 
 and a run with an ensemble also ``ensemble.json`` (members, weights, picks,
-trajectory) and, by default, its Optuna storage ``study.db``.
+trajectory, the estimate) and, by default, its Optuna storage ``study.db``. A run
+whose split grouped the clips by the sources it found (``split.groups: auto``)
+has ``sources.json``: the groups, each clip's, and what they say of the split
+without groups.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from toolkit.dataset import Competition
 from toolkit.disk import disk_errors
 from toolkit.model_key import ModelKey
 from toolkit.recipe import Recipe, dump_recipe
+from toolkit.source_links import FoundSources
 from toolkit.submission import probability_frame, write_submission
 
 RECIPE = "recipe.yaml"
@@ -54,6 +62,8 @@ METRICS = "metrics.csv"
 WEIGHTS = "best.pt"
 SUBMISSION = "submission.csv"
 ENSEMBLE = "ensemble.json"
+PSEUDO_LABELS = "pseudo_labels.json"
+SOURCES = "sources.json"
 STUDY = "study.db"
 SPLITS = ("val", "test")
 """The predicted splits: ``val_probs.*`` and ``test_probs.*``."""
@@ -109,6 +119,23 @@ class RunDir:
         """``stats.json``: what the cached stages did."""
         return self._write_text(STATS, json.dumps(stats, indent=2))
 
+    def write_sources(self, found: FoundSources, ids: Sequence[str]) -> Path:
+        """``sources.json``: the groups ``split.groups: auto`` found, and each clip's."""
+        groups = found.groups
+        summary = {
+            "groups": groups.count,
+            "clips": len(ids),
+            "largest": groups.largest,
+            "alone": groups.singletons,
+            "cap": groups.cap,
+            "refused": groups.refused,
+            "links": groups.links,
+            "straddled": found.straddled,
+            "pairs": found.pairs,
+            "group_of": dict(zip(ids, groups.labels.tolist(), strict=True)),
+        }
+        return self._write_text(SOURCES, json.dumps(summary, indent=2))
+
     def write_history(self, history: Sequence[dict[str, float]]) -> Path:
         """``metrics.csv``: one row per epoch."""
         frame = pd.DataFrame(list(history))
@@ -145,6 +172,11 @@ class RunDir:
         """``ensemble.json``: the ensemble's members, weights, picks and trajectory."""
         return self._write_text(ENSEMBLE, json.dumps(summary, indent=2))
 
+    def write_pseudo_labels(self, summary: dict[str, Any]) -> Path:
+        """``pseudo_labels.json``: what the model's pseudo-label round did, or which
+        pseudo-labels it trained with."""
+        return self._write_text(PSEUDO_LABELS, json.dumps(summary, indent=2))
+
     def _write_text(self, name: str, text: str) -> Path:
         return self._put(name, lambda h: h.write(text.encode()))
 
@@ -166,18 +198,33 @@ class RunDir:
         """Whether every file of :data:`MODEL_FILES` is there."""
         return all(self.file(name).is_file() for name in MODEL_FILES)
 
-    def holds(self, recipe: Recipe, *, validated: bool = True) -> bool:
+    def holds(
+        self, recipe: Recipe, *, validated: bool = True, pseudo_labels: str | None = None
+    ) -> bool:
         """Whether the folder holds a finished model of exactly ``recipe``: its
         ``recipe.yaml`` is that recipe, resolved, and its numbers are all there (a model
-        trained on every clip, ``validated=False``, has no validation files).
+        trained on every clip, ``validated=False``, has no validation files). With
+        ``pseudo_labels`` (a :meth:`~toolkit.pseudo_labels.PseudoLabelSet.digest`), the
+        model must also have trained on exactly those pseudo-labels.
 
         The one rule for "is this model already done?": a fold of a resumed run, a
-        trial's seed copy or refit found again.
+        trial's seed copy, refit or pseudo-labelled copy found again.
         """
         names = MODEL_FILES if validated else (METRICS, "test_probs.npy")
         if not all(self.file(name).is_file() for name in (RECIPE, *names)):
             return False
+        if pseudo_labels is not None and self.pseudo_labels_digest() != pseudo_labels:
+            return False
         return self.file(RECIPE).read_text() == dump_recipe(recipe)
+
+    def pseudo_labels_digest(self) -> str | None:
+        """The digest of the pseudo-labels the model trained with, from
+        ``pseudo_labels.json`` (None without one, or one of a plain run's own round)."""
+        try:
+            record = json.loads(self.file(PSEUDO_LABELS).read_text())
+        except (OSError, ValueError):
+            return None
+        return record.get("digest") if isinstance(record, dict) else None
 
     def read_probabilities(self, split: str) -> np.ndarray:
         """The saved ``[N, K]`` probabilities of ``split``."""

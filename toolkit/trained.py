@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from toolkit.recipe import Recipe
 from toolkit.recipe_validation import validate_recipe
 from toolkit.registry import Registry
 from toolkit.run_dir import RECIPE, WEIGHTS, RunDir
+
+if TYPE_CHECKING:
+    from toolkit.pipeline import ClipFeatures  # torch: imported only when predicting
 
 PLUGINS = "plugins"
 """The folder of an export (or run directory) where the recipes' plugin files are found when
@@ -62,10 +65,10 @@ class TrainedModel:
         return [read_state(path) for path in self.weight_files]
 
     def probabilities(
-        self, x: np.ndarray, device: Any, states: Sequence[dict[str, Any]] | None = None
+        self, features: ClipFeatures, device: Any, states: Sequence[dict[str, Any]] | None = None
     ) -> np.ndarray:
-        """Class probabilities ``[N, K]`` of the features ``x`` (made by this model's recipe):
-        its network's, or its fold networks' mean."""
+        """Class probabilities ``[N, K]`` of ``features`` (made by this model's recipe): its
+        network's, or its fold networks' mean."""
         from toolkit.cross_validation import fold_mean
         from toolkit.pipeline import build_test_time_augmenters
         from toolkit.trainer import trained_probabilities
@@ -73,19 +76,24 @@ class TrainedModel:
         tta = build_test_time_augmenters(self.recipe, self.registry)
         probs = [
             trained_probabilities(
-                self.network(state, path, x.shape[1:]), x, self.recipe.train, device, tta
+                self.network(state, path, features),
+                features.x,
+                self.recipe.train,
+                device,
+                tta,
             )
             for state, path in zip(states or self.states(), self.weight_files, strict=True)
         ]
         return probs[0] if len(probs) == 1 else fold_mean(probs)
 
-    def network(self, state: dict[str, Any], path: Path, shape: tuple[int, ...]) -> Any:
-        """The network ``state`` (read from ``path``) holds, for features of one clip shaped
-        ``shape``: the recipe's backbone behind its standardisation, with the kept weights."""
+    def network(self, state: dict[str, Any], path: Path, features: ClipFeatures) -> Any:
+        """The network ``state`` (read from ``path``) holds, for clips featured as
+        ``features``: the recipe's backbone behind its standardisation, with the kept
+        weights."""
         from toolkit.pipeline import build_backbone
         from toolkit.trainer import Standardized
 
-        backbone = build_backbone(self.recipe, self.registry, len(state["classes"]), shape)
+        backbone = build_backbone(self.recipe, self.registry, len(state["classes"]), features)
         model = Standardized(backbone, 0.0, 1.0)
         try:
             model.load_state_dict(state["state_dict"])

@@ -30,7 +30,7 @@ from toolkit.devices import (
 )
 from toolkit.kinds import BatchAugmenter, TestTimeAugmenter
 from toolkit.metrics import DEFAULT_METRIC, Metric, epoch_rank, get_metric, validation_scores
-from toolkit.optimisation import Steps, build_optimizer, build_scheduler
+from toolkit.optimisation import Steps, build_optimizer, build_scheduler, parameter_groups
 from toolkit.progress import progress_bar
 from toolkit.recipe import Train
 
@@ -64,7 +64,8 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
 
 class Standardized(nn.Module):
-    """A backbone behind a fixed standardisation of its input (training-set mean and std)."""
+    """A backbone behind a fixed standardisation of its input (training-set mean and std;
+    0 and 1 for a backbone whose ``standardize_input`` is false)."""
 
     def __init__(self, backbone: nn.Module, mean: float, std: float) -> None:
         super().__init__()
@@ -247,11 +248,13 @@ class Session:
         """Seed everything, place the model and the data, build the optimiser and schedule."""
         seed_everything(cfg.seed, cfg.deterministic)
         device = resolve_device(cfg.device)
-        mean, std = feature_stats(train_x)
+        raw = not getattr(backbone, "standardize_input", True)
+        mean, std = (0.0, 1.0) if raw else feature_stats(train_x)
         model, precision, channels_last = placed_model(
             Standardized(backbone, mean, std), cfg, device
         )
-        optimizer = build_optimizer(model.parameters(), cfg, loss_scaled=precision == "fp16")
+        groups = parameter_groups(backbone, cfg.optimizer.lr)
+        optimizer = build_optimizer(groups, cfg, loss_scaled=precision == "fp16")
         scheduler = build_scheduler(optimizer, cfg)
         rng = np.random.default_rng(cfg.seed)
         steps = Steps(
@@ -300,6 +303,9 @@ class Session:
         batches of one clip it dropped."""
         cfg = self.cfg
         self.model.train()
+        on_epoch_start = getattr(self.model.backbone, "on_epoch_start", None)
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         index, dropped = epoch_batches(self.rng, len(self.train_data), cfg.batch_size)
         train_loss, train_accuracy = self.steps.epoch(
             self.train_data, index, advance, f"{epoch}/{cfg.epochs}"
@@ -342,7 +348,8 @@ def train(
     description: str = "training",
 ) -> TrainResult:
     """Train ``backbone`` on the training arrays, keep the best epoch on validation
-    (the last epoch when ``val_x`` is empty: nothing is held out).
+    (the last epoch when ``val_x`` is empty: nothing is held out). ``train_y`` holds
+    integer classes ``[N]`` or soft targets ``[N, K]`` (rows summing to one).
 
     The best epoch is chosen on plain predictions (:func:`toolkit.metrics.best_epoch`);
     the final validation and test probabilities of that epoch average

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.checks import check_inputs
 from toolkit.ensemble.record import EnsembleOutcome
 from toolkit.ensemble.study import build_ensemble
 from toolkit.errors import SearchError
@@ -50,8 +49,10 @@ def run(
     """
     recipe, registry = loaded.recipe, loaded.registry
     # every clip is decoded before the run's folder or row exists: a bad clip leaves neither
-    data = prepare(recipe, registry, check_inputs(recipe))
+    data = prepare(recipe, registry)
     out = RunDir(recipe.run_dir).create()
+    if data.sources is not None:
+        out.write_sources(data.sources, data.competition.train_ids)
     board = Leaderboard(Path(recipe.output.leaderboard))
     board.mark_stale_running(out.path)  # a row left "running" by a killed run of this folder
     key = key or ModelKey.plain_run(recipe.name)
@@ -100,6 +101,9 @@ def run_study(loaded: LoadedRecipe, storage: str | None = None) -> StudyResult:
     started = time.perf_counter()
     study = StudyRun(loaded, storage)
     report = study.optimize(wait_for_others=True)
+    inputs = study.views.inputs()
+    if inputs.sources is not None:
+        study.layout.write_sources(inputs.sources, inputs.competition.train_ids)
     outcome = build_ensemble(study)
     study.layout.write_stats(study.views.stats().as_dict())  # this process's audio work
     return StudyResult(

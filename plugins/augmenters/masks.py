@@ -39,6 +39,7 @@ class AxisMask(DatasetAugmenter):
 
     axis: ClassVar[int] = -1
     """Axis of the ``[N, C, F, T]`` feature array that masks cut across."""
+    along_axes = True
 
     def __init__(self, **settings: Any) -> None:
         """Keep ``settings``, the fields of :class:`MaskParams` the registry validated."""

@@ -33,6 +33,8 @@ class TimeShiftParams(pydantic.BaseModel):
 class TimeShift(TestTimeAugmenter):
     """Views of a batch rolled along its time axis by evenly spaced offsets."""
 
+    along_axes = True
+
     def __init__(self, **settings: Any) -> None:
         """Keep ``settings``, the fields of :class:`TimeShiftParams` the registry validated."""
         self.params = TimeShiftParams.model_construct(**settings)

@@ -53,6 +53,9 @@ CASES: dict[str, tuple[str, dict[str, Any], str, int]] = {
         16000,
     ),
     "speaker": ("feature_extractors", {"name": "speaker"}, "mono_16k", 16000),
+    "waveform": ("feature_extractors", {"name": "waveform"}, "mono_16k", 16000),
+    # the same clip taken for 22.05 kHz audio: the resampling to 16 kHz is pinned too
+    "waveform-resampled": ("feature_extractors", {"name": "waveform"}, "mono_16k", 22050),
 }
 """Every built-in separator and feature extractor, some in a second setting."""
 

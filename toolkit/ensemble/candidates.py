@@ -21,7 +21,9 @@ from toolkit.leaderboard.row import Row
 from toolkit.metrics import accuracy, get_metric, log_loss
 from toolkit.model_key import ModelKey
 from toolkit.pipeline import PreparedData
+from toolkit.recipe import Ensemble
 from toolkit.run_dir import RunDir
+from toolkit.study.profiles import profile_of, values_of
 from toolkit.study.run import StudyRun
 
 
@@ -113,18 +115,37 @@ def trial_pool(run: StudyRun, data: PreparedData) -> Pool:
         row = _row(run, key)
         if row is not None and row.best_epoch is None:  # a row of a study begun before rows
             row.best_epoch = trial.user_attrs.get("best_epoch")  # kept it: Optuna's record
-        pool.trials[key.id] = TrialRecord(key, dict(trial.params), row)
+        pool.trials[key.id] = TrialRecord(key, values_of(trial.params), row)
         pool.candidates[key.id] = candidate
     return pool
 
 
+def seeds_wanted(run: StudyRun, spec: Ensemble) -> bool:
+    """Whether some chosen trial gets seed copies: ``ensemble.seeds``, or a profile's."""
+    profiles = run.settings.search.profiles.values()
+    return spec.seeds > 1 or any((p.seeds or 0) > 1 for p in profiles)
+
+
+def seeds_of(run: StudyRun, trial: TrialRecord, n: int) -> int:
+    """How many models a chosen trial is bagged over: its profile's ``seeds``, else ``n``."""
+    profile = profile_of(trial.values)
+    if profile is None or profile not in run.settings.search.profiles:
+        return n
+    own = run.settings.search.profiles[profile].seeds
+    return n if own is None else own
+
+
 def add_seed_bags(run: StudyRun, pool: Pool, chosen: list[str], n: int, data: PreparedData) -> None:
     """More candidates: each chosen trial's ``n - 1`` seed copies (trained, or found done)
-    and its bag of all ``n``, written as a model of its own."""
+    and its bag of all ``n``, written as a model of its own (``n``: its profile's ``seeds``
+    when it says; a trial of one seed gets neither)."""
     for tid in chosen:
         trial = pool.trials[tid]
+        count = seeds_of(run, trial, n)
+        if count <= 1:
+            continue
         group = [pool.candidates[tid]]
-        for index in range(1, n):
+        for index in range(1, count):
             variant = run.models.variant(trial.key.seed_copy(index), trial.values)
             group.append(Candidate.read(variant.key, run.models.ensure(variant)))
         pool.candidates.update((c.id, c) for c in group)
@@ -164,6 +185,7 @@ def write_bag(run: StudyRun, bag: Candidate, trial: TrialRecord, data: PreparedD
             submission=str(submission.resolve()),
             members=[{"id": m.id, "weight": 1 / len(bag.models)} for m in bag.models],
             trial_number=bag.key.trial,
+            profile=profile_of(trial.values),
             folds=len(data.folds) if data.cross_validated else None,
         )
     )

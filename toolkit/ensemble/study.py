@@ -14,7 +14,13 @@ candidate. A bag's weight is shared equally by its models. The ensemble's test
 probabilities are the weighted average of its models'; with
 ``ensemble.refit``, of each chosen trial's refit (its variant retrained on
 every train clip for its best epoch count) instead. They make the run's
-``submission.csv`` (:mod:`.record`).
+``submission.csv`` (:mod:`.record`). The ensemble's own validation score is
+optimistic (it was chosen on those predictions); its ``estimate`` repeats the
+final selection on all but one part of the clips and scores the part held out
+(:mod:`.estimate`): the number to expect. With ``semi_supervised``, the chosen
+trials are then trained again with the test clips the ensemble is sure of, and
+the ensemble chosen again over them too is kept if its estimate is better
+(:mod:`.pseudo_round`).
 """
 
 from __future__ import annotations
@@ -23,8 +29,11 @@ import time
 
 import numpy as np
 
-from toolkit.ensemble.candidates import Pool, add_seed_bags, trial_pool
+from toolkit.ensemble.candidates import Pool, add_seed_bags, seeds_wanted, trial_pool
+from toolkit.ensemble.estimate import SelectionEstimate, estimate_parts, estimate_selection
 from toolkit.ensemble.members import trial_weights
+from toolkit.ensemble.method import Combination, choose_method
+from toolkit.ensemble.pseudo_round import PseudoRound, pseudo_label_round
 from toolkit.ensemble.record import EnsembleOutcome, record_ensemble
 from toolkit.ensemble.selection import EnsembleResult, blend, select_ensemble
 from toolkit.metrics import best_key, get_metric
@@ -40,13 +49,31 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
     spec = spec or run.recipe.ensemble or Ensemble()
     data = run.check_split()
     pool = trial_pool(run, data)
-    selection = select(pool, data, spec, run.settings.metric)
-    if spec.seeds > 1:  # seed copies of the chosen trials, and their bags, compete too
+    metric = run.settings.metric
+    selection = select(pool, data, spec, metric)
+    if seeds_wanted(run, spec):  # seed copies of the chosen trials, and their bags, compete too
         add_seed_bags(run, pool, list(selection.members), spec.seeds, data)
-        selection = select(pool, data, spec, run.settings.metric)
+        selection = select(pool, data, spec, metric)
+
+    def choose(candidates: Pool) -> tuple[EnsembleResult, SelectionEstimate]:
+        return select(candidates, data, spec, metric), estimate(candidates, data, spec, run)
+
+    expected = estimate(pool, data, spec, run)
     weights = pool.model_weights(selection.members)
+    pseudo: PseudoRound | None = None
+    if run.recipe.semi_supervised is not None:
+        settings = run.recipe.semi_supervised.pseudo_labels
+        round_ = pseudo_label_round(run, pool, data, settings, weights, expected, choose)
+        pseudo = round_.record
+        if round_.kept is not None:
+            pool, selection, expected = round_.kept
+            weights = pool.model_weights(selection.members)
     val = blend(pool.probs("val"), weights)
     test = blend(pool.probs("test"), weights)
+    greedy = Combination("greedy", weights, val, test, expected)
+    parts = estimate_parts(data, run.recipe.split.random_state)  # the stack's folds
+    kept = choose_method(spec, pool, data.val_labels, parts, metric, greedy)
+    weights, val, test = kept.weights, kept.val, kept.test
     refits: dict[str, str] = {}
     if spec.refit:
         test, refits = refit_test(run, pool, weights)
@@ -56,6 +83,7 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
         spec,
         data,
         selection=selection,
+        estimate=kept.estimate,
         weights=weights,
         val=val,
         test=test,
@@ -63,6 +91,20 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
         best=(best_id, best_value),
         candidates=len(pool.candidates),
         started=started,
+        combination=kept,
+        pseudo_labels=pseudo,
+    )
+
+
+def estimate(pool: Pool, data: PreparedData, spec: Ensemble, run: StudyRun) -> SelectionEstimate:
+    """The selection over the pool's candidates, cross-validated (:mod:`.estimate`)."""
+    return estimate_selection(
+        pool.probs("val"),
+        data.val_labels,
+        estimate_parts(data, run.recipe.split.random_state),
+        metric=run.settings.metric,
+        size=spec.size,
+        init_best=spec.init_best,
     )
 
 

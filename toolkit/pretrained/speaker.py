@@ -278,8 +278,9 @@ class SpeakerEmbedder:
         """How many embeddings a clip of ``n_samples`` at 16 kHz gets."""
         return len(partial_starts(n_samples, self.window_frames, self.rate, self.min_coverage))
 
-    def embed(self, waves: torch.Tensor) -> torch.Tensor:
-        """Embeddings ``[B, n_windows, 256]`` of float32 16 kHz clips ``[B, T]``."""
+    def windows(self, waves: torch.Tensor) -> torch.Tensor:
+        """The encoder's input: mel frames of each partial utterance, ``[B, W, frames, 40]``,
+        of float32 16 kHz clips ``[B, T]`` (volume normalised first, if asked)."""
         waves = mono_batch(waves)
         n_samples = waves.shape[-1]
         starts = partial_starts(n_samples, self.window_frames, self.rate, self.min_coverage)
@@ -290,14 +291,19 @@ class SpeakerEmbedder:
             waves = nn.functional.pad(waves, (0, needed - n_samples))
         device = waves.device
         self.mel.to(device)
-        self.encoder.to(device)
         with torch.no_grad():
             frames = self.mel(waves).transpose(1, 2)  # [B, frames, 40]
             index = torch.tensor(starts, device=device)[:, None] + torch.arange(
                 self.window_frames, device=device
             )
-            windows = frames[:, index]  # [B, W, window_frames, 40]
-            batch, count = windows.shape[:2]
+            return frames[:, index]
+
+    def embed(self, waves: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``[B, n_windows, 256]`` of float32 16 kHz clips ``[B, T]``."""
+        windows = self.windows(waves)
+        batch, count = windows.shape[:2]
+        self.encoder.to(windows.device)
+        with torch.no_grad():
             embeds = self.encoder(windows.reshape(batch * count, self.window_frames, N_MELS))
         return embeds.reshape(batch, count, EMBEDDING_SIZE)
 

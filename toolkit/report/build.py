@@ -9,7 +9,7 @@ from pathlib import Path
 
 from toolkit.cache import atomic_write
 from toolkit.report import figures as draw
-from toolkit.report.collect import RunContents, collect
+from toolkit.report.collect import RunContents, StudyData, collect
 from toolkit.report.page import render_page
 from toolkit.report.scores import ClassScores, score
 
@@ -28,7 +28,8 @@ FIGURE_NAMES = (
     "confusion_ensemble",
     "ensemble",
 )
-"""Every figure the report may draw (``figures/<name>.png``)."""
+"""Every figure the report may draw (``figures/<name>.png``); with profiles, the search's
+figures also once per profile (``optimization_history-NAME``, ...)."""
 
 
 @dataclass
@@ -68,9 +69,11 @@ def build_report(run_dir: Path | str, storage: str | None = None, db: Path | Non
     study = contents.study
     if study is not None and contents.recipe.search is not None:
         if any(t.state.name == "COMPLETE" for t in study.trials):
-            _figure(report, "optimization_history", lambda: draw.optimization_history(study))
-            _figure(report, "param_slices", lambda: draw.param_slices(study), "search")
-            _figure(report, "param_importances", lambda: draw.param_importances(study), "search")
+            _search_figures(report, study)
+            for profile in study.profiles:  # each profile's search, drawn apart
+                view = study.of_profile(profile)
+                if any(t.state.name == "COMPLETE" for t in view.trials):
+                    _search_figures(report, view, f"-{profile}")
         else:
             report.notes.setdefault("search", []).append("No trial has completed yet.")
     alone = contents.lone_member() is not None  # the ensemble's figures would be the best's
@@ -83,6 +86,17 @@ def build_report(run_dir: Path | str, storage: str | None = None, db: Path | Non
         _figure(report, "ensemble", lambda: draw.ensemble(ensemble))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _search_figures(report: Report, study: StudyData, suffix: str = "") -> None:
+    """The search's figures of ``study`` (a profile's view: named with ``suffix``); with
+    profiles, the whole study's importances are left out (only ``profile`` is in every
+    trial)."""
+    _figure(report, f"optimization_history{suffix}", lambda: draw.optimization_history(study))
+    _figure(report, f"param_slices{suffix}", lambda: draw.param_slices(study), "search")
+    if not study.profiles:
+        importances = f"param_importances{suffix}"
+        _figure(report, importances, lambda: draw.param_importances(study), "search")
 
 
 def _figure(
@@ -109,13 +123,11 @@ def write_report(run_dir: Path | str, storage: str | None = None, db: Path | Non
     out = report.contents.run_dir
     folder = out / FIGURES
     folder.mkdir(exist_ok=True)
-    for name in FIGURE_NAMES:
-        path = folder / f"{name}.png"
-        if name in report.figures:
-            png = report.figures[name]
-            atomic_write(path, lambda handle, png=png: handle.write(png))
-        else:
+    for path in folder.glob("*.png"):  # a figure of an earlier report (a profile's too)
+        if path.stem not in report.figures:
             path.unlink(missing_ok=True)
+    for name, png in report.figures.items():
+        atomic_write(folder / f"{name}.png", lambda handle, png=png: handle.write(png))
     page = out / REPORT
     html = report.html().encode("utf-8")
     atomic_write(page, lambda handle: handle.write(html))

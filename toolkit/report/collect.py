@@ -32,7 +32,8 @@ from toolkit.metrics import DEFAULT_METRIC, best_key
 from toolkit.model_key import TRIALS, ModelKey
 from toolkit.recipe import Recipe
 from toolkit.registry import format_validation_error
-from toolkit.run_dir import ENSEMBLE, METRICS, RECIPE, STATS, STUDY, RunDir
+from toolkit.run_dir import ENSEMBLE, METRICS, RECIPE, SOURCES, STATS, STUDY, RunDir
+from toolkit.study.profiles import PROFILE, param_name
 from toolkit.study.settings import has_study, search_settings, study_name
 from toolkit.study.workers import state_name
 
@@ -83,8 +84,13 @@ class StudyData:
     study: optuna.Study
     metric: str
     space: list[str]
-    """The searched recipe keys."""
+    """The searched recipe keys (with profiles: ``profile``; a profile's view: its keys as
+    Optuna names them, ``NAME:KEY``)."""
     trials: list[FrozenTrial]
+    profiles: dict[str, list[str]] = field(default_factory=dict)
+    """Each profile's searched keys as Optuna names them, by profile (none: no profiles)."""
+    profile: str | None = None
+    """The profile this is a view of (its trials alone), if any."""
 
     def counts(self) -> dict[str, int]:
         """Trials by state name (complete, pruned, running, failed, waiting)."""
@@ -92,6 +98,20 @@ class StudyData:
         for t in self.trials:
             counts[state_name(t.state)] += 1
         return counts
+
+    def of_profile(self, name: str) -> StudyData:
+        """The study as profile ``name`` sees it: its trials and its keys alone."""
+        trials = [t for t in self.trials if t.params.get(PROFILE) == name]
+        keys = self.profiles.get(name, [])
+        return StudyData(self.name, self.storage, self.study, self.metric, keys, trials, {}, name)
+
+    def seconds(self) -> float:
+        """The wall time of its finished trials, added up."""
+        return sum(
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            for t in self.trials
+            if t.datetime_start is not None and t.datetime_complete is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -108,6 +128,14 @@ class EnsembleData:
     best_trial: str
     best_trial_metric: float
     candidates: int
+    estimate: dict[str, Any] | None = None
+    pseudo_labels: dict[str, Any] | None = None
+    """The pseudo-label round, as ``ensemble.json`` records it."""
+    """The selection cross-validated (``metric``, ``value``, ``accuracy``, ``parts``)."""
+    method: str = "greedy"
+    """How the members are combined: ``greedy`` (weighted average) or ``stack``."""
+    estimates: dict[str, Any] = field(default_factory=dict)
+    """Every method's estimate computed, by method (``ensemble.method: auto``: both)."""
 
 
 @dataclass
@@ -121,6 +149,8 @@ class RunContents:
     folds: int
     """``split.folds``: above 1, validation predictions are out of fold."""
     stats: dict[str, float] | None = None
+    sources: dict[str, Any] | None = None
+    """``sources.json``: the groups ``split.groups: auto`` found."""
     histories: list[ModelHistory] = field(default_factory=list)
     study: StudyData | None = None
     best: Predictions | None = None
@@ -174,6 +204,7 @@ def collect(run_dir: Path | str, storage: str | None = None, db: Path | None = N
         class_names=dict(recipe.data.class_names or {}),
     )
     contents.stats = _read_json(layout.file(STATS))
+    contents.sources = _read_json(layout.file(SOURCES))
     contents.leaderboard, contents.rows = _leaderboard_rows(layout.path, recipe, db)
     if is_study:
         _collect_study(contents, layout, storage)
@@ -255,6 +286,10 @@ def _collect_study(contents: RunContents, layout: RunDir, storage: str | None) -
         best_trial=str(summary["best_trial"]),
         best_trial_metric=float(summary["best_trial_metric"]),
         candidates=int(summary["candidates"]),
+        estimate=summary.get("estimate"),
+        method=str(summary.get("method", "greedy")),
+        estimates=dict(summary.get("estimates") or {}),
+        pseudo_labels=summary.get("pseudo_labels"),
     )
     contents.ensemble_predictions = read_predictions(layout, contents.ensemble.id)
 
@@ -286,7 +321,12 @@ def _read_study(
         contents.note("search", f"Could not read study {name} in {url}: {message}")
         return None
     trials = [t for t in trials if not t.user_attrs.get("surplus")]
-    return StudyData(name, url, study, contents.metric, list(search.space), trials)
+    profiles = {
+        profile: [param_name(profile, key) for key in spec.space]
+        for profile, spec in search.profiles.items()
+    }
+    space = [PROFILE] if profiles else list(search.space)
+    return StudyData(name, url, study, contents.metric, space, trials, profiles)
 
 
 def _trial_folders(layout: RunDir) -> list[tuple[ModelKey, RunDir]]:

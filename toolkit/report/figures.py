@@ -265,9 +265,16 @@ def param_importances(study: StudyData) -> Figure:
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     if len(complete) < 2 or not any(t.params for t in complete):
         raise ValueError("parameter importances need two complete trials with searched values")
+    params = None  # every key all complete trials have; a profile's: its own keys
+    if study.profile is not None:
+        params = [k for k in study.space if all(k in t.params for t in complete)]
+        if not params:
+            raise ValueError(f"profile {study.profile} searches no key its trials all have")
     evaluator = FanovaImportanceEvaluator(n_trees=32, seed=0)
     try:
-        ax = plot_param_importances(study.study, evaluator=evaluator, target_name=study.metric)
+        ax = plot_param_importances(
+            study.study, evaluator=evaluator, params=params, target_name=study.metric
+        )
     except RuntimeError as exc:  # fANOVA finds no variance: every trial scored the same
         raise ValueError(f"the complete trials' metric does not vary ({exc})") from None
     return _sized(ax.figure, 8, max(2.5, 0.6 * len(study.space) + 1.5))
@@ -287,7 +294,11 @@ def param_slices(study: StudyData) -> Figure:
     metric = get_metric(study.metric)
     shown = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     seen = {key for t in shown for key in t.params}
-    keys = [k for k in study.space if k in seen] + sorted(seen - set(study.space))
+    keys = [k for k in study.space if k in seen]
+    if not study.profiles and study.profile is None:  # a key the recipe no longer searches
+        keys += sorted(seen - set(study.space))
+    if not keys:
+        raise ValueError("no searched key has values")
     figure = Figure(figsize=(min(max(4.5 * len(keys), 8.0), 16.0), 4.2), layout="constrained")
     axes = figure.subplots(1, len(keys), sharey=True, squeeze=False)[0]
     values = {
@@ -317,7 +328,7 @@ def param_slices(study: StudyData) -> Figure:
         elif getattr(distribution, "log", False):
             ax.set_xscale("log")
             ax.tick_params(axis="x", which="both", labelrotation=30)  # 2x10^-3 3x10^-3 ...
-        ax.set_title(key)
+        ax.set_title(key.removeprefix(f"{study.profile}:") if study.profile else key)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"validation {study.metric}")
     axes[-1].legend(loc="best", fontsize="small")
@@ -383,7 +394,10 @@ def ensemble(data: EnsembleData) -> Figure:
     path_ax.axhline(data.best_trial_metric, color="grey", linestyle="--", label="best trial")
     path_ax.set_xlabel("greedy round (pick)")
     path_ax.set_ylabel(f"validation {data.metric}")
-    path_ax.set_title("greedy selection")
+    stacked = data.method == "stack"  # the members' weights are then the stack's shares
+    path_ax.set_title("greedy selection" + (" (not kept: the stack was)" if stacked else ""))
+    if stacked:
+        weights_ax.set_xlabel("share of the stack's coefficients")
     path_ax.grid(alpha=0.3)
     path_ax.legend(
         loc="lower right" if get_metric(data.metric).direction == "maximize" else "upper right"

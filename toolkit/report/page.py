@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from toolkit.leaderboard.columns import REPEATED_METRICS
 from toolkit.leaderboard.store import Row
@@ -38,6 +39,7 @@ LEADERBOARD_COLUMNS = (
     "val_accuracy",
     "val_loss",
     "metric",
+    "estimate",
     "fold_mean",
     "public_score",
     "backbone",
@@ -134,6 +136,7 @@ def _summary(contents: RunContents, scores: dict[str, ClassScores]) -> str:
         run.append(("leaderboard", _path(contents.leaderboard)))
     parts = [_table([], [[_t(k), _t(v)] for k, v in run], header=False)]
     parts.append(_data(contents))
+    parts.append(_sources(contents))
     parts.append(_results(contents, scores))
     parts.append("<h3>Time and cache</h3>" + _stages(stage_times(contents)))
     return "".join(parts)
@@ -168,6 +171,28 @@ def _data(contents: RunContents) -> str:
     lines.append(total)
     test = f"<p>Test clips: {data.test}</p>" if data.test is not None else ""
     return "<h3>Data</h3>" + _table(headers, lines) + test
+
+
+def _sources(contents: RunContents) -> str:
+    found = contents.sources
+    if not found:
+        return ""
+    pairs, straddled = int(found["pairs"]), int(found["straddled"])
+    share = f" ({straddled / pairs:.0%})" if pairs else ""
+    capped = (
+        f" {found['refused']} link(s) were not followed to keep groups under {found['cap']} clips."
+        if found.get("refused")
+        else ""
+    )
+    return (
+        "<h3>Clips that share a source</h3>"
+        f"<p>split.groups: auto found {found['groups']} groups among {found['clips']} train "
+        f"clips (the largest {found['largest']}, {found['alone']} alone); every split keeps "
+        f"each group on one side. Of the {pairs} pairs of clips in one group, the split "
+        f"without groups put {straddled}{share} on both sides.{_e(capped)} "
+        "<code>toolkit leaks RECIPE</code> compares a linear probe with and without the "
+        "groups.</p>"
+    )
 
 
 def _results(contents: RunContents, scores: dict[str, ClassScores]) -> str:
@@ -211,6 +236,48 @@ def _curves(contents: RunContents, figures: dict[str, bytes]) -> str:
 
 
 def _search(contents: RunContents, figures: dict[str, bytes]) -> str:
+    parts = [_search_figures(figures)]
+    study = contents.study
+    if study is None or not study.profiles:
+        return "".join(parts)
+    parts.append(
+        "<p>Each trial drew a profile (a model family), then that profile's values; the "
+        "pruner compared it with its own profile's trials.</p>"
+    )
+    parts.append(_profile_table(contents))
+    for profile in study.profiles:
+        parts.append(f'<h3 id="search-{_e(profile)}">Profile {_e(profile)}</h3>')
+        parts.append(_search_figures(figures, f"-{profile}"))
+    return "".join(parts)
+
+
+def _profile_table(contents: RunContents) -> str:
+    """A line per profile: its trials by state, its best trial and the time its trials took."""
+    assert contents.study is not None
+    rule = METRICS[contents.metric]
+    lines = []
+    for profile in contents.study.profiles:
+        view = contents.study.of_profile(profile)
+        counts = view.counts()
+        done = [t for t in view.trials if t.state.name == "COMPLETE" and t.value is not None]
+        best = max(done, key=lambda t: rule.goodness(float(t.value or 0.0))) if done else None
+        lines.append(
+            [
+                _t(profile),
+                _n(counts["complete"]),
+                _n(counts["pruned"]),
+                _n(counts["failed"]),
+                _f(None if best is None else best.value),
+                _t("" if best is None else f"t{best.number:04d}"),
+                _duration(view.seconds()),
+            ]
+        )
+    headers = ["profile", "complete", "pruned", "failed", f"best {contents.metric}", "trial"]
+    return _table([*headers, "time"], lines, id="profiles")
+
+
+def _search_figures(figures: dict[str, bytes], suffix: str = "") -> str:
+    """The search's figures (of one profile's trials, with ``suffix``), captioned."""
     parts = []
     for name, caption in (
         (
@@ -227,8 +294,8 @@ def _search(contents: RunContents, figures: dict[str, bytes]) -> str:
             "Each searched key's values against the trials' metric; pruned trials hollow grey.",
         ),
     ):
-        if name in figures:
-            parts.append(_img(figures, name, caption))
+        if name + suffix in figures:
+            parts.append(_img(figures, name + suffix, caption))
     return "".join(parts)
 
 
@@ -272,8 +339,56 @@ def _ensemble(contents: RunContents, figures: dict[str, bytes]) -> str:
         f"{data.best_trial_metric:.4f} for the best trial ({_e(data.best_trial)}); "
         f"{data.candidates} candidates, {len(data.picks)} greedy picks.</p>"
     )
+    if data.estimate:
+        estimate = data.estimate
+        also = (
+            ""
+            if estimate["metric"] == "accuracy"
+            else f", accuracy {float(estimate['accuracy']):.4f}"
+        )
+        text += (
+            f"<p><b>Estimate: {_e(estimate['metric'])} {float(estimate['value']):.4f}"
+            f"{also}</b>, the number to expect on new "
+            f"clips: the selection repeated on {len(estimate['parts'])} parts of the clips, "
+            "each chosen without the part it is scored on (the validation score above was "
+            "measured on the predictions that chose the ensemble).</p>"
+        )
+    if len(data.estimates) > 1:
+        both = ", ".join(
+            f"{_e(m)} {float(e['value']):.4f}" for m, e in sorted(data.estimates.items())
+        )
+        kept = (
+            "a logistic regression over the trials' held-out probabilities (each member's "
+            "weight: its share of the regression's coefficients)"
+            if data.method == "stack"
+            else "the greedy selection's weighted average"
+        )
+        text += (
+            f"<p>Method ({_e(data.method)}): {kept}; estimates, each cross-validated over the "
+            f"same parts: {both}.</p>"
+        )
+    if data.pseudo_labels:
+        text += _pseudo_labels(data.pseudo_labels)
     members = _table(["member", "weight"], lines, id="ensemble-members")
     return text + _img(figures, "ensemble", "") + members
+
+
+def _pseudo_labels(record: dict[str, Any]) -> str:
+    """The pseudo-label round in a paragraph."""
+    clips = max(record["test_clips"], default=0)
+    if record["estimate_after"] is None:
+        return (
+            f"<p>Pseudo-labels: no test clip reached the confidence {record['threshold']}; "
+            "no second round was trained.</p>"
+        )
+    verdict = "kept: the ensemble above includes them" if record["kept"] else "not kept"
+    return (
+        f"<p>Pseudo-labels: {len(record['models'])} chosen trials trained again with up to "
+        f"{clips} of {record['of']} test clips (confidence ≥ {record['threshold']}, power "
+        f"{record['power']}); estimate {_e(record['metric'])} "
+        f"{float(record['estimate_before']):.4f} before, "
+        f"{float(record['estimate_after']):.4f} with them: {verdict}.</p>"
+    )
 
 
 def _leaderboard(rows: list[Row]) -> str:
@@ -284,6 +399,8 @@ def _leaderboard(rows: list[Row]) -> str:
         columns.remove("metric")  # the val acc or val loss column already shows it
     if not any(r.folds for r in rows):
         columns.remove("fold_mean")
+    if not any(r.estimate is not None for r in rows):
+        columns.remove("estimate")
     headers, lines = plain_table(rows, columns)
     body = "".join(
         f'<tr class="{"ensemble" if line.row.kind == "ensemble" else line.row.state}">'

@@ -48,7 +48,7 @@ class StudyHandle:
                 study_name=s.name,
                 direction=wanted,  # type: ignore[arg-type]
                 sampler=build_sampler(s.search.sampler),
-                pruner=build_pruner(s.search.pruner, s.max_steps),
+                pruner=build_pruner(s.search.pruner, s.max_steps, bool(s.search.profiles)),
                 load_if_exists=True,
             )
         except Exception as exc:  # noqa: BLE001

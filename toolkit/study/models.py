@@ -2,9 +2,10 @@
 
 A trial is the recipe with its values applied (:mod:`toolkit.study.space`). A
 *variant* is a model made from a trial's recipe by the one factory here,
-:meth:`StudyModels.variant`: a seed copy (``train.seed + index``) or a refit
-(trained on every clip for the trial's best epoch count); later kinds
-(fine-tuned, pseudo-labelled copies) are more cases of it. Whether a variant is
+:meth:`StudyModels.variant`: a seed copy (``train.seed + index``), a refit
+(trained on every clip for the trial's best epoch count) or a pseudo-labelled
+copy (the trial's recipe, trained with the pseudo-labels :meth:`StudyModels.ensure`
+is given). Whether a variant is
 already done is :meth:`toolkit.run_dir.RunDir.holds`; the ensemble asks for
 variants here and never edits a recipe itself.
 """
@@ -19,9 +20,11 @@ from toolkit.leaderboard.store import Leaderboard
 from toolkit.loading import LoadedRecipe
 from toolkit.model_key import ModelKey
 from toolkit.model_run import ModelRun
+from toolkit.pseudo_labels import PseudoLabelSet
 from toolkit.recipe import Recipe
 from toolkit.recipe_validation import validate_recipe
 from toolkit.run_dir import RunDir
+from toolkit.study.profiles import base_raw, without_profile
 from toolkit.study.settings import StudySettings
 from toolkit.study.space import apply_values
 
@@ -55,10 +58,18 @@ class StudyModels:
         return ModelKey.of_trial(self.settings.run, number)
 
     def trial_recipe(self, values: dict[str, Any]) -> Recipe:
-        """The validated recipe of a trial's values."""
-        raw = apply_values(self.loaded.raw, values, self.loaded.registry)
+        """The validated recipe of a trial's values (with a profile: its profile's recipe
+        with the other values applied).
+
+        It has no ``semi_supervised``: a study's pseudo-label round follows its ensemble
+        (:mod:`toolkit.ensemble.pseudo_round`), so adding one to a finished study's recipe
+        leaves its trials and seed copies done.
+        """
+        base = base_raw(self.loaded.raw, self.settings.search, values)
+        raw = apply_values(base, without_profile(values), self.loaded.registry)
         source = f"{self.loaded.path} (trial values {values})"
-        return validate_recipe(raw, self.loaded.registry, source)
+        recipe = validate_recipe(raw, self.loaded.registry, source)
+        return recipe.model_copy(update={"semi_supervised": None})
 
     def run(
         self, key: ModelKey, recipe: Recipe, values: dict[str, Any], **options: Any
@@ -83,8 +94,9 @@ class StudyModels:
     def variant(
         self, key: ModelKey, values: dict[str, Any], best_epoch: int | None = None
     ) -> Variant:
-        """The variant ``key`` names (a seed copy or a refit of its trial), from the trial's
-        ``values`` (and, for a refit, the epoch the trial kept: how long a refit trains)."""
+        """The variant ``key`` names (a seed copy, a refit or a pseudo-labelled copy of its
+        trial), from the trial's ``values`` (and, for a refit, the epoch the trial kept: how
+        long a refit trains)."""
         base = self.trial_recipe(values)
         number = key.trial
         if key.kind == "seed":
@@ -99,16 +111,25 @@ class StudyModels:
             return Variant(
                 key, recipe, shown, f"trial {number} refit ({epochs} epochs, every clip)"
             )
+        if key.kind == "pseudo":
+            return Variant(key, base, dict(values), f"trial {number} with pseudo-labels")
         raise ValueError(f"{key.id}: no variant of kind {key.kind!r} is made by training")
 
-    def ensure(self, variant: Variant) -> RunDir:
-        """The variant's folder, holding its finished model: trained now unless it already
-        holds it (:meth:`~toolkit.run_dir.RunDir.holds`)."""
+    def ensure(self, variant: Variant, pseudo: PseudoLabelSet | None = None) -> RunDir:
+        """The variant's folder, holding its finished model (trained with ``pseudo``'s
+        test clips, when given): trained now unless it already holds it
+        (:meth:`~toolkit.run_dir.RunDir.holds`)."""
         out = self.layout.model(variant.key)
-        if not out.holds(variant.recipe, validated=variant.key.kind != "refit"):
-            out.clear()  # cut short, or made by another recipe
+        digest = None if pseudo is None else pseudo.digest()
+        if not out.holds(
+            variant.recipe, validated=variant.key.kind != "refit", pseudo_labels=digest
+        ):
+            out.clear()  # cut short, or made by another recipe or other pseudo-labels
+            values = variant.values
+            if pseudo is not None:
+                values = {**values, "pseudo_labels": sum(pseudo.clips)}
             self.run(
-                variant.key, variant.recipe, variant.values, description=variant.description
+                variant.key, variant.recipe, values, description=variant.description, pseudo=pseudo
             ).execute()
         return out
 

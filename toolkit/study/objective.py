@@ -16,7 +16,7 @@ from toolkit.metrics import get_metric
 from toolkit.study.handle import StudyHandle
 from toolkit.study.live import LiveView, StudyStatus
 from toolkit.study.models import StudyModels
-from toolkit.study.space import suggest
+from toolkit.study.profiles import draw_values, profile_of
 from toolkit.study.workers import TrialOutcome, worker_identity
 
 
@@ -74,16 +74,18 @@ class TrialObjective:
     def _train(self, trial: optuna.Trial) -> float:
         """Suggest the trial's values, train its model (pruned per epoch), return its metric."""
         loaded = self.models.loaded
-        values = suggest(trial, self.handle.settings.search.space, loaded.raw, loaded.registry)
+        values = draw_values(trial, self.handle.settings.search, loaded.raw, loaded.registry)
+        outcome = self.holder[-1]
+        outcome.profile = profile_of(values)
         recipe = self.models.trial_recipe(values)
         key = self.models.trial_key(trial.number)
         self.models.layout.model(key).clear()  # a trial trains anew; a folder there is older
-        self.status.current = f"trial {trial.number}: preparing and training"
+        self.status.current = f"{outcome.name}: preparing and training"
         model = self.models.run(
             key,
             recipe,
             values,
-            description=f"trial {trial.number}",
+            description=outcome.name,
             on_epoch=self._reporter(trial, recipe.train.epochs, recipe.split.folds),
             stopped_by=(optuna.TrialPruned,),
         ).execute()
@@ -102,7 +104,8 @@ class TrialObjective:
             where = f"epoch {record['epoch']:.0f}/{epochs}"
             if folds > 1:
                 where = f"fold {record['fold']:.0f}/{folds} {where}"
-            self.status.current = f"trial {trial.number}: {where}, {metric.name} {value:.4f}"
+            name = self.holder[-1].name
+            self.status.current = f"{name}: {where}, {metric.name} {value:.4f}"
             self.refresh(self.status)
             self.view.refresh()
             if trial.should_prune():

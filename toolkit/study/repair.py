@@ -20,6 +20,7 @@ from toolkit.leaderboard.row import Row
 from toolkit.leaderboard.store import Leaderboard
 from toolkit.model_key import ModelKey
 from toolkit.study.handle import StudyHandle
+from toolkit.study.profiles import profile_of, values_of
 from toolkit.study.settings import StudySettings
 from toolkit.study.workers import worker_alive
 
@@ -74,9 +75,10 @@ class DeadTrials:
                 recipe=self.settings.recipe_name,
                 run_dir=str(self.settings.run_dir.resolve()),
                 state="running",
-                params=dict(trial.params),
+                params=values_of(trial.params),
                 metric=self.settings.metric,
                 trial_number=trial.number,
+                profile=profile_of(trial.params),
             )
         if row.state == "running":
             row.state = "failed"

@@ -46,8 +46,9 @@ from toolkit.pipeline import PreparedData
 from toolkit.run_dir import RunDir
 from toolkit.study.handle import StudyHandle
 from toolkit.study.models import StudyModels
+from toolkit.study.profiles import validate_profiles
 from toolkit.study.repair import DeadTrials
-from toolkit.study.settings import StudySettings
+from toolkit.study.settings import StudySettings, search_settings
 from toolkit.study.space import validate_space
 from toolkit.study.worker_loop import Worker
 from toolkit.study.workers import WorkerReport
@@ -63,11 +64,14 @@ class StudyRun:
     def __init__(self, loaded: LoadedRecipe, storage: str | None = None) -> None:
         self.loaded = loaded
         self.recipe = loaded.recipe
-        self.settings = StudySettings.of(self.recipe, storage)
+        search = search_settings(self.recipe)
         try:
-            validate_space(loaded.raw, loaded.registry, self.settings.search.space)
+            validate_space(loaded.raw, loaded.registry, search.space)
+            # each profile's recipe as written, by name (empty: a study without profiles)
+            self.profiles = validate_profiles(loaded.raw, loaded.registry, search)
         except ToolkitError as exc:
             raise type(exc)(f"{loaded.path}: {exc}") from None
+        self.settings = StudySettings.of(self.recipe, storage)
         self.board = Leaderboard(Path(self.recipe.output.leaderboard))
         self.views = DataViews(self.recipe, loaded.registry)
         self.dead = DeadTrials(self.settings, self.board)
@@ -80,10 +84,17 @@ class StudyRun:
         return RunDir(self.settings.run_dir)
 
     def check_split(self) -> PreparedData:
-        """The recipe's data, checked to be what the study was made on (its validation set)."""
-        data = self.views.view()
+        """The recipe's data (with profiles, the first profile's: every profile validates on
+        the same clips), checked to be what the study was made on (its validation set)."""
+        data = self.views.view(next(iter(self.profiles.values()), None))
         self.handle.check_validation(validation_digest(data))
         return data
+
+    def prepare_views(self) -> None:
+        """The features of the recipe (of every profile), computed or read from the cache
+        once, so that no trial does audio work; every clip decoded before any trial."""
+        for recipe in self.profiles.values() or [self.recipe]:
+            self.views.view(recipe)
 
     def optimize(self, *, wait_for_others: bool = False) -> WorkerReport:
         """Run trials in this process until the study has ``n_trials`` finished ones (see

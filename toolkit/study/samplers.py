@@ -85,8 +85,15 @@ def build_sampler(spec: Sampler) -> BaseSampler:
     return TrialSeededSampler(tpe, spec.seed)
 
 
-def build_pruner(spec: Pruner, max_epochs: int) -> optuna.pruners.BasePruner:
-    """The recipe's pruner; Hyperband's largest budget is the most epochs a trial can run."""
+def build_pruner(
+    spec: Pruner, max_epochs: int, profiles: bool = False
+) -> optuna.pruners.BasePruner:
+    """The recipe's pruner; Hyperband's largest budget is the most epochs a trial can run. With
+    ``profiles``, one per profile, comparing a trial with its own profile's trials."""
+    if profiles:
+        from toolkit.study.profile_pruner import ProfilePruner
+
+        return ProfilePruner(lambda: build_pruner(spec, max_epochs))
     if spec.name == "median":
         return optuna.pruners.MedianPruner(
             n_startup_trials=spec.n_startup_trials, n_warmup_steps=spec.n_warmup_steps

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.recipe import Pruner, Recipe, Search
+from toolkit.recipe import Distribution, Pruner, Recipe, Search
 from toolkit.run_dir import RunDir
 
 
@@ -70,11 +71,22 @@ class StudySettings:
 
 
 def _max_epochs(search: Search, recipe: Recipe) -> int:
-    """The most epochs a trial trains: the recipe's, or the most its space allows."""
-    dist = search.space.get("train.epochs")
+    """The most epochs a trial trains: the recipe's, or the most its space allows (with
+    profiles, the most of any profile)."""
+    if search.profiles:
+        return max(
+            _most_epochs(p.space, int((p.train or {}).get("epochs", recipe.train.epochs)))
+            for p in search.profiles.values()
+        )
+    return _most_epochs(search.space, recipe.train.epochs)
+
+
+def _most_epochs(space: Mapping[str, Distribution], epochs: int) -> int:
+    """The most epochs a space allows, or ``epochs`` when it does not search them."""
+    dist = space.get("train.epochs")
     if dist is None:
-        return recipe.train.epochs
+        return epochs
     high = getattr(dist, "high", None)
     if high is None:
-        high = max(int(c) for c in getattr(dist, "choices", [recipe.train.epochs]))
+        high = max(int(c) for c in getattr(dist, "choices", [epochs]))
     return int(high)

@@ -275,8 +275,9 @@ def _unknown_param(skey: SpaceKey, plugins: list[str], registry: Registry) -> st
 
 
 def _check(raw: dict[str, Any], registry: Registry) -> str | None:
-    """The first validation problem of a raw recipe (without its search), or ``None``."""
-    trial = {k: v for k, v in raw.items() if k not in ("search", "ensemble")}
+    """The first validation problem of a raw recipe (as a trial's model: without its search,
+    ensemble and pseudo-label round), or ``None``."""
+    trial = {k: v for k, v in raw.items() if k not in ("search", "ensemble", "semi_supervised")}
     try:
         validate_recipe(trial, registry)
     except RecipeError as exc:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import time
 import warnings
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import optuna
+from optuna.trial import TrialState
 
 from toolkit.errors import SearchError
 from toolkit.progress import format_seconds
 from toolkit.study.baseline import enqueue_baseline
 from toolkit.study.live import LiveView, StudyStatus
 from toolkit.study.objective import TrialObjective
+from toolkit.study.profile_budget import next_profile
+from toolkit.study.profiles import PROFILE
 from toolkit.study.workers import TrialOutcome, WorkerReport, trial_counts
 
 if TYPE_CHECKING:
@@ -42,7 +46,7 @@ class Worker:
         settings, handle = run.settings, run.handle
         search = settings.search
         run.views.inputs()  # every input checked before the study starts any work
-        run.views.view()  # every clip decoded before the run's folder exists
+        run.prepare_views()  # every clip decoded before the run's folder exists
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         run.layout.write_recipe(run.recipe)
         report = WorkerReport(settings.name, settings.storage)
@@ -52,12 +56,12 @@ class Worker:
         )  # fmt: skip
         run.dead.fail(handle)
         run.check_split()
-        enqueue_baseline(handle, run.recipe)
+        enqueue_baseline(handle, run.recipe, run.profiles)
         failures = 0
         with LiveView(status) as view:
             while True:
-                if run.dead.fail(handle):
-                    enqueue_baseline(handle, run.recipe)  # a baseline whose worker died
+                if run.dead.fail(handle):  # a baseline whose worker died is queued again
+                    enqueue_baseline(handle, run.recipe, run.profiles)
                 counts = self.refresh(status)
                 finished = counts["complete"] + counts["pruned"]
                 if finished >= search.n_trials:
@@ -73,6 +77,7 @@ class Worker:
                     status.current = f"waiting for {counts['running']} trial(s) of other workers"
                     time.sleep(WAIT_POLL)
                     continue
+                self._steer()
                 outcome = self._one_trial(status, view)
                 if outcome.state != "surplus":
                     report.trials.append(outcome)
@@ -101,8 +106,22 @@ class Worker:
         status.best_trial = None if best is None else best.number
         return counts
 
+    def _steer(self) -> None:
+        """With ``search.budget`` shares or improvement, queue a trial of the profile whose
+        turn it is (unless a queued trial, such as a baseline, goes first)."""
+        handle = self.run.handle
+        search = handle.settings.search
+        if search.budget == "sampler":
+            return
+        trials = handle.trials()
+        if any(t.state == TrialState.WAITING for t in trials):
+            return
+        profile = next_profile(trials, search, handle.settings.metric, datetime.now())
+        if profile is not None:
+            handle.study.enqueue_trial({PROFILE: profile}, user_attrs={"budget": profile})
+
     def _describe(self, outcome: TrialOutcome) -> str:
-        head = f"trial {outcome.number} {outcome.state}"
+        head = f"{outcome.name} {outcome.state}"
         took = f"in {format_seconds(outcome.seconds)}"
         if outcome.state == "complete":
             return f"{head}: {self.run.settings.metric} {outcome.value:.4f} {took}"

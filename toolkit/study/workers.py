@@ -66,6 +66,13 @@ class TrialOutcome:
     value: float | None = None
     error: str = ""
     seconds: float = 0.0
+    profile: str | None = None
+    """The profile the trial drew, in a study with profiles."""
+
+    @property
+    def name(self) -> str:
+        """How the trial is named in the log: ``trial 3``, or ``trial 3 (cnn)``."""
+        return f"trial {self.number}" + (f" ({self.profile})" if self.profile else "")
 
 
 @dataclass
