@@ -181,3 +181,22 @@ def tiny_study(tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempP
     """A finished study of :data:`TINY_STUDY` (tests that change it work on a copy)."""
     work = tmp_path_factory.mktemp("tiny-study")
     return finished_run(work, tiny_competition.root, TINY_STUDY, "train.epochs=3")
+
+
+def assert_predicts_own_test_probs(run_dir: Path, clips: Path) -> list[str]:
+    """``toolkit.predict`` of ``run_dir`` on ``clips`` (its own test clips: their folder or the
+    sample submission) equals the run's ``test_probs.csv`` bit for bit; returns the models used."""
+    import numpy as np
+    import pandas as pd
+
+    import toolkit
+
+    prediction = toolkit.predict(run_dir, clips)
+    expected = pd.read_csv(run_dir / "test_probs.csv", dtype={"id": str})
+    assert sorted(prediction.ids) == sorted(expected["id"])
+    table = prediction.probability_table()  # a folder's clips: in the order of their names
+    table = table.set_index("id").loc[list(expected["id"])].reset_index()
+    assert list(table.columns) == list(expected.columns)
+    got, want = table.drop(columns="id").to_numpy(), expected.drop(columns="id").to_numpy()
+    assert np.array_equal(got, want), np.abs(got - want).max()
+    return prediction.models

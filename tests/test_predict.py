@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import toolkit
-from tests.conftest import finished_run, run_cli
+from tests.conftest import assert_predicts_own_test_probs, finished_run, run_cli
 from toolkit.chosen import chosen_models
 from toolkit.demo import DemoCompetition, make_demo_competition
 from toolkit.errors import DataError, ModelError
@@ -60,15 +60,8 @@ def test_the_ensemble_on_its_own_test_clips_gives_its_test_probs_bit_for_bit(
     tiny_study: Path, tiny_competition: DemoCompetition
 ) -> None:
     assert all(m.folder.path.name == "refit" for m in chosen_models(tiny_study).models)
-    prediction = toolkit.predict(tiny_study, tiny_competition.root / "sample_submission.csv")
-    expected = _test_probs(tiny_study)
-    assert prediction.ids == list(expected["id"])
-    assert len(prediction.models) >= 1
-    table = prediction.probability_table()
-    assert list(table.columns) == list(expected.columns)
-    assert np.array_equal(
-        table.drop(columns="id").to_numpy(), expected.drop(columns="id").to_numpy()
-    )
+    sample = tiny_competition.root / "sample_submission.csv"
+    assert len(assert_predicts_own_test_probs(tiny_study, sample)) >= 1
 
 
 def test_a_cross_validated_run_through_the_cli_gives_its_test_probs_bit_for_bit(

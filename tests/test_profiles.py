@@ -14,10 +14,18 @@ import yaml
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from tests.conftest import TINY_RECIPE, run_cli, write_recipe
+from tests.conftest import (
+    TINY_RECIPE,
+    assert_predicts_own_test_probs,
+    copy_workspace,
+    run_cli,
+    write_recipe,
+)
+from toolkit.chosen import chosen_models
 from toolkit.demo import DemoCompetition
 from toolkit.errors import RecipeError
 from toolkit.loading import load_recipe
+from toolkit.model_key import ModelKey
 from toolkit.plugin_loader import load_plugins
 from toolkit.recipe import Search
 from toolkit.recipe_validation import validate_recipe
@@ -297,3 +305,21 @@ def test_the_report_draws_the_search_per_profile(profile_study: Path) -> None:
     for profile in ("cnn", "head"):
         assert f'id="search-{profile}"' in page
     assert (profile_study / "run" / "figures" / "optimization_history-head.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_stacked_ensemble_over_bags_predicts_its_test_probs_bit_for_bit(
+    profile_study: Path, tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    work = copy_workspace(profile_study, tmp_path / "stacked")
+    stacked = ["--set", "ensemble.method=stack", "--set", "ensemble.seeds=2"]
+    again = run_cli(
+        "run", work / "recipe.yaml", "--output", work / "run", "--no-report", *stacked, cwd=work
+    )
+    assert again.returncode == 0, again.stderr
+    choice = chosen_models(work / "run")
+    assert choice.stack is not None and choice.stack.bags  # a level-2 model over a bag
+    bagged = {m for models in choice.stack.bags.values() for m in models}
+    assert any(ModelKey.parse(m).kind == "seed" for m in bagged)
+    used = assert_predicts_own_test_probs(work / "run", tiny_competition.root / "test")
+    assert set(used) == set(choice.stack.models())

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import copy_workspace, run_cli, write_recipe
+from tests.conftest import assert_predicts_own_test_probs, copy_workspace, run_cli, write_recipe
 from tests.test_search import search_recipe
 from toolkit.demo import DemoCompetition
 from toolkit.ensemble.selection import blend
@@ -181,3 +181,15 @@ def test_the_round_is_found_done_when_the_ensemble_is_built_again(
                     "--set", "split.folds=2", cwd=work)  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # not trained again
+
+
+@pytest.mark.slow
+def test_pseudo_labelled_copies_and_their_study_predict_their_test_probs_bit_for_bit(
+    pseudo_study: Path, tiny_competition: DemoCompetition
+) -> None:
+    sample = tiny_competition.root / "sample_submission.csv"
+    record = json.loads((pseudo_study / "ensemble.json").read_text())["pseudo_labels"]
+    copy = ModelKey.parse(record["models"][0]).folder(pseudo_study)
+    assert (copy / "fold2" / "best.pt").is_file()  # trained on train and test clips
+    assert assert_predicts_own_test_probs(copy, sample) == [copy.name]
+    assert_predicts_own_test_probs(pseudo_study, sample)

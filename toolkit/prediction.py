@@ -140,7 +140,7 @@ def predict(
     prediction = Prediction(
         ids=wanted.ids,
         classes=classes,
-        probabilities=_combined(choice, probs),
+        probabilities=choice.combine(probs),
         columns=columns,
         id_column=data.id_column,
         models=[m.id for m in choice.models],
@@ -148,15 +148,6 @@ def predict(
     if output is not None:
         prediction.write(output, probabilities)
     return prediction
-
-
-def _combined(choice: Choice, probs: dict[str, np.ndarray]) -> np.ndarray:
-    """The submission's probabilities: the ensemble's blend, or the one model's."""
-    if not choice.blended:
-        return next(iter(probs.values()))
-    from toolkit.ensemble.selection import blend
-
-    return blend(probs, choice.weights)
 
 
 def _view_key(model: TrainedModel) -> str:

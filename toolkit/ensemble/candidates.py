@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from optuna.trial import TrialState
 
+from toolkit.ensemble.members import bag_mean
 from toolkit.errors import SearchError, ToolkitError
 from toolkit.leaderboard.row import Row
 from toolkit.metrics import accuracy, get_metric, log_loss
@@ -151,8 +152,8 @@ def add_seed_bags(run: StudyRun, pool: Pool, chosen: list[str], n: int, data: Pr
         pool.candidates.update((c.id, c) for c in group)
         bag = Candidate(
             trial.key.bag(),
-            np.mean([c.val_probs for c in group], axis=0),
-            np.mean([c.test_probs for c in group], axis=0),
+            bag_mean([c.val_probs for c in group]),
+            bag_mean([c.test_probs for c in group]),
             models=tuple(c.key for c in group),
         )
         pool.candidates[bag.id] = bag

@@ -70,6 +70,11 @@ def choose_method(
         parts,
         metric=metric,
     )
+    stacked.bags = {
+        cid: [m.id for m in pool.candidates[cid].models]
+        for cid in inputs
+        if pool.candidates[cid].models
+    }
     estimates = {"greedy": greedy.estimate, "stack": stacked.estimate}
     stack = Combination(
         "stack",

@@ -217,6 +217,8 @@ def _stack_summary(outcome: EnsembleOutcome) -> dict[str, Any] | None:
         "C": stacked.model.c,
         "weights": stacked.weights,
         "parts_C": [c for _, _, c in stacked.fits],
+        "bags": stacked.bags,
+        "model": stacked.model.as_dict(),  # what predict applies to new clips
     }
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -71,6 +72,31 @@ class StackModel:
             return out / out.sum(axis=1, keepdims=True)
         return _probabilities(self.model, x, self.n_classes)
 
+    def as_dict(self) -> dict[str, Any]:
+        """What :meth:`from_dict` rebuilds it from (JSON: floats written in full)."""
+        fitted = self.model
+        return {
+            "C": self.c,
+            "n_classes": self.n_classes,
+            "constant": self.constant,
+            "classes": None if fitted is None else fitted.classes_.tolist(),
+            "coef": None if fitted is None else fitted.coef_.tolist(),
+            "intercept": None if fitted is None else fitted.intercept_.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> StackModel:
+        """The fitted model :meth:`as_dict` wrote: it predicts as the one that wrote it."""
+        c, n_classes = float(saved["C"]), int(saved["n_classes"])
+        if saved["coef"] is None:
+            return cls(c, n_classes, None, int(saved["constant"]))
+        fitted = LogisticRegression(C=c, max_iter=500)
+        fitted.classes_ = np.asarray(saved["classes"])
+        fitted.coef_ = np.asarray(saved["coef"], dtype=np.float64)
+        fitted.intercept_ = np.asarray(saved["intercept"], dtype=np.float64)
+        fitted.n_features_in_ = fitted.coef_.shape[1]
+        return cls(c, n_classes, fitted)
+
     def input_weights(self, n_inputs: int) -> np.ndarray:
         """Each level-1 model's share of the coefficients' magnitude (sums to 1)."""
         if self.model is None:
@@ -79,6 +105,15 @@ class StackModel:
         sizes = np.array([float(np.linalg.norm(b)) for b in blocks])
         total = sizes.sum()
         return sizes / total if total > 0 else np.full(n_inputs, 1.0 / n_inputs)
+
+
+def stacked_probabilities(
+    model: StackModel, probs: Mapping[str, np.ndarray], inputs: Sequence[str]
+) -> np.ndarray:
+    """The level-2 model's probabilities of some clips, from its inputs' (level-1 model id ->
+    ``[N, K]``, the ``inputs`` in its order)."""
+    with threadpool_limits(limits=1):  # the one thread count every caller predicts with
+        return model.predict(level_one(probs, inputs))
 
 
 def _probabilities(model: LogisticRegression, x: np.ndarray, n_classes: int) -> np.ndarray:
@@ -173,6 +208,8 @@ class StackedEnsemble:
     fits: list[tuple[np.ndarray, np.ndarray, float]] = field(default_factory=list)
     """Per part of the estimate: the validation rows its level-2 model was fitted on, the
     rows it predicted, and its strength."""
+    bags: dict[str, list[str]] = field(default_factory=dict)
+    """The inputs that are bags, and their models (an input's probabilities are their mean)."""
 
     @property
     def weights(self) -> dict[str, float]:
@@ -224,5 +261,5 @@ def _stack(
     estimate = SelectionEstimate(
         metric, rule.fn(held, labels), values, accuracy(held, labels), procedure="stack"
     )
-    test = model.predict(level_one(test_probs, inputs))
+    test = stacked_probabilities(model, test_probs, inputs)
     return StackedEnsemble(inputs, model, model.predict(x), test, estimate, held, fits)
