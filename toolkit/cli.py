@@ -389,6 +389,14 @@ def export(
     no_wheels: Annotated[
         bool, typer.Option("--no-wheels", help="Only the models (the toolkit is installed).")
     ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Then install it into a fresh environment with no network and predict the "
+            "run's test clips with it: they must be the run's test_probs bit for bit.",
+        ),
+    ] = False,
 ) -> None:
     """Write a folder that installs and predicts with no network: the chosen models, their
     recipes, the toolkit's wheel and every wheel predict needs, and a README.
@@ -416,6 +424,13 @@ def export(
     if summary.torch:
         out.print(f"torch: {summary.torch}")
     out.print(f"install and predict: see {summary.folder / 'README.md'}")
+    if check:
+        from toolkit.export_check import check_export
+
+        checked = check_export(summary.folder)
+        out.print(f"check: {checked.describe()}")
+        if not checked.identical:
+            raise ToolkitError("check: the export does not predict what the run predicted")
 
 
 @app.command()

