@@ -10,8 +10,9 @@ is one, else the CSV's own folder). Each model's recipe computes the features
 ``cache/``), so the run's own test clips take their cached features, and each
 feature setting is computed once for all the models that share it. The models
 (:mod:`toolkit.chosen`) predict as their training predicted its test clips
-(:mod:`toolkit.trained`) and are blended with the ensemble's weights, so on
-the run's own test clips, in its order, the probabilities are the run's.
+(:mod:`toolkit.trained`) and are combined as the run combined them (the
+ensemble's weights, or its stack's level-2 model), so on the run's own test
+clips, in its order, the probabilities are the run's.
 """
 
 from __future__ import annotations
