@@ -148,7 +148,7 @@ def requirements(
             continue
         resolved.append(requirement.split(";")[0].strip())
     resolved += [pinned(d) for d in sorted(set(plugin_distributions))]
-    alone = [pinned(WEIGHT_FILES[p]) for p in sorted(used) if p in WEIGHT_FILES]
+    alone = [pinned(d) for d in sorted({WEIGHT_FILES[p] for p in used if p in WEIGHT_FILES})]
     return resolved, alone
 
 
