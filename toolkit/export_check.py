@@ -58,7 +58,8 @@ class ExportCheck:
     def describe(self) -> str:
         """One line: the install, the predictions, the comparison."""
         where = "with no network" if self.isolated else "(the network was not cut here)"
-        runs = ", then ".join(f"{s:.0f} s" for s in self.predict_seconds)
+        first, *again = self.predict_seconds
+        runs = f"{first:.0f} s" + "".join(f", again in {s:.0f} s from the cache" for s in again)
         same = (
             "the run's test_probs bit for bit"
             if self.identical
@@ -67,7 +68,7 @@ class ExportCheck:
         return (
             f"installed {where} in {self.install_seconds:.0f} s "
             f"({self.installed_bytes / 2**30:.1f} GiB); predicted the run's {self.clips} test "
-            f"clips in {runs} (cached): {same}"
+            f"clips in {runs}: {same}"
         )
 
 
