@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.forked_cli import run_toolkit
 from toolkit.demo import DemoCompetition, make_demo_competition
 
 TINY_RECIPE = """
@@ -120,20 +121,14 @@ def kill_when_paused(proc: subprocess.Popen[str], marker: Path, timeout: float =
 def run_cli(
     *args: object, cwd: Path | None = None, progress: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m toolkit ARGS`` in a real subprocess and capture its output.
+    """Run ``python -m toolkit ARGS`` in a real subprocess (forked from one that imported the
+    heavy libraries: :mod:`tests.forked_cli`) and capture its output.
 
     Progress is off unless ``progress``; then stderr is a pipe, as in a log file.
     """
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     env.update(TOOLKIT_NO_PROGRESS="0" if progress else "1", TOOLKIT_LOAD_PLUGINS="")
-    return subprocess.run(
-        [sys.executable, "-m", "toolkit", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_toolkit([str(a) for a in args], cwd=cwd, env=env, timeout=600)
 
 
 def held_out_accuracy(root: Path, competition: object, test_probs: object) -> tuple[float, float]:
