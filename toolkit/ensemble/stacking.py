@@ -107,13 +107,13 @@ class StackModel:
         return sizes / total if total > 0 else np.full(n_inputs, 1.0 / n_inputs)
 
 
+@threadpool_limits.wrap(limits=1)  # the one thread count every caller predicts with
 def stacked_probabilities(
     model: StackModel, probs: Mapping[str, np.ndarray], inputs: Sequence[str]
 ) -> np.ndarray:
     """The level-2 model's probabilities of some clips, from its inputs' (level-1 model id ->
     ``[N, K]``, the ``inputs`` in its order)."""
-    with threadpool_limits(limits=1):  # the one thread count every caller predicts with
-        return model.predict(level_one(probs, inputs))
+    return model.predict(level_one(probs, inputs))
 
 
 def _probabilities(model: LogisticRegression, x: np.ndarray, n_classes: int) -> np.ndarray:
@@ -219,6 +219,7 @@ class StackedEnsemble:
         return {cid: share for cid, share in pairs if share > 0}
 
 
+@threadpool_limits.wrap(limits=1)  # the fits are small: threads waiting on each other cost 10x
 def stack_ensemble(
     val_probs: Mapping[str, np.ndarray],
     test_probs: Mapping[str, np.ndarray],
@@ -230,18 +231,6 @@ def stack_ensemble(
     """Stack the models of ``val_probs`` (id -> ``[N, K]`` held-out probabilities of the
     validation clips; ``test_probs`` the same ids' test probabilities) with folds ``parts``
     (row numbers, together every row once)."""
-    # one BLAS thread: the fits are small, and threads waiting on each other cost 10x here
-    with threadpool_limits(limits=1):
-        return _stack(val_probs, test_probs, labels, parts, metric)
-
-
-def _stack(
-    val_probs: Mapping[str, np.ndarray],
-    test_probs: Mapping[str, np.ndarray],
-    labels: np.ndarray,
-    parts: Sequence[np.ndarray],
-    metric: str,
-) -> StackedEnsemble:
     inputs = sorted(val_probs)
     n_classes = next(iter(val_probs.values())).shape[1]
     x = level_one(val_probs, inputs)
