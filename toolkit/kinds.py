@@ -50,14 +50,20 @@ def mono_batch(waves: torch.Tensor | np.ndarray) -> torch.Tensor:
     return waves.to(torch.float32)
 
 
-class DatasetAugmenter(ABC):
-    """Adds examples to the training part of the split, once, before training."""
+class AugmenterBase(ABC):
+    """What every kind of augmenter declares: its stage, and whether it needs feature maps."""
 
-    stage: ClassVar[str] = "dataset"
+    stage: ClassVar[str]
     along_axes: ClassVar[bool] = False
     """Whether it works along the axes of a feature map (masks, shifts in time): it cannot
     run on streams a backbone takes packed (flattened side by side), see
     :func:`toolkit.recipe_validation.check_packed_augmenters`."""
+
+
+class DatasetAugmenter(AugmenterBase):
+    """Adds examples to the training part of the split, once, before training."""
+
+    stage: ClassVar[str] = "dataset"
 
     @abstractmethod
     def expand(
@@ -66,14 +72,10 @@ class DatasetAugmenter(ABC):
         """Return the examples to append (features ``[M, C, F, T]``, labels ``[M]``)."""
 
 
-class BatchAugmenter(ABC):
+class BatchAugmenter(AugmenterBase):
     """Transforms every training batch on the training device."""
 
     stage: ClassVar[str] = "batch"
-    along_axes: ClassVar[bool] = False
-    """Whether it works along the axes of a feature map (masks, shifts in time): it cannot
-    run on streams a backbone takes packed (flattened side by side), see
-    :func:`toolkit.recipe_validation.check_packed_augmenters`."""
 
     @abstractmethod
     def __call__(
@@ -90,14 +92,10 @@ class BatchAugmenter(ABC):
         """
 
 
-class TestTimeAugmenter(ABC):
+class TestTimeAugmenter(AugmenterBase):
     """Views of a batch whose predictions are averaged with the batch's own (``predict.tta``)."""
 
     stage: ClassVar[str] = "test"
-    along_axes: ClassVar[bool] = False
-    """Whether it works along the axes of a feature map (masks, shifts in time): it cannot
-    run on streams a backbone takes packed (flattened side by side), see
-    :func:`toolkit.recipe_validation.check_packed_augmenters`."""
 
     @abstractmethod
     def views(self, x: torch.Tensor) -> list[torch.Tensor]:
