@@ -168,15 +168,16 @@ def trained_probabilities(
     seed_everything(cfg.seed, cfg.deterministic)
     model, precision, channels_last = placed_model(model, cfg, device)
     net = compile_model(model) if cfg.compile else model
-    features = Features(x, device, resident=keep_on_device(cfg.data_on_device, device, x))
     with compile_errors() if cfg.compile else contextlib.nullcontext():
-        return probabilities(
+        return predict_proba(
             net,
-            features,
+            x,
+            device,
             cfg.eval_batch_size,
-            precision=precision,
-            channels_last=channels_last,
             test_time_augmenters=test_time_augmenters,
+            precision=precision,
+            data_on_device=keep_on_device(cfg.data_on_device, device, x),
+            channels_last=channels_last,
         )
 
 
