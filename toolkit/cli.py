@@ -344,8 +344,8 @@ def predict(
     """Predict new clips with a finished run's submission (its ensemble, or its model).
 
     The clips go through the run's own separation and features (cached), each
-    model predicts as in training, and the ensemble blends them with its
-    weights; the submission has the sample's columns.
+    model predicts as in training, and the ensemble combines them as the run did
+    (its weights, or its stack); the submission has the sample's columns.
     """
     from toolkit.prediction import predict as predict_clips
 

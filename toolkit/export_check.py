@@ -101,7 +101,8 @@ def check_export(export: Path | str, *, repeats: int = 0, keep: Path | None = No
         venv = work / "venv"
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         started = time.perf_counter()
-        _run(prefix, f". {venv}/bin/activate && EXPORT={export} && {INSTALL_COMMAND}", work)
+        install = f". {venv}/bin/activate && EXPORT={export} && {INSTALL_COMMAND}"
+        _run(prefix, install, work, "installing the export")
         check = ExportCheck(
             install_seconds=time.perf_counter() - started,
             installed_bytes=_size(venv),
@@ -116,6 +117,7 @@ def check_export(export: Path | str, *, repeats: int = 0, keep: Path | None = No
                 f'{venv}/bin/toolkit predict "{export}" "{clips}" --probabilities '
                 f'-o "{output}" --cache "{work / "cache"}"',
                 work,
+                "predicting with the installed export",
             )
             check.predict_seconds.append(time.perf_counter() - started)
         got = pd.read_csv(output, dtype={"id": str}).set_index("id")
@@ -164,9 +166,10 @@ def _test_clips(export: Path, manifest: dict[str, object]) -> Path:
     return sample
 
 
-def _run(prefix: list[str], script: str, work: Path) -> None:
+def _run(prefix: list[str], script: str, work: Path, what: str) -> None:
     """Run ``script`` in a shell behind ``prefix``, with a bare environment (no pip settings,
-    no progress bars); a failure is a one-line error with the command's last line."""
+    no progress bars); a failure is a one-line error saying ``what`` failed, with the
+    command's last line."""
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(work),
@@ -178,7 +181,7 @@ def _run(prefix: list[str], script: str, work: Path) -> None:
     )
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise ToolkitError(f"export check: {script.split('&&')[-1].strip()[:60]}... failed: {last}")
+        raise ToolkitError(f"export check: {what} failed: {last}")
 
 
 def _size(folder: Path) -> int:
