@@ -131,6 +131,15 @@ def run_cli(
     return run_toolkit([str(a) for a in args], cwd=cwd, env=env, timeout=600)
 
 
+def one_error_line(stderr: str, starts: str = "error: ") -> str:
+    """The one line a command said on ``stderr`` besides warnings: no traceback, starting
+    with ``starts``."""
+    lines = [line for line in stderr.strip().splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert lines[0].startswith(starts), stderr
+    return lines[0]
+
+
 def held_out_accuracy(root: Path, competition: object, test_probs: object) -> tuple[float, float]:
     """Accuracy of test probabilities on a demo's ``test_labels.csv``, and the majority share."""
     import numpy as np

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import write_recipe
+from tests.conftest import one_error_line, write_recipe
 from toolkit.cache import ClipStore, SplitStore, atomic_write
 from toolkit.demo import DemoCompetition
 from toolkit.disk import DiskFullError
@@ -74,13 +74,6 @@ def run_on_small_disk(folder: Path, size: str, *args: object) -> tuple[int, str,
     return done.returncode, done.stderr, left
 
 
-def _one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.strip().splitlines() if not line.startswith("warning:")]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    assert lines[0].startswith("error: no space left under "), stderr
-    return lines[0]
-
-
 @pytest.mark.skipif(UNSHARE is None, reason="no private mount namespace here (unshare)")
 def test_cache_on_a_full_disk(tmp_path: Path, tiny_competition: DemoCompetition) -> None:
     cache = tmp_path / "cache"
@@ -89,7 +82,7 @@ def test_cache_on_a_full_disk(tmp_path: Path, tiny_competition: DemoCompetition)
         cache, "256k", "run", recipe, "--output", tmp_path / "out", "--no-report"
     )
     assert code != 0
-    line = _one_error_line(stderr)
+    line = one_error_line(stderr, "error: no space left under ")
     assert str(cache / "stems") in line and "more needed" in line and "cache.dir" in line
     # only whole entries stay: no temporary file, and every stem kept reads back whole
     assert left and not [f for f in left if f.endswith(".tmp") or "/." in f]
@@ -104,7 +97,7 @@ def test_run_folder_on_a_full_disk(tmp_path: Path, tiny_competition: DemoCompeti
     recipe = write_recipe(tmp_path, tiny_competition.root)
     code, stderr, left = run_on_small_disk(out, "8k", "run", recipe, "--output", out)
     assert code != 0
-    line = _one_error_line(stderr)
+    line = one_error_line(stderr, "error: no space left under ")
     assert str(out) in line and "--output" in line
     assert not [f for f in left if f.endswith(".tmp") or "/." in f], left
     rows = Leaderboard(tmp_path / "leaderboard.db").rows()

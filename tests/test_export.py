@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import finished_run, run_cli
+from tests.conftest import finished_run, one_error_line, run_cli
 from toolkit.chosen import chosen_models
 from toolkit.demo import DemoCompetition
 from toolkit.errors import ToolkitError
@@ -32,13 +32,6 @@ from toolkit.wheels import Target, check_torch_wheel, platform_tags, requirement
 
 def _probs(path: Path) -> np.ndarray:
     return pd.read_csv(path, dtype={"id": str}).drop(columns="id").to_numpy()
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.strip().splitlines() if not line.startswith("warning:")]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    assert lines[0].startswith("error: "), stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +78,12 @@ def test_a_damaged_export_is_one_line_naming_the_file(
     weights.unlink()
     done = run_cli("predict", copy, tiny_competition.root / "test", "-o", tmp_path / "s.csv")
     assert done.returncode == 2
-    line = _one_error_line(done.stderr)
+    line = one_error_line(done.stderr)
     assert str(weights) in line and "model file missing" in line
     (copy / "ensemble.json").write_text("{not json")
     done = run_cli("predict", copy, tiny_competition.root / "test", "-o", tmp_path / "s.csv")
     assert done.returncode == 2
-    assert "ensemble.json: damaged ensemble file" in _one_error_line(done.stderr)
+    assert "ensemble.json: damaged ensemble file" in one_error_line(done.stderr)
 
 
 @pytest.mark.slow
@@ -99,7 +92,7 @@ def test_an_export_into_a_folder_with_files_is_refused(tiny_study: Path, tmp_pat
     (tmp_path / "taken" / "notes.txt").write_text("mine")
     done = run_cli("export", tiny_study, tmp_path / "taken", "--no-wheels")
     assert done.returncode == 2
-    assert "taken: exists and is not an empty folder" in _one_error_line(done.stderr)
+    assert "taken: exists and is not an empty folder" in one_error_line(done.stderr)
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import toolkit
-from tests.conftest import assert_predicts_own_test_probs, finished_run, run_cli
+from tests.conftest import assert_predicts_own_test_probs, finished_run, one_error_line, run_cli
 from toolkit.chosen import chosen_models
 from toolkit.demo import DemoCompetition, make_demo_competition
 from toolkit.errors import DataError, ModelError
@@ -47,13 +47,6 @@ def _test_probs(run: Path) -> pd.DataFrame:
 
 def _probability_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"id": str})
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.strip().splitlines() if not line.startswith("warning:")]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    assert lines[0].startswith("error: "), stderr
-    return lines[0]
 
 
 def test_the_ensemble_on_its_own_test_clips_gives_its_test_probs_bit_for_bit(
@@ -107,7 +100,7 @@ def test_a_damaged_clip_is_one_line_naming_it(
     damaged.write_bytes(b"not audio at all" * 64)
     done = run_cli("predict", tiny_study, clips, "-o", tmp_path / "s.csv")
     assert done.returncode == 2
-    assert damaged.name in _one_error_line(done.stderr)
+    assert damaged.name in one_error_line(done.stderr)
     assert not (tmp_path / "s.csv").exists()
 
 
@@ -124,7 +117,7 @@ def test_a_missing_or_damaged_model_file_is_one_line_naming_it(
     chosen[0].unlink()
     done = run_cli("predict", run, new_clips, "-o", tmp_path / "s.csv")
     assert done.returncode == 2
-    line = _one_error_line(done.stderr)
+    line = one_error_line(done.stderr)
     assert str(chosen[0]) in line and "model file missing" in line
 
 
@@ -134,4 +127,4 @@ def test_no_clips_is_one_line(tiny_study: Path, tmp_path: Path) -> None:
         toolkit.predict(tiny_study, tmp_path / "empty")
     done = run_cli("predict", tiny_study, tmp_path / "nowhere.csv")
     assert done.returncode == 2
-    assert "nowhere.csv" in _one_error_line(done.stderr)
+    assert "nowhere.csv" in one_error_line(done.stderr)
