@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.leaderboard.row import KINDS as ROW_KINDS
+from toolkit.leaderboard import Leaderboard, Row
 from toolkit.model_key import KINDS, ModelKey
 from toolkit.run_dir import RunDir
 
@@ -52,9 +52,16 @@ def test_every_kind_of_key_makes_its_id_and_folder_and_parses_back(
     assert ModelKey.kind_of(id) == key.kind
 
 
-def test_every_kind_is_covered_and_is_a_leaderboard_kind() -> None:
+def test_every_kind_is_covered_and_the_leaderboard_stores_and_finds_it(tmp_path: Path) -> None:
     assert {key.kind for key, _, _ in every_kind()} == set(KINDS)
-    assert set(ROW_KINDS) == set(KINDS)
+    board = Leaderboard(tmp_path / "leaderboard.db")  # a real SQLite store
+    for key, _, folder in every_kind():
+        row = Row(id=key.id, kind=key.kind, recipe="r", run_dir=str(folder), state="running")
+        board.upsert(row)
+    for kind in KINDS:  # each kind's rows, and only those, come back under its filter
+        expected = {key.id for key, _, _ in every_kind() if key.kind == kind}
+        assert {row.id for row in board.rows(kind=kind)} == expected
+        assert all(ModelKey.kind_of(row.id) == kind for row in board.rows(kind=kind))
 
 
 def test_variants_know_their_trial() -> None:

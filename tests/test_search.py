@@ -552,9 +552,11 @@ search:
     model.backbone.width: {choices: [4, 8]}
 ensemble: {size: 10}
 """
-"""Trial 0 (the recipe), trial 1 (lr 0.01, width 4: its lowest loss and its best accuracy
-fall on different epochs), both complete (the pruner's startup trials), and trial 2 (lr 0.3:
-an AdamW step that large makes the validation loss explode in the first epoch)."""
+"""Trial 0 (the recipe), trial 1 (lr 0.01, width 4), both complete (the pruner's startup
+trials), and trial 2 (lr 0.3, which the pruner may stop: the tests read each trial's state;
+:func:`test_median_pruner_stops_a_clearly_worse_trial` builds a pruned trial). Whether a trial's
+lowest loss and best accuracy fall on different epochs is up to training too:
+:func:`test_log_loss_keeps_the_lowest_loss_epoch_not_the_most_accurate` builds that case."""
 
 
 @pytest.fixture(scope="module")
@@ -598,17 +600,14 @@ def test_log_loss_study_minimises_from_best_epochs_to_the_leaderboard(
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(complete) >= 2
-    disagree = []  # trials whose most accurate epoch is not their lowest-loss one
     for t in complete + study.get_trials(states=(optuna.trial.TrialState.PRUNED,)):
         history = pd.read_csv(run_dir / "trials" / f"t{t.number:04d}" / "metrics.csv")
         lowest = history.loc[history["val_loss"].idxmin()]
-        disagree += [t.number] if history["val_accuracy"].idxmax() != lowest.name else []
         assert min(t.intermediate_values.values()) == pytest.approx(lowest["val_loss"])
         if t.state == optuna.trial.TrialState.COMPLETE:  # its best epoch: the lowest loss
             row = Leaderboard(log_loss_study / "leaderboard.db").get(f"run/t{t.number:04d}")
             assert row.best_epoch == lowest["epoch"]
             assert t.value == pytest.approx(lowest["val_loss"])
-    assert disagree, "no trial tells best epochs by loss from best epochs by accuracy"
 
     summary = json.loads((run_dir / "ensemble.json").read_text())
     best = min(t.value for t in complete if t.value is not None)
@@ -631,23 +630,117 @@ def test_log_loss_study_minimises_from_best_epochs_to_the_leaderboard(
     assert [r["trial_number"] for r in top] == [min(complete, key=lambda t: t.value).number]
 
 
+PRUNED_SEARCH = """
+search:
+  n_trials: 4
+  metric: log_loss
+  sampler: {name: random, seed: 5}
+  pruner: {name: median, n_startup_trials: 2, n_warmup_steps: 0}
+  space:
+    model.backbone.confidence: {choices: [1, 40]}
+"""
+"""Four trials of the ``scripted`` backbone (class 1 favoured at both epochs), their
+``confidence`` drawn by the seeded sampler. A trial of confidence 40 is confidently wrong on
+every clip not of class 1: its first epoch's loss is far above any trial's of confidence 1."""
+
+
 @pytest.mark.slow
-def test_median_pruner_stops_a_clearly_worse_trial(log_loss_study: Path) -> None:
-    run_dir = log_loss_study / "run"
+def test_median_pruner_stops_a_clearly_worse_trial(
+    tiny_competition: DemoCompetition, tmp_path: Path, features_cache: str
+) -> None:
+    run_dir = scripted_study(
+        tiny_competition.root, tmp_path, features_cache, PRUNED_SEARCH, [[1, 1], [1, 1]]
+    )
     study = load_study(run_dir)
-    diverging = [t for t in study.trials if t.params["train.optimizer.lr"] == 0.3]
-    assert diverging, "the sampler drew no trial with lr 0.3"
+    confident = {t.number for t in study.trials if t.params["model.backbone.confidence"] == 40}
+    # the seeded sampler's draws (not training) make the case: the pruner's startup trials 0
+    # and 1 include a calm one, and a later trial is confidently wrong
+    assert len(confident & {0, 1}) < 2 and confident - {0, 1}, confident
+    diverging = [t for t in study.trials if t.number in confident - {0, 1}]
     pruned = study.get_trials(states=(optuna.trial.TrialState.PRUNED,))
-    assert pruned and {t.number for t in diverging} <= {t.number for t in pruned}
-    rows = {r["trial_number"]: r for r in board_rows(log_loss_study, "--kind", "trial")}
+    assert {t.number for t in diverging} <= {t.number for t in pruned}
+    assert {t.number for t in pruned} <= confident  # never a calm trial
+    rows = {r["trial_number"]: r for r in board_rows(tmp_path, "--kind", "trial")}
     for t in diverging:
         assert len(t.intermediate_values) < 2  # stopped before train.epochs (2)
         assert rows[t.number]["state"] == "pruned" and rows[t.number]["epochs"] < 2
         folder = run_dir / "trials" / f"t{t.number:04d}"
         assert len(pd.read_csv(folder / "metrics.csv")) == len(t.intermediate_values)
         assert not (folder / "test_probs.npy").exists()  # no predictions: not a candidate
+        assert not (folder / "best.pt").exists()
     members = {m["id"] for m in json.loads((run_dir / "ensemble.json").read_text())["members"]}
     assert not members & {f"run/t{t.number:04d}" for t in pruned}
+
+
+SCRIPTED_PLUGIN = Path(__file__).parent / "plugins" / "scripted.py"
+
+SCRIPTED_SEARCH = """
+search:
+  n_trials: 1
+  metric: {metric}
+  sampler: {{name: random, seed: 0}}
+  pruner: {{name: none}}
+  space:
+    train.optimizer.lr: {{choices: [0.003]}}
+"""
+
+
+def scripted_study(
+    root: Path, work: Path, features_cache: str, search: str, script: list[list[float]]
+) -> Path:
+    """A study of the ``scripted`` backbone (tests/plugins/scripted.py), its logits per epoch
+    set by ``script``; returns its run directory."""
+    from toolkit.workflow import run_study
+
+    recipe = write_recipe(work, root, extra=search)
+    text = recipe.read_text()
+    resnet = "model: {backbone: {name: resnet18, width: 8}}"
+    assert resnet in text
+    scripted = f"{{name: scripted, script: {script}, confidence: 1}}"
+    text = text.replace(resnet, f"model: {{backbone: {scripted}}}")
+    recipe.write_text(f"plugins: [{SCRIPTED_PLUGIN}]\n" + text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TOOLKIT_NO_PROGRESS", "1")
+        run_study(load_recipe(recipe, [features_cache], work / "run"))
+    return work / "run"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("metric", "kept"), [("log_loss", 2), ("accuracy", 1)])
+def test_log_loss_keeps_the_lowest_loss_epoch_not_the_most_accurate(
+    tiny_competition: DemoCompetition,
+    tmp_path: Path,
+    features_cache: str,
+    metric: str,
+    kept: int,
+) -> None:
+    search = SCRIPTED_SEARCH.format(metric=metric)  # epoch 1 sure of class 1, epoch 2 unsure
+    run_dir = scripted_study(
+        tiny_competition.root, tmp_path, features_cache, search, [[1, 20], [0, 0.01]]
+    )
+    trial = run_dir / "trials" / "t0000"
+    labels = pd.read_csv(trial / "val_probs.csv", dtype={"label": str})["label"]
+    assert (labels == "1").sum() > (labels == "0").sum(), "the case needs more 1s than 0s"
+    history = pd.read_csv(trial / "metrics.csv").set_index("epoch")
+    # the constructed case: epoch 1 is the more accurate, epoch 2 the lower loss
+    assert history.loc[1, "val_accuracy"] > history.loc[2, "val_accuracy"]
+    assert history.loc[2, "val_loss"] < history.loc[1, "val_loss"]
+    row = Leaderboard(tmp_path / "leaderboard.db").get("run/t0000")
+    assert row.best_epoch == kept
+    assert torch_best_epoch(trial) == kept  # the weights kept are that epoch's
+    (value,) = load_study(run_dir).best_trial.values
+    column = "val_loss" if metric == "log_loss" else "val_accuracy"
+    assert value == pytest.approx(history.loc[kept, column])
+    # the kept weights predict the test clips as that epoch: class 1, or nearly uniform
+    test_probs = np.load(trial / "test_probs.npy")
+    assert (test_probs.argmax(1) == (1 if kept == 1 else 0)).all()
+
+
+def torch_best_epoch(model_folder: Path) -> int:
+    """The epoch a model folder's ``best.pt`` holds."""
+    import torch
+
+    return int(torch.load(model_folder / "best.pt", weights_only=True)["best_epoch"])
 
 
 # ------------------------------------------------------------------- timeout
