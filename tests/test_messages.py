@@ -1,0 +1,122 @@
+"""Messages that say what happened and what to do: clips, counts, tables, pipes (issue 27)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from toolkit.audio import decode, load_clip
+from toolkit.dataset import load_competition
+from toolkit.errors import DataError
+from toolkit.recipe import Data
+
+RATE = 16000
+
+
+def _own_folder(root: Path, ids: list[str], test_ids: list[str]) -> Path:
+    """A competition folder of the user's own: ids that are file names, text labels."""
+    rng = np.random.default_rng(0)
+    for folder, names in (("train", ids), ("test", test_ids)):
+        (root / folder).mkdir(parents=True)
+        for name in names:
+            wave = (0.1 * rng.standard_normal(RATE)).astype(np.float32)
+            sf.write(root / folder / name, wave, RATE, subtype="PCM_16")
+    labels = ["male", "female"] * (len(ids) // 2)
+    lines = ["file,label", *(f"{i},{lab}" for i, lab in zip(ids, labels, strict=True))]
+    (root / "train.csv").write_text("\n".join(lines) + "\n")
+    (root / "sample_submission.csv").write_text(
+        "file,label\n" + "".join(f"{i},male\n" for i in test_ids)
+    )
+    return root
+
+
+def _data(root: Path) -> Data:
+    return Data(root=root, id_column="file", label_column="label", sample_rate=RATE, duration=1.0)
+
+
+@pytest.fixture
+def own(tmp_path: Path) -> Path:
+    return _own_folder(
+        tmp_path / "comp", [f"clip_{i:03d}.wav" for i in range(4)], ["test_005.wav"]
+    )
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty"])
+def test_an_unusable_train_clip_says_to_remove_its_row_as_well(own: Path, damage: str) -> None:
+    victim = own / "train" / "clip_002.wav"
+    victim.write_bytes(b"" if damage == "empty" else b"not audio at all" * 8)
+    with pytest.raises(DataError) as caught:
+        competition = load_competition(_data(own))
+        decode(competition.train_files[2])
+    message = str(caught.value)
+    assert message.startswith(str(victim)), message
+    assert message.endswith("replace the file, or remove it and its row from train.csv"), message
+
+
+def test_an_unusable_test_clip_names_the_sample_submission(own: Path) -> None:
+    victim = own / "test" / "test_005.wav"
+    victim.write_bytes(b"RIFF junk" * 10)
+    competition = load_competition(_data(own))
+    with pytest.raises(DataError, match="remove it and its row from sample_submission.csv$"):
+        decode(competition.test_files[0])
+
+
+def test_a_clip_of_no_listing_may_simply_be_removed(tmp_path: Path) -> None:
+    loose = tmp_path / "loose.wav"
+    loose.write_bytes(b"nothing")
+    with pytest.raises(DataError, match="replace or remove the file$"):
+        decode(loose)
+
+
+def test_a_file_name_id_is_found_and_named_as_itself_when_missing(own: Path) -> None:
+    competition = load_competition(_data(own))
+    assert competition.test_files == [own / "test" / "test_005.wav"]
+    (own / "test" / "test_005.wav").unlink()
+    with pytest.raises(DataError) as caught:
+        load_competition(_data(own))
+    message = str(caught.value)
+    assert message.endswith("(expected test_005.wav)"), message
+    assert "test_005.wav.<" not in message
+
+
+def test_a_plain_id_still_lists_the_extensions_it_may_take(own: Path) -> None:
+    (own / "sample_submission.csv").write_text("file,label\ntest_009,male\n")
+    with pytest.raises(DataError, match=r"\(expected test_009\.<wav\|flac\|"):
+        load_competition(_data(own))
+
+
+def _cut(path: Path, keep: float) -> None:
+    """Cut a PCM WAV's data to ``keep`` of its length, its header left as it was."""
+    raw = path.read_bytes()
+    path.write_bytes(raw[: 44 + int((len(raw) - 44) * keep) // 2 * 2])
+
+
+def test_a_cut_wav_is_decoded_with_a_warning_naming_what_is_missing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cut.wav"
+    sf.write(path, np.full(RATE, 0.25, np.float32), RATE, subtype="PCM_16")
+    _cut(path, 0.1)
+    wave = load_clip(path, RATE, 1, 1.0)
+    assert wave.shape == (1, RATE)
+    assert np.allclose(wave[0, : RATE // 10], 0.25, atol=1e-3)
+    assert not wave[0, RATE // 10 + 1 :].any()  # the rest padded
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"warning: {path}: audio ends early: its header promises 1.00 s (16000 frames), "
+        "the file holds 0.10 s (1600 frames); the rest is taken as silence"
+    ]
+
+
+def test_a_whole_wav_decodes_without_a_word(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "whole.wav"
+    sf.write(path, np.full((RATE, 2), 0.25, np.float32), RATE, subtype="FLOAT")
+    sf.write(tmp_path / "whole.flac", np.full(RATE, 0.25, np.float32), RATE)
+    assert decode(path)[0].shape == (2, RATE)
+    assert decode(tmp_path / "whole.flac")[0].shape == (1, RATE)
+    assert capfd.readouterr().err == ""
