@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.conftest import write_recipe
 from toolkit.audio import decode, load_clip
 from toolkit.dataset import load_competition
+from toolkit.demo import DemoCompetition
 from toolkit.errors import DataError
+from toolkit.loading import load_recipe
+from toolkit.pipeline import prepare
 from toolkit.recipe import Data
+from toolkit.report.collect import RunContents
+from toolkit.report.stages import stage_times
+from toolkit.wording import count
+
+ROOT = Path(__file__).resolve().parent.parent
 
 RATE = 16000
 
@@ -120,3 +130,42 @@ def test_a_whole_wav_decodes_without_a_word(
     assert decode(path)[0].shape == (2, RATE)
     assert decode(tmp_path / "whole.flac")[0].shape == (1, RATE)
     assert capfd.readouterr().err == ""
+
+
+def test_counts_agree_with_their_noun() -> None:
+    assert [count(n, "model") for n in (0, 1, 2)] == ["0 models", "1 model", "2 models"]
+    assert count(1, "seed copy", "seed copies") == "1 seed copy"
+    assert count(3, "seed copy", "seed copies") == "3 seed copies"
+
+
+def test_no_message_prints_a_count_with_a_fixed_plural() -> None:
+    """Every count printed as ``{n} models`` (a noun made plural in the text) goes through
+    :func:`toolkit.wording.count`, so one model is never "1 models"."""
+    nouns = "models|trials|clips|candidates|rows|groups|epochs|members|picks|layers|wheels|pairs"
+    fixed = re.compile(r"f[\"'][^\"']*\{[^{}!]*\} (" + nouns + r")\b")  # not {id!r} rows
+    found = [
+        f"{path}:{number}: {line.strip()}"
+        for folder in (ROOT / "toolkit", ROOT / "leaderboard")
+        for path in sorted(folder.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if fixed.search(line)
+    ]
+    assert found == []
+
+
+def test_a_fully_cached_run_says_stems_were_not_needed(
+    tmp_path: Path, tiny_competition: DemoCompetition
+) -> None:
+    recipe = write_recipe(tmp_path, tiny_competition.root)
+    loaded = load_recipe(recipe)
+    first = prepare(loaded.recipe, loaded.registry).stats.as_dict()
+    again = prepare(loaded.recipe, loaded.registry).stats.as_dict()
+    assert first["stems_computed"] > 0 and again["stems_computed"] == again["stems_reused"] == 0
+
+    def separation(stats: dict[str, float]) -> str:
+        contents = RunContents(tmp_path, loaded.recipe, False, "accuracy", 1, stats=stats)
+        return next(s.detail for s in stage_times(contents) if s.name == "separation")
+
+    clips = tiny_competition.n_train + tiny_competition.n_test
+    assert separation(first) == f"stems: {clips} computed, 0 reused from the cache"
+    assert separation(again) == "stems: not needed, every clip's features were cached"

@@ -24,6 +24,7 @@ from toolkit.cli_support import (
     write_traceback,
 )
 from toolkit.errors import USAGE_ERROR, ToolkitError
+from toolkit.wording import count
 
 app = typer.Typer(
     cls=Group,
@@ -137,7 +138,7 @@ def _run_study(loaded: Any, storage: str | None) -> Path:
     counts = result.worker.counts
     ens = result.ensemble
     out.print(
-        f"study {result.study_name}: {counts['complete'] + counts['pruned']} trials "
+        f"study {result.study_name}: {count(counts['complete'] + counts['pruned'], 'trial')} "
         f"({counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed) "
         f"in {result.storage}",
         highlight=False,
@@ -147,7 +148,7 @@ def _run_study(loaded: Any, storage: str | None) -> Path:
     out.print(f"best trial: {ens.best_trial} ({ens.metric} {ens.best_trial_metric:.4f})")
     members = ", ".join(f"{k} ×{w:.3g}" for k, w in ens.members.items())
     out.print(
-        f"ensemble: {ens.id} of {ens.candidates} candidates, validation {ens.metric} "
+        f"ensemble: {ens.id} of {count(ens.candidates, 'candidate')}, validation {ens.metric} "
         f"{ens.val_metric:.4f}: {members}",
         highlight=False,
         soft_wrap=True,
@@ -359,7 +360,8 @@ def predict(
         device=device,
     )
     what = "probabilities" if probabilities else "submission"
-    out.print(f"{what}: {output} ({len(result.ids)} clips, {len(result.models)} models)")
+    clips, models = count(len(result.ids), "clip"), count(len(result.models), "model")
+    out.print(f"{what}: {output} ({clips}, {models})")
 
 
 @app.command()
@@ -417,8 +419,8 @@ def export(
     )
     mib = 2**20
     out.print(
-        f"export: {summary.folder} ({len(summary.models)} models, "
-        f"{summary.model_bytes / mib:.1f} MiB; {len(summary.wheels)} wheels, "
+        f"export: {summary.folder} ({count(len(summary.models), 'model')}, "
+        f"{summary.model_bytes / mib:.1f} MiB; {count(len(summary.wheels), 'wheel')}, "
         f"{summary.wheel_bytes / mib:.0f} MiB) in {summary.seconds:.0f} s"
     )
     if summary.torch:
@@ -540,7 +542,8 @@ def demo_data(
         names = r"\b(n_train|n_test|songs|singers|test_share|duration)\b"
         msg = re.sub(names, lambda m: "--" + m[1].removeprefix("n_").replace("_", "-"), str(exc))
         raise ToolkitError(f"demo-data: {msg}") from None
-    out.print(f"demo competition: {comp.root} ({comp.n_train} train, {comp.n_test} test clips)")
+    clips = f"{comp.n_train} train, {count(comp.n_test, 'test clip')}"
+    out.print(f"demo competition: {comp.root} ({clips})")
 
 
 @app.command()
