@@ -14,8 +14,10 @@ from toolkit.audio import decode, load_clip
 from toolkit.dataset import load_competition
 from toolkit.demo import DemoCompetition
 from toolkit.errors import DataError
+from toolkit.kinds import KINDS
 from toolkit.loading import load_recipe
 from toolkit.pipeline import prepare
+from toolkit.plugin_loader import load_plugins
 from toolkit.recipe import Data
 from toolkit.report.collect import RunContents
 from toolkit.report.stages import stage_times
@@ -169,3 +171,25 @@ def test_a_fully_cached_run_says_stems_were_not_needed(
     clips = tiny_competition.n_train + tiny_competition.n_test
     assert separation(first) == f"stems: {clips} computed, 0 reused from the cache"
     assert separation(again) == "stems: not needed, every clip's features were cached"
+
+
+README_KINDS = {
+    "separators": "separators",
+    "features": "feature_extractors",
+    "augmenters": "augmenters",
+    "backbones": "backbones",
+}
+"""How the README's list of built-ins names each kind."""
+
+
+def test_the_readme_lists_every_built_in_plugin_under_its_kind() -> None:
+    text = (ROOT / "README.md").read_text()
+    paragraph = text[text.index("Built-ins: ") :].split("\n\n")[0].removeprefix("Built-ins: ")
+    heads = "|".join(README_KINDS)
+    parts = re.split(rf"(?:^|; )({heads}) ", " ".join(paragraph.split()))
+    pairs = zip(parts[1::2], parts[2::2], strict=True)
+    listed = {README_KINDS[head]: set(re.findall(r"`(\w+)`", names)) for head, names in pairs}
+    registry = load_plugins([])
+    for kind in KINDS:
+        missing = set(registry.list_names(kind)) - listed.get(kind, set())
+        assert not missing, f"README's built-ins omit {kind} {sorted(missing)}"
