@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +196,29 @@ def test_the_readme_lists_every_built_in_plugin_under_its_kind() -> None:
     for kind in KINDS:
         missing = set(registry.list_names(kind)) - listed.get(kind, set())
         assert not missing, f"README's built-ins omit {kind} {sorted(missing)}"
+
+
+def test_plugins_fit_80_columns_a_section_per_kind_and_two_lines_a_row() -> None:
+    env = {**os.environ, "COLUMNS": "80", "TOOLKIT_LOAD_PLUGINS": ""}
+    listing = subprocess.run(
+        [sys.executable, "-m", "toolkit", "plugins"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert max(len(line) for line in listing) <= 80
+    assert [line for line in listing if line.strip() in KINDS] == list(KINDS)
+    rows: dict[tuple[str, str], int] = {}  # (kind, name) -> lines the row takes
+    kind = row = ""
+    for line in filter(str.strip, listing):
+        if line.strip() in KINDS:
+            kind = line.strip()
+        elif line.startswith(" "):  # a description's next line
+            rows[kind, row] += 1
+        elif not line.startswith("name "):  # the header
+            row = line.split()[0]
+            rows[kind, row] = 1
+    registry = load_plugins([])
+    assert set(rows) == {(k, name) for k in KINDS for name in registry.list_names(k)}
+    assert max(rows.values()) <= 2, rows

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 from typer.core import TyperCommand
 
 from toolkit.cli_support import (
@@ -476,6 +475,7 @@ def plugins(
     """List every registered plugin by kind, with where it came from."""
     from toolkit.kinds import KINDS
     from toolkit.loading import plugin_files, read_recipe_file
+    from toolkit.plugin_listing import plugin_listing
     from toolkit.plugin_loader import load_plugins
 
     files = plugin_files(read_recipe_file(recipe), recipe) if recipe else []
@@ -487,14 +487,7 @@ def plugins(
         }
         typer.echo(json.dumps(listing, indent=2))
         return
-    table = Table(title="toolkit plugins")
-    for column in ("kind", "name", "version", "source", "description"):
-        table.add_column(column)
-    for kind in KINDS:
-        for name in registry.list_names(kind):
-            entry = registry.entries[kind][name]
-            table.add_row(kind, name, entry.version, entry.source, entry.description)
-    out.print(table)
+    out.print(plugin_listing(registry, out.width))
 
 
 def _plugin_json(entry: Any) -> dict[str, str]:
