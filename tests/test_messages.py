@@ -222,3 +222,22 @@ def test_plugins_fit_80_columns_a_section_per_kind_and_two_lines_a_row() -> None
     registry = load_plugins([])
     assert set(rows) == {(k, name) for k in KINDS for name in registry.list_names(k)}
     assert max(rows.values()) <= 2, rows
+
+
+@pytest.mark.parametrize("both", [False, True], ids=["stdout", "stdout-and-stderr"])
+def test_a_closed_pipe_ends_the_command_quietly_as_unix_tools_do(both: bool) -> None:
+    """``toolkit plugins | head -1`` (or ``2>&1 | head``): the reader is gone before the
+    listing is written; the command ends with no word and status 141, as ``ls`` would."""
+    env = {**os.environ, "TOOLKIT_LOAD_PLUGINS": ""}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "plugins"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if both else subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader goes away (head has its lines) before toolkit writes
+    stderr = "" if both else proc.stderr.read()  # type: ignore[union-attr]
+    assert proc.wait(timeout=120) == 141
+    assert stderr == ""

@@ -13,12 +13,16 @@ from rich.markup import escape
 from typer.core import TyperCommand
 
 from toolkit.cli_support import (
+    ClosedPipe,
     Command,
     Group,
     click_classes,
     err,
     friendly,
+    guard_pipes,
     out,
+    pipe_closed,
+    silence_closed_pipe,
     status,
     write_traceback,
 )
@@ -567,8 +571,11 @@ for _info in app.registered_commands:  # every command's help, the leaderboard's
 
 def main() -> None:
     """Entry point of the ``toolkit`` console script."""
+    guard_pipes()
     try:
         code = app(standalone_mode=False)
+    except ClosedPipe:
+        sys.exit(silence_closed_pipe())
     except ToolkitError as exc:  # errors raised while typer builds the command
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
@@ -593,4 +600,6 @@ def main() -> None:
     except typer.Abort:
         err.print("interrupted")
         sys.exit(130)
+    if pipe_closed():  # e.g. the help text into `| head -1` (typer made it exit 130)
+        sys.exit(silence_closed_pipe())
     sys.exit(code if isinstance(code, int) else 0)
