@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 
 from toolkit.errors import USAGE_ERROR, ToolkitError
+from toolkit.wording import count
 
 from .location import DB_ENV, DEFAULT_DB, RUN_DB_NAME, choose_db
 from .row import KINDS, STATES, LeaderboardError
@@ -233,7 +234,7 @@ def _show(
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
-        typer.echo(f"wrote {len(rows)} rows to {out}", err=True)
+        typer.echo(f"wrote {count(len(rows), 'row')} to {out}", err=True)
 
 
 def _open(path: Path) -> Leaderboard:

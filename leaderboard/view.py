@@ -71,7 +71,7 @@ def render_table(
         shown = [by_name[name] for name in dict.fromkeys(columns)]
     else:
         shown = fit(every, need, cells, console.width)
-        hidden = [c.name for c in sorted(every, key=lambda c: c.rank) if c not in shown]
+        hidden = [c.header for c in sorted(every, key=lambda c: c.rank) if c not in shown]
         if hidden:
             note = f"--wide adds {', '.join(hidden)}"
             caption = f"{caption}\n{note}" if caption else note

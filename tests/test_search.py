@@ -767,7 +767,7 @@ def test_timeout_stops_starting_trials_and_the_ensemble_uses_what_finished(
     assert result.exit_code == 0, result.output
 
     assert (tmp_path / "paused").is_file()
-    assert "study tiny: 1 trials (1 complete, 0 pruned, 0 failed)" in result.stdout
+    assert "study tiny: 1 trial (1 complete, 0 pruned, 0 failed)" in result.stdout
     assert "stopped at search.timeout (3 s): no trial started after it" in result.stdout
     study = load_study(tmp_path / "run")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import sys
 import tempfile
 import threading
@@ -27,6 +28,25 @@ DECODER_CHATTER = re.compile(r"^(Note: |Warning: |\[src/libmpg123/)")
 """Lines the MP3 decoder writes to stderr on its own; every other captured line is passed on."""
 
 _stderr_lock = threading.Lock()
+
+_listed_in: dict[Path, Path] = {}
+"""The CSV that names each clip found through one (see :func:`note_listing`)."""
+
+
+def note_listing(files: list[Path], csv_path: Path) -> None:
+    """Remember that ``csv_path`` names each of ``files``, so that a clip which cannot be used
+    is reported with the row to remove as well."""
+    _listed_in.update(dict.fromkeys(files, csv_path))
+
+
+def remedy(path: Path) -> str:
+    """What to do about a clip that cannot be used: replace it or, if a CSV names it, remove
+    it and its row (removing the file alone only makes its id miss an audio file)."""
+    listing = _listed_in.get(Path(path))
+    if listing is None:
+        return "replace or remove the file"
+    shown = listing.name if listing.parent == Path(path).parent.parent else str(listing)
+    return f"replace the file, or remove it and its row from {shown}"
 
 
 @contextmanager
@@ -66,28 +86,69 @@ def _reason(exc: Exception, path: Path, notes: list[str]) -> str:
     return message.removeprefix(f"Error opening {str(path)!r}: ")
 
 
+def wav_promised_frames(path: Path) -> int | None:
+    """The frames a RIFF WAV file's header says its data chunk holds (``None``: not such a
+    file, or a header that leaves the length open). Reads the header only."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = 0
+        while chunk := handle.read(8):
+            if len(chunk) < 8:
+                return None
+            name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if name == b"data":
+                if block_align == 0 or size in (0, 0xFFFFFFFF):  # streamed: length unknown
+                    return None
+                return size // block_align
+            body = handle.read(size + size % 2)
+            if name == b"fmt " and len(body) >= 14:
+                block_align = struct.unpack("<H", body[12:14])[0]
+    return None
+
+
+def _warn_if_cut(path: Path, promised: int | None, found: int, rate: int) -> None:
+    """A warning line when the clip's data ends before its header says (it is zero-padded)."""
+    if promised is None or found >= promised:
+        return
+    from toolkit.progress import warn  # here: decoding needs no console until it warns
+
+    warn(
+        f"{path}: audio ends early: its header promises {promised / rate:.2f} s "
+        f"({promised} frames), the file holds {found / rate:.2f} s ({found} frames); "
+        "the rest is taken as silence"
+    )
+
+
 def decode(path: Path) -> tuple[np.ndarray, int]:
     """The clip's samples as float32 ``[channels, samples]`` and its sample rate.
 
     A file that cannot be decoded is a one-line DataError saying what is wrong
-    with it; the decoder's own notes on stderr are silenced.
+    with it; the decoder's own notes on stderr are silenced. A file whose data
+    ends before its header says is decoded as it is, with a warning.
     """
     path = Path(path)
     quiet = decoder_notes() if path.suffix.lower() in CHATTY_EXTENSIONS else nullcontext([])
     try:
-        with quiet as notes:
-            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with quiet as notes, sf.SoundFile(str(path)) as sound:
+            data = sound.read(dtype="float32", always_2d=True)
+            rate = sound.samplerate
+            promised: int | None = sound.frames
+            if sound.format in ("WAV", "WAVEX"):  # libsndfile counts a cut WAV's frames by size
+                promised = wav_promised_frames(path) or promised
+            elif path.suffix.lower() in CHATTY_EXTENSIONS:  # an MP3's count is an estimate
+                promised = None
     except Exception as exc:  # noqa: BLE001 - libsndfile reports every failure as its own type
         if not path.is_file():
             raise DataError(f"{path}: audio file not found") from None
         reason = _reason(exc, path, notes).rstrip(". ")
-        raise DataError(
-            f"{path}: cannot decode audio: {reason}; replace or remove the file"
-        ) from None
+        raise DataError(f"{path}: cannot decode audio: {reason}; {remedy(path)}") from None
     if data.shape[0] == 0:
-        raise DataError(f"{path}: empty audio clip (0 samples); replace or remove the file")
+        raise DataError(f"{path}: empty audio clip (0 samples); {remedy(path)}")
     if not np.isfinite(data).all():
-        raise DataError(f"{path}: audio holds NaN or infinite samples; replace the file")
+        raise DataError(f"{path}: audio holds NaN or infinite samples; {remedy(path)}")
+    _warn_if_cut(path, promised, data.shape[0], int(rate))
     return np.ascontiguousarray(data.T), int(rate)
 
 

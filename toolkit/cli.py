@@ -10,20 +10,24 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 from typer.core import TyperCommand
 
 from toolkit.cli_support import (
+    ClosedPipe,
     Command,
     Group,
     click_classes,
     err,
     friendly,
+    guard_pipes,
     out,
+    pipe_closed,
+    silence_closed_pipe,
     status,
     write_traceback,
 )
 from toolkit.errors import USAGE_ERROR, ToolkitError
+from toolkit.wording import count
 
 app = typer.Typer(
     cls=Group,
@@ -137,7 +141,7 @@ def _run_study(loaded: Any, storage: str | None) -> Path:
     counts = result.worker.counts
     ens = result.ensemble
     out.print(
-        f"study {result.study_name}: {counts['complete'] + counts['pruned']} trials "
+        f"study {result.study_name}: {count(counts['complete'] + counts['pruned'], 'trial')} "
         f"({counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed) "
         f"in {result.storage}",
         highlight=False,
@@ -147,7 +151,7 @@ def _run_study(loaded: Any, storage: str | None) -> Path:
     out.print(f"best trial: {ens.best_trial} ({ens.metric} {ens.best_trial_metric:.4f})")
     members = ", ".join(f"{k} ×{w:.3g}" for k, w in ens.members.items())
     out.print(
-        f"ensemble: {ens.id} of {ens.candidates} candidates, validation {ens.metric} "
+        f"ensemble: {ens.id} of {count(ens.candidates, 'candidate')}, validation {ens.metric} "
         f"{ens.val_metric:.4f}: {members}",
         highlight=False,
         soft_wrap=True,
@@ -359,7 +363,8 @@ def predict(
         device=device,
     )
     what = "probabilities" if probabilities else "submission"
-    out.print(f"{what}: {output} ({len(result.ids)} clips, {len(result.models)} models)")
+    clips, models = count(len(result.ids), "clip"), count(len(result.models), "model")
+    out.print(f"{what}: {output} ({clips}, {models})")
 
 
 @app.command()
@@ -417,8 +422,8 @@ def export(
     )
     mib = 2**20
     out.print(
-        f"export: {summary.folder} ({len(summary.models)} models, "
-        f"{summary.model_bytes / mib:.1f} MiB; {len(summary.wheels)} wheels, "
+        f"export: {summary.folder} ({count(len(summary.models), 'model')}, "
+        f"{summary.model_bytes / mib:.1f} MiB; {count(len(summary.wheels), 'wheel')}, "
         f"{summary.wheel_bytes / mib:.0f} MiB) in {summary.seconds:.0f} s"
     )
     if summary.torch:
@@ -474,6 +479,7 @@ def plugins(
     """List every registered plugin by kind, with where it came from."""
     from toolkit.kinds import KINDS
     from toolkit.loading import plugin_files, read_recipe_file
+    from toolkit.plugin_listing import plugin_listing
     from toolkit.plugin_loader import load_plugins
 
     files = plugin_files(read_recipe_file(recipe), recipe) if recipe else []
@@ -485,14 +491,7 @@ def plugins(
         }
         typer.echo(json.dumps(listing, indent=2))
         return
-    table = Table(title="toolkit plugins")
-    for column in ("kind", "name", "version", "source", "description"):
-        table.add_column(column)
-    for kind in KINDS:
-        for name in registry.list_names(kind):
-            entry = registry.entries[kind][name]
-            table.add_row(kind, name, entry.version, entry.source, entry.description)
-    out.print(table)
+    out.print(plugin_listing(registry, out.width))
 
 
 def _plugin_json(entry: Any) -> dict[str, str]:
@@ -540,7 +539,8 @@ def demo_data(
         names = r"\b(n_train|n_test|songs|singers|test_share|duration)\b"
         msg = re.sub(names, lambda m: "--" + m[1].removeprefix("n_").replace("_", "-"), str(exc))
         raise ToolkitError(f"demo-data: {msg}") from None
-    out.print(f"demo competition: {comp.root} ({comp.n_train} train, {comp.n_test} test clips)")
+    clips = f"{comp.n_train} train, {count(comp.n_test, 'test clip')}"
+    out.print(f"demo competition: {comp.root} ({clips})")
 
 
 @app.command()
@@ -571,8 +571,11 @@ for _info in app.registered_commands:  # every command's help, the leaderboard's
 
 def main() -> None:
     """Entry point of the ``toolkit`` console script."""
+    guard_pipes()
     try:
         code = app(standalone_mode=False)
+    except ClosedPipe:
+        sys.exit(silence_closed_pipe())
     except ToolkitError as exc:  # errors raised while typer builds the command
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
@@ -597,4 +600,6 @@ def main() -> None:
     except typer.Abort:
         err.print("interrupted")
         sys.exit(130)
+    if pipe_closed():  # e.g. the help text into `| head -1` (typer made it exit 130)
+        sys.exit(silence_closed_pipe())
     sys.exit(code if isinstance(code, int) else 0)

@@ -3,6 +3,8 @@ file, and help that shows no value beside a flag."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -14,6 +16,66 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from toolkit.errors import USAGE_ERROR, ToolkitError
+
+CLOSED_PIPE = 141
+"""Exit status when the reader of our output went away (``| head``): 128 + SIGPIPE, what a
+shell reports for ``git log | head`` or ``ls | head``."""
+
+
+class ClosedPipe(KeyboardInterrupt):
+    """stdout or stderr is a pipe whose reader has gone: the command ends quietly. An
+    interrupt, so that work in progress stops as on Ctrl-C (finished work is kept)."""
+
+
+class _PipeGuard:
+    """A stream whose write or flush into a closed pipe raises :class:`ClosedPipe`."""
+
+    closed = False
+    """Whether a write found its pipe closed (typer turns an interrupt into exit 130)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            _PipeGuard.closed = True
+            raise ClosedPipe from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            _PipeGuard.closed = True
+            raise ClosedPipe from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def guard_pipes() -> None:
+    """Make a closed stdout or stderr pipe end the command as :class:`ClosedPipe`."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, _PipeGuard):
+            setattr(sys, name, _PipeGuard(stream))
+
+
+def pipe_closed() -> bool:
+    """Whether stdout or stderr was found to be a closed pipe."""
+    return _PipeGuard.closed
+
+
+def silence_closed_pipe() -> int:
+    """After :class:`ClosedPipe`: point stdout and stderr at the null device, so that nothing
+    more is written (not even Python's complaint at exit); the exit status to end with."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    return CLOSED_PIPE
+
 
 out = Console(markup=False, highlight=False, soft_wrap=True)
 err = Console(stderr=True)
@@ -61,6 +123,8 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except ToolkitError as exc:
             fail(str(exc), exc.exit_code)
+        except ClosedPipe:
+            raise typer.Exit(silence_closed_pipe()) from None
         except KeyboardInterrupt:
             err.print("interrupted: finished clips and trials are kept; run again to resume")
             raise typer.Exit(130) from None

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toolkit.audio import AUDIO_EXTENSIONS
+from toolkit.audio import AUDIO_EXTENSIONS, note_listing, remedy
 from toolkit.errors import DataError
 from toolkit.recipe import Data
 
@@ -90,13 +90,23 @@ def clip_files(ids: list[str], folder: Path, csv_path: Path) -> list[Path]:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise DataError(
             f"{csv_path}: id {missing[0]!r}{more} has no audio file in {folder} "
-            f"(expected {missing[0]}.<{'|'.join(e.lstrip('.') for e in AUDIO_EXTENSIONS)}>)"
+            f"(expected {expected_file(missing[0])})"
         )
     found = [files[i] for i in ids]
+    if csv_path.is_file():
+        note_listing(found, csv_path)
     empty = next((f for f in found if f.stat().st_size == 0), None)
     if empty is not None:
-        raise DataError(f"{empty}: empty file (0 bytes); replace or remove the clip")
+        raise DataError(f"{empty}: empty file (0 bytes); {remedy(empty)}")
     return found
+
+
+def expected_file(clip_id: str) -> str:
+    """The audio file an id names: the id itself when it is a file name (``clip_1.wav``),
+    else the id with any audio extension (``clip_1.<wav|flac|...>``)."""
+    if Path(clip_id).suffix.lower() in AUDIO_EXTENSIONS:
+        return clip_id
+    return f"{clip_id}.<{'|'.join(e.lstrip('.') for e in AUDIO_EXTENSIONS)}>"
 
 
 def folder_clips(folder: Path) -> tuple[list[str], list[Path]]:

@@ -28,6 +28,7 @@ from toolkit.progress import console
 from toolkit.provenance import used_plugins
 from toolkit.run_dir import ENSEMBLE, RECIPE
 from toolkit.trained import PLUGINS, TrainedModel
+from toolkit.wording import count
 
 WHEELS = "wheels"
 REQUIREMENTS = "requirements.txt"
@@ -212,7 +213,7 @@ def readme(manifest: dict[str, Any], folder: Path, wheels: bool) -> str:
     target = manifest["target"]
     models = manifest["models"]
     what = (
-        f"the ensemble of {len(models)} models"
+        f"the ensemble of {count(len(models), 'model')}"
         if manifest["ensemble"]
         else f"its model {models[0]['id']}"
     )

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 from pydantic import Field
 
+from toolkit.wording import count
+
 if TYPE_CHECKING:  # torch is imported when a backbone is built, not when plugins are listed
     from torch import nn
 
@@ -83,7 +85,7 @@ class LayerSchedule:
             names = ", ".join(layer.name for layer in layers)
             raise ValueError(
                 f"frozen_layers {settings.frozen_layers} exceeds the body's "
-                f"{len(layers)} layers ({names})"
+                f"{count(len(layers), 'layer')} ({names})"
             )
         self.layers = list(layers)
         self.settings = settings

@@ -37,6 +37,7 @@ from toolkit.source_signatures import (
     weigh_signature,
 )
 from toolkit.split import Fold, split_folds
+from toolkit.wording import count
 
 VOICE_FEATURE = {"name": "speaker"}
 """The feature block whose embeddings of the separated stem say "same singer"."""
@@ -81,7 +82,7 @@ def find_groups(recipe: Recipe, registry: Registry, competition: Competition) ->
     if groups.refused:
         console.print(
             f"warning: split.groups: {groups.refused} link(s) between clips were not followed "
-            f"because their groups together would pass split.group_cap ({cap} clips); "
+            f"because their groups together would pass split.group_cap ({count(cap, 'clip')}); "
             "raise split.group_cap to keep them together",
             markup=False,
             highlight=False,
@@ -146,15 +147,16 @@ def grouped_inputs(recipe: Recipe, registry: Registry) -> CheckedInputs:
     parts = split_parts(recipe)
     if found.count < parts:
         raise DataError(
-            f"split.groups: auto found {found.count} group(s), too few for {parts} parts; "
+            f"split.groups: auto found {count(found.count, 'group')}, too few for {parts} parts; "
             "lower split.group_cap or use fewer split.folds"
         )
     competition = dataclasses.replace(inputs.competition, groups=found.labels)
     folds = split_folds(competition, recipe.split)
     straddled, pairs = straddling_pairs(found.labels, inputs.folds)
     console.print(
-        f"split.groups: {found.count} groups of {len(found.labels)} clips (largest "
-        f"{found.largest}, {found.singletons} alone); {straddled} of {pairs} pairs of "
+        f"split.groups: {count(found.count, 'group')} of {count(len(found.labels), 'clip')} "
+        f"(largest "
+        f"{found.largest}, {found.singletons} alone); {straddled} of {count(pairs, 'pair')} of "
         "siblings straddled the ungrouped split",
         markup=False,
         highlight=False,

@@ -23,6 +23,7 @@ from toolkit.grouping import find_groups, straddling_pairs
 from toolkit.recipe import Recipe
 from toolkit.registry import Registry
 from toolkit.split import Fold, split_folds
+from toolkit.wording import count
 
 PROBE_PARTS = 5
 """Folds of the linear probe when the recipe has a single split."""
@@ -55,11 +56,11 @@ class LeakReport:
     def lines(self) -> list[str]:
         """The report in a few lines of text."""
         found = (
-            f"groups ({self.source}): {self.groups} among {self.clips} clips, the largest "
+            f"groups ({self.source}): {self.groups} among {count(self.clips, 'clip')}, the largest "
             f"{self.largest}, {self.alone} alone"
         )
         if self.cap is not None:
-            found += f"; cap {self.cap} clips"
+            found += f"; cap {count(self.cap, 'clip')}"
             if self.refused:
                 found += f", {self.refused} link(s) not followed because of it"
         share = self.straddled / self.pairs if self.pairs else 0.0

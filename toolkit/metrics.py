@@ -19,6 +19,8 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from toolkit.wording import count
+
 Direction = Literal["maximize", "minimize"]
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 K = TypeVar("K", bound=Any)
@@ -33,7 +35,10 @@ def _check_inputs(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np
     if y.ndim != 1:
         raise ValueError(f"labels must be 1-D [N]; got shape {y.shape}")
     if p.shape[0] != y.shape[0]:
-        raise ValueError(f"probs has {p.shape[0]} rows but labels has {y.shape[0]} entries")
+        raise ValueError(
+            f"probs has {count(p.shape[0], 'row')} but labels has "
+            f"{count(y.shape[0], 'entry', 'entries')}"
+        )
     if p.shape[0] == 0:
         raise ValueError("cannot score an empty set of examples (N == 0)")
     if not np.issubdtype(y.dtype, np.integer):

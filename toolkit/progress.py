@@ -41,6 +41,11 @@ FIELDS_MIN_WIDTH = 16
 """Width the fields (``epoch 3/12 loss 1.234``) keep before the bar and the times get room."""
 
 
+def warn(message: str) -> None:
+    """One ``warning: ...`` line on stderr (always, even with progress off)."""
+    console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
 def progress_enabled() -> bool:
     """Whether progress output (bars or plain lines) is shown."""
     return os.environ.get("TOOLKIT_NO_PROGRESS", "") in ("", "0")

@@ -17,6 +17,7 @@ from toolkit.plugin_loader import load_plugins
 from toolkit.provenance import version_changes
 from toolkit.recipe_validation import validate_recipe
 from toolkit.run_dir import MODEL_FILES, RunDir
+from toolkit.wording import count
 from toolkit.workflow import RunResult, run
 
 
@@ -124,7 +125,7 @@ def _compare_file(old: Path, new: Path) -> str:
         return f"largest difference {np.abs(a - b).max():.3g}"
     then, now = pd.read_csv(old), pd.read_csv(new)
     if then.shape != now.shape:
-        return f"{len(then)} epochs then, {len(now)} now"
+        return f"{count(len(then), 'epoch')} then, {len(now)} now"
     for column in then.columns:
         unequal = ~np.isclose(then[column], now[column], rtol=0, atol=0)
         if unequal.any():

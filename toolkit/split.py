@@ -28,6 +28,7 @@ from sklearn.model_selection import (
 from toolkit.dataset import Competition
 from toolkit.errors import DataError
 from toolkit.recipe import Split
+from toolkit.wording import count
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,9 @@ def split_folds(competition: Competition, split: Split) -> tuple[Fold, ...]:
         _check_stratifiable(competition)
     n_clips = len(competition.train_labels)
     if split.folds > n_clips:
-        raise DataError(f"split.folds: {split.folds} folds of {n_clips} clips; use fewer folds")
+        raise DataError(
+            f"split.folds: {split.folds} folds of {count(n_clips, 'clip')}; use fewer folds"
+        )
     if competition.groups is not None:
         n_groups = len(set(competition.groups))
         if n_groups < max(2, split.folds):

@@ -29,6 +29,7 @@ from toolkit.pipeline import PreparedData
 from toolkit.pseudo_labels import PseudoLabelSet
 from toolkit.recipe import PseudoLabels
 from toolkit.study.run import StudyRun
+from toolkit.wording import count
 
 Chooser = Callable[[Pool], tuple[EnsembleResult, SelectionEstimate]]
 """The ensemble's selection and its estimate over a pool of candidates."""
@@ -64,8 +65,8 @@ class PseudoRound:
             return f"pseudo-labels: no test clip reached {self.threshold}; no second round"
         verdict = "kept" if self.kept else "not kept"
         return (
-            f"pseudo-labels: {len(self.models)} trials trained again with "
-            f"{max(self.test_clips)} of {self.of} test clips; estimate {self.metric} "
+            f"pseudo-labels: {count(len(self.models), 'trial')} trained again with "
+            f"{max(self.test_clips)} of {count(self.of, 'test clip')}; estimate {self.metric} "
             f"{self.estimate_before:.4f} -> {self.estimate_after:.4f}, {verdict}"
         )
 

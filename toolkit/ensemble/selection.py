@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from toolkit.metrics import DEFAULT_METRIC, get_metric
+from toolkit.wording import count
 
 _TIE_RTOL = 1e-12
 _ROW_SUM_ATOL = 1e-3
@@ -124,7 +125,8 @@ def _check_labels(labels: np.ndarray, n_rows: int, n_classes: int, ref_id: str) 
         raise ValueError("labels is empty; ensemble selection needs validation examples")
     if y.shape[0] != n_rows:
         raise ValueError(
-            f"labels has {y.shape[0]} entries but candidate {ref_id!r} has {n_rows} rows"
+            f"labels has {count(y.shape[0], 'entry', 'entries')} but candidate {ref_id!r} "
+            f"has {count(n_rows, 'row')}"
         )
     if y.min() < 0 or y.max() >= n_classes:
         bad = int(y[(y < 0) | (y >= n_classes)][0])

@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from toolkit.metrics import DEFAULT_METRIC, Metric, get_metric
 from toolkit.report.collect import EnsembleData, ModelHistory, StudyData
 from toolkit.report.scores import ClassScores
+from toolkit.wording import count
 
 matplotlib.use("Agg")  # files only: never open a window, whatever the environment says
 
@@ -357,7 +358,7 @@ def confusion(scores: ClassScores, title: str) -> Figure:
     matrix_ax.set_yticks(ticks, scores.classes)
     matrix_ax.set_xlabel("predicted")
     matrix_ax.set_ylabel("true")
-    matrix_ax.set_title(f"{title}: {int(counts.sum())} clips")
+    matrix_ax.set_title(f"{title}: {count(int(counts.sum()), 'clip')}")
     x = np.arange(len(scores.classes))
     bars_ax.bar(x - 0.2, scores.precision, width=0.4, label="precision")
     bars_ax.bar(x + 0.2, scores.recall, width=0.4, label="recall")
@@ -379,7 +380,7 @@ def ensemble(data: EnsembleData) -> Figure:
     names = [name.rsplit("/", 1)[-1] for name, _ in members]
     weights_ax.barh(names[::-1], [w for _, w in members][::-1], color="tab:blue")
     weights_ax.set_xlabel("weight")
-    weights_ax.set_title(f"{len(members)} members")
+    weights_ax.set_title(count(len(members), "member"))
     weights_ax.grid(axis="x", alpha=0.3)
     if data.trajectory:
         rounds = np.arange(1, len(data.trajectory) + 1)
@@ -389,7 +390,10 @@ def ensemble(data: EnsembleData) -> Figure:
         kept = int(np.flatnonzero(np.isclose(data.trajectory, best, rtol=0, atol=1e-12))[0]) + 1
         path_ax.plot([kept], [best], marker="*", markersize=14, color="tab:red", linestyle="")
         path_ax.annotate(
-            f"kept: {kept} picks", (kept, best), textcoords="offset points", xytext=(6, -14)
+            f"kept: {count(kept, 'pick')}",
+            (kept, best),
+            textcoords="offset points",
+            xytext=(6, -14),
         )
     path_ax.axhline(data.best_trial_metric, color="grey", linestyle="--", label="best trial")
     path_ax.set_xlabel("greedy round (pick)")

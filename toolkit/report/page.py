@@ -22,6 +22,7 @@ from toolkit.progress import format_seconds
 from toolkit.report.collect import RunContents
 from toolkit.report.scores import ClassScores
 from toolkit.report.stages import Stage, stage_times
+from toolkit.wording import count
 
 SECTIONS = {
     "summary": "Summary",
@@ -125,7 +126,10 @@ def _summary(contents: RunContents, scores: dict[str, ClassScores]) -> str:
         counts = contents.study.counts()
         done = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
         run.append(
-            ("study", f"{contents.study.name}: {len(contents.study.trials)} trials ({done})")
+            (
+                "study",
+                f"{contents.study.name}: {count(len(contents.study.trials), 'trial')} ({done})",
+            )
         )
     elif not contents.is_study:
         run.append(("kind", "a single model (no search)"))
@@ -186,9 +190,10 @@ def _sources(contents: RunContents) -> str:
     )
     return (
         "<h3>Clips that share a source</h3>"
-        f"<p>split.groups: auto found {found['groups']} groups among {found['clips']} train "
-        f"clips (the largest {found['largest']}, {found['alone']} alone); every split keeps "
-        f"each group on one side. Of the {pairs} pairs of clips in one group, the split "
+        f"<p>split.groups: auto found {count(found['groups'], 'group')} among "
+        f"{count(found['clips'], 'train clip')} (the largest {found['largest']}, "
+        f"{found['alone']} alone); every split keeps each group on one side. Of the "
+        f"{count(pairs, 'pair')} of clips in one group, the split "
         f"without groups put {straddled}{share} on both sides.{_e(capped)} "
         "<code>toolkit leaks RECIPE</code> compares a linear probe with and without the "
         "groups.</p>"
@@ -337,7 +342,7 @@ def _ensemble(contents: RunContents, figures: dict[str, bytes]) -> str:
     text = (
         f"<p>{_e(data.id)}: validation {_e(data.metric)} {data.val_metric:.4f} against "
         f"{data.best_trial_metric:.4f} for the best trial ({_e(data.best_trial)}); "
-        f"{data.candidates} candidates, {len(data.picks)} greedy picks.</p>"
+        f"{count(data.candidates, 'candidate')}, {count(len(data.picks), 'greedy pick')}.</p>"
     )
     if data.estimate:
         estimate = data.estimate

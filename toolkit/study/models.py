@@ -27,6 +27,7 @@ from toolkit.run_dir import RunDir
 from toolkit.study.profiles import base_raw, without_profile
 from toolkit.study.settings import StudySettings
 from toolkit.study.space import apply_values
+from toolkit.wording import count
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ class StudyModels:
             recipe = _with_train(base, epochs=epochs)
             shown = {**values, "refit_epochs": epochs}
             return Variant(
-                key, recipe, shown, f"trial {number} refit ({epochs} epochs, every clip)"
+                key, recipe, shown, f"trial {number} refit ({count(epochs, 'epoch')}, every clip)"
             )
         if key.kind == "pseudo":
             return Variant(key, base, dict(values), f"trial {number} with pseudo-labels")

@@ -18,6 +18,7 @@ from toolkit.study.objective import TrialObjective
 from toolkit.study.profile_budget import next_profile
 from toolkit.study.profiles import PROFILE
 from toolkit.study.workers import TrialOutcome, WorkerReport, trial_counts
+from toolkit.wording import count
 
 if TYPE_CHECKING:
     from toolkit.study.run import StudyRun
@@ -87,8 +88,8 @@ class Worker:
                     failures += 1
                     if failures >= MAX_CONSECUTIVE_FAILURES:
                         raise SearchError(
-                            f"{failures} trials in a row failed; last (trial {outcome.number}): "
-                            f"{outcome.error}"
+                            f"{count(failures, 'trial')} in a row failed; last "
+                            f"(trial {outcome.number}): {outcome.error}"
                         )
                 elif outcome.state != "surplus":
                     failures = 0
