@@ -109,9 +109,10 @@ def predict(
     """
     import torch  # noqa: F401 - here: importing toolkit stays light
 
-    from toolkit.devices import resolve_device
+    from toolkit.devices import check_device, resolve_device
     from toolkit.pipeline import clip_features
 
+    check_device(device, "--device", "use --device cpu")
     choice = chosen_models(run_dir)
     cache_dir = _cache_dir(choice.run_dir, cache)
     plugin_dirs = [choice.run_dir / PLUGINS]
