@@ -30,7 +30,7 @@ def temporary_file(folder: Path, prefix: str, suffix: str = "") -> tuple[int, Pa
     """A new file in ``folder`` (open descriptor and path), with a new file's mode."""
     fd, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
     try:
-        os.fchmod(fd, 0o666 & ~umask())
+        os.chmod(name, 0o666 & ~umask())
     except BaseException:
         os.close(fd)
         Path(name).unlink(missing_ok=True)
