@@ -99,11 +99,17 @@ def clip_files(ids: list[str], folder: Path, csv_path: Path) -> list[Path]:
     return found
 
 
-def folder_clips(folder: Path) -> tuple[list[str], list[Path]]:
-    """Every audio file of ``folder`` and its id (the file name without its extension), by id;
-    an empty file, or a folder without audio, is a one-line DataError."""
+def is_file_name(clip_id: str) -> bool:
+    """Whether an id is an audio file's name, extension included (``test_001.wav``)."""
+    return Path(clip_id).suffix.lower() in AUDIO_EXTENSIONS
+
+
+def folder_clips(folder: Path, file_names: bool = False) -> tuple[list[str], list[Path]]:
+    """Every audio file of ``folder`` and its id (the file name without its extension, or
+    with ``file_names`` the file name), by id; an empty file, or a folder without audio, is a
+    one-line DataError."""
     files = index_audio(folder)
-    ids = sorted({path.stem for path in files.values()})
+    ids = sorted({path.name if file_names else path.stem for path in files.values()})
     if not ids:
         kinds = ", ".join(e.lstrip(".") for e in AUDIO_EXTENSIONS)
         raise DataError(f"{folder}: no audio files ({kinds}) in this folder")

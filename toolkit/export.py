@@ -23,7 +23,13 @@ from typing import Any
 from toolkit.chosen import Choice, chosen_models
 from toolkit.errors import ToolkitError
 from toolkit.files import temporary_folder
-from toolkit.prediction import EXPORT_CACHE, EXPORT_MANIFEST, run_submission_columns
+from toolkit.prediction import (
+    EXPORT_CACHE,
+    EXPORT_MANIFEST,
+    FILE_NAME_IDS,
+    ids_are_file_names,
+    run_submission_columns,
+)
 from toolkit.progress import console
 from toolkit.provenance import used_plugins
 from toolkit.run_dir import ENSEMBLE, RECIPE
@@ -198,6 +204,7 @@ def _manifest(
         "classes": [str(c) for c in states[0]["classes"]],
         "id_column": data.id_column,
         "submission_columns": columns,
+        FILE_NAME_IDS: ids_are_file_names(choice, data.id_column),
         "versions": recorded,
         "target": {"kind": spec.kind, "python": spec.python, "platform": spec.platform},
         "torch": summary.torch,
