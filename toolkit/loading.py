@@ -8,7 +8,9 @@ the current directory. The defaults (``runs/.cache``, ``runs/leaderboard.db``,
 (``--set data.root=...``, ``--output``) are taken from the current directory,
 as a shell user expects. The loaded recipe holds every path absolute.
 
-This module imports no torch: a mistake in a recipe is reported at once.
+This module imports no torch (unless a ``device`` key names a device other than
+``auto`` or ``cpu``, to check this machine has it): a mistake in a recipe is
+reported at once.
 """
 
 from __future__ import annotations
