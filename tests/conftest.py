@@ -119,16 +119,17 @@ def kill_when_paused(proc: subprocess.Popen[str], marker: Path, timeout: float =
 
 
 def run_cli(
-    *args: object, cwd: Path | None = None, progress: bool = False
+    *args: object, cwd: Path | None = None, progress: bool = False, umask: int | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m toolkit ARGS`` in a real subprocess (forked from one that imported the
     heavy libraries: :mod:`tests.forked_cli`) and capture its output.
 
-    Progress is off unless ``progress``; then stderr is a pipe, as in a log file.
+    Progress is off unless ``progress``; then stderr is a pipe, as in a log file. ``umask``:
+    the subprocess's (default: this process's).
     """
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     env.update(TOOLKIT_NO_PROGRESS="0" if progress else "1", TOOLKIT_LOAD_PLUGINS="")
-    return run_toolkit([str(a) for a in args], cwd=cwd, env=env, timeout=600)
+    return run_toolkit([str(a) for a in args], cwd=cwd, env=env, timeout=600, umask=umask)
 
 
 def one_error_line(stderr: str, starts: str = "error: ") -> str:

@@ -32,14 +32,21 @@ _context.set_forkserver_preload(PRELOAD)
 
 
 def run_toolkit(
-    args: Sequence[str], *, cwd: Path | None, env: Mapping[str, str], timeout: float
+    args: Sequence[str],
+    *,
+    cwd: Path | None,
+    env: Mapping[str, str],
+    timeout: float,
+    umask: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m toolkit ARGS`` in a forked child; its output and exit code, as
-    :func:`subprocess.run` with ``capture_output=True, text=True`` gives them."""
+    """Run ``python -m toolkit ARGS`` in a forked child (with ``umask``, when given); its
+    output and exit code, as :func:`subprocess.run` with ``capture_output=True, text=True``
+    gives them."""
     with tempfile.TemporaryDirectory(prefix="toolkit-cli-") as scratch:
         out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
         child = _context.Process(
-            target=_child, args=(list(args), str(cwd or os.getcwd()), dict(env), out, err)
+            target=_child,
+            args=(list(args), str(cwd or os.getcwd()), dict(env), out, err, umask),
         )
         child.start()
         child.join(timeout)
@@ -56,9 +63,14 @@ def run_toolkit(
         )
 
 
-def _child(args: list[str], cwd: str, env: dict[str, str], out: Path, err: Path) -> None:
-    """The command, in the forked child: its directory, environment, output files, argv."""
+def _child(
+    args: list[str], cwd: str, env: dict[str, str], out: Path, err: Path, umask: int | None
+) -> None:
+    """The command, in the forked child: its directory, environment, umask, output files,
+    argv."""
     os.chdir(cwd)
+    if umask is not None:
+        os.umask(umask)
     os.environ.clear()
     os.environ.update(env)
     for fd, path in ((1, out), (2, err)):

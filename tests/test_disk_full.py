@@ -116,7 +116,7 @@ def test_a_full_disk_in_the_stores_leaves_no_file(
         os.close(fd)
         return os.open("/dev/full", os.O_WRONLY), name
 
-    monkeypatch.setattr("toolkit.cache.tempfile.mkstemp", full_mkstemp)
+    monkeypatch.setattr("toolkit.files.tempfile.mkstemp", full_mkstemp)
     store = ClipStore(tmp_path / "clips")
     with pytest.raises(DiskFullError, match="no space left under") as caught:
         store.put("ab12", np.ones(50_000, dtype=np.float16))

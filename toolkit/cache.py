@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.disk import DiskFullError, is_disk_full
+from toolkit.files import temporary_file
 
 OnDamaged = Callable[[Path, str], None]
 """Told of every discarded cache entry: its path and what was wrong with it."""
@@ -56,19 +56,20 @@ def file_digest(path: Path) -> str:
 def atomic_write(path: Path, write: Any) -> None:
     """Write ``path`` through ``write(handle)`` into a temporary file renamed into place.
 
-    A full disk is a :class:`~toolkit.disk.DiskFullError` naming the folder; the
-    temporary file is removed whatever happens.
+    The file has a new file's mode (the umask's, :mod:`toolkit.files`). A full disk is a
+    :class:`~toolkit.disk.DiskFullError` naming the folder; the temporary file is removed
+    whatever happens.
     """
-    tmp: str | None = None
+    tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = temporary_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             write(handle)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
         if not isinstance(exc, DiskFullError) and is_disk_full(exc):
             raise DiskFullError(path.parent) from None
         raise

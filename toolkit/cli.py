@@ -319,8 +319,15 @@ def predict(
         Path, typer.Argument(help="A folder of audio files, or a CSV of ids (the sample's shape).")
     ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Where to write the submission CSV.")
-    ] = Path("submission.csv"),
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the submission CSV (default: RUN_DIR/predictions/CLIPS.csv, "
+            "CLIPS the folder's or the CSV's name).",
+            show_default=False,
+        ),
+    ] = None,
     probabilities: Annotated[
         bool,
         typer.Option("--probabilities", help="Write each class's probability instead."),
@@ -349,10 +356,13 @@ def predict(
 
     The clips go through the run's own separation and features (cached), each
     model predicts as in training, and the ensemble combines them as the run did
-    (its weights, or its stack); the submission has the sample's columns.
+    (its weights, or its stack); the submission has the sample's columns and the
+    competition's ids. It goes to --output, else RUN_DIR/predictions/.
     """
+    from toolkit.prediction import default_output
     from toolkit.prediction import predict as predict_clips
 
+    output = output or default_output(run_dir, clips, probabilities)
     result = predict_clips(
         run_dir,
         clips,

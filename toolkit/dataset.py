@@ -101,19 +101,25 @@ def clip_files(ids: list[str], folder: Path, csv_path: Path) -> list[Path]:
     return found
 
 
+def is_file_name(clip_id: str) -> bool:
+    """Whether an id is an audio file's name, extension included (``test_001.wav``)."""
+    return Path(clip_id).suffix.lower() in AUDIO_EXTENSIONS
+
+
 def expected_file(clip_id: str) -> str:
     """The audio file an id names: the id itself when it is a file name (``clip_1.wav``),
     else the id with any audio extension (``clip_1.<wav|flac|...>``)."""
-    if Path(clip_id).suffix.lower() in AUDIO_EXTENSIONS:
+    if is_file_name(clip_id):
         return clip_id
     return f"{clip_id}.<{'|'.join(e.lstrip('.') for e in AUDIO_EXTENSIONS)}>"
 
 
-def folder_clips(folder: Path) -> tuple[list[str], list[Path]]:
-    """Every audio file of ``folder`` and its id (the file name without its extension), by id;
-    an empty file, or a folder without audio, is a one-line DataError."""
+def folder_clips(folder: Path, file_names: bool = False) -> tuple[list[str], list[Path]]:
+    """Every audio file of ``folder`` and its id (the file name without its extension, or
+    with ``file_names`` the file name), by id; an empty file, or a folder without audio, is a
+    one-line DataError."""
     files = index_audio(folder)
-    ids = sorted({path.stem for path in files.values()})
+    ids = sorted({path.name if file_names else path.stem for path in files.values()})
     if not ids:
         kinds = ", ".join(e.lstrip(".") for e in AUDIO_EXTENSIONS)
         raise DataError(f"{folder}: no audio files ({kinds}) in this folder")

@@ -35,6 +35,47 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def devices_here() -> list[str]:
+    """The devices this machine has: ``cpu``, then each CUDA device, then ``mps``."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
+def check_device(name: str, key: str, advice: str) -> None:
+    """A one-line ToolkitError, naming ``key`` (the setting or flag) and this machine's
+    devices, unless ``name`` (``auto`` or a torch device name) is a device here; ``advice``
+    ends the message (what to do instead)."""
+    if name == "auto":
+        return
+    here = ", ".join(devices_here())
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ToolkitError(
+            f"{key}: {name!r} is not a device name (devices here: {here}); {advice}"
+        ) from None
+    if not _available(device):
+        raise ToolkitError(
+            f"{key}: {name} is not available on this machine (devices here: {here}); {advice}"
+        )
+
+
+def _available(device: torch.device) -> bool:
+    """Whether torch can use ``device`` here (its type present, and its index if it has one)."""
+    if device.type == "cpu":
+        return True
+    if device.type == "mps":
+        return torch.backends.mps.is_available() and device.index in (None, 0)
+    backend = getattr(torch, device.type, None)  # cuda, xpu, ...: is_available, device_count
+    if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
+        return False
+    return device.index is None or device.index < backend.device_count()
+
+
 def resolve_precision(name: str, device: torch.device) -> Precision:
     """The precision ``train.precision`` means on ``device``.
 

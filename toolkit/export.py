@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,14 @@ from typing import Any
 
 from toolkit.chosen import Choice, chosen_models
 from toolkit.errors import ToolkitError
-from toolkit.prediction import EXPORT_CACHE, EXPORT_MANIFEST, run_submission_columns
+from toolkit.files import temporary_folder
+from toolkit.prediction import (
+    EXPORT_CACHE,
+    EXPORT_MANIFEST,
+    FILE_NAME_IDS,
+    ids_are_file_names,
+    run_submission_columns,
+)
 from toolkit.progress import console
 from toolkit.provenance import used_plugins
 from toolkit.run_dir import ENSEMBLE, RECIPE
@@ -85,7 +91,7 @@ def export_run(
     ]
     states = [s for model in models for s in model.states()]  # a damaged file stops it here
     recorded = dict(states[0].get("versions") or {})
-    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=_parent(dest)))
+    work = temporary_folder(_parent(dest), prefix=f".{dest.name}.")
     try:
         model_bytes = _copy_models(choice, models, work)
         summary = ExportSummary(dest, [m.id for m in choice.models], model_bytes)
@@ -121,11 +127,11 @@ def _copy_models(choice: Choice, models: list[TrainedModel], work: Path) -> int:
     for path in dict.fromkeys(files):  # a model chosen twice is copied once
         copy = work / path.relative_to(choice.run_dir)
         copy.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, copy)
+        shutil.copyfile(path, copy)  # a new file: its mode the umask's, not the run's
         total += copy.stat().st_size
     for plugin in {Path(p) for model in models for p in model.recipe.plugins}:
         (work / PLUGINS).mkdir(exist_ok=True)
-        shutil.copy2(plugin, work / PLUGINS / plugin.name)
+        shutil.copyfile(plugin, work / PLUGINS / plugin.name)
     return total
 
 
@@ -199,6 +205,7 @@ def _manifest(
         "classes": [str(c) for c in states[0]["classes"]],
         "id_column": data.id_column,
         "submission_columns": columns,
+        FILE_NAME_IDS: ids_are_file_names(choice, data.id_column),
         "versions": recorded,
         "target": {"kind": spec.kind, "python": spec.python, "platform": spec.platform},
         "torch": summary.torch,

@@ -8,13 +8,15 @@ the current directory. The defaults (``runs/.cache``, ``runs/leaderboard.db``,
 (``--set data.root=...``, ``--output``) are taken from the current directory,
 as a shell user expects. The loaded recipe holds every path absolute.
 
-This module imports no torch: a mistake in a recipe is reported at once.
+This module imports no torch (unless a ``device`` key names a device other than
+``auto`` or ``cpu``, to check this machine has it): a mistake in a recipe is
+reported at once.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,7 +175,37 @@ def load_recipe(
         blamed = _blamed_override(str(exc), overrides)
         where = f"--set {blamed}" if blamed is not None else str(path)
         raise RecipeError(f"{where}: {exc}") from None
+    check_devices(raw, lambda key: f"use --set {key}=cpu")
     return LoadedRecipe(recipe, registry, path, raw)
+
+
+def device_settings(raw: Any, where: str = "") -> list[tuple[str, str]]:
+    """Every ``device`` key of a recipe mapping (``train.device``, a plugin block's, a
+    profile's), by key path, with its value."""
+    found: list[tuple[str, str]] = []
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            path = f"{where}.{key}" if where else str(key)
+            if key == "device" and isinstance(value, str):
+                found.append((path, value))
+            else:
+                found += device_settings(value, path)
+    elif isinstance(raw, list):
+        for i, value in enumerate(raw):
+            found += device_settings(value, f"{where}[{i}]")
+    return found
+
+
+def check_devices(raw: dict[str, Any], advice: Callable[[str], str]) -> None:
+    """A one-line error, before any work, when a recipe's device setting names a device
+    this machine does not have (``advice(key)`` says what to do instead)."""
+    wanted = [(key, name) for key, name in device_settings(raw) if name not in ("auto", "cpu")]
+    if not wanted:
+        return
+    from toolkit.devices import check_device  # torch: only for a device other than auto or cpu
+
+    for key, name in wanted:
+        check_device(name, key, advice(key))
 
 
 def locations(recipe: Recipe) -> str:

@@ -1,8 +1,10 @@
 """New clips predicted by a finished run: the models of its submission, through the same
 separation and feature pipeline, combined as the run combined them.
 
-The clips are a folder of audio files (ids: the file names without their
-extension, in sorted order) or a CSV of ids shaped like the sample submission
+The clips are a folder of audio files (ids: the file names, in sorted order;
+without their extension unless the run's competition names its clips with it,
+``test_001.wav``, as its submission's ids show) or a CSV of ids (kept as written)
+shaped like the sample submission
 (its id column is the run's ``data.id_column``), whose clips are in ``audio``
 (default: the CSV's folder's ``data.test_audio`` folder, ``test/``, when there
 is one, else the CSV's own folder). Each model's recipe computes the features
@@ -28,7 +30,7 @@ import pandas as pd
 
 from toolkit.cache import atomic_write
 from toolkit.chosen import Choice, chosen_models
-from toolkit.dataset import clip_files, folder_clips, read_ids, submission_layout
+from toolkit.dataset import clip_files, folder_clips, is_file_name, read_ids, submission_layout
 from toolkit.errors import DataError, ModelError
 from toolkit.progress import console, progress_bar
 from toolkit.run_dir import SUBMISSION
@@ -43,6 +45,12 @@ EXPORT_MANIFEST = "export.json"
 
 EXPORT_CACHE = "cache"
 """An export's own cache folder (stems and features of the clips it predicts)."""
+
+PREDICTIONS = "predictions"
+"""The folder of a run (or export) where ``toolkit predict`` writes unless told where."""
+
+FILE_NAME_IDS = "ids_are_file_names"
+"""The key of an export's manifest that says whether the competition's ids are file names."""
 
 
 @dataclass
@@ -109,9 +117,13 @@ def predict(
     """
     import torch  # noqa: F401 - here: importing toolkit stays light
 
-    from toolkit.devices import resolve_device
+    from toolkit.checks import check_writable
+    from toolkit.devices import check_device, resolve_device
     from toolkit.pipeline import clip_features
 
+    check_device(device, "--device", "use --device cpu")
+    if output is not None:
+        check_writable(Path(output).absolute().parent, "--output")
     choice = chosen_models(run_dir)
     cache_dir = _cache_dir(choice.run_dir, cache)
     plugin_dirs = [choice.run_dir / PLUGINS]
@@ -124,7 +136,8 @@ def predict(
     for change in recorded_version_changes([s for group in states for s in group]):
         _warn(f"trained with {change}: the probabilities may differ from the run's")
     data = models[0].recipe.data
-    wanted = _read_clips(Path(clips), data.id_column, audio, data.test_audio)
+    file_names = ids_are_file_names(choice, data.id_column)
+    wanted = _read_clips(Path(clips), data.id_column, audio, data.test_audio, file_names)
     columns = _columns(wanted, choice, classes, data.id_column, data.label_column)
     target = resolve_device(device)
     views: dict[str, ClipFeatures] = {}
@@ -191,12 +204,43 @@ def _shared_classes(models: list[TrainedModel], states: list[list[dict[str, Any]
     return first
 
 
-def _read_clips(clips: Path, id_column: str, audio: Path | str | None, test_audio: str) -> Clips:
+def default_output(run_dir: Path | str, clips: Path | str, probabilities: bool = False) -> Path:
+    """Where ``toolkit predict`` writes unless told: ``RUN_DIR/predictions/NAME.csv``, NAME
+    the clips folder's name or the CSV's (``NAME_probabilities.csv`` with ``probabilities``)."""
+    clips = Path(clips)
+    name = clips.resolve().name if clips.is_dir() else clips.stem
+    return Path(run_dir) / PREDICTIONS / f"{name}{'_probabilities' if probabilities else ''}.csv"
+
+
+def ids_are_file_names(choice: Choice, id_column: str) -> bool:
+    """Whether the run's competition names its clips by file name, extension included
+    (``test_001.wav``): an export's manifest records it; a run's submission (the sample's
+    ids), else its first model's test probabilities, show it."""
+    manifest = choice.run_dir / EXPORT_MANIFEST
+    if manifest.is_file():
+        recorded = json.loads(manifest.read_text()).get(FILE_NAME_IDS)
+        if recorded is not None:
+            return bool(recorded)
+    tables = [
+        (choice.run_dir / SUBMISSION, id_column),
+        (choice.models[0].folder.probabilities_file("test", ".csv"), "id"),
+    ]
+    for table, column in tables:
+        if table.is_file():
+            frame = pd.read_csv(table, dtype=str, keep_default_na=False)
+            if column in frame.columns and len(frame):
+                return all(is_file_name(i) for i in frame[column])
+    return False
+
+
+def _read_clips(
+    clips: Path, id_column: str, audio: Path | str | None, test_audio: str, file_names: bool
+) -> Clips:
     """The clips a folder or a CSV of ids names (see the module docstring)."""
     if clips.is_dir():
         if audio is not None:
             raise DataError(f"--audio: {clips} is a folder of clips already; give a CSV of ids")
-        ids, files = folder_clips(clips)
+        ids, files = folder_clips(clips, file_names)
         return Clips(ids, files)
     if not clips.is_file():
         raise DataError(f"{clips}: no such folder of clips or CSV of ids")

@@ -11,7 +11,7 @@ import pandas as pd
 
 from toolkit.errors import ToolkitError
 from toolkit.leaderboard.store import Leaderboard, Row
-from toolkit.loading import LoadedRecipe
+from toolkit.loading import LoadedRecipe, check_devices
 from toolkit.model_key import ModelKey
 from toolkit.plugin_loader import load_plugins
 from toolkit.provenance import version_changes
@@ -90,6 +90,7 @@ def reproduce(board: Leaderboard, row_id: str, output: Path | None = None) -> Re
     source = f"leaderboard row {row_id}"
     registry = load_plugins([Path(p) for p in raw.get("plugins", [])])
     recipe = validate_recipe(raw, registry, source)
+    check_devices(raw, lambda key: f"{source} trained on it; reproduce it on a machine with it")
     result = run(
         LoadedRecipe(recipe, registry, Path(source), raw),
         metric=provenance["metric"],
