@@ -24,6 +24,7 @@ STATE_STYLES = {
     "complete": "green",
     "running": "yellow",
     "pruned": "bright_black",
+    "interrupted": "magenta",
     "failed": "red",
 }
 """Colour of each state in the table."""
@@ -47,6 +48,23 @@ def state_cell(line: Line) -> Text:
 def params_cell(line: Line) -> Text:
     """The key parameters on one line, cut with an ellipsis where the column ends."""
     return Text(params_text(line.row), no_wrap=True, overflow="ellipsis")
+
+
+def data_cell(line: Line) -> str:
+    """The data a row was trained on: its folder's name and the start of its digest."""
+    data = line.row.data
+    if not data.get("root"):
+        return ""
+    name = Path(str(data["root"])).name
+    digest = data.get("digest")
+    return f"{name}@{str(digest)[:8]}" if digest else name
+
+
+def submission_cell(line: Line) -> str:
+    """The submission's folder and name; a replaced row's says by which row."""
+    if line.row.replaced_by:
+        return f"replaced by {line.row.replaced_by}"
+    return short_path(line.row.submission)
 
 
 def fold_cell(line: Line) -> str:

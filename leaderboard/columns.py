@@ -12,6 +12,7 @@ from toolkit.metrics import METRICS
 
 from .cells import (
     Line,
+    data_cell,
     duration,
     fold_cell,
     id_cell,
@@ -19,8 +20,8 @@ from .cells import (
     number,
     params_cell,
     percent,
-    short_path,
     state_cell,
+    submission_cell,
 )
 from .row import Row
 from .store import ensembles_first
@@ -47,6 +48,7 @@ PRIORITY: tuple[str, ...] = (
     "epochs",
     "folds",
     "recipe",
+    "data",
     "submission",
     "kind",
     "repeated_metric",
@@ -115,6 +117,7 @@ def columns_for(lines: Sequence[Line], folds: bool | None = None) -> tuple[Colum
         Column("kind", "kind", lambda line: line.row.kind, rank=RANKS["kind"]),
         Column("state", "state", state_cell, rank=RANKS["state"]),
         Column("recipe", "recipe", lambda line: line.row.recipe, rank=RANKS["recipe"]),
+        Column("data", "data", data_cell, rank=RANKS["data"]),
         Column(
             "backbone", "backbone", lambda line: line.row.backbone or "", rank=RANKS["backbone"]
         ),
@@ -179,7 +182,7 @@ def columns_for(lines: Sequence[Line], folds: bool | None = None) -> tuple[Colum
         Column(
             "submission",
             "submission",
-            lambda line: short_path(line.row.submission),
+            submission_cell,
             rank=RANKS["submission"],
         ),
         Column("params", "key params", params_cell, rank=RANKS["params"]),

@@ -11,7 +11,9 @@ from toolkit.model_key import KINDS
 
 MODEL_KINDS = tuple(k for k in KINDS if k != "ensemble")
 """Kinds of rows that are one trained model (see :mod:`toolkit.model_key`)."""
-STATES = ("running", "complete", "pruned", "failed")
+STATES = ("running", "complete", "pruned", "interrupted", "failed")
+"""``interrupted``: stopped by Ctrl-C or SIGTERM, or its process killed (a row left
+``running`` by a dead plain run, found by the next run of its folder)."""
 
 
 class LeaderboardError(ToolkitError):
@@ -58,6 +60,12 @@ class Row:
     profile: str | None = None
     """The profile (``search.profiles``) a model's trial drew; an ensemble's: its members',
     joined by ``+``."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """The data it was trained on: its competition folder (``root``) and the digest of its
+    train CSV and sample submission (``digest``), see :mod:`toolkit.data_identity`."""
+    replaced_by: str | None = None
+    """The row whose run replaced this one's files (its ``submission`` is then cleared: the
+    file is the later row's)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Row:

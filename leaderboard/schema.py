@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from .row import COLUMNS
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """Schema version stored in ``PRAGMA user_version``."""
 
-JSON_COLUMNS = {"params", "members", "provenance"}
+JSON_COLUMNS = {"params", "members", "provenance", "data"}
 """Columns stored as JSON text."""
 
 SQL_TYPES = {
@@ -36,6 +36,8 @@ SQL_TYPES = {
     "best_epoch": "INTEGER",
     "estimate": "REAL",
     "profile": "TEXT",
+    "data": "TEXT NOT NULL DEFAULT '{}'",
+    "replaced_by": "TEXT",
 }
 """Each column's SQL type."""
 
@@ -45,6 +47,7 @@ ADDED_COLUMNS: dict[int, tuple[str, ...]] = {
     5: ("best_epoch",),
     6: ("estimate",),
     7: ("profile",),
+    8: ("data", "replaced_by"),
 }
 """The columns each schema version added to the first one."""
 

@@ -160,7 +160,22 @@ class Leaderboard:
             raise self._unknown(id)
         return self.get(id)
 
-    def mark_stale_running(self, run_dir: Path | str, state: str = "failed") -> int:
+    def supersede(self, submission: Path | str, by: str) -> int:
+        """Rows other than ``by`` whose submission is the file ``submission`` (written again by
+        row ``by``'s run): their submission is cleared and ``replaced_by`` says ``by``.
+
+        Returns how many rows changed.
+        """
+        keys = _run_dir_keys(submission)
+        marks = ", ".join("?" for _ in keys)
+        with self._connect(write=True) as conn:
+            return conn.execute(
+                f"UPDATE entries SET submission = NULL, replaced_by = ? "
+                f"WHERE submission IN ({marks}) AND id != ?",
+                (by, *keys, by),
+            ).rowcount
+
+    def mark_stale_running(self, run_dir: Path | str, state: str = "interrupted") -> int:
         """Set rows of ``run_dir`` still ``running`` (left by a killed process) to ``state``.
 
         Returns how many rows changed.

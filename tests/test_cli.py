@@ -321,7 +321,7 @@ def test_unexpected_failure_is_one_line_with_the_traceback_in_a_file(
 
 
 @pytest.mark.slow
-def test_a_killed_run_is_marked_failed_by_the_next_run(
+def test_a_killed_run_is_marked_interrupted_by_the_next_run(
     tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:
     recipe = with_pause(write_recipe(tmp_path, tiny_competition.root))
@@ -332,7 +332,7 @@ def test_a_killed_run_is_marked_failed_by_the_next_run(
     assert [r.state for r in board.rows()] == ["running"]
     again = run_cli("run", recipe, "--output", tmp_path / "r", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert sorted(r.state for r in board.rows()) == ["complete", "failed"]
+    assert sorted(r.state for r in board.rows()) == ["complete", "interrupted"]
 
 
 @pytest.mark.slow

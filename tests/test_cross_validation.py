@@ -115,9 +115,11 @@ def test_killed_in_fold_3_resumes_keeping_folds_1_and_2(
         point=3,  # fold 3's model
     )
     kill_when_paused(first, marker)
-    assert fold_files(run_dir, 2, "submission.csv").is_file()  # folds 1 and 2 are whole
-    assert not fold_files(run_dir, 3, "test_probs.npy").exists()
-    stamps = {k: fold_files(run_dir, k, "best.pt").stat().st_mtime_ns for k in (1, 2)}
+    assert not run_dir.exists()  # the run is written beside its folder until it is whole
+    staging = tmp_path / ".run.partial"
+    assert fold_files(staging, 2, "submission.csv").is_file()  # folds 1 and 2 are whole
+    assert not fold_files(staging, 3, "test_probs.npy").exists()
+    stamps = {k: fold_files(staging, k, "best.pt").stat().st_mtime_ns for k in (1, 2)}
 
     again = run_cli("run", recipe, "--output", run_dir, *cv_args(*CV))
     assert again.returncode == 0, again.stderr
@@ -129,7 +131,7 @@ def test_killed_in_fold_3_resumes_keeping_folds_1_and_2(
     history = pd.read_csv(run_dir / "metrics.csv")
     assert history["fold"].tolist() == [1] * EPOCHS + [2] * EPOCHS + [3] * EPOCHS
     states = {r["id"]: r["state"] for r in board_rows(tmp_path)}
-    assert sorted(states.values()) == ["complete", "failed"]  # the killed row, then the rerun
+    assert sorted(states.values()) == ["complete", "interrupted"]  # the killed row, the rerun
 
 
 SPY = '''

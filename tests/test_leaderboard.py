@@ -110,7 +110,7 @@ def test_schema_created_on_first_write_with_wal_and_version(tmp_path: Path) -> N
     assert not path.exists()
     board.upsert(trial("a/t0", tmp_path))
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -125,6 +125,8 @@ def test_version_1_database_is_read_then_migrated_keeping_rows(tmp_path: Path) -
             "best_epoch",
             "estimate",
             "profile",
+            "data",
+            "replaced_by",
         )
         columns = [c for c in COLUMNS if c not in later]
         conn.execute(f"CREATE TABLE entries ({', '.join(columns)})")
@@ -454,7 +456,7 @@ def test_mark_stale_running(tmp_path: Path) -> None:
     board.upsert(trial("b/t0", tmp_path / "b", state="running"))
     assert board.mark_stale_running(tmp_path / "a") == 1
     states = {r.id: r.state for r in board.rows()}
-    assert states == {"a/t0": "failed", "a/t1": "complete", "b/t0": "running"}
+    assert states == {"a/t0": "interrupted", "a/t1": "complete", "b/t0": "running"}
     assert board.mark_stale_running(tmp_path / "b", state="pruned") == 1
     assert board.get("b/t0").state == "pruned"
     with pytest.raises(LeaderboardError):
@@ -666,6 +668,7 @@ SEARCH_HEADERS = [
     "kind",
     "state",
     "recipe",
+    "data",
     "backbone",
     "profile",
     "val acc",
@@ -746,6 +749,7 @@ README_PRIORITY = [
     "seconds",
     "epochs",
     "recipe",
+    "data",
     "submission",
     "kind",
 ]
@@ -791,7 +795,7 @@ def test_table_columns_follow_the_readme_priority(
                 r.public_score = 0.79125
     headers, body, caption = table_lines(rows, width)
     order = priority(metric, repeated=metric == "accuracy")
-    empty = {"profile", "public"} if metric == "accuracy" else {"profile"}  # a study without
+    empty = {"profile", "public", "data"} if metric == "accuracy" else {"profile", "data"}
     ranked = [h for h in order if h not in empty]
     # a prefix of the priority is shown: never a column while a more important one is hidden
     assert sorted(headers) == sorted(ranked[: SHOWN_BY_WIDTH[metric, width]])
@@ -800,7 +804,7 @@ def test_table_columns_follow_the_readme_priority(
     assert [h.strip() for h in " ".join(note.split()).split(", ")] == hidden  # as headed
     # display order: the README's table order, with a repeating metric column at the end
     every = [h for h in SEARCH_HEADERS if h != "accuracy"]
-    display = [*every, metric] if metric == "accuracy" else [*every[:8], metric, *every[8:]]
+    display = [*every, metric] if metric == "accuracy" else [*every[:9], metric, *every[9:]]
     assert headers == [h for h in display if h in headers]
     # the key params keep at least 30 columns and take what the later columns leave
     if "key params" in headers:  # (this trial's params are longer than any width: cut)

@@ -24,6 +24,7 @@ from toolkit.cli_support import (
     pipe_closed,
     silence_closed_pipe,
     status,
+    stop_on_sigterm,
     write_traceback,
 )
 from toolkit.errors import USAGE_ERROR, ToolkitError
@@ -100,6 +101,7 @@ def run(
 
     loaded = load_recipe(recipe, set_ or [], output)
     status(locations(loaded.recipe))
+    stop_on_sigterm()
     from toolkit.workflow import run as run_recipe  # torch: only once the recipe is valid
 
     if has_study(loaded.recipe):
@@ -204,6 +206,7 @@ def worker(
 
     loaded = load_recipe(recipe, set_ or [], output)
     status(locations(loaded.recipe))
+    stop_on_sigterm()
     from toolkit.workflow import run_worker  # torch: only once the recipe is valid
 
     report = run_worker(loaded, storage)

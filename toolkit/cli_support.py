@@ -108,6 +108,17 @@ def status(message: str) -> None:
         err.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM stop the process as Ctrl-C does: rows end ``interrupted``, run folders
+    stay whole."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def fail(message: str, code: int = USAGE_ERROR) -> None:
     """Print one error line to stderr and exit."""
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)

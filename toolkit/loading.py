@@ -6,7 +6,9 @@ recipe's own folder, or that folder's parent when it is called ``recipes``
 the current directory. The defaults (``runs/.cache``, ``runs/leaderboard.db``,
 ``runs/NAME``) are placed there too. Paths given on the command line
 (``--set data.root=...``, ``--output``) are taken from the current directory,
-as a shell user expects. The loaded recipe holds every path absolute.
+as a shell user expects. A ``--set data.root`` naming another folder than the
+recipe's own (without ``--output``) runs into ``runs/NAME-FOLDER``. The loaded recipe holds
+every path absolute.
 
 This module imports no torch (unless a ``device`` key names a device other than
 ``auto`` or ``cpu``, to check this machine has it): a mistake in a recipe is
@@ -125,6 +127,27 @@ def _place_defaults(raw: dict[str, Any], base: Path) -> None:
             set_path(raw, key, str(base / default))
 
 
+def _own_root(raw: dict[str, Any], base: Path) -> str | None:
+    """The competition folder the recipe file itself names: ``data.root``, else its demo's."""
+    root = get_path(raw, ("data", "root"))
+    if root is None and isinstance(get_path(raw, ("data", "demo")), dict):
+        folder = get_path(raw, ("data", "demo", "folder"))
+        root = folder if folder is not None else base / DemoData.model_fields["folder"].default
+    return None if root is None else str(Path(str(root)).absolute())
+
+
+def _key_output_by_data(raw: dict[str, Any], own_root: str | None, base: Path) -> None:
+    """With ``--set data.root`` naming another folder than the recipe's own and no output
+    given, the run folder is ``runs/NAME-FOLDER``: a run of other data lands beside the
+    recipe's own runs, not on them."""
+    root = get_path(raw, ("data", "root"))
+    if root is None or get_path(raw, ("output", "dir")) is not None:
+        return
+    if not isinstance(raw.get("name"), str) or str(Path(str(root)).absolute()) == own_root:
+        return
+    set_path(raw, ["output", "dir"], str(base / RUNS / f"{raw['name']}-{Path(str(root)).name}"))
+
+
 def _is_path_key(keys: Sequence[str]) -> bool:
     return tuple(keys) in PATH_KEYS
 
@@ -157,6 +180,7 @@ def load_recipe(
     raw = read_recipe_file(path)
     base = project_folder(path)
     _absolute(raw, base, PATH_KEYS)
+    own_root = _own_root(raw, base)
     for text in overrides:
         keys, value = parse_override(text)
         set_path(raw, keys, value)
@@ -164,6 +188,7 @@ def load_recipe(
             _absolute(raw, Path.cwd(), [tuple(keys)])
     if output is not None:
         set_path(raw, ["output", "dir"], str(Path(output).expanduser().absolute()))
+    _key_output_by_data(raw, own_root, base)
     _place_defaults(raw, base)
     files = plugin_files(raw, path)
     if files:  # stored as found, so the resolved recipe loads them from any folder

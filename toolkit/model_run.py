@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.cross_validation import CrossValidated, combine_folds, running_estimate, saved_fold
+from toolkit.data_identity import DataIdentity
 from toolkit.errors import ToolkitError
 from toolkit.leaderboard.store import Leaderboard, Row
 from toolkit.metrics import DEFAULT_METRIC, best_epoch, get_metric
@@ -27,7 +28,8 @@ from toolkit.provenance import library_versions, model_provenance
 from toolkit.pseudo_labels import PseudoLabelRound, PseudoLabelSet
 from toolkit.recipe import Recipe, stream_label
 from toolkit.registry import Registry
-from toolkit.run_dir import RunDir
+from toolkit.run_dir import SUBMISSION, RunDir
+from toolkit.staging import StagedFolder
 from toolkit.trainer import EpochCallback, TrainResult
 
 
@@ -81,6 +83,16 @@ def save_model(
     return out.write_submission(comp, result.test_probs)
 
 
+def ending(exc: BaseException, stopped_by: tuple[type[BaseException], ...]) -> tuple[str, str]:
+    """The state a model's row ends in when ``exc`` stopped it, and the error it shows:
+    ``pruned`` (one of ``stopped_by``), ``interrupted`` (Ctrl-C or SIGTERM) or ``failed``."""
+    if isinstance(exc, stopped_by):
+        return "pruned", ""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", ""
+    return "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
 @dataclass
 class ModelOutcome:
     """A finished model run: its row, its training, its data view and its submission."""
@@ -121,6 +133,9 @@ class ModelRun:
     pseudo: PseudoLabelSet | None = None
     """Pseudo-labelled test clips each fold's training part gets (a study's second round,
     see :mod:`toolkit.pseudo_labels`)."""
+    staged: StagedFolder | None = None
+    """The run folder ``out`` (its staging folder) is swapped in for once the model is
+    saved (a plain run); None: its files are written where they stay."""
     history: list[dict[str, float]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +147,11 @@ class ModelRun:
         """Where its files go."""
         assert self.out is not None
         return self.out
+
+    @property
+    def home(self) -> Path:
+        """Where its files stay: its run folder when staged, else its folder."""
+        return self.staged.target if self.staged is not None else self.folder.path
 
     @property
     def refit(self) -> bool:
@@ -151,7 +171,8 @@ class ModelRun:
             metric=self.metric,
             trial_number=self.key.trial,
             profile=self.values.get("profile"),
-            provenance=model_provenance(self.recipe, self.registry, self.metric, self.folder.path),
+            provenance=model_provenance(self.recipe, self.registry, self.metric, self.home),
+            data=DataIdentity.of(self.recipe.data).as_dict(),
         )
 
     def execute(self) -> ModelOutcome:
@@ -197,10 +218,11 @@ class ModelRun:
                     result = self._pseudo_label_round(data, result, row)
             held_out = data.all_clips().val_idx if self.refit else None
             submission = save_model(self.folder, self.recipe, data, result, held_out)
+            if self.staged is not None:
+                self.out = self.staged.commit()
+                submission = self.folder.file(SUBMISSION)
         except BaseException as exc:
-            pruned = isinstance(exc, self.stopped_by)
-            error = "" if pruned else f"{type(exc).__name__}: {exc}".splitlines()[0]
-            self._close(row, "pruned" if pruned else "failed", started, error)
+            self._close(row, *ending(exc, self.stopped_by), started)
             raise
         seconds = time.perf_counter() - started
         row.state = "complete"
@@ -210,6 +232,7 @@ class ModelRun:
         row.epochs, row.seconds = len(result.history), seconds
         row.best_epoch = result.best_epoch
         row.submission = str(submission.resolve())
+        self.board.supersede(submission, by=row.id)  # earlier rows' file is now this one's
         if fold_values:
             row.folds = len(fold_values)
             row.fold_mean, row.fold_std = float(np.mean(fold_values)), float(np.std(fold_values))
@@ -313,8 +336,9 @@ class ModelRun:
         if self.on_epoch is not None:
             self.on_epoch(epoch, record)
 
-    def _close(self, row: Row, state: str, started: float, error: str) -> None:
-        """End the row as pruned or failed, with its best epoch so far; keep its history."""
+    def _close(self, row: Row, state: str, error: str, started: float) -> None:
+        """End the row as pruned, interrupted or failed, with its best epoch so far; keep its
+        history."""
         row.state = state
         row.seconds = time.perf_counter() - started
         row.epochs = len(self.history)

@@ -8,6 +8,8 @@ files at the top. A model folder holds:
 ============================  ==================================================
 ``recipe.yaml``               the resolved recipe
 ``stats.json``                what the cached stages computed and reused
+``data.json``                 the data the run read: its folder and the digest of its
+                              train CSV and sample submission (a run's top level only)
 ``metrics.csv``               one row per epoch (see the trainer)
 ``best.pt``                   the best epoch's weights, backbone block, classes
 ``val_probs.npy|csv``         validation probabilities (the csv with labels)
@@ -49,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.cache import atomic_write
+from toolkit.data_identity import DATA_FILE, DataIdentity
 from toolkit.dataset import Competition
 from toolkit.disk import disk_errors
 from toolkit.model_key import ModelKey
@@ -118,6 +121,10 @@ class RunDir:
     def write_stats(self, stats: dict[str, Any]) -> Path:
         """``stats.json``: what the cached stages did."""
         return self._write_text(STATS, json.dumps(stats, indent=2))
+
+    def write_data(self, data: DataIdentity) -> Path:
+        """``data.json``: the data the run read (see :mod:`toolkit.data_identity`)."""
+        return self._write_text(DATA_FILE, json.dumps(data.as_dict(), indent=2))
 
     def write_sources(self, found: FoundSources, ids: Sequence[str]) -> Path:
         """``sources.json``: the groups ``split.groups: auto`` found, and each clip's."""

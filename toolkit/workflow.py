@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolkit.data_identity import DataIdentity, check_folder
 from toolkit.ensemble.record import EnsembleOutcome
 from toolkit.ensemble.study import build_ensemble
 from toolkit.errors import SearchError
@@ -16,7 +17,7 @@ from toolkit.metrics import DEFAULT_METRIC
 from toolkit.model_key import ModelKey
 from toolkit.model_run import ModelRun
 from toolkit.pipeline import prepare
-from toolkit.run_dir import RunDir
+from toolkit.staging import StagedFolder
 from toolkit.study import StudyRun, WorkerReport
 
 
@@ -45,30 +46,38 @@ def run(
 
     ``metric`` chooses the best epoch and is the row's metric; ``key`` names the
     model (default: a new plain run of the recipe; a reproduction names the model it
-    reproduces), ``params`` adds to what its row shows.
+    reproduces), ``params`` adds to what its row shows. The run is written beside its
+    folder and swapped in when complete (:mod:`toolkit.staging`); a folder holding a run
+    of other data is refused (:func:`toolkit.data_identity.check_folder`).
     """
     recipe, registry = loaded.recipe, loaded.registry
     # every clip is decoded before the run's folder or row exists: a bad clip leaves neither
     data = prepare(recipe, registry)
-    out = RunDir(recipe.run_dir).create()
+    staged = StagedFolder(Path(recipe.run_dir))
+    staged.recover()  # a swap a killed run cut short
+    identity = DataIdentity.of(recipe.data)
+    check_folder(staged.target, identity)
+    out = staged.begin()
+    out.write_data(identity)
     if data.sources is not None:
         out.write_sources(data.sources, data.competition.train_ids)
     board = Leaderboard(Path(recipe.output.leaderboard))
-    board.mark_stale_running(out.path)  # a row left "running" by a killed run of this folder
+    board.mark_stale_running(staged.target)  # a row left "running" by a killed run
     key = key or ModelKey.plain_run(recipe.name)
     model = ModelRun(
         key=key,
         recipe=recipe,
         registry=registry,
         load_data=lambda: data,
-        run_dir=out.path,
+        run_dir=staged.target,
         board=board,
         metric=metric,
         values=params or {},
         out=out,
+        staged=staged,
     ).execute()
     return RunResult(
-        run_dir=out.path,
+        run_dir=staged.target,
         submission=model.submission,
         val_accuracy=model.result.val_accuracy,
         val_loss=model.result.val_loss,

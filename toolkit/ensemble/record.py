@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.data_identity import DataIdentity
 from toolkit.ensemble.estimate import SelectionEstimate
 from toolkit.ensemble.method import Combination
 from toolkit.ensemble.pseudo_round import PseudoRound
@@ -104,6 +105,7 @@ def record_ensemble(
         pseudo_labels=pseudo_labels,
     )
     layout.write_ensemble(summary(run, spec, outcome))
+    run.board.supersede(submission, by=outcome.id)  # an earlier ensemble's file is now this one's
     run.board.upsert(ensemble_row(run, spec, outcome, data))
     return outcome
 
@@ -143,6 +145,7 @@ def ensemble_row(
         folds=len(data.folds) if data.cross_validated else None,
         estimate=outcome.estimate.value if outcome.estimate else None,
         profile="+".join(profiles) or None,
+        data=DataIdentity.of(run.recipe.data).as_dict(),
     )
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 import pydantic
 from optuna.trial import FrozenTrial, TrialState
 
+from toolkit.data_identity import DataIdentity, folder_data
 from toolkit.dataset import load_competition
 from toolkit.errors import ToolkitError
 from toolkit.keypaths import get_path
@@ -32,7 +33,7 @@ from toolkit.metrics import DEFAULT_METRIC, best_key
 from toolkit.model_key import TRIALS, ModelKey
 from toolkit.recipe import Recipe
 from toolkit.registry import format_validation_error
-from toolkit.run_dir import ENSEMBLE, METRICS, RECIPE, SOURCES, STATS, STUDY, RunDir
+from toolkit.run_dir import ENSEMBLE, METRICS, RECIPE, SOURCES, STATS, STUDY, SUBMISSION, RunDir
 from toolkit.study.profiles import PROFILE, param_name
 from toolkit.study.settings import has_study, search_settings, study_name
 from toolkit.study.workers import state_name
@@ -160,6 +161,8 @@ class RunContents:
     rows: list[Row] = field(default_factory=list)
     leaderboard: Path | None = None
     data: DataCounts | None = None
+    trained_on: DataIdentity | None = None
+    """The data the run read (``data.json``; a run of an earlier version: its folder)."""
     class_names: dict[str, str] = field(default_factory=dict)
     """``data.class_names``: the name shown for each label that has one."""
     notes: dict[str, list[str]] = field(default_factory=dict)
@@ -205,6 +208,7 @@ def collect(run_dir: Path | str, storage: str | None = None, db: Path | None = N
     )
     contents.stats = _read_json(layout.file(STATS))
     contents.sources = _read_json(layout.file(SOURCES))
+    contents.trained_on = folder_data(layout.path)
     contents.leaderboard, contents.rows = _leaderboard_rows(layout.path, recipe, db)
     if is_study:
         _collect_study(contents, layout, storage)
@@ -236,7 +240,9 @@ def read_run_recipe(layout: RunDir) -> tuple[Recipe, dict[str, Any]]:
 # ------------------------------------------------------------------ a plain run
 def _collect_plain_run(contents: RunContents, layout: RunDir) -> None:
     rows = [r for r in contents.rows if r.kind in ("run", "trial")]  # "trial": older rows
-    row = max(rows, key=lambda r: r.created_at) if rows else None
+    own = str(layout.file(SUBMISSION).resolve())
+    # the row whose files the folder holds (a later run may have been interrupted), else the latest
+    row = max(rows, key=lambda r: (r.submission == own, r.created_at)) if rows else None
     contents.best_row = row
     state = row.state if row else ("complete" if layout.has_predictions() else "")
     history = _read_history(layout)

@@ -44,6 +44,7 @@ LEADERBOARD_COLUMNS = (
     "fold_mean",
     "public_score",
     "backbone",
+    "data",
     "epochs",
     "seconds",
     "params",
@@ -122,6 +123,8 @@ def render_page(
 # -------------------------------------------------------------------- sections
 def _summary(contents: RunContents, scores: dict[str, ClassScores]) -> str:
     run = [("recipe", contents.recipe.name), ("run directory", _path(contents.run_dir))]
+    if contents.trained_on is not None:
+        run.append(("data", contents.trained_on.describe()))
     if contents.study is not None:
         counts = contents.study.counts()
         done = ", ".join(f"{n} {state}" for state, n in counts.items() if n)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.trial import TrialState
 
+from toolkit.data_identity import DataIdentity, check_folder
 from toolkit.errors import SearchError
 from toolkit.progress import format_seconds
 from toolkit.study.baseline import enqueue_baseline
@@ -48,7 +49,10 @@ class Worker:
         search = settings.search
         run.views.inputs()  # every input checked before the study starts any work
         run.prepare_views()  # every clip decoded before the run's folder exists
+        identity = DataIdentity.of(run.recipe.data)
+        check_folder(settings.run_dir, identity)  # never a study of other data's folder
         settings.run_dir.mkdir(parents=True, exist_ok=True)
+        run.layout.write_data(identity)
         run.layout.write_recipe(run.recipe)
         report = WorkerReport(settings.name, settings.storage)
         status = StudyStatus(
