@@ -144,7 +144,7 @@ def clip_features(
 def separate_all(recipe: Recipe, registry: Registry) -> StageStats:
     """Precompute the separated stems of every train and test clip (resumable)."""
     # every stream that reads the separator's output shares these stems
-    competition = check_inputs(recipe).competition
+    competition = check_inputs(recipe, registry).competition
     pre = Preprocessor(recipe, registry)
     pre.separate(competition.train_files, "train: separating")
     pre.separate(competition.test_files, "test: separating")
@@ -152,13 +152,14 @@ def separate_all(recipe: Recipe, registry: Registry) -> StageStats:
 
 
 def build_augmenters(
-    recipe: Recipe, registry: Registry
+    recipe: Recipe, registry: Registry, classes: Sequence[str]
 ) -> tuple[list[DatasetAugmenter], list[BatchAugmenter]]:
-    """The recipe's augmenters, split by stage, in recipe order."""
+    """The recipe's augmenters, split by stage, in recipe order; ``classes`` are the train
+    CSV's sorted labels (a setting that names classes gets their indices)."""
     dataset: list[DatasetAugmenter] = []
     batch: list[BatchAugmenter] = []
     for i, spec in enumerate(recipe.augmenters):
-        augmenter = registry.create("augmenters", spec, f"augmenters[{i}]")
+        augmenter = registry.create("augmenters", spec, f"augmenters[{i}]", classes=classes)
         if isinstance(augmenter, DatasetAugmenter):
             dataset.append(augmenter)
         elif isinstance(augmenter, BatchAugmenter):
@@ -171,11 +172,14 @@ def build_augmenters(
     return dataset, batch
 
 
-def build_test_time_augmenters(recipe: Recipe, registry: Registry) -> list[TestTimeAugmenter]:
-    """The recipe's ``predict.tta`` augmenters (a plugin of another stage is a DataError)."""
+def build_test_time_augmenters(
+    recipe: Recipe, registry: Registry, classes: Sequence[str]
+) -> list[TestTimeAugmenter]:
+    """The recipe's ``predict.tta`` augmenters (a plugin of another stage is a DataError);
+    ``classes`` as for :func:`build_augmenters`."""
     built: list[TestTimeAugmenter] = []
     for i, spec in enumerate(recipe.predict.tta):
-        augmenter = registry.create("augmenters", spec, f"predict.tta[{i}]")
+        augmenter = registry.create("augmenters", spec, f"predict.tta[{i}]", classes=classes)
         if not isinstance(augmenter, TestTimeAugmenter):
             raise DataError(
                 f"predict.tta[{i}]: plugin {spec['name']!r} is not a TestTimeAugmenter "
@@ -273,7 +277,8 @@ def train_recipe(
     labels = data.labels
     train_x = np.asarray(data.train_x[fold.train_idx])
     train_y = labels[fold.train_idx]
-    dataset_augs, batch_augs = build_augmenters(recipe, registry)
+    classes = data.competition.classes
+    dataset_augs, batch_augs = build_augmenters(recipe, registry, classes)
     train_x, train_y = expand_training_set(train_x, train_y, dataset_augs, recipe.train.seed)
     if extra is not None:
         train_x, train_y = with_extra(train_x, train_y, extra, data.competition.num_classes)
@@ -290,7 +295,7 @@ def train_recipe(
         data.competition.num_classes,
         test_x=data.test_x,
         batch_augmenters=batch_augs,
-        test_time_augmenters=build_test_time_augmenters(recipe, registry),
+        test_time_augmenters=build_test_time_augmenters(recipe, registry, classes),
         select_by=select_by,
         on_epoch=on_epoch,
         description=description,

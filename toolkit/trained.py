@@ -73,7 +73,8 @@ class TrainedModel:
         from toolkit.pipeline import build_test_time_augmenters
         from toolkit.trainer import trained_probabilities
 
-        tta = build_test_time_augmenters(self.recipe, self.registry)
+        states = states or self.states()
+        tta = build_test_time_augmenters(self.recipe, self.registry, states[0]["classes"])
         probs = [
             trained_probabilities(
                 self.network(state, path, features),
@@ -82,7 +83,7 @@ class TrainedModel:
                 device,
                 tta,
             )
-            for state, path in zip(states or self.states(), self.weight_files, strict=True)
+            for state, path in zip(states, self.weight_files, strict=True)
         ]
         return probs[0] if len(probs) == 1 else fold_mean(probs)
 
