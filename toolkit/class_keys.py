@@ -102,7 +102,7 @@ def class_indexed(
     Labels not in ``classes`` were refused before any work (:func:`check_class_keys`);
     ``classes`` is None only where no plugin may name a class.
     """
-    fields = [name for name in class_keyed_fields(model) if params.get(name) is not None]
+    fields = [name for name in class_keyed_fields(model) if params.get(name)]
     if not fields:
         return params
     if classes is None:

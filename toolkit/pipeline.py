@@ -229,14 +229,19 @@ def with_extra(
 
 
 def build_backbone(
-    recipe: Recipe, registry: Registry, num_classes: int, features: ClipFeatures
+    recipe: Recipe,
+    registry: Registry,
+    num_classes: int,
+    features: ClipFeatures,
+    classes: Sequence[str] | None = None,
 ) -> nn.Module:
     """The recipe's backbone for ``num_classes`` classes and clips featured like
     ``features``, its lazy layers sized.
 
     The engine gives every factory ``num_classes`` and ``in_channels``, and the
     streams' :class:`~toolkit.fusion.Layout` to a factory that names a ``layout``
-    parameter.
+    parameter; ``classes`` (the sorted labels) turn a setting that names classes into
+    class indices.
     """
     shape = tuple(features.x.shape[1:])
     spec = recipe.model.backbone
@@ -244,7 +249,7 @@ def build_backbone(
     context: dict[str, object] = {"num_classes": num_classes, "in_channels": int(shape[0])}
     if "layout" in inspect.signature(factory).parameters:
         context["layout"] = features.layout
-    backbone = registry.create("backbones", spec, "model.backbone", **context)
+    backbone = registry.create("backbones", spec, "model.backbone", classes=classes, **context)
     materialize(backbone, shape)
     return backbone
 
@@ -284,7 +289,7 @@ def train_recipe(
         train_x, train_y = with_extra(train_x, train_y, extra, data.competition.num_classes)
     for augmenter in batch_augs:
         augmenter.set_layout(data.layout)
-    backbone = build_backbone(recipe, registry, data.competition.num_classes, data.train)
+    backbone = build_backbone(recipe, registry, len(classes), data.train, classes)
     return train(
         backbone,
         train_x,

@@ -94,7 +94,8 @@ class TrainedModel:
         from toolkit.pipeline import build_backbone
         from toolkit.trainer import Standardized
 
-        backbone = build_backbone(self.recipe, self.registry, len(state["classes"]), features)
+        classes = [str(c) for c in state["classes"]]
+        backbone = build_backbone(self.recipe, self.registry, len(classes), features, classes)
         model = Standardized(backbone, 0.0, 1.0)
         try:
             model.load_state_dict(state["state_dict"])
