@@ -205,3 +205,52 @@ def assert_predicts_own_test_probs(run_dir: Path, clips: Path) -> list[str]:
     got, want = table.drop(columns="id").to_numpy(), expected.drop(columns="id").to_numpy()
     assert np.array_equal(got, want), np.abs(got - want).max()
     return prediction.models
+
+
+# ------------------------------------------------------- a competitor's folder with text labels
+
+TEXT_LABELS = ("none", "male", "female", "several")
+"""The demo's labels 0..3 as a competitor's own folder writes them (sorted: female, male,
+none, several, so no label sits at the position of its demo number)."""
+
+
+def text_label_copy(demo: DemoCompetition, target: Path) -> Path:
+    """``demo`` laid out as a competitor's own folder: ids that are file names
+    (``clip_001.wav``, ``test_001.wav``), columns ``file,label``, labels
+    :data:`TEXT_LABELS` (``test_labels.csv`` too); every clip rewritten as WAV."""
+    import pandas as pd
+    import soundfile as sf
+
+    from toolkit.dataset import index_audio
+
+    def copy_split(csv: Path, audio: Path, split: str, prefix: str) -> pd.DataFrame:
+        frame = pd.read_csv(csv, dtype=str)
+        files = index_audio(audio)
+        (target / split).mkdir(parents=True)
+        names = [f"{prefix}_{i + 1:03d}.wav" for i in range(len(frame))]
+        for old, new in zip(frame["id"], names, strict=True):
+            samples, rate = sf.read(str(files[old]), always_2d=True)
+            sf.write(str(target / split / new), samples, rate, subtype="PCM_16")
+        labels = [TEXT_LABELS[int(c)] for c in frame["category"]]
+        return pd.DataFrame({"file": names, "label": labels, "id": list(frame["id"])})
+
+    train = copy_split(demo.train_csv, demo.train_audio, "train", "clip")
+    train[["file", "label"]].to_csv(target / "train.csv", index=False)
+    truth = copy_split(demo.test_labels, demo.test_audio, "test", "test").set_index("id")
+    order = pd.read_csv(demo.sample_submission, dtype=str)["id"]  # the sample's own order
+    test = truth.loc[order, ["file", "label"]]
+    test.to_csv(target / "test_labels.csv", index=False)
+    test.assign(label=TEXT_LABELS[0]).to_csv(target / "sample_submission.csv", index=False)
+    return target
+
+
+@pytest.fixture(scope="session")
+def text_label_competition(
+    tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The tiny competition as a competitor's own folder (:func:`text_label_copy`)."""
+    return text_label_copy(tiny_competition, tmp_path_factory.mktemp("text") / "competition")
+
+
+TEXT_LABEL_SETS = ("data.label_column=label", "data.id_column=file")
+"""The ``--set`` overrides that read :func:`text_label_copy`'s columns."""

@@ -200,7 +200,7 @@ def test_bad_recipe_parameters_name_the_key(
 
 def test_good_recipe_parameters_validate(registry: Registry) -> None:
     params = registry.validate("augmenters", {"name": "oversample", "copies": {"0": 3}}, "a")
-    assert params.model_dump() == {"copies": {0: 3}}
+    assert params.model_dump() == {"copies": {"0": 3}, "rarest": 0}  # labels as written
     params = registry.validate("augmenters", {"name": "time_mask", "max_width": 20}, "a")
     assert params.model_dump() == {"copies": 1, "max_width": 20, "count": 1, "mask_value": "mean"}
     params = registry.validate("backbones", {"name": "timm", "model": "resnet34"}, "b")
@@ -211,7 +211,8 @@ def test_good_recipe_parameters_validate(registry: Registry) -> None:
 
 
 def test_oversample_appends_exact_copies(registry: Registry, mel_batch: np.ndarray) -> None:
-    aug = registry.create("augmenters", {"name": "oversample", "copies": {0: 3, 2: 1}})
+    spec = {"name": "oversample", "copies": {0: 3, 2: 1}}
+    aug = registry.create("augmenters", spec, classes=[str(c) for c in range(NUM_CLASSES)])
     assert isinstance(aug, Oversample)
     before = mel_batch.copy()
     extra, extra_labels = aug.expand(mel_batch, LABELS, np.random.default_rng(0))

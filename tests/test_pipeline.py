@@ -22,7 +22,8 @@ def test_augmented_copies_never_reach_validation(
     data = prepare(loaded.recipe, loaded.registry)
     assert not set(data.folds[0].train_idx) & set(data.val_idx)
     assert len(data.folds[0].train_idx) + len(data.val_idx) == len(tiny_competition_ids(data))
-    dataset_augs, batch_augs = build_augmenters(loaded.recipe, loaded.registry)
+    classes = data.competition.classes
+    dataset_augs, batch_augs = build_augmenters(loaded.recipe, loaded.registry, classes)
     assert [type(a).__name__ for a in batch_augs] == ["Mixup"]
     originals = np.asarray(data.train_x[data.folds[0].train_idx], dtype=np.float32)
     labels = data.labels[data.folds[0].train_idx]

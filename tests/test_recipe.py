@@ -246,7 +246,7 @@ def test_plugin_blocks_are_validated_once_and_built_from_the_validated_values(
     assert plugin.VALIDATED == [{0: 2}, {1: 3}]
     # The resolved recipe holds JSON (string keys); the factory gets the validated ints.
     assert loaded.recipe.augmenters[0] == {"name": "counted", "copies": {"0": 2}}
-    dataset_augmenters, _ = build_augmenters(loaded.recipe, loaded.registry)
+    dataset_augmenters, _ = build_augmenters(loaded.recipe, loaded.registry, ["0", "1", "2"])
     assert len(dataset_augmenters) == 3
     assert plugin.BUILT == [{"copies": {0: 2}}, {"copies": {1: 3}}]
     assert plugin.VALIDATED == [{0: 2}, {1: 3}], "building validated nothing again"
@@ -340,9 +340,9 @@ def test_a_misspelt_real_root_is_an_error_never_a_demo(tmp_path: Path) -> None:
     from toolkit.errors import DataError
 
     path = write(tmp_path, DEMO)
-    recipe = load_recipe(path, [f"data.root={tmp_path / 'competiton'}"]).recipe
+    loaded = load_recipe(path, [f"data.root={tmp_path / 'competiton'}"])
     with pytest.raises(DataError, match="competiton: competition folder not found"):
-        check_inputs(recipe)
+        check_inputs(loaded.recipe, loaded.registry)
     assert not (tmp_path / "competiton").exists() and not (tmp_path / "data").exists()
 
 

@@ -33,6 +33,7 @@ from toolkit.cli import app
 from toolkit.demo import DemoCompetition
 from toolkit.demo.sound import CLASS_NAMES
 from toolkit.leaderboard import Leaderboard
+from toolkit.recipe import Data
 from toolkit.report import FIGURES, REPORT, Report, build_report
 from toolkit.report.build import FIGURE_NAMES
 from toolkit.report.collect import ModelHistory, StudyData
@@ -534,11 +535,24 @@ def test_class_names_of_the_recipe_in_matrices_and_tables(plain: Path, tmp_path:
     assert unnamed.scores["best"].classes == ["0", "1", "2", "3"]
 
 
-def test_demo_recipes_name_the_demo_classes() -> None:
+@pytest.mark.slow
+def test_a_demo_run_shows_the_demo_class_names(plain: Path, tmp_path: Path) -> None:
+    demo = Path(shutil.copytree(plain, tmp_path / "demo"))
+    recipe = yaml.safe_load((demo / "recipe.yaml").read_text())
+    recipe["data"]["demo"] = {"folder": recipe["data"]["root"]}  # the run read the demo's folder
+    (demo / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    shown = [f"{name} ({label})" for label, name in enumerate(CLASS_NAMES)]
+    assert build_report(demo).scores["best"].classes == shown
+
+
+def test_demo_recipes_take_the_class_names_from_the_demo(tmp_path: Path) -> None:
     recipes = Path(__file__).resolve().parent.parent / "recipes"
-    for name in ("demo.yaml", "demo-search.yaml", "pretrained.yaml", "strong.yaml"):
-        data = yaml.safe_load((recipes / name).read_text())["data"]
-        assert data["class_names"] == dict(enumerate(CLASS_NAMES)), name
+    names = {str(label): name for label, name in enumerate(CLASS_NAMES)}
+    for name in ("demo", "demo-search", "pretrained", "strong", "finetune"):
+        data = yaml.safe_load((recipes / f"{name}.yaml").read_text())["data"]
+        assert "class_names" not in data, name  # nothing another folder's labels must match
+        assert Data.model_validate(data).label_names == names, name
+        assert Data.model_validate({**data, "root": tmp_path}).label_names == {}, name
 
 
 # ---------------------------------------------------------------- a plain run

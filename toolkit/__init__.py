@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from toolkit.class_keys import ClassMap
 from toolkit.hookspecs import hookimpl
 from toolkit.kinds import (
     BatchAugmenter,
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchAugmenter",
+    "ClassMap",
     "DatasetAugmenter",
     "FeatureExtractor",
     "Separator",

@@ -6,10 +6,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit.class_keys import check_class_keys
 from toolkit.dataset import Competition, load_competition
 from toolkit.errors import DataError
 from toolkit.progress import console
 from toolkit.recipe import Recipe
+from toolkit.recipe_validation import class_keyed_settings
+from toolkit.registry import Registry
 from toolkit.source_links import FoundSources
 from toolkit.split import Fold, split_folds
 
@@ -71,9 +74,12 @@ def ensure_data(recipe: Recipe) -> None:
         raise DataError(f"data.demo: {exc}") from None
 
 
-def check_inputs(recipe: Recipe) -> CheckedInputs:
-    """Outputs writable, the competition's CSVs and files consistent, the split possible."""
+def check_inputs(recipe: Recipe, registry: Registry) -> CheckedInputs:
+    """Outputs writable, the competition's CSVs and files consistent, every setting that
+    names a class naming a label, the split possible."""
     check_outputs(recipe)
     ensure_data(recipe)
     competition = load_competition(recipe.data)
+    named = class_keyed_settings(recipe, registry)
+    check_class_keys(named, competition.classes, competition.train_csv)
     return CheckedInputs(competition, split_folds(competition, recipe.split))

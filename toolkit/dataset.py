@@ -189,12 +189,6 @@ def load_competition(data: Data) -> Competition:
     classes = sorted(set(labels), key=_label_sort_key)
     if len(classes) < 2:
         raise DataError(f"{train_csv}: needs at least two classes, found {classes}")
-    unnamed = [label for label in data.class_names or {} if label not in classes]
-    if unnamed:
-        raise DataError(
-            f"data.class_names: {unnamed[0]!r} is not a label of {train_csv} "
-            f"(its labels: {', '.join(classes)})"
-        )
     lookup = {c: i for i, c in enumerate(classes)}
     sub_path = root / data.sample_submission
     sample = _read_csv(sub_path, "sample submission")

@@ -140,7 +140,7 @@ def grouped_inputs(recipe: Recipe, registry: Registry) -> CheckedInputs:
     """The competition and its folds (:func:`toolkit.checks.check_inputs`); with
     ``split.groups: auto`` and no ``data.group_column``, the folds keep the groups of
     :func:`find_groups` together."""
-    inputs = check_inputs(recipe)
+    inputs = check_inputs(recipe, registry)
     if recipe.split.groups != "auto" or inputs.competition.groups is not None:
         return inputs
     found = find_groups(recipe, registry, inputs.competition)

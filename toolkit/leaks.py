@@ -81,7 +81,7 @@ class LeakReport:
 
 def leak_report(recipe: Recipe, registry: Registry, *, probe: bool = True) -> LeakReport:
     """Find the recipe's groups and measure what an ungrouped split leaks."""
-    inputs = check_inputs(recipe)
+    inputs = check_inputs(recipe, registry)
     competition = inputs.competition
     ungrouped = dataclasses.replace(competition, groups=None)
     open_folds = split_folds(ungrouped, recipe.split)

@@ -144,7 +144,7 @@ def clip_features(
 def separate_all(recipe: Recipe, registry: Registry) -> StageStats:
     """Precompute the separated stems of every train and test clip (resumable)."""
     # every stream that reads the separator's output shares these stems
-    competition = check_inputs(recipe).competition
+    competition = check_inputs(recipe, registry).competition
     pre = Preprocessor(recipe, registry)
     pre.separate(competition.train_files, "train: separating")
     pre.separate(competition.test_files, "test: separating")
@@ -152,13 +152,14 @@ def separate_all(recipe: Recipe, registry: Registry) -> StageStats:
 
 
 def build_augmenters(
-    recipe: Recipe, registry: Registry
+    recipe: Recipe, registry: Registry, classes: Sequence[str]
 ) -> tuple[list[DatasetAugmenter], list[BatchAugmenter]]:
-    """The recipe's augmenters, split by stage, in recipe order."""
+    """The recipe's augmenters, split by stage, in recipe order; ``classes`` are the train
+    CSV's sorted labels (a setting that names classes gets their indices)."""
     dataset: list[DatasetAugmenter] = []
     batch: list[BatchAugmenter] = []
     for i, spec in enumerate(recipe.augmenters):
-        augmenter = registry.create("augmenters", spec, f"augmenters[{i}]")
+        augmenter = registry.create("augmenters", spec, f"augmenters[{i}]", classes=classes)
         if isinstance(augmenter, DatasetAugmenter):
             dataset.append(augmenter)
         elif isinstance(augmenter, BatchAugmenter):
@@ -171,11 +172,14 @@ def build_augmenters(
     return dataset, batch
 
 
-def build_test_time_augmenters(recipe: Recipe, registry: Registry) -> list[TestTimeAugmenter]:
-    """The recipe's ``predict.tta`` augmenters (a plugin of another stage is a DataError)."""
+def build_test_time_augmenters(
+    recipe: Recipe, registry: Registry, classes: Sequence[str]
+) -> list[TestTimeAugmenter]:
+    """The recipe's ``predict.tta`` augmenters (a plugin of another stage is a DataError);
+    ``classes`` as for :func:`build_augmenters`."""
     built: list[TestTimeAugmenter] = []
     for i, spec in enumerate(recipe.predict.tta):
-        augmenter = registry.create("augmenters", spec, f"predict.tta[{i}]")
+        augmenter = registry.create("augmenters", spec, f"predict.tta[{i}]", classes=classes)
         if not isinstance(augmenter, TestTimeAugmenter):
             raise DataError(
                 f"predict.tta[{i}]: plugin {spec['name']!r} is not a TestTimeAugmenter "
@@ -225,14 +229,19 @@ def with_extra(
 
 
 def build_backbone(
-    recipe: Recipe, registry: Registry, num_classes: int, features: ClipFeatures
+    recipe: Recipe,
+    registry: Registry,
+    num_classes: int,
+    features: ClipFeatures,
+    classes: Sequence[str] | None = None,
 ) -> nn.Module:
     """The recipe's backbone for ``num_classes`` classes and clips featured like
     ``features``, its lazy layers sized.
 
     The engine gives every factory ``num_classes`` and ``in_channels``, and the
     streams' :class:`~toolkit.fusion.Layout` to a factory that names a ``layout``
-    parameter.
+    parameter; ``classes`` (the sorted labels) turn a setting that names classes into
+    class indices.
     """
     shape = tuple(features.x.shape[1:])
     spec = recipe.model.backbone
@@ -240,7 +249,7 @@ def build_backbone(
     context: dict[str, object] = {"num_classes": num_classes, "in_channels": int(shape[0])}
     if "layout" in inspect.signature(factory).parameters:
         context["layout"] = features.layout
-    backbone = registry.create("backbones", spec, "model.backbone", **context)
+    backbone = registry.create("backbones", spec, "model.backbone", classes=classes, **context)
     materialize(backbone, shape)
     return backbone
 
@@ -273,13 +282,14 @@ def train_recipe(
     labels = data.labels
     train_x = np.asarray(data.train_x[fold.train_idx])
     train_y = labels[fold.train_idx]
-    dataset_augs, batch_augs = build_augmenters(recipe, registry)
+    classes = data.competition.classes
+    dataset_augs, batch_augs = build_augmenters(recipe, registry, classes)
     train_x, train_y = expand_training_set(train_x, train_y, dataset_augs, recipe.train.seed)
     if extra is not None:
         train_x, train_y = with_extra(train_x, train_y, extra, data.competition.num_classes)
     for augmenter in batch_augs:
         augmenter.set_layout(data.layout)
-    backbone = build_backbone(recipe, registry, data.competition.num_classes, data.train)
+    backbone = build_backbone(recipe, registry, len(classes), data.train, classes)
     return train(
         backbone,
         train_x,
@@ -290,7 +300,7 @@ def train_recipe(
         data.competition.num_classes,
         test_x=data.test_x,
         batch_augmenters=batch_augs,
-        test_time_augmenters=build_test_time_augmenters(recipe, registry),
+        test_time_augmenters=build_test_time_augmenters(recipe, registry, classes),
         select_by=select_by,
         on_epoch=on_epoch,
         description=description,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from toolkit.class_keys import ClassMap
 from toolkit.metrics import DEFAULT_METRIC, get_metric
 
 PluginSpec = dict[str, Any]
@@ -61,6 +61,13 @@ class DemoData(Strict):
     test_share: float = Field(0.2, gt=0, lt=1)
     """With ``songs``: the share of the songs and singers kept for the test clips."""
 
+    @property
+    def class_names(self) -> dict[str, str]:
+        """The demo's name of each of its labels (``"0"``: no voice, ...)."""
+        from toolkit.demo.sound import CLASS_NAMES
+
+        return {str(label): name for label, name in enumerate(CLASS_NAMES)}
+
 
 class Data(Strict):
     """Where the competition lives and how clips are decoded."""
@@ -82,17 +89,16 @@ class Data(Strict):
     crop: Literal["start", "center"] = "start"
     group_column: str | None = None
     """A train CSV column whose equal values (e.g. one song) never straddle a split."""
-    class_names: dict[str, str] | None = None
-    """Names the report shows for labels (label value -> name), e.g. ``{0: no voice}``; each
-    key must be a label of the train CSV."""
+    class_names: ClassMap[str] | None = None
+    """Names the report shows for labels (label as written in the train CSV -> name), e.g.
+    ``{none: no voice}``; each key must be a label of the train CSV. The demo names its own."""
 
-    @field_validator("class_names", mode="before")
-    @classmethod
-    def _labels_as_text(cls, value: Any) -> Any:
-        """Keys as text, as the train CSV's labels are (YAML reads ``0: no voice`` as an int)."""
-        if isinstance(value, Mapping):
-            return {str(key): name for key, name in value.items()}
-        return value
+    @property
+    def label_names(self) -> dict[str, str]:
+        """The name shown for each label that has one: the demo's own names when the run
+        reads the demo's folder, ``class_names`` over them."""
+        own = self.demo.class_names if self.demo is not None else {}
+        return {**own, **(self.class_names or {})}
 
     @field_validator("root", mode="before")
     @classmethod

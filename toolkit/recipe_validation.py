@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pydantic
 
+from toolkit.class_keys import ClassKeyed, model_class_keys
 from toolkit.errors import RecipeError
 from toolkit.keypaths import get_path, set_path
 from toolkit.kinds import TestTimeAugmenter
@@ -190,3 +192,45 @@ def _check_semi_supervised(recipe: Recipe) -> None:
             "semi_supervised: pseudo-labelled models are not refit on every clip; set "
             "ensemble.refit: false or remove semi_supervised"
         )
+
+
+def plugin_blocks(sections: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str, Any]]:
+    """Each plugin block of a recipe's (or a profile's) sections as ``(kind, key, block)``;
+    feature blocks without the engine's keys."""
+    separator = sections.get("separator")
+    if separator is not None:
+        yield "separators", f"{prefix}separator", separator
+    features = sections.get("features")
+    if isinstance(features, list):
+        for i, block in enumerate(features):
+            yield "feature_extractors", f"{prefix}features[{i}]", _engine_free(block)
+    elif features is not None:
+        yield "feature_extractors", f"{prefix}features", _engine_free(features)
+    backbone = get_path(sections, ("model", "backbone"))
+    if backbone is not None:
+        yield "backbones", f"{prefix}model.backbone", backbone
+    for i, spec in enumerate(sections.get("augmenters") or []):
+        yield "augmenters", f"{prefix}augmenters[{i}]", spec
+    for i, spec in enumerate(get_path(sections, ("predict", "tta")) or []):
+        yield "augmenters", f"{prefix}predict.tta[{i}]", spec
+
+
+def _engine_free(block: Any) -> Any:
+    return plugin_params(block) if isinstance(block, dict) else block
+
+
+def class_keyed_settings(recipe: Recipe, registry: Registry) -> list[ClassKeyed]:
+    """Every setting of the recipe that names classes (``data.class_names``, a plugin's
+    :data:`~toolkit.class_keys.ClassMap` parameters, its search profiles' too), by key path."""
+    found = list(model_class_keys(recipe.data, "data"))
+    sections: list[tuple[str, Mapping[str, Any]]] = [("", recipe.model_dump())]
+    if recipe.search is not None:
+        sections += [
+            (f"search.profiles.{name}.", profile.model_dump())
+            for name, profile in recipe.search.profiles.items()
+        ]
+    for prefix, section in sections:
+        for kind, key, block in plugin_blocks(section, prefix):
+            spec = {"name": block} if isinstance(block, str) else block
+            found += model_class_keys(registry.validate(kind, spec, key), key)
+    return found

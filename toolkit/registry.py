@@ -11,7 +11,7 @@ import difflib
 import json
 import re
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 
 import pydantic
 
+from toolkit.class_keys import class_indexed
 from toolkit.errors import RecipeError
 from toolkit.kinds import KINDS
 
@@ -161,14 +162,25 @@ class Registry:
         """The block as the resolved recipe keeps it: its name and every parameter, as JSON."""
         return _resolved(spec.get("name"), self.validate(kind, spec, key))
 
-    def create(self, kind: str, spec: dict[str, Any], key: str = "", **context: Any) -> Any:
+    def create(
+        self,
+        kind: str,
+        spec: dict[str, Any],
+        key: str = "",
+        *,
+        classes: Sequence[str] | None = None,
+        **context: Any,
+    ) -> Any:
         """Build the plugin a recipe block names, from its validated parameters.
 
-        ``context`` holds the arguments the engine supplies (e.g. ``num_classes``).
+        ``context`` holds the arguments the engine supplies (e.g. ``num_classes``);
+        ``classes`` the train CSV's sorted labels, by which the labels of its
+        :data:`~toolkit.class_keys.ClassMap` parameters become class indices.
         """
         params = self.validate(kind, spec, key)
         entry = self.get_info(kind, spec["name"], key)
-        return entry.factory(**context, **params.model_dump())
+        settings = class_indexed(type(params), params.model_dump(), classes)
+        return entry.factory(**context, **settings)
 
     def _kind(self, kind: str) -> dict[str, Entry]:
         if kind not in self.entries:

@@ -73,7 +73,8 @@ class TrainedModel:
         from toolkit.pipeline import build_test_time_augmenters
         from toolkit.trainer import trained_probabilities
 
-        tta = build_test_time_augmenters(self.recipe, self.registry)
+        states = states or self.states()
+        tta = build_test_time_augmenters(self.recipe, self.registry, states[0]["classes"])
         probs = [
             trained_probabilities(
                 self.network(state, path, features),
@@ -82,7 +83,7 @@ class TrainedModel:
                 device,
                 tta,
             )
-            for state, path in zip(states or self.states(), self.weight_files, strict=True)
+            for state, path in zip(states, self.weight_files, strict=True)
         ]
         return probs[0] if len(probs) == 1 else fold_mean(probs)
 
@@ -93,7 +94,8 @@ class TrainedModel:
         from toolkit.pipeline import build_backbone
         from toolkit.trainer import Standardized
 
-        backbone = build_backbone(self.recipe, self.registry, len(state["classes"]), features)
+        classes = [str(c) for c in state["classes"]]
+        backbone = build_backbone(self.recipe, self.registry, len(classes), features, classes)
         model = Standardized(backbone, 0.0, 1.0)
         try:
             model.load_state_dict(state["state_dict"])

@@ -164,7 +164,7 @@ class RunContents:
     trained_on: DataIdentity | None = None
     """The data the run read (``data.json``; a run of an earlier version: its folder)."""
     class_names: dict[str, str] = field(default_factory=dict)
-    """``data.class_names``: the name shown for each label that has one."""
+    """The name shown for each label that has one (``data.class_names``, the demo's own)."""
     notes: dict[str, list[str]] = field(default_factory=dict)
     """What is missing or could not be read, one line each, by page section."""
 
@@ -204,7 +204,7 @@ def collect(run_dir: Path | str, storage: str | None = None, db: Path | None = N
         is_study=is_study,
         metric=metric,
         folds=int(get_path(raw, ["split", "folds"], 1) or 1),
-        class_names=dict(recipe.data.class_names or {}),
+        class_names=recipe.data.label_names,
     )
     contents.stats = _read_json(layout.file(STATS))
     contents.sources = _read_json(layout.file(SOURCES))
