@@ -21,8 +21,16 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import yaml
 
-from tests.conftest import kill_when_paused, run_cli, start_paused, with_pause, write_recipe
+from tests.conftest import (
+    copy_workspace,
+    kill_when_paused,
+    run_cli,
+    start_paused,
+    with_pause,
+    write_recipe,
+)
 from toolkit.demo import DemoCompetition
 from toolkit.leaderboard import Leaderboard
 
@@ -166,9 +174,14 @@ main()
 
 def report_killed_at_write(run_dir: Path, target: str, marker: Path) -> None:
     """``toolkit report RUN_DIR``, SIGKILLed at its first write into a file named ``*target*``."""
+    killed_at_write(["report", run_dir], target, marker)
+
+
+def killed_at_write(args: list[object], target: str, marker: Path) -> None:
+    """``toolkit ARGS``, SIGKILLed at its first write into a file named ``*target*``."""
     env = {**os.environ, "TOOLKIT_NO_PROGRESS": "1", "TOOLKIT_LOAD_PLUGINS": ""}
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITE_PAUSER, target, str(marker), "report", str(run_dir)],
+        [sys.executable, "-c", WRITE_PAUSER, target, str(marker), *map(str, args)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -206,3 +219,72 @@ def test_report_killed_while_writing_leaves_whole_files_and_runs_again(
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == str((run_dir / "report.html").resolve())
     assert_whole_report(run_dir)
+
+
+def top_files(run_dir: Path) -> dict[str, bytes]:
+    """The files at the top of a study's folder (its own set, its report), by name, as bytes;
+    its Optuna storage aside."""
+    return {
+        p.name: p.read_bytes()
+        for p in run_dir.iterdir()
+        if p.is_file() and not p.name.startswith("study.db")
+    }
+
+
+def test_a_study_run_again_and_killed_writing_its_ensemble_leaves_the_earlier_files_whole(
+    killed_study: Path, tmp_path: Path
+) -> None:
+    work = copy_workspace(killed_study, tmp_path / "work")
+    run_dir, recipe = work / "run", work / "recipe.yaml"
+    recipe.write_text(recipe.read_text().replace(ENSEMBLE, "ensemble: {size: 5, seeds: 2}\n"))
+    before = top_files(run_dir)
+    assert {"recipe.yaml", "ensemble.json", "submission.csv", "test_probs.csv"} <= set(before)
+
+    # the new ensemble (no refit: its test probabilities are its models') killed as it writes
+    # its last file: the earlier run's files are all there, every byte as it was
+    killed_at_write(["run", recipe, "--output", run_dir], "ensemble.json", work / "at_write")
+    assert top_files(run_dir) == before
+
+    result = run_cli("run", recipe, "--output", run_dir, cwd=work)
+    assert result.returncode == 0, result.stderr
+    after = top_files(run_dir)
+    assert not (run_dir / ".staged").exists()
+    changed = {name for name in before if after.get(name) != before[name]}
+    assert {"recipe.yaml", "ensemble.json", "test_probs.csv"} <= changed
+    summary = json.loads(after["ensemble.json"])
+    assert summary["refit"] == {}
+    assert yaml.safe_load(after["recipe.yaml"])["ensemble"]["refit"] is False
+    weights = {m["id"]: m["weight"] for m in summary["members"]}
+    folders = {"run/t0000": run_dir / "trials" / "t0000"}
+    folders["run/t0000-s1"] = folders["run/t0000"] / "seed1"
+    test = sum(w * np.load(folders[m] / "test_probs.npy") for m, w in weights.items())
+    np.testing.assert_allclose(probabilities(run_dir / "test_probs.csv"), test, atol=1e-6)
+    row = Leaderboard(work / "leaderboard.db").get(summary["id"])
+    assert row.state == "complete" and row.submission is not None
+    assert Path(row.submission).resolve() == (run_dir / "submission.csv").resolve()
+
+
+def test_a_set_of_files_half_moved_in_is_completed_by_the_next_run(tmp_path: Path) -> None:
+    from toolkit.run_dir import RunDir
+
+    folder = RunDir(tmp_path / "run")
+    folder.path.mkdir()
+    for name, text in (("recipe.yaml", "old"), ("sources.json", "old"), ("stats.json", "old")):
+        (folder.path / name).write_text(text)
+    staged = folder.staged()
+    staged._write_text("recipe.yaml", "new")
+    staged._write_text("stats.json", "new")
+    assert (folder.path / "recipe.yaml").read_text() == "old"  # nothing moved before commit
+    # a process stopped after the set was complete and one file moved in
+    (staged.staging / ".complete").write_text("recipe.yaml\nstats.json\n")  # type: ignore[operator]
+    os.replace(staged.staging / "recipe.yaml", folder.path / "recipe.yaml")  # type: ignore[operator]
+    folder.recover()
+    assert {p.name: p.read_text() for p in folder.path.iterdir()} == {
+        "recipe.yaml": "new",
+        "stats.json": "new",
+    }  # the new set whole; the old run's sources.json, not in it, gone
+    # a staging folder never completed is thrown away, the folder untouched
+    unfinished = folder.staged()
+    unfinished._write_text("recipe.yaml", "newer")
+    folder.staged()
+    assert (folder.path / "recipe.yaml").read_text() == "new"

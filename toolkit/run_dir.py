@@ -35,7 +35,9 @@ and a run with an ensemble also ``ensemble.json`` (members, weights, picks,
 trajectory, the estimate) and, by default, its Optuna storage ``study.db``. A run
 whose split grouped the clips by the sources it found (``split.groups: auto``)
 has ``sources.json``: the groups, each clip's, and what they say of the split
-without groups.
+without groups. A study replaces its own files (:data:`STUDY_FILES`) as one set: a run
+writes them through :meth:`RunDir.staged` and moves them in with :meth:`RunDir.commit`
+(:mod:`toolkit.staged_files`), so a stopped run leaves the earlier set untouched.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from toolkit.disk import disk_errors
 from toolkit.model_key import ModelKey
 from toolkit.recipe import Recipe, dump_recipe
 from toolkit.source_links import FoundSources
+from toolkit.staged_files import StagedFiles
 from toolkit.submission import probability_frame, write_submission
 
 RECIPE = "recipe.yaml"
@@ -74,12 +77,26 @@ SPLITS = ("val", "test")
 MODEL_FILES = (METRICS, *(f"{split}_probs.npy" for split in SPLITS))
 """A model's files whose numbers say whether it reproduces."""
 
+STUDY_FILES = (
+    RECIPE,
+    DATA_FILE,
+    STATS,
+    SOURCES,
+    ENSEMBLE,
+    SUBMISSION,
+    *(f"{split}_probs{suffix}" for split in SPLITS for suffix in (".csv", ".npy")),
+)
+"""A study's own files, at the top of its folder: the set a run of the study replaces whole
+(its trials and its storage stay)."""
+
 
 @dataclass(frozen=True)
 class RunDir:
     """A run (or model) directory: where each of its files is, and how it is written and read."""
 
     path: Path
+    staging: Path | None = None
+    """Where its writers put its files until :meth:`commit` (None: in place)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -173,7 +190,8 @@ class RunDir:
 
     def write_submission(self, competition: Competition, test_probs: np.ndarray) -> Path:
         """``submission.csv``: the sample submission filled in from test probabilities."""
-        return write_submission(competition, test_probs, self.file(SUBMISSION))
+        write_submission(competition, test_probs, self._target(SUBMISSION))
+        return self.file(SUBMISSION)
 
     def write_ensemble(self, summary: dict[str, Any]) -> Path:
         """``ensemble.json``: the ensemble's members, weights, picks and trajectory."""
@@ -188,9 +206,34 @@ class RunDir:
         return self._put(name, lambda h: h.write(text.encode()))
 
     def _put(self, name: str, write: Callable[[Any], Any]) -> Path:
-        """Write file ``name`` through ``write(handle)``, whole or not at all."""
-        atomic_write(self.file(name), write)
+        """Write file ``name`` through ``write(handle)``, whole or not at all; its path in the
+        folder (where it is once committed, when staged)."""
+        atomic_write(self._target(name), write)
         return self.file(name)
+
+    def _target(self, name: str) -> Path:
+        """Where a writer puts file ``name``: the staging folder while there is one."""
+        return (self.staging or self.path) / name
+
+    # ------------------------------------------------------ a study's set
+    def staged(self) -> RunDir:
+        """This study folder with its own files (:data:`STUDY_FILES`) written aside, to
+        replace the folder's as one set at :meth:`commit`."""
+        return RunDir(self.path, staging=self._study_files().begin())
+
+    def commit(self) -> RunDir:
+        """Move the staged files in, in place of the earlier set (nothing when not staged);
+        the folder, written in place from now on."""
+        if self.staging is not None:
+            self._study_files().commit()
+        return RunDir(self.path)
+
+    def recover(self) -> None:
+        """Finish moving in a set of files a stopped run had begun to move in."""
+        self._study_files().recover()
+
+    def _study_files(self) -> StagedFiles:
+        return StagedFiles(self.path, STUDY_FILES)
 
     def clear(self) -> None:
         """Remove the folder and everything in it (a model's folder left by older work)."""

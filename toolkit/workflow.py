@@ -111,10 +111,14 @@ def run_study(loaded: LoadedRecipe, storage: str | None = None) -> StudyResult:
     study = StudyRun(loaded, storage)
     report = study.optimize(wait_for_others=True)
     inputs = study.views.inputs()
+    # the study's own files are written aside and replace the earlier run's as one set
+    files = study.layout.staged()
+    files.write_recipe(study.recipe)
+    files.write_data(DataIdentity.of(study.recipe.data))
     if inputs.sources is not None:
-        study.layout.write_sources(inputs.sources, inputs.competition.train_ids)
-    outcome = build_ensemble(study)
-    study.layout.write_stats(study.views.stats().as_dict())  # this process's audio work
+        files.write_sources(inputs.sources, inputs.competition.train_ids)
+    files.write_stats(study.views.stats().as_dict())  # this process's audio work: all done
+    outcome = build_ensemble(study, layout=files)
     return StudyResult(
         run_dir=study.settings.run_dir,
         storage=study.settings.storage,

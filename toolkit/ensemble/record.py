@@ -19,6 +19,7 @@ from toolkit.metrics import accuracy, get_metric, log_loss
 from toolkit.model_key import ModelKey
 from toolkit.pipeline import PreparedData
 from toolkit.recipe import Ensemble
+from toolkit.run_dir import RunDir
 from toolkit.study.run import StudyRun
 
 
@@ -71,10 +72,12 @@ def record_ensemble(
     started: float,
     combination: Combination | None = None,
     pseudo_labels: PseudoRound | None = None,
+    layout: RunDir | None = None,
 ) -> EnsembleOutcome:
-    """Write the ensemble's files and its leaderboard row; return what it is."""
+    """Write the ensemble's files (into ``layout``, by default the run folder; a staged one is
+    committed) and then its leaderboard row; return what it is."""
     comp = data.competition
-    layout = run.layout
+    layout = layout or run.layout
     labels = data.val_labels
     submission = layout.write_submission(comp, test)
     val_ids = [comp.train_ids[i] for i in data.val_idx]
@@ -105,6 +108,7 @@ def record_ensemble(
         pseudo_labels=pseudo_labels,
     )
     layout.write_ensemble(summary(run, spec, outcome))
+    layout.commit()  # the files in place before a row names them
     run.board.supersede(submission, by=outcome.id)  # an earlier ensemble's file is now this one's
     run.board.upsert(ensemble_row(run, spec, outcome, data))
     return outcome

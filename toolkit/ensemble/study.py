@@ -39,12 +39,17 @@ from toolkit.ensemble.selection import EnsembleResult, blend, select_ensemble
 from toolkit.metrics import best_key, get_metric
 from toolkit.pipeline import PreparedData
 from toolkit.recipe import Ensemble
+from toolkit.run_dir import RunDir
 from toolkit.study.run import StudyRun
 
 
-def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutcome:
+def build_ensemble(
+    run: StudyRun, spec: Ensemble | None = None, *, layout: RunDir | None = None
+) -> EnsembleOutcome:
     """Select, (optionally) reseed, refit and blend the study's complete trials; write the
-    submission and the ensemble's row."""
+    submission and the ensemble's row. ``layout`` (default: the run folder) takes the
+    ensemble's files: a staged one (:meth:`RunDir.staged`) moves them in with the files
+    written there before, as one set, before the row is written."""
     started = time.perf_counter()
     spec = spec or run.recipe.ensemble or Ensemble()
     data = run.check_split()
@@ -93,6 +98,7 @@ def build_ensemble(run: StudyRun, spec: Ensemble | None = None) -> EnsembleOutco
         started=started,
         combination=kept,
         pseudo_labels=pseudo,
+        layout=layout,
     )
 
 

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from toolkit.data_identity import DataIdentity, check_folder
 from toolkit.errors import SearchError
 from toolkit.progress import format_seconds
+from toolkit.run_dir import RECIPE
 from toolkit.study.baseline import enqueue_baseline
 from toolkit.study.live import LiveView, StudyStatus
 from toolkit.study.objective import TrialObjective
@@ -50,10 +51,12 @@ class Worker:
         run.views.inputs()  # every input checked before the study starts any work
         run.prepare_views()  # every clip decoded before the run's folder exists
         identity = DataIdentity.of(run.recipe.data)
+        run.layout.recover()  # a set of files a stopped run left half moved in
         check_folder(settings.run_dir, identity)  # never a study of other data's folder
         settings.run_dir.mkdir(parents=True, exist_ok=True)
-        run.layout.write_data(identity)
-        run.layout.write_recipe(run.recipe)
+        if not run.layout.file(RECIPE).exists():  # a new study: what it runs, known now;
+            run.layout.write_data(identity)  # an earlier run's files change only as a set,
+            run.layout.write_recipe(run.recipe)  # with the ensemble's (workflow.run_study)
         report = WorkerReport(settings.name, settings.storage)
         status = StudyStatus(
             study=settings.name, metric=settings.metric, n_trials=search.n_trials,
