@@ -132,6 +132,12 @@ def test_killed_in_fold_3_resumes_keeping_folds_1_and_2(
     assert history["fold"].tolist() == [1] * EPOCHS + [2] * EPOCHS + [3] * EPOCHS
     states = {r["id"]: r["state"] for r in board_rows(tmp_path)}
     assert sorted(states.values()) == ["complete", "interrupted"]  # the killed row, the rerun
+    # run again once finished: a new run, its folds the finished run's (same recipe), reused
+    stamps = {k: fold_files(run_dir, k, "best.pt").stat().st_mtime_ns for k in (1, 2, 3)}
+    third = run_cli("run", recipe, "--output", run_dir, *cv_args(*CV))
+    assert third.returncode == 0, third.stderr
+    assert {k: fold_files(run_dir, k, "best.pt").stat().st_mtime_ns for k in (1, 2, 3)} == stamps
+    assert len(board_rows(tmp_path)) == 3 and not staging.exists()
 
 
 SPY = '''

@@ -84,7 +84,8 @@ class StagedFolder:
             shutil.rmtree(self.aside)
 
     def begin(self) -> RunDir:
-        """A fresh staging folder for a new run (a killed run's finished folds kept)."""
+        """A fresh staging folder for a new run (a killed run's finished folds kept, and the
+        earlier run's folds linked in: each is reused if it holds the recipe asked for)."""
         self.recover()
         with disk_errors(self.target.parent):
             if self.staging.is_dir():
@@ -92,6 +93,11 @@ class StagedFolder:
                     if not (entry.is_dir() and entry.name.startswith(FOLD_PREFIX)):
                         _remove(entry)
             self.staging.mkdir(parents=True, exist_ok=True)
+            if not self.inside and self.target.is_dir():
+                for fold in self.target.glob(f"{FOLD_PREFIX}*"):
+                    if fold.is_dir() and not (self.staging / fold.name).exists():
+                        # hard links: files are replaced by rename, never written in place
+                        shutil.copytree(fold, self.staging / fold.name, copy_function=_link)
         return RunDir(self.staging)
 
     def commit(self) -> RunDir:
@@ -130,6 +136,14 @@ class StagedFolder:
             old, new = self.aside / name, self.target / name
             if (old.exists() or old.is_symlink()) and not (new.exists() or new.is_symlink()):
                 os.replace(old, new)
+
+
+def _link(source: str, target: str) -> None:
+    """A hard link of ``source`` at ``target`` (a copy where the file system has none)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _remove(entry: Path) -> None:
