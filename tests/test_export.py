@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -169,6 +170,19 @@ def test_the_wheels_resolve_with_the_pip_the_venv_brings(
         "tinyapp==1.0",
         "tinydep==1.0",
     ]
+
+
+def test_ci_installs_with_the_readmes_set_up_command() -> None:
+    """CI makes its environment as a user does, with the pip the venv brings (an upgrade of
+    pip first would hide what a user's older pip refuses, as it hid export's)."""
+    root = Path(__file__).parents[1]
+    section = (root / "README.md").read_text().split("## Set-up", 1)[1]
+    command = section.split("```bash\n", 1)[1].split("\n```", 1)[0]
+    assert command.startswith("python3.11 -m venv .venv && "), command
+    ci = (root / ".ci" / "run").read_text()
+    assert command.replace("python3.11", '"$PYTHON"', 1) in ci
+    upgrades = re.compile(r"pip install .*(--upgrade|-U) .*\bpip\s*$")
+    assert not [line for line in ci.splitlines() if upgrades.search(line)]
 
 
 def test_a_platform_takes_the_older_manylinux_wheels_too() -> None:
