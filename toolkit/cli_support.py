@@ -14,6 +14,7 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from toolkit.errors import USAGE_ERROR, ToolkitError
+from toolkit.plugin_guard import PluginError
 
 out = Console(markup=False, highlight=False, soft_wrap=True)
 err = Console(stderr=True)
@@ -60,6 +61,8 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except ToolkitError as exc:
+            if isinstance(exc, PluginError):  # a bug in a plugin: its author needs the trace
+                fail(f"{exc} (traceback in {write_traceback(exc)})", exc.exit_code)
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             err.print("interrupted: finished clips and trials are kept; run again to resume")

@@ -21,6 +21,7 @@ import pydantic
 
 from toolkit.errors import RecipeError
 from toolkit.kinds import KINDS
+from toolkit.plugin_guard import build
 
 
 @dataclass(frozen=True)
@@ -164,11 +165,13 @@ class Registry:
     def create(self, kind: str, spec: dict[str, Any], key: str = "", **context: Any) -> Any:
         """Build the plugin a recipe block names, from its validated parameters.
 
-        ``context`` holds the arguments the engine supplies (e.g. ``num_classes``).
+        ``context`` holds the arguments the engine supplies (e.g. ``num_classes``). What the
+        plugin's code raises, building it or later in the methods the engine calls, is a
+        :class:`~toolkit.plugin_guard.PluginError` naming it.
         """
         params = self.validate(kind, spec, key)
         entry = self.get_info(kind, spec["name"], key)
-        return entry.factory(**context, **params.model_dump())
+        return build(entry, **context, **params.model_dump())
 
     def _kind(self, kind: str) -> dict[str, Entry]:
         if kind not in self.entries:
