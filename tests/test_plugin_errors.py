@@ -173,7 +173,7 @@ def test_each_kind_fails_naming_the_plugin_when_built_and_when_called(tmp_path: 
     )
 
     picky = registry.create("augmenters", {"name": "picky"}, "augmenters[0]")
-    assert isinstance(picky, DatasetAugmenter)
+    assert isinstance(picky, DatasetAugmenter) and not callable(picky)  # nothing added
     with pytest.raises(DataError, match="^picky: needs two classes$"):  # its own message, as is
         picky.expand(np.zeros((2, 1, 4, 4)), np.zeros(2), np.random.default_rng(0))
 

@@ -58,24 +58,39 @@ def build(entry: Entry, **arguments: Any) -> Any:
 def guard(built: Any, entry: Entry) -> Any:
     """``built``, its engine-called methods turned into ones whose failures name ``entry``.
 
-    An object whose class cannot be swapped (not a class of Python code) is returned
-    as it is.
+    An object whose class cannot be subclassed or swapped (not a class of Python code,
+    a metaclass that needs arguments) is returned as it is.
     """
     cls = type(built)
     if getattr(cls, "_toolkit_plugin", None) is not None:  # guarded already (e.g. a shared one)
         return built
-    methods = [m for m in GUARDED_METHODS.get(entry.kind, ()) if callable(getattr(cls, m, None))]
+    methods = tuple(m for m in GUARDED_METHODS.get(entry.kind, ()) if _method(cls, m))
     if not methods:
         return built
-    guarded = _guarded_class(cls, entry, tuple(methods))
+    key = (cls, entry.kind, entry.name, entry.source)
     try:
-        built.__class__ = guarded
+        if key not in _GUARDED:
+            _GUARDED[key] = _guarded_class(cls, entry, methods)
+        built.__class__ = _GUARDED[key]
     except TypeError:
         return built
     return built
 
 
-@functools.cache
+_GUARDED: dict[tuple[type, str, str, str], type] = {}
+"""The guarded class of each plugin class, by the plugin that built it."""
+
+
+def _method(cls: type, name: str) -> Callable[..., Any] | None:
+    """The plain function ``cls`` (or a base) defines as method ``name``; ``None`` for none
+    (the metaclass's ``__call__`` is not one) or a static, class or built-in method."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            found = vars(klass)[name]
+            return found if inspect.isfunction(found) else None
+    return None
+
+
 def _guarded_class(cls: type, entry: Entry, methods: tuple[str, ...]) -> type:
     """A subclass of ``cls`` that looks like it (name, module, doc) and adds no state,
     whose ``methods`` raise a :class:`PluginError` naming ``entry``."""
@@ -87,7 +102,7 @@ def _guarded_class(cls: type, entry: Entry, methods: tuple[str, ...]) -> type:
         "_toolkit_plugin": entry,
     }
     for name in methods:
-        namespace[name] = _guarded_method(getattr(cls, name), entry)
+        namespace[name] = _guarded_method(_method(cls, name), entry)  # type: ignore[arg-type]
     return type(cls)(cls.__name__, (cls,), namespace)
 
 
@@ -119,7 +134,9 @@ def _passes(exc: Exception) -> bool:
 
 def plugin_error(entry: Entry, exc: BaseException) -> PluginError:
     """``exc``, raised by the code of plugin ``entry``, as one line naming the plugin."""
-    kind = entry.kind[:-1].replace("_", " ")
+    from toolkit.registry import singular
+
+    kind = singular(entry.kind).replace("_", " ")
     return PluginError(
         f"{kind} plugin {entry.name!r} ({plugin_location(entry)}) failed: {_reason(exc)}"
     )
