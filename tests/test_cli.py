@@ -313,7 +313,7 @@ def test_unexpected_failure_is_one_line_with_the_traceback_in_a_file(
     assert result.returncode == 1
     stderr = result.stderr.strip()
     assert len(stderr.splitlines()) == 1 and "Traceback" not in stderr
-    assert "RuntimeError: boom in forward" in stderr
+    assert f"backbone plugin 'broken' ({tmp_path / 'broken.py'}) failed: boom in forward" in stderr
     log = Path(stderr.rsplit("traceback in ", 1)[1].rstrip(")"))
     assert "Traceback" in log.read_text() and "boom in forward" in log.read_text()
     rows = json.loads(run_cli("leaderboard", "--db", tmp_path / "leaderboard.db", "--json").stdout)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,7 @@ from toolkit.chosen import chosen_models
 from toolkit.demo import DemoCompetition
 from toolkit.errors import ToolkitError
 from toolkit.export_check import offline_prefix
-from toolkit.wheels import Target, check_torch_wheel, platform_tags, requirements
+from toolkit.wheels import Target, check_torch_wheel, platform_tags, requirements, resolve
 
 
 def _probs(path: Path) -> np.ndarray:
@@ -57,6 +59,10 @@ def test_an_export_holds_the_chosen_models_and_predicts_the_runs_probabilities(
     assert copied < trials  # the chosen models only
     readme = (exported / "README.md").read_text()
     assert "toolkit predict" in readme and "pip install --no-index" not in readme
+    # no wheels/ folder, no requirements.txt: the README installs from the toolkit's wheel
+    assert not (exported / "wheels").exists() and not (exported / "requirements.txt").exists()
+    assert "wheels/" not in readme and "requirements.txt" not in readme, readme
+    assert f"pip install toolkit-{manifest['toolkit']}-py3-none-any.whl" in readme
     output = tmp_path / "probs.csv"
     done = run_cli(
         "predict", exported, tiny_competition.root / "sample_submission.csv", "--probabilities",
@@ -128,6 +134,55 @@ def test_a_torch_wheel_that_is_no_cpu_build_of_the_runs_torch_is_refused(tmp_pat
     check_torch_wheel(right, "2.14.1", target)
     with pytest.raises(ToolkitError, match="--target gpu: one of cpu, cuda"):
         Target("gpu")
+
+
+def _wheel(folder: Path, name: str, requires: str = "") -> None:
+    """A pure-Python wheel of distribution ``name`` 1.0 (requiring ``requires``) in ``folder``."""
+    info = f"{name}-1.0.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
+    metadata += f"Requires-Dist: {requires}\n" if requires else ""
+    files = {
+        f"{name}/__init__.py": "",
+        f"{info}/METADATA": metadata,
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    with zipfile.ZipFile(folder / f"{name}-1.0-py3-none-any.whl", "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+        wheel.writestr(f"{info}/RECORD", "".join(f"{p},,\n" for p in [*files, f"{info}/RECORD"]))
+
+
+def test_the_wheels_resolve_with_the_pip_the_venv_brings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resolving an export's wheels for another platform, with the pip of this environment
+    (``python3.11 -m venv`` brings pip 23.2, which takes platform options only beside
+    ``--target``), from a folder of wheels and no index."""
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no index or constraints of this machine
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    _wheel(tmp_path, "tinyapp", requires="tinydep")
+    _wheel(tmp_path, "tinydep")
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("tinydep==1.0\n")
+    target = Target("cpu", "3.11", "manylinux_2_28_x86_64")
+    assert resolve(["tinyapp"], target, constraints, [tmp_path]) == [
+        "tinyapp==1.0",
+        "tinydep==1.0",
+    ]
+
+
+def test_ci_installs_with_the_readmes_set_up_command() -> None:
+    """CI makes its environment as a user does, with the pip the venv brings (an upgrade of
+    pip first would hide what a user's older pip refuses, as it hid export's)."""
+    root = Path(__file__).parents[1]
+    section = (root / "README.md").read_text().split("## Set-up", 1)[1]
+    command = section.split("```bash\n", 1)[1].split("\n```", 1)[0]
+    assert command.startswith("python3.11 -m venv .venv && "), command
+    ci = (root / ".ci" / "run").read_text()
+    assert command.replace("python3.11", '"$PYTHON"', 1) in ci
+    upgrades = re.compile(r"pip install .*(--upgrade|-U) .*\bpip\s*$")
+    assert not [line for line in ci.splitlines() if upgrades.search(line)]
 
 
 def test_a_platform_takes_the_older_manylinux_wheels_too() -> None:

@@ -16,6 +16,7 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from toolkit.errors import USAGE_ERROR, ToolkitError
+from toolkit.plugin_guard import PluginError
 
 CLOSED_PIPE = 141
 """Exit status when the reader of our output went away (``| head``): 128 + SIGPIPE, what a
@@ -133,6 +134,8 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except ToolkitError as exc:
+            if isinstance(exc, PluginError):  # a bug in a plugin: its author needs the trace
+                fail(f"{exc} (traceback in {write_traceback(exc)})", exc.exit_code)
             fail(str(exc), exc.exit_code)
         except ClosedPipe:
             raise typer.Exit(silence_closed_pipe()) from None

@@ -224,11 +224,8 @@ def readme(manifest: dict[str, Any], folder: Path, wheels: bool) -> str:
         if manifest["ensemble"]
         else f"its model {models[0]['id']}"
     )
-    install = (
-        INSTALL_COMMAND
-        if wheels
-        else "# no wheels in this export: install the toolkit "
-        f"{manifest['toolkit']} as the run had it"
+    install, installs = (
+        (INSTALL_COMMAND, WHEELS_TEXT) if wheels else _index_install(manifest["toolkit"])
     )
     size = (manifest["model_bytes"] + manifest["wheel_bytes"]) / 2**20
     return f"""# Predicting with {Path(manifest["run"]).name}, offline
@@ -247,17 +244,35 @@ CLIPS=test        # a folder of clips, or a CSV of ids (sample_submission.csv) w
 toolkit predict "$EXPORT" "$CLIPS" --output submission.csv
 ```
 
-The first command installs every wheel of `wheels/` (the toolkit's own and each
-library predict needs, pinned in `{REQUIREMENTS}`) without an index; the
-second writes `submission.csv` with the columns {manifest["submission_columns"]}
+{installs}; the second writes `submission.csv` with the columns {manifest["submission_columns"]}
 (`--probabilities` writes each class's probability instead). Stems and features
 are cached in `$EXPORT/{EXPORT_CACHE}`, or in the temporary folder when this
 folder is read-only (`--cache DIR` chooses). From Python:
 `import toolkit; toolkit.predict(EXPORT, CLIPS).submission()`.
 
 `export.json` lists the models, their weights, the classes, the library
-versions the run was trained with and every wheel with its size.
+versions the run was trained with{" and every wheel with its size" if wheels else ""}.
 """
+
+
+WHEELS_TEXT = (
+    f"The first command installs every wheel of `{WHEELS}/` (the toolkit's own and each\n"
+    f"library predict needs, pinned in `{REQUIREMENTS}`) without an index"
+)
+"""What an export's README says of its install command, when the export holds wheels."""
+
+
+def _index_install(version: str | None) -> tuple[str, str]:
+    """The install command of an export without wheels, and what the README says of it."""
+    wheel = f"toolkit-{version or 'VERSION'}-py3-none-any.whl"
+    command = f"pip install {wheel}   # the toolkit's wheel; its requirements from the index"
+    text = (
+        f"This export holds no wheels (`--no-wheels`): the first command installs\n"
+        f"the toolkit {version}, from its wheel (`pip wheel --no-deps TOOLKIT_FOLDER` builds\n"
+        "it from the toolkit's project folder), and the libraries predict needs from the\n"
+        "package index, so it needs the network (a machine that has this toolkit skips it)"
+    )
+    return command, text
 
 
 def _target_text(spec: Any) -> str:

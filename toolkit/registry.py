@@ -22,6 +22,7 @@ import pydantic
 from toolkit.class_keys import class_indexed
 from toolkit.errors import RecipeError
 from toolkit.kinds import KINDS
+from toolkit.plugin_guard import build
 
 
 @dataclass(frozen=True)
@@ -175,12 +176,14 @@ class Registry:
 
         ``context`` holds the arguments the engine supplies (e.g. ``num_classes``);
         ``classes`` the train CSV's sorted labels, by which the labels of its
-        :data:`~toolkit.class_keys.ClassMap` parameters become class indices.
+        :data:`~toolkit.class_keys.ClassMap` parameters become class indices. What the
+        plugin's code raises, building it or later in the methods the engine calls, is a
+        :class:`~toolkit.plugin_guard.PluginError` naming it.
         """
         params = self.validate(kind, spec, key)
         entry = self.get_info(kind, spec["name"], key)
         settings = class_indexed(type(params), params.model_dump(), classes)
-        return entry.factory(**context, **settings)
+        return build(entry, **context, **settings)
 
     def _kind(self, kind: str) -> dict[str, Entry]:
         if kind not in self.entries:

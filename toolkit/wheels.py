@@ -170,13 +170,18 @@ def resolve(
     find_links: Sequence[Path] = (),
 ) -> list[str]:
     """``name==version`` of every distribution pip would install for ``requirements`` on
-    ``target`` (``find_links``: folders of wheels to choose from besides the indexes)."""
+    ``target`` (``find_links``: folders of wheels to choose from besides the indexes).
+
+    The dry run names a ``--target`` folder (left empty): pip before 23.3, such as the one
+    ``python3.11 -m venv`` brings, takes the platform options only with one.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         _pip(
             "install",
             "--dry-run",
             "--ignore-installed",
+            f"--target={Path(tmp) / 'target'}",
             f"--report={report}",
             f"--constraint={constraints}",
             *(f"--find-links={folder}" for folder in find_links),
