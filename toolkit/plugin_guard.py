@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import ToolkitError
+from toolkit.wording import singular
 
 if TYPE_CHECKING:
-    from toolkit.registry import Entry
+    from toolkit.plugin_entry import Entry
 
 GUARDED_METHODS = {
     "separators": ("separate",),
@@ -134,8 +135,6 @@ def _passes(exc: Exception) -> bool:
 
 def plugin_error(entry: Entry, exc: BaseException) -> PluginError:
     """``exc``, raised by the code of plugin ``entry``, as one line naming the plugin."""
-    from toolkit.registry import singular
-
     kind = singular(entry.kind).replace("_", " ")
     return PluginError(
         f"{kind} plugin {entry.name!r} ({plugin_location(entry)}) failed: {_reason(exc)}"

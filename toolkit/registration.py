@@ -18,7 +18,8 @@ import pydantic
 
 from toolkit.errors import PluginLoadError
 from toolkit.fusion import MODES
-from toolkit.registry import Entry, Registry, singular
+from toolkit.registry import Entry, Registry
+from toolkit.wording import singular
 
 
 def params_from_signature(factory: Callable[..., Any], context: Iterable[str]) -> type:

@@ -11,7 +11,7 @@ import difflib
 import json
 import re
 import typing
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -22,35 +22,9 @@ import pydantic
 from toolkit.class_keys import class_indexed
 from toolkit.errors import RecipeError
 from toolkit.kinds import KINDS
+from toolkit.plugin_entry import Entry
 from toolkit.plugin_guard import build
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One registered plugin: what it is called, how it is built, where it came from.
-
-    ``source_version`` is the version of the source that registered it (a
-    distribution's version, a plugin file's digest, ``builtin``); ``version`` is
-    the plugin's own, as given to ``register`` (``"1"`` by default): a separator's
-    or feature extractor's enters the cache keys of its output, so it changes
-    whenever the output does. The other stage fields are what the engine needs to
-    know before building a plugin: ``input_sample_rate`` (``None``: the data's
-    rate) and ``input_channels`` of a separator, and a backbone's ``streams``.
-    """
-
-    kind: str
-    name: str
-    factory: Callable[..., Any]
-    params: type[pydantic.BaseModel]
-    description: str
-    source: str
-    source_version: str
-    input_sample_rate: int | None = None
-    input_channels: int = 1
-    version: str = "1"
-    streams: str = "stack"
-    """A backbone's way with several feature streams: ``stack`` (as channels) or ``concat``."""
-
+from toolkit.wording import singular
 
 PLUGIN_SCAN_BYTES = 1_000_000
 """Plugin files larger than this are not read when looking for a name's register call."""
@@ -203,11 +177,6 @@ def _memo_key(kind: str, spec: Any) -> str | None:
     except (TypeError, ValueError):
         return None
     return f"{kind}:{text}" if json.loads(text) == spec else None
-
-
-def singular(kind: str) -> str:
-    """'backbones' -> 'backbone', for messages."""
-    return kind[:-1] if kind.endswith("s") else kind
 
 
 def format_validation_error(
