@@ -48,9 +48,9 @@ class Worker:
         settings, handle = run.settings, run.handle
         search = settings.search
         run.views.inputs()  # every input checked before the study starts any work
-        run.prepare_views()  # every clip decoded before the run's folder exists
         identity = DataIdentity.of(run.recipe.data)
         check_folder(settings.run_dir, identity)  # never a study of other data's folder
+        run.prepare_views()  # every clip decoded before the run's folder exists
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         run.layout.write_data(identity)
         run.layout.write_recipe(run.recipe)
