@@ -11,6 +11,7 @@ from toolkit.data_identity import DataIdentity, check_folder
 from toolkit.ensemble.record import EnsembleOutcome
 from toolkit.ensemble.study import build_ensemble
 from toolkit.errors import SearchError
+from toolkit.grouping import grouped_inputs
 from toolkit.leaderboard.store import Leaderboard
 from toolkit.loading import LoadedRecipe
 from toolkit.metrics import DEFAULT_METRIC
@@ -51,12 +52,13 @@ def run(
     of other data is refused (:func:`toolkit.data_identity.check_folder`).
     """
     recipe, registry = loaded.recipe, loaded.registry
-    # every clip is decoded before the run's folder or row exists: a bad clip leaves neither
-    data = prepare(recipe, registry)
+    inputs = grouped_inputs(recipe, registry)
     staged = StagedFolder(Path(recipe.run_dir))
     staged.recover()  # a swap a killed run cut short
     identity = DataIdentity.of(recipe.data)
-    check_folder(staged.target, identity)
+    check_folder(staged.target, identity)  # before any clip is decoded
+    # every clip is decoded before the run's folder or row exists: a bad clip leaves neither
+    data = prepare(recipe, registry, inputs)
     out = staged.begin()
     out.write_data(identity)
     if data.sources is not None:

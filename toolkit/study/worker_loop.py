@@ -49,10 +49,10 @@ class Worker:
         settings, handle = run.settings, run.handle
         search = settings.search
         run.views.inputs()  # every input checked before the study starts any work
-        run.prepare_views()  # every clip decoded before the run's folder exists
         identity = DataIdentity.of(run.recipe.data)
         run.layout.recover()  # a set of files a stopped run left half moved in
         check_folder(settings.run_dir, identity)  # never a study of other data's folder
+        run.prepare_views()  # every clip decoded before the run's folder exists
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         if not run.layout.file(RECIPE).exists():  # a new study: what it runs, known now;
             run.layout.write_data(identity)  # an earlier run's files change only as a set,
