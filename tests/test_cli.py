@@ -496,8 +496,13 @@ def test_text_labels_and_own_column_names(
     ids = list(pd.read_csv(tiny_competition.sample_submission, dtype=str)["id"])
     sample = pd.DataFrame({"clip": ids, "voice": "none"})
     root = competition_variant(tiny_competition, shapes_work / "text", train, sample)
-    run_dir = run_in_process(
-        shapes_work, root, "text", "data.id_column=clip", "data.label_column=voice"
+    run_dir = run_in_process(  # the tiny recipe's copies of label 0: of "none", by its name
+        shapes_work,
+        root,
+        "text",
+        "data.id_column=clip",
+        "data.label_column=voice",
+        "augmenters.0={name: oversample, copies: {none: 1}}",
     )
 
     classes = ["female", "male", "none", "several"]  # the train CSV's labels, sorted
