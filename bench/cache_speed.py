@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.cache import ClipStore
+from toolkit.data.cache import ClipStore
 from toolkit.demo import make_demo_competition
-from toolkit.loading import load_recipe
-from toolkit.pipeline import prepare
+from toolkit.recipe.loading import load_recipe
+from toolkit.training.pipeline import prepare
 
 RECIPE = """
 name: bench
@@ -70,7 +70,7 @@ def main() -> None:
         )
 
         store = ClipStore(work / "cache" / "features")
-        from toolkit.preprocess import Preprocessor
+        from toolkit.data.preprocess import Preprocessor
 
         pre = Preprocessor(loaded.recipe, loaded.registry)
         keys = pre.feature_keys(pre.stem_keys(data.competition.train_files))

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from toolkit.demo import submission_accuracy
-from toolkit.loading import load_recipe
+from toolkit.recipe.loading import load_recipe
 from toolkit.workflow import run_study
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ For one finished run (``recipes/strong.yaml``'s, say), side by side in one run:
 1. ``toolkit export`` (CPU target, no ``--torch-wheel``): its wall time and its size,
    models and wheels apart, torch's wheels apart;
 2. the export installed into a fresh virtual environment from its own wheels with
-   the network unreachable (``toolkit.export_check``): wall time and size installed;
+   the network unreachable (``toolkit.deploy.export_check``): wall time and size installed;
 3. the installed toolkit predicting the run's test clips, first from an empty cache
    (separation and features computed), then again from that cache: wall time per
    100 clips, and whether the probabilities are the run's ``test_probs`` bit for bit.
@@ -22,8 +22,8 @@ import argparse
 import shutil
 from pathlib import Path
 
-from toolkit.export import export_run
-from toolkit.export_check import check_export
+from toolkit.deploy.export import export_run
+from toolkit.deploy.export_check import check_export
 
 MIB = 2**20
 

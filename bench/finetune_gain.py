@@ -53,10 +53,10 @@ import pandas as pd
 from toolkit.demo import ensure_demo_competition
 from toolkit.ensemble.selection import blend
 from toolkit.ensemble.study import build_ensemble
-from toolkit.loading import LoadedRecipe, load_recipe
 from toolkit.metrics import accuracy
-from toolkit.model_key import ModelKey
-from toolkit.run_dir import RunDir
+from toolkit.recipe.loading import LoadedRecipe, load_recipe
+from toolkit.runs.model_key import ModelKey
+from toolkit.runs.run_dir import RunDir
 from toolkit.study import StudyRun
 from toolkit.workflow import run_study
 

@@ -34,7 +34,7 @@ import pandas as pd
 
 from toolkit.demo import submission_accuracy
 from toolkit.leaderboard.store import Leaderboard
-from toolkit.loading import load_recipe
+from toolkit.recipe.loading import load_recipe
 from toolkit.workflow import run_study
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -34,9 +34,9 @@ import pandas as pd
 
 from toolkit.demo import MARKER_NAME, submission_accuracy
 from toolkit.ensemble.selection import blend, select_ensemble
-from toolkit.loading import load_recipe
 from toolkit.metrics import accuracy
-from toolkit.run_dir import RunDir
+from toolkit.recipe.loading import load_recipe
+from toolkit.runs.run_dir import RunDir
 from toolkit.workflow import run, run_study
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"

@@ -36,8 +36,8 @@ from pathlib import Path
 from toolkit.demo import submission_accuracy
 from toolkit.ensemble.record import EnsembleOutcome
 from toolkit.ensemble.study import build_ensemble
-from toolkit.loading import LoadedRecipe, load_recipe
-from toolkit.recipe import Ensemble
+from toolkit.recipe.loading import LoadedRecipe, load_recipe
+from toolkit.recipe.schema import Ensemble
 from toolkit.study import StudyRun
 from toolkit.study.profiles import PROFILE
 from toolkit.workflow import run_study

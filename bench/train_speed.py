@@ -39,8 +39,8 @@ from toolkit.devices import (
     with_layout,
 )
 from toolkit.plugins.backbones.resnet import resnet18
-from toolkit.recipe import Train
-from toolkit.trainer import Standardized, feature_stats, seed_everything, train
+from toolkit.recipe.schema import Train
+from toolkit.training.trainer import Standardized, feature_stats, seed_everything, train
 
 GOAL = 0.95
 """On CUDA, the trainer's samples/s over the bare loop's that the issue asks for."""

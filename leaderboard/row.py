@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolkit.errors import ToolkitError
-from toolkit.model_key import KINDS
+from toolkit.runs.model_key import KINDS
 
 MODEL_KINDS = tuple(k for k in KINDS if k != "ensemble")
-"""Kinds of rows that are one trained model (see :mod:`toolkit.model_key`)."""
+"""Kinds of rows that are one trained model (see :mod:`toolkit.runs.model_key`)."""
 STATES = ("running", "complete", "pruned", "interrupted", "failed")
 """``interrupted``: stopped by Ctrl-C or SIGTERM, or its process killed (a row left
 ``running`` by a dead plain run, found by the next run of its folder)."""
@@ -23,7 +23,7 @@ class LeaderboardError(ToolkitError):
 @dataclass
 class Row:
     """One leaderboard row: a trained model or an ensemble (its ``kind``: see
-    :mod:`toolkit.model_key`)."""
+    :mod:`toolkit.runs.model_key`)."""
 
     id: str
     kind: str
@@ -62,7 +62,7 @@ class Row:
     joined by ``+``."""
     data: dict[str, Any] = field(default_factory=dict)
     """The data it was trained on: its competition folder (``root``) and the digest of its
-    train CSV and sample submission (``digest``), see :mod:`toolkit.data_identity`."""
+    train CSV and sample submission (``digest``), see :mod:`toolkit.runs.data_identity`."""
     replaced_by: str | None = None
     """The row whose run replaced this one's files (its ``submission`` is then cleared: the
     file is the later row's)."""

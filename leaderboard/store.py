@@ -1,7 +1,7 @@
 """The leaderboard's SQLite store: one database per workspace, every run's rows.
 
 A row (:mod:`.row`) is one trained model or one ensemble; its kind is the
-kind of its :class:`~toolkit.model_key.ModelKey` (a plain run, a trial, a seed
+kind of its :class:`~toolkit.runs.model_key.ModelKey` (a plain run, a trial, a seed
 copy, a bag, a refit, an ensemble, a reproduction). Several worker processes
 may write to the same database at once: the store uses WAL mode, a busy
 timeout and one short ``BEGIN IMMEDIATE`` transaction per write, and opens a

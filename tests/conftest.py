@@ -221,7 +221,7 @@ def text_label_copy(demo: DemoCompetition, target: Path) -> Path:
     import pandas as pd
     import soundfile as sf
 
-    from toolkit.dataset import index_audio
+    from toolkit.data.dataset import index_audio
 
     def copy_split(csv: Path, audio: Path, split: str, prefix: str) -> pd.DataFrame:
         frame = pd.read_csv(csv, dtype=str)

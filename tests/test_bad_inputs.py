@@ -23,10 +23,10 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from tests.conftest import run_cli, write_recipe
-from toolkit.cli import app
+from toolkit.cli.app import app
 from toolkit.demo import DemoCompetition, make_demo_competition
 from toolkit.leaderboard.store import Leaderboard
-from toolkit.loading import load_recipe
+from toolkit.recipe.loading import load_recipe
 from toolkit.workflow import run
 
 pytestmark = pytest.mark.slow  # the catalogue starts from a trained run

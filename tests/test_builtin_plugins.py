@@ -8,13 +8,13 @@ import torch
 
 from toolkit.demo import synthesize_clip
 from toolkit.errors import RecipeError
-from toolkit.plugin_loader import load_plugins
 from toolkit.plugins.augmenters.masks import FreqMask, TimeMask
 from toolkit.plugins.augmenters.mixup import Mixup
 from toolkit.plugins.augmenters.oversample import Oversample
 from toolkit.plugins.backbones.resnet import BasicBlock, resnet18
 from toolkit.plugins.features.mel import MelFeatures
-from toolkit.registry import Registry
+from toolkit.registry.loader import load_plugins
+from toolkit.registry.table import Registry
 
 SAMPLE_RATE = 16000
 DURATION = 1.5

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from tests.reference import builtin_outputs as pins
-from toolkit.plugin_loader import load_plugins
-from toolkit.registry import Registry
+from toolkit.registry.loader import load_plugins
+from toolkit.registry.table import Registry
 
 REMAKE = "python -m tests.reference.builtin_outputs"
 

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from toolkit.dataset import load_competition
+from toolkit.data.dataset import load_competition
+from toolkit.data.preprocess import Preprocessor
 from toolkit.demo import DemoCompetition
-from toolkit.plugin_loader import load_plugins
-from toolkit.preprocess import Preprocessor
-from toolkit.recipe import Recipe
-from toolkit.recipe_validation import validate_recipe
-from toolkit.registry import Registry
+from toolkit.recipe.schema import Recipe
+from toolkit.recipe.validation import validate_recipe
+from toolkit.registry.loader import load_plugins
+from toolkit.registry.table import Registry
 
 
 def recipe_for(root: Path, cache: Path, registry: Registry, **changes: Any) -> Recipe:

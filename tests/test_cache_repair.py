@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli, write_recipe
-from toolkit.cache import ClipStore, SplitStore
+from toolkit.data.cache import ClipStore, SplitStore
 from toolkit.demo import DemoCompetition
-from toolkit.loading import load_recipe
-from toolkit.pipeline import prepare
+from toolkit.recipe.loading import load_recipe
+from toolkit.training.pipeline import prepare
 
 
 def _prepare(recipe_path: Path):  # noqa: ANN202 - PreparedData

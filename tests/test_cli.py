@@ -17,7 +17,7 @@ import torch
 
 import toolkit
 from tests.conftest import kill_when_paused, run_cli, start_paused, with_pause, write_recipe
-from toolkit.cache import ClipStore
+from toolkit.data.cache import ClipStore
 from toolkit.demo import DemoCompetition
 from toolkit.leaderboard import Leaderboard
 
@@ -365,7 +365,7 @@ LOADED_AT_EXIT = (
     "atexit.register(lambda: print('heavy:', sorted(m for m in ('torch', 'sklearn', 'optuna')"
     " if m in sys.modules)))\n"
     "sys.argv = ['toolkit', *sys.argv[1:]]\n"
-    "from toolkit.cli import main\n"
+    "from toolkit.cli.app import main\n"
     "main()\n"
 )
 
@@ -448,7 +448,7 @@ def run_in_process(work: Path, root: Path, name: str, *sets: str) -> Path:
     """``toolkit run`` (one epoch, no report) in this process; returns the run directory."""
     from typer.testing import CliRunner
 
-    from toolkit.cli import app
+    from toolkit.cli.app import app
 
     recipe = write_recipe(work, root, name=f"{name}.yaml")
     args = ["run", str(recipe), "--output", str(work / name), "--no-report"]

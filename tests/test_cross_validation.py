@@ -16,11 +16,11 @@ from torch import nn
 from tests.conftest import kill_when_paused, run_cli, start_paused, with_pause, write_recipe
 from tests.test_search import board_rows, load_study, search_recipe
 from toolkit.demo import DemoCompetition
-from toolkit.loading import load_recipe
 from toolkit.metrics import accuracy
-from toolkit.pipeline import prepare
 from toolkit.plugins.augmenters.shift import TimeShift
-from toolkit.trainer import predict_proba
+from toolkit.recipe.loading import load_recipe
+from toolkit.training.pipeline import prepare
+from toolkit.training.trainer import predict_proba
 from toolkit.workflow import run
 
 pytestmark = pytest.mark.slow  # these train on generated clips
@@ -327,7 +327,7 @@ def test_recipe_tta_changes_validation_and_test_predictions(
 def test_seed_copies_and_folds_share_each_held_out_array(
     tiny_competition: DemoCompetition, tmp_path: Path
 ) -> None:
-    from toolkit.device_data import DeviceArrays
+    from toolkit.training.device_data import DeviceArrays
 
     loaded = load_recipe(write_recipe(tmp_path, tiny_competition.root), ("split.folds=3",))
     data = prepare(loaded.recipe, loaded.registry)

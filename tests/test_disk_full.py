@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import one_error_line, write_recipe
-from toolkit.cache import ClipStore, SplitStore, atomic_write
+from toolkit.data.cache import ClipStore, SplitStore, atomic_write
 from toolkit.demo import DemoCompetition
 from toolkit.disk import DiskFullError
 from toolkit.leaderboard.store import Leaderboard
@@ -134,7 +134,7 @@ def test_a_split_that_does_not_fit_says_how_much_it_needs(
     def no_room(fd: int, offset: int, length: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("toolkit.cache.os.posix_fallocate", no_room)
+    monkeypatch.setattr("toolkit.data.cache.os.posix_fallocate", no_room)
     splits = SplitStore(tmp_path / "splits")
     arrays = [np.ones((1, 64, 100)) for _ in range(10)]
     with pytest.raises(DiskFullError, match=r"about 125\.0 KB more needed"):

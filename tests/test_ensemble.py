@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from tests.conftest import held_out_accuracy, run_cli
-from toolkit.dataset import load_competition
+from toolkit.data.dataset import load_competition
 from toolkit.demo import make_demo_competition
 from toolkit.ensemble.selection import EnsembleResult, blend, select_ensemble
-from toolkit.loading import load_recipe
 from toolkit.metrics import METRICS, accuracy, get_metric, log_loss
+from toolkit.recipe.loading import load_recipe
 
 
 def binary(p0: list[float]) -> np.ndarray:

@@ -25,11 +25,11 @@ import pandas as pd
 import pytest
 
 from tests.conftest import finished_run, one_error_line, run_cli
-from toolkit.chosen import chosen_models
 from toolkit.demo import DemoCompetition
+from toolkit.deploy.chosen import chosen_models
+from toolkit.deploy.export_check import offline_prefix
+from toolkit.deploy.wheels import Target, check_torch_wheel, platform_tags, requirements, resolve
 from toolkit.errors import ToolkitError
-from toolkit.export_check import offline_prefix
-from toolkit.wheels import Target, check_torch_wheel, platform_tags, requirements, resolve
 
 
 def _probs(path: Path) -> np.ndarray:

@@ -14,13 +14,13 @@ from tests.conftest import held_out_accuracy
 from tests.reference import load
 from toolkit.demo import DemoCompetition, make_demo_competition
 from toolkit.errors import RecipeError
-from toolkit.finetuning import BodyLayer, FineTuneSettings, LayerSchedule
-from toolkit.fusion import Layout, fuse
-from toolkit.loading import load_recipe
-from toolkit.pipeline import build_backbone, materialize, prepare, train_recipe
-from toolkit.plugin_loader import load_plugins
-from toolkit.registry import Registry
-from toolkit.trainer import train
+from toolkit.recipe.loading import load_recipe
+from toolkit.registry.loader import load_plugins
+from toolkit.registry.table import Registry
+from toolkit.training.finetuning import BodyLayer, FineTuneSettings, LayerSchedule
+from toolkit.training.fusion import Layout, fuse
+from toolkit.training.pipeline import build_backbone, materialize, prepare, train_recipe
+from toolkit.training.trainer import train
 
 RATE = 16000
 

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from toolkit.dataset import Competition
+from toolkit.data.dataset import Competition
 from toolkit.errors import DataError
-from toolkit.recipe import Split
-from toolkit.split import split_folds
+from toolkit.recipe.schema import Split
+from toolkit.validation.split import split_folds
 
 
 def competition(labels: np.ndarray, groups: np.ndarray | None = None) -> Competition:

@@ -22,10 +22,10 @@ from sklearn.metrics import adjusted_rand_score
 
 from tests.conftest import run_cli
 from toolkit.demo import DemoCompetition, make_demo_competition
-from toolkit.grouping import grouped_inputs, straddling_pairs
-from toolkit.loading import load_recipe
-from toolkit.source_links import capped_components, group_sources, linked_pairs
-from toolkit.split import Fold
+from toolkit.recipe.loading import load_recipe
+from toolkit.validation.grouping import grouped_inputs, straddling_pairs
+from toolkit.validation.source_links import capped_components, group_sources, linked_pairs
+from toolkit.validation.split import Fold
 
 HIGH_BAND = Path(__file__).parent / "plugins" / "high_band.py"
 """A test separator: the mixture above 300 Hz, in milliseconds."""

@@ -166,7 +166,7 @@ def audit(event, args):
 
 sys.addaudithook(audit)
 sys.argv = ["toolkit", *sys.argv[3:]]
-from toolkit.cli import main
+from toolkit.cli.app import main
 
 main()
 '''
@@ -265,7 +265,7 @@ def test_a_study_run_again_and_killed_writing_its_ensemble_leaves_the_earlier_fi
 
 
 def test_a_set_of_files_half_moved_in_is_completed_by_the_next_run(tmp_path: Path) -> None:
-    from toolkit.run_dir import RunDir
+    from toolkit.runs.run_dir import RunDir
 
     folder = RunDir(tmp_path / "run")
     folder.path.mkdir()

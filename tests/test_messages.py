@@ -13,17 +13,17 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import write_recipe
-from toolkit.audio import decode, load_clip
-from toolkit.dataset import load_competition
+from toolkit.data.audio import decode, load_clip
+from toolkit.data.dataset import load_competition
 from toolkit.demo import DemoCompetition
 from toolkit.errors import DataError
-from toolkit.kinds import KINDS
-from toolkit.loading import load_recipe
-from toolkit.pipeline import prepare
-from toolkit.plugin_loader import load_plugins
-from toolkit.recipe import Data
+from toolkit.recipe.loading import load_recipe
+from toolkit.recipe.schema import Data
+from toolkit.registry.kinds import KINDS
+from toolkit.registry.loader import load_plugins
 from toolkit.report.collect import RunContents
 from toolkit.report.stages import stage_times
+from toolkit.training.pipeline import prepare
 from toolkit.wording import count
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from toolkit.leaderboard import Leaderboard, Row
-from toolkit.model_key import KINDS, ModelKey
-from toolkit.run_dir import RunDir
+from toolkit.runs.model_key import KINDS, ModelKey
+from toolkit.runs.run_dir import RunDir
 
 RUN = Path("/work/runs/demo-search")
 

@@ -21,7 +21,6 @@ import torchaudio
 from tests import reference
 from tests.conftest import write_recipe
 from toolkit.errors import RecipeError, ToolkitError
-from toolkit.loading import load_recipe
 from toolkit.plugins.features.musicnn import MusicnnFeatures
 from toolkit.pretrained import musicnn
 from toolkit.pretrained.musicnn_reference import reference_python, run_official
@@ -32,6 +31,7 @@ from toolkit.pretrained.tf_checkpoint import (
     index_path,
     shard_path,
 )
+from toolkit.recipe.loading import load_recipe
 from toolkit.spleeter.examples import SAMPLE_RATE as EXAMPLE_RATE
 from toolkit.spleeter.examples import cut, load_example
 

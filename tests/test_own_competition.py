@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 
 from tests.conftest import TEXT_LABELS, one_error_line, run_cli
-from toolkit.checks import check_inputs
-from toolkit.loading import load_recipe
+from toolkit.data.checks import check_inputs
+from toolkit.recipe.loading import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"

@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import held_out_accuracy, write_recipe
 from toolkit.demo import DemoCompetition, make_demo_competition
-from toolkit.loading import load_recipe
-from toolkit.pipeline import build_augmenters, expand_training_set, prepare, train_recipe
+from toolkit.recipe.loading import load_recipe
+from toolkit.training.pipeline import build_augmenters, expand_training_set, prepare, train_recipe
 
 pytestmark = pytest.mark.slow  # these train and prepare features
 

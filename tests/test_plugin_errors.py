@@ -19,8 +19,8 @@ from tests.conftest import one_error_line, run_cli, write_recipe
 from toolkit import BatchAugmenter, DatasetAugmenter
 from toolkit.demo import DemoCompetition
 from toolkit.errors import DataError
-from toolkit.plugin_guard import PluginError
-from toolkit.plugin_loader import load_plugins
+from toolkit.registry.guard import PluginError
+from toolkit.registry.loader import load_plugins
 
 WRONG_WIDTH = """
 from torch import nn

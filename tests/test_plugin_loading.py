@@ -14,8 +14,8 @@ import pytest
 from tests.conftest import run_cli, write_recipe
 from toolkit.demo import DemoCompetition
 from toolkit.errors import PluginLoadError, RecipeError
-from toolkit.plugin_loader import load_plugins
-from toolkit.scaffold import new_plugin
+from toolkit.registry.loader import load_plugins
+from toolkit.registry.scaffold import new_plugin
 
 HEADER = "from toolkit import hookimpl\n\ndef make(size: int = 1): ...\n\n"
 
@@ -40,7 +40,7 @@ def python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_listing_plugins_imports_no_torch() -> None:
     result = python(
         "import sys\n"
-        "from toolkit.plugin_loader import load_plugins\n"
+        "from toolkit.registry.loader import load_plugins\n"
         "registry = load_plugins([])\n"
         "assert registry.is_registered('backbones', 'resnet18')\n"
         "print(sorted(m for m in ('torch', 'torchaudio', 'timm') if m in sys.modules))\n"
@@ -220,7 +220,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.plugin_loader import load_plugins
+from toolkit.registry.loader import load_plugins
 
 files = [Path(p) for p in sys.argv[1:]]
 registry = load_plugins(files)

@@ -18,8 +18,8 @@ import pytest
 
 import toolkit
 from tests.conftest import assert_predicts_own_test_probs, finished_run, one_error_line, run_cli
-from toolkit.chosen import chosen_models
 from toolkit.demo import DemoCompetition, make_demo_competition
+from toolkit.deploy.chosen import chosen_models
 from toolkit.errors import DataError, ModelError
 
 pytestmark = pytest.mark.slow

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from toolkit.audio import fix_length, load_clip, resample
+from toolkit.data.audio import fix_length, load_clip, resample
+from toolkit.data.preprocess import Preprocessor
 from toolkit.demo import synthesize_clip
-from toolkit.plugin_loader import load_plugins
-from toolkit.preprocess import Preprocessor
-from toolkit.recipe_validation import validate_recipe
-from toolkit.registry import Registry
+from toolkit.recipe.validation import validate_recipe
+from toolkit.registry.loader import load_plugins
+from toolkit.registry.table import Registry
 
 LEFT_SEPARATOR = '''
 from toolkit import Separator, hookimpl

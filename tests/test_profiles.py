@@ -21,14 +21,14 @@ from tests.conftest import (
     run_cli,
     write_recipe,
 )
-from toolkit.chosen import chosen_models
 from toolkit.demo import DemoCompetition
+from toolkit.deploy.chosen import chosen_models
 from toolkit.errors import RecipeError
-from toolkit.loading import load_recipe
-from toolkit.model_key import ModelKey
-from toolkit.plugin_loader import load_plugins
-from toolkit.recipe import Search
-from toolkit.recipe_validation import validate_recipe
+from toolkit.recipe.loading import load_recipe
+from toolkit.recipe.schema import Search
+from toolkit.recipe.validation import validate_recipe
+from toolkit.registry.loader import load_plugins
+from toolkit.runs.model_key import ModelKey
 from toolkit.study import StudyRun
 from toolkit.study.profile_budget import next_profile
 from toolkit.study.profile_pruner import ProfilePruner

@@ -18,14 +18,14 @@ from toolkit.demo import DemoCompetition
 from toolkit.ensemble.selection import blend
 from toolkit.errors import RecipeError
 from toolkit.leaderboard.store import Leaderboard
-from toolkit.loading import load_recipe
 from toolkit.metrics import get_metric
-from toolkit.model_key import ModelKey
-from toolkit.pipeline import with_extra
-from toolkit.pseudo_labels import PseudoLabelSet, pseudo_targets
-from toolkit.recipe import PseudoLabels, Train
-from toolkit.run_dir import RunDir
-from toolkit.trainer import train
+from toolkit.recipe.loading import load_recipe
+from toolkit.recipe.schema import PseudoLabels, Train
+from toolkit.runs.model_key import ModelKey
+from toolkit.runs.run_dir import RunDir
+from toolkit.training.pipeline import with_extra
+from toolkit.training.pseudo_labels import PseudoLabelSet, pseudo_targets
+from toolkit.training.trainer import train
 
 PSEUDO = "semi_supervised: {pseudo_labels: {threshold: 0.0, power: 2.0}}\n"
 """Every test clip pseudo-labelled (threshold 0)."""

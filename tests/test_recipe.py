@@ -9,12 +9,12 @@ import pytest
 import yaml
 
 from toolkit.errors import RecipeError
-from toolkit.keypaths import get_path, set_path
-from toolkit.loading import load_recipe, parse_override
-from toolkit.pipeline import build_augmenters
-from toolkit.recipe import dump_recipe
+from toolkit.recipe.keypaths import get_path, set_path
+from toolkit.recipe.loading import load_recipe, parse_override
+from toolkit.recipe.schema import dump_recipe
 from toolkit.study.profiles import validate_profiles
 from toolkit.study.space import validate_space
+from toolkit.training.pipeline import build_augmenters
 
 BASE = """
 name: t
@@ -336,7 +336,7 @@ def test_the_demo_is_the_data_until_a_root_is_set(tmp_path: Path) -> None:
 
 
 def test_a_misspelt_real_root_is_an_error_never_a_demo(tmp_path: Path) -> None:
-    from toolkit.checks import check_inputs
+    from toolkit.data.checks import check_inputs
     from toolkit.errors import DataError
 
     path = write(tmp_path, DEMO)

@@ -29,11 +29,11 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from tests.conftest import run_cli, write_recipe
-from toolkit.cli import app
+from toolkit.cli.app import app
 from toolkit.demo import DemoCompetition
 from toolkit.demo.sound import CLASS_NAMES
 from toolkit.leaderboard import Leaderboard
-from toolkit.recipe import Data
+from toolkit.recipe.schema import Data
 from toolkit.report import FIGURES, REPORT, Report, build_report
 from toolkit.report.build import FIGURE_NAMES
 from toolkit.report.collect import ModelHistory, StudyData

@@ -14,7 +14,7 @@ from tests.conftest import run_cli, write_recipe
 from tests.test_search import search_recipe
 from toolkit.demo import DemoCompetition
 from toolkit.leaderboard.store import Leaderboard, Row
-from toolkit.loading import load_recipe
+from toolkit.recipe.loading import load_recipe
 from toolkit.workflow import run
 
 pytestmark = pytest.mark.slow  # every test trains

@@ -30,11 +30,11 @@ from toolkit.demo import DemoCompetition
 from toolkit.ensemble.study import build_ensemble
 from toolkit.errors import RecipeError
 from toolkit.leaderboard import Leaderboard
-from toolkit.loading import load_recipe
 from toolkit.metrics import accuracy
-from toolkit.plugin_loader import load_plugins
-from toolkit.recipe import Ensemble, Search
-from toolkit.recipe_validation import validate_recipe
+from toolkit.recipe.loading import load_recipe
+from toolkit.recipe.schema import Ensemble, Search
+from toolkit.recipe.validation import validate_recipe
+from toolkit.registry.loader import load_plugins
 from toolkit.study import StudyRun
 from toolkit.study.baseline import enqueue_baseline
 from toolkit.study.samplers import TrialSeededSampler
@@ -474,7 +474,7 @@ def test_run_search_recipe_errors_are_one_line(
 ) -> None:
     from typer.testing import CliRunner
 
-    from toolkit.cli import app
+    from toolkit.cli.app import app
 
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
@@ -753,7 +753,7 @@ def test_timeout_stops_starting_trials_and_the_ensemble_uses_what_finished(
 ) -> None:
     from typer.testing import CliRunner
 
-    from toolkit.cli import app
+    from toolkit.cli.app import app
 
     extra = SEARCH.format(n_trials=3, sampler="random", pruner="{name: none}")
     recipe = with_pause(write_recipe(tmp_path, tiny_competition.root, extra=extra))

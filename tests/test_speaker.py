@@ -20,10 +20,10 @@ import torch
 from tests import reference
 from toolkit.demo import synthesize_clip
 from toolkit.errors import RecipeError
-from toolkit.loading import load_recipe
-from toolkit.plugin_loader import load_plugins
 from toolkit.plugins.features.speaker import SpeakerFeatures
 from toolkit.pretrained import speaker as sp
+from toolkit.recipe.loading import load_recipe
+from toolkit.registry.loader import load_plugins
 
 RECIPE = """
 name: t

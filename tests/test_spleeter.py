@@ -18,7 +18,7 @@ import torch
 
 from tests import reference
 from toolkit.errors import ToolkitError
-from toolkit.plugin_loader import load_plugins
+from toolkit.registry.loader import load_plugins
 from toolkit.spleeter import stft as sp_stft
 from toolkit.spleeter import weights as sp_weights
 from toolkit.spleeter.config import TWO_STEMS

@@ -12,8 +12,8 @@ from toolkit.ensemble.method import Combination, choose_method
 from toolkit.ensemble.selection import blend, select_ensemble
 from toolkit.ensemble.stacking import fit_stack, level_one, stack_ensemble
 from toolkit.metrics import accuracy, get_metric
-from toolkit.model_key import ModelKey
-from toolkit.recipe import Ensemble
+from toolkit.recipe.schema import Ensemble
+from toolkit.runs.model_key import ModelKey
 
 
 def parts_of(n: int, count: int, rng: np.random.Generator) -> list[np.ndarray]:

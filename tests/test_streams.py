@@ -10,17 +10,23 @@ import pytest
 import torch
 
 from tests.conftest import held_out_accuracy, write_recipe
+from toolkit.data.preprocess import StageStats
 from toolkit.demo import DemoCompetition, make_demo_competition
 from toolkit.errors import RecipeError
-from toolkit.fusion import Layout, fuse, pooled, pooled_batch
 from toolkit.leaderboard.store import Leaderboard
-from toolkit.loading import load_recipe
-from toolkit.pipeline import PreparedData, build_backbone, materialize, prepare, train_recipe
-from toolkit.plugin_loader import load_plugins
-from toolkit.preprocess import StageStats
-from toolkit.recipe import Recipe, Search
+from toolkit.recipe.loading import load_recipe
+from toolkit.recipe.schema import Recipe, Search
+from toolkit.registry.loader import load_plugins
 from toolkit.study.space import validate_space
-from toolkit.trainer import Standardized
+from toolkit.training.fusion import Layout, fuse, pooled, pooled_batch
+from toolkit.training.pipeline import (
+    PreparedData,
+    build_backbone,
+    materialize,
+    prepare,
+    train_recipe,
+)
+from toolkit.training.trainer import Standardized
 from toolkit.workflow import run
 
 MEL = "name: mel, n_fft: 512, hop_length: 256"  # the tiny recipe's mel settings

@@ -16,8 +16,8 @@ from tests.conftest import (
     run_cli,
     write_recipe,
 )
-from toolkit.loading import load_recipe
-from toolkit.pipeline import build_augmenters, expand_training_set, prepare
+from toolkit.recipe.loading import load_recipe
+from toolkit.training.pipeline import build_augmenters, expand_training_set, prepare
 
 DEMO_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "demo.yaml"
 

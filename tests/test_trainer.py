@@ -11,8 +11,8 @@ from torch import nn
 
 from toolkit.metrics import METRICS
 from toolkit.plugins.backbones.resnet import resnet18
-from toolkit.recipe import Train
-from toolkit.trainer import train
+from toolkit.recipe.schema import Train
+from toolkit.training.trainer import train
 
 pytestmark = pytest.mark.slow  # these train
 

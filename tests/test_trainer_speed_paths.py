@@ -21,16 +21,16 @@ from pydantic import ValidationError
 from torch import nn
 
 from tests.conftest import held_out_accuracy, write_recipe
-from toolkit import optimisation
 from toolkit.demo import DemoCompetition, make_demo_competition
-from toolkit.device_data import DEVICE_ARRAYS, DeviceArrays, Features, prefetched
 from toolkit.devices import keep_on_device, resolve_precision, use_channels_last
 from toolkit.errors import ToolkitError
-from toolkit.loading import load_recipe
-from toolkit.pipeline import prepare, train_recipe
 from toolkit.plugins.backbones.resnet import resnet18
-from toolkit.recipe import Train
-from toolkit.trainer import predict_proba, train
+from toolkit.recipe.loading import load_recipe
+from toolkit.recipe.schema import Train
+from toolkit.training import optimisation
+from toolkit.training.device_data import DEVICE_ARRAYS, DeviceArrays, Features, prefetched
+from toolkit.training.pipeline import prepare, train_recipe
+from toolkit.training.trainer import predict_proba, train
 
 CPU = torch.device("cpu")
 META = torch.device("meta")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolkit.class_keys import ClassMap
-from toolkit.hookspecs import hookimpl
-from toolkit.kinds import (
+from toolkit.recipe.class_keys import ClassMap
+from toolkit.registry.hookspecs import hookimpl
+from toolkit.registry.kinds import (
     BatchAugmenter,
     DatasetAugmenter,
     FeatureExtractor,
@@ -30,10 +30,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``toolkit.predict`` (:func:`toolkit.prediction.predict`), imported on first use so that
-    importing toolkit stays light."""
+    """``toolkit.predict`` (:func:`toolkit.deploy.prediction.predict`), imported on first use
+    so that importing toolkit stays light."""
     if name == "predict":
-        from toolkit.prediction import predict
+        from toolkit.deploy.prediction import predict
 
         return predict
     raise AttributeError(f"module 'toolkit' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """``python -m toolkit``: the same as the ``toolkit`` command."""
 
-from toolkit.cli import main
+from toolkit.cli.app import main
 
 main()

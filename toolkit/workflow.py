@@ -7,19 +7,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.data_identity import DataIdentity, check_folder
 from toolkit.ensemble.record import EnsembleOutcome
 from toolkit.ensemble.study import build_ensemble
 from toolkit.errors import SearchError
-from toolkit.grouping import grouped_inputs
 from toolkit.leaderboard.store import Leaderboard
-from toolkit.loading import LoadedRecipe
 from toolkit.metrics import DEFAULT_METRIC
-from toolkit.model_key import ModelKey
-from toolkit.model_run import ModelRun
-from toolkit.pipeline import prepare
-from toolkit.staging import StagedFolder
+from toolkit.recipe.loading import LoadedRecipe
+from toolkit.runs.data_identity import DataIdentity, check_folder
+from toolkit.runs.model_key import ModelKey
+from toolkit.runs.staging import StagedFolder
 from toolkit.study import StudyRun, WorkerReport
+from toolkit.training.model_run import ModelRun
+from toolkit.training.pipeline import prepare
+from toolkit.validation.grouping import grouped_inputs
 
 
 @dataclass
@@ -48,8 +48,8 @@ def run(
     ``metric`` chooses the best epoch and is the row's metric; ``key`` names the
     model (default: a new plain run of the recipe; a reproduction names the model it
     reproduces), ``params`` adds to what its row shows. The run is written beside its
-    folder and swapped in when complete (:mod:`toolkit.staging`); a folder holding a run
-    of other data is refused (:func:`toolkit.data_identity.check_folder`).
+    folder and swapped in when complete (:mod:`toolkit.runs.staging`); a folder holding a run
+    of other data is refused (:func:`toolkit.runs.data_identity.check_folder`).
     """
     recipe, registry = loaded.recipe, loaded.registry
     inputs = grouped_inputs(recipe, registry)

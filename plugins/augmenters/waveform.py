@@ -31,7 +31,7 @@ from toolkit.errors import RecipeError
 if TYPE_CHECKING:
     import torch
 
-    from toolkit.fusion import Layout
+    from toolkit.training.fusion import Layout
 
 WAVEFORM = "waveform"
 """The feature plugin whose streams these augmenters change."""

@@ -9,7 +9,7 @@ embedding concatenated with every other, non-waveform stream pooled over its
 windows (frozen embeddings such as ``musicnn`` or ``speaker`` features). Streams
 reach them packed (``streams: pack``). The head trains alone for ``head_epochs``,
 then the body unfreezes at ``body_lr`` times the head's rate (see
-:mod:`toolkit.finetuning`). See docs/finetune.md.
+:mod:`toolkit.training.finetuning`). See docs/finetune.md.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import pydantic
 from pydantic import Field
 
 from toolkit import hookimpl
-from toolkit.finetuning import FineTuneSettings
+from toolkit.training.finetuning import FineTuneSettings
 
 if TYPE_CHECKING:
-    from toolkit.fusion import Layout
     from toolkit.plugins.backbones.finetune_net import FineTuned
+    from toolkit.training.fusion import Layout
 
 
 class HeadSettings(FineTuneSettings):

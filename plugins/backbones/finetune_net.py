@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from toolkit.errors import RecipeError
-from toolkit.finetuning import BodyLayer, LayerSchedule
-from toolkit.fusion import Layout, pooled_batch
 from toolkit.plugins.backbones.finetune import HeadSettings
 from toolkit.plugins.backbones.head_net import EmbeddingHead
 from toolkit.pretrained import musicnn, speaker
+from toolkit.training.finetuning import BodyLayer, LayerSchedule
+from toolkit.training.fusion import Layout, pooled_batch
 
 WAVEFORM = "waveform"
 """The feature plugin whose streams are raw audio."""
@@ -140,9 +140,9 @@ class SpeakerBody(nn.Module):
 class FineTuned(nn.Module):
     """A pretrained body on a waveform stream, frozen streams beside it, and a new head.
 
-    Provides the trainer's optional hooks (:class:`toolkit.kinds.FineTunable`): the
+    Provides the trainer's optional hooks (:class:`toolkit.registry.kinds.FineTunable`): the
     head and each body layer as parameter groups, the body frozen and unfrozen by
-    epoch (:class:`toolkit.finetuning.LayerSchedule`), and the raw waveform as input.
+    epoch (:class:`toolkit.training.finetuning.LayerSchedule`), and the raw waveform as input.
     """
 
     standardize_input = False

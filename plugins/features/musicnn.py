@@ -17,7 +17,7 @@ import pydantic
 from pydantic import Field
 
 from toolkit import FeatureExtractor, hookimpl
-from toolkit.kinds import mono_batch
+from toolkit.registry.kinds import mono_batch
 
 if TYPE_CHECKING:
     import torch

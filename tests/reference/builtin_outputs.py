@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from tests.reference import FOLDER, load
-from toolkit.plugin_loader import load_plugins
-from toolkit.registry import Registry
+from toolkit.registry.loader import load_plugins
+from toolkit.registry.table import Registry
 
 FILE = FOLDER / "builtins.npz"
 

@@ -20,12 +20,12 @@ from toolkit.ensemble.members import bag_mean
 from toolkit.errors import SearchError, ToolkitError
 from toolkit.leaderboard.row import Row
 from toolkit.metrics import accuracy, get_metric, log_loss
-from toolkit.model_key import ModelKey
-from toolkit.pipeline import PreparedData
-from toolkit.recipe import Ensemble
-from toolkit.run_dir import RunDir
+from toolkit.recipe.schema import Ensemble
+from toolkit.runs.model_key import ModelKey
+from toolkit.runs.run_dir import RunDir
 from toolkit.study.profiles import profile_of, values_of
 from toolkit.study.run import StudyRun
+from toolkit.training.pipeline import PreparedData
 
 
 @dataclass

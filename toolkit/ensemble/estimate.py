@@ -21,7 +21,7 @@ from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, Str
 
 from toolkit.ensemble.selection import blend, select_ensemble
 from toolkit.metrics import accuracy, get_metric
-from toolkit.pipeline import PreparedData
+from toolkit.training.pipeline import PreparedData
 
 ESTIMATE_PARTS = 5
 """Parts of the validation clips when the models are not cross-validated."""

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from toolkit.model_key import ModelKey
+from toolkit.runs.model_key import ModelKey
 
 
 def trial_weights(weights: Mapping[str, float]) -> dict[str, float]:

@@ -17,7 +17,7 @@ from toolkit.ensemble.candidates import Pool
 from toolkit.ensemble.estimate import SelectionEstimate
 from toolkit.ensemble.stacking import StackedEnsemble, stack_ensemble
 from toolkit.metrics import get_metric
-from toolkit.recipe import Ensemble
+from toolkit.recipe.schema import Ensemble
 
 
 @dataclass

@@ -3,9 +3,9 @@ clips the ensemble is sure of, kept only if the ensemble's grouped estimate impr
 
 With ``semi_supervised`` in the recipe, once the ensemble is chosen, every trial
 it chose (directly, through a seed copy or a bag) is trained again as a
-pseudo-labelled copy (``RUN/tNNNN-pseudo``, see :mod:`toolkit.model_key`), on
+pseudo-labelled copy (``RUN/tNNNN-pseudo``, see :mod:`toolkit.runs.model_key`), on
 the same folds, its training parts joined by the sure test clips (see
-:mod:`toolkit.pseudo_labels`). Fold ``k``'s targets are the ensemble's blend of
+:mod:`toolkit.training.pseudo_labels`). Fold ``k``'s targets are the ensemble's blend of
 its models' fold-``k`` test predictions: those models never trained on fold
 ``k``'s held-out clips, so the copies' out-of-fold predictions stay out-of-fold
 (one leak remains, small: the ensemble's weights were chosen on every clip).
@@ -25,10 +25,10 @@ from toolkit.ensemble.candidates import Candidate, Pool
 from toolkit.ensemble.estimate import SelectionEstimate
 from toolkit.ensemble.selection import EnsembleResult, blend
 from toolkit.metrics import get_metric
-from toolkit.pipeline import PreparedData
-from toolkit.pseudo_labels import PseudoLabelSet
-from toolkit.recipe import PseudoLabels
+from toolkit.recipe.schema import PseudoLabels
 from toolkit.study.run import StudyRun
+from toolkit.training.pipeline import PreparedData
+from toolkit.training.pseudo_labels import PseudoLabelSet
 from toolkit.wording import count
 
 Chooser = Callable[[Pool], tuple[EnsembleResult, SelectionEstimate]]

@@ -9,18 +9,18 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.data_identity import DataIdentity
 from toolkit.ensemble.estimate import SelectionEstimate
 from toolkit.ensemble.method import Combination
 from toolkit.ensemble.pseudo_round import PseudoRound
 from toolkit.ensemble.selection import EnsembleResult
 from toolkit.leaderboard.row import Row
 from toolkit.metrics import accuracy, get_metric, log_loss
-from toolkit.model_key import ModelKey
-from toolkit.pipeline import PreparedData
-from toolkit.recipe import Ensemble
-from toolkit.run_dir import RunDir
+from toolkit.recipe.schema import Ensemble
+from toolkit.runs.data_identity import DataIdentity
+from toolkit.runs.model_key import ModelKey
+from toolkit.runs.run_dir import RunDir
 from toolkit.study.run import StudyRun
+from toolkit.training.pipeline import PreparedData
 
 
 @dataclass

@@ -37,10 +37,10 @@ from toolkit.ensemble.pseudo_round import PseudoRound, pseudo_label_round
 from toolkit.ensemble.record import EnsembleOutcome, record_ensemble
 from toolkit.ensemble.selection import EnsembleResult, blend, select_ensemble
 from toolkit.metrics import best_key, get_metric
-from toolkit.pipeline import PreparedData
-from toolkit.recipe import Ensemble
-from toolkit.run_dir import RunDir
+from toolkit.recipe.schema import Ensemble
+from toolkit.runs.run_dir import RunDir
 from toolkit.study.run import StudyRun
+from toolkit.training.pipeline import PreparedData
 
 
 def build_ensemble(

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.cache import atomic_write, file_digest
+from toolkit.data.cache import atomic_write, file_digest
 from toolkit.errors import ToolkitError
 from toolkit.pretrained.files import package_dir, user_cache_dir
 from toolkit.pretrained.tf_checkpoint import Checkpoint, CheckpointError, index_path, shard_path

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.cache import atomic_write, file_digest
+from toolkit.data.cache import atomic_write, file_digest
 from toolkit.errors import ToolkitError
-from toolkit.kinds import mono_batch
 from toolkit.pretrained.files import load_weights_safely, package_dir, user_cache_dir
+from toolkit.registry.kinds import mono_batch
 
 SAMPLE_RATE = 16000
 """Sample rate the encoder was trained on, in Hz."""

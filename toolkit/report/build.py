@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolkit.cache import atomic_write
+from toolkit.data.cache import atomic_write
 from toolkit.report import figures as draw
 from toolkit.report.collect import RunContents, StudyData, collect
 from toolkit.report.page import render_page

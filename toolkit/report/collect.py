@@ -2,7 +2,7 @@
 
 A plain run is one model folder; a study has its trials under ``trials/``, its
 Optuna storage and, once selected, its ensemble at the top (see
-:mod:`toolkit.run_dir`). Whatever is missing (a study still running, an
+:mod:`toolkit.runs.run_dir`). Whatever is missing (a study still running, an
 ensemble not built yet, a leaderboard kept elsewhere) is left empty and noted,
 so a run can be reported at any time.
 """
@@ -21,19 +21,28 @@ import pandas as pd
 import pydantic
 from optuna.trial import FrozenTrial, TrialState
 
-from toolkit.data_identity import DataIdentity, folder_data
-from toolkit.dataset import load_competition
+from toolkit.data.dataset import load_competition
 from toolkit.errors import ToolkitError
-from toolkit.keypaths import get_path
 from toolkit.leaderboard.location import choose_db
 from toolkit.leaderboard.row import Row
 from toolkit.leaderboard.store import Leaderboard
-from toolkit.loading import read_recipe_file
 from toolkit.metrics import DEFAULT_METRIC, best_key
-from toolkit.model_key import TRIALS, ModelKey
-from toolkit.recipe import Recipe
-from toolkit.registry import format_validation_error
-from toolkit.run_dir import ENSEMBLE, METRICS, RECIPE, SOURCES, STATS, STUDY, SUBMISSION, RunDir
+from toolkit.recipe.keypaths import get_path
+from toolkit.recipe.loading import read_recipe_file
+from toolkit.recipe.schema import Recipe
+from toolkit.registry.table import format_validation_error
+from toolkit.runs.data_identity import DataIdentity, folder_data
+from toolkit.runs.model_key import TRIALS, ModelKey
+from toolkit.runs.run_dir import (
+    ENSEMBLE,
+    METRICS,
+    RECIPE,
+    SOURCES,
+    STATS,
+    STUDY,
+    SUBMISSION,
+    RunDir,
+)
 from toolkit.study.profiles import PROFILE, param_name
 from toolkit.study.settings import has_study, search_settings, study_name
 from toolkit.study.workers import state_name
@@ -368,7 +377,7 @@ def recorded_best_epoch(folder: RunDir, folds: int) -> int | None:
     its folds' (as the cross-validated model computed it). None when a file is missing."""
     if folds <= 1:
         return folder.read_best_epoch()
-    from toolkit.cross_validation import mean_best_epoch  # the trainer, and torch, lazily
+    from toolkit.training.cross_validation import mean_best_epoch  # the trainer, and torch, lazily
 
     epochs = [folder.fold(k).read_best_epoch() for k in range(1, folds + 1)]
     if any(epoch is None for epoch in epochs):

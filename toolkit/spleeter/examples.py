@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from toolkit.audio import decode
+from toolkit.data.audio import decode
 from toolkit.spleeter.weights import EXAMPLE_AUDIO, packaged_file
 
 SAMPLE_RATE = 44100

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toolkit.cache import atomic_write
+from toolkit.data.cache import atomic_write
 from toolkit.errors import ToolkitError
 from toolkit.pretrained.files import load_weights_safely, user_cache_dir
 from toolkit.pretrained.files import package_dir as installed_package_dir

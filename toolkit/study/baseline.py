@@ -8,7 +8,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from toolkit.recipe import Recipe
+from toolkit.recipe.schema import Recipe
 from toolkit.study.handle import StudyHandle
 from toolkit.study.profiles import PROFILE, baseline_params
 from toolkit.study.space import recipe_values

@@ -73,7 +73,7 @@ class StudyHandle:
 
     def check_validation(self, digest: str) -> None:
         """Refuse a study made on another validation set (see
-        :func:`toolkit.data_views.validation_digest`); a new study records ``digest``."""
+        :func:`toolkit.training.data_views.validation_digest`); a new study records ``digest``."""
         known = self.study.user_attrs.get("validation")
         if known is None:
             self.study.set_user_attr("validation", digest)

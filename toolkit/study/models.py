@@ -6,7 +6,7 @@ A trial is the recipe with its values applied (:mod:`toolkit.study.space`). A
 (trained on every clip for the trial's best epoch count) or a pseudo-labelled
 copy (the trial's recipe, trained with the pseudo-labels :meth:`StudyModels.ensure`
 is given). Whether a variant is
-already done is :meth:`toolkit.run_dir.RunDir.holds`; the ensemble asks for
+already done is :meth:`toolkit.runs.run_dir.RunDir.holds`; the ensemble asks for
 variants here and never edits a recipe itself.
 """
 
@@ -15,18 +15,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolkit.data_views import DataViews
 from toolkit.leaderboard.store import Leaderboard
-from toolkit.loading import LoadedRecipe
-from toolkit.model_key import ModelKey
-from toolkit.model_run import ModelRun
-from toolkit.pseudo_labels import PseudoLabelSet
-from toolkit.recipe import Recipe
-from toolkit.recipe_validation import validate_recipe
-from toolkit.run_dir import RunDir
+from toolkit.recipe.loading import LoadedRecipe
+from toolkit.recipe.schema import Recipe
+from toolkit.recipe.validation import validate_recipe
+from toolkit.runs.model_key import ModelKey
+from toolkit.runs.run_dir import RunDir
 from toolkit.study.profiles import base_raw, without_profile
 from toolkit.study.settings import StudySettings
 from toolkit.study.space import apply_values
+from toolkit.training.data_views import DataViews
+from toolkit.training.model_run import ModelRun
+from toolkit.training.pseudo_labels import PseudoLabelSet
 from toolkit.wording import count
 
 
@@ -77,7 +77,8 @@ class StudyModels:
     ) -> ModelRun:
         """The model run of ``key`` (a trial or a variant) into its folder of the run.
 
-        ``options`` are :class:`~toolkit.model_run.ModelRun`'s (description, on_epoch, ...).
+        ``options`` are :class:`~toolkit.training.model_run.ModelRun`'s (description,
+        on_epoch, ...).
         """
         return ModelRun(
             key=key,
@@ -119,7 +120,7 @@ class StudyModels:
     def ensure(self, variant: Variant, pseudo: PseudoLabelSet | None = None) -> RunDir:
         """The variant's folder, holding its finished model (trained with ``pseudo``'s
         test clips, when given): trained now unless it already holds it
-        (:meth:`~toolkit.run_dir.RunDir.holds`)."""
+        (:meth:`~toolkit.runs.run_dir.RunDir.holds`)."""
         out = self.layout.model(variant.key)
         digest = None if pseudo is None else pseudo.digest()
         if not out.holds(

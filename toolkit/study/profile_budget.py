@@ -24,7 +24,7 @@ from datetime import datetime
 from optuna.trial import FrozenTrial, TrialState
 
 from toolkit.metrics import get_metric
-from toolkit.recipe import Search
+from toolkit.recipe.schema import Search
 from toolkit.study.profiles import PROFILE
 
 EXPLORE = 2

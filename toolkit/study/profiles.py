@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from toolkit.errors import RecipeError
-from toolkit.recipe import Profile, Recipe, Search
-from toolkit.recipe_validation import validate_recipe
-from toolkit.registry import Registry
+from toolkit.recipe.schema import Profile, Recipe, Search
+from toolkit.recipe.validation import validate_recipe
+from toolkit.registry.table import Registry
 from toolkit.study.space import SuggestsValues, recipe_values, suggest, validate_space
 
 PROFILE = "profile"

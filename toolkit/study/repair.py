@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from toolkit.errors import ToolkitError
 from toolkit.leaderboard.row import Row
 from toolkit.leaderboard.store import Leaderboard
-from toolkit.model_key import ModelKey
+from toolkit.runs.model_key import ModelKey
 from toolkit.study.handle import StudyHandle
 from toolkit.study.profiles import profile_of, values_of
 from toolkit.study.settings import StudySettings

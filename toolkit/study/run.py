@@ -6,7 +6,7 @@ train/validation split (or each of its K folds, one after the other), reports
 the validation metric after each epoch (cross-validated: after each fold-epoch,
 the running out-of-fold estimate) to the pruner and keeps its files in
 ``RUN_DIR/trials/tNNNN/`` (see
-:mod:`toolkit.run_dir`; the trial itself is :mod:`toolkit.study.objective`).
+:mod:`toolkit.runs.run_dir`; the trial itself is :mod:`toolkit.study.objective`).
 
 The study lives in an Optuna RDB storage (SQLite beside the run by default, any
 SQLAlchemy URL such as PostgreSQL otherwise), so a run can be stopped and
@@ -29,7 +29,7 @@ started again, and several workers (processes or machines) can share one study:
 
 :class:`StudyRun` holds the parts, each with one job: ``settings`` (which
 study, :mod:`.settings`), ``handle`` (the Optuna study, :mod:`.handle`),
-``views`` (the data, :mod:`toolkit.data_views`), ``models`` (trials and their
+``views`` (the data, :mod:`toolkit.training.data_views`), ``models`` (trials and their
 variants, :mod:`.models`), ``dead`` (dead workers' trials, :mod:`.repair`);
 a worker's loop is :mod:`.worker_loop`, the baseline trial :mod:`.baseline`.
 """
@@ -38,12 +38,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toolkit.data_views import DataViews, validation_digest
 from toolkit.errors import ToolkitError
 from toolkit.leaderboard.store import Leaderboard
-from toolkit.loading import LoadedRecipe
-from toolkit.pipeline import PreparedData
-from toolkit.run_dir import RunDir
+from toolkit.recipe.loading import LoadedRecipe
+from toolkit.runs.run_dir import RunDir
 from toolkit.study.handle import StudyHandle
 from toolkit.study.models import StudyModels
 from toolkit.study.profiles import validate_profiles
@@ -52,6 +50,8 @@ from toolkit.study.settings import StudySettings, search_settings
 from toolkit.study.space import validate_space
 from toolkit.study.worker_loop import Worker
 from toolkit.study.workers import WorkerReport
+from toolkit.training.data_views import DataViews, validation_digest
+from toolkit.training.pipeline import PreparedData
 
 
 class StudyRun:

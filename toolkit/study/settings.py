@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.recipe import Distribution, Pruner, Recipe, Search
-from toolkit.run_dir import RunDir
+from toolkit.recipe.schema import Distribution, Pruner, Recipe, Search
+from toolkit.runs.run_dir import RunDir
 
 
 def search_settings(recipe: Recipe) -> Search:

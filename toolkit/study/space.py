@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from toolkit.errors import RecipeError
-from toolkit.keypaths import get_path, set_path
-from toolkit.recipe import FEATURE_ENGINE_KEYS, Choices, Distribution, Model, Range, Recipe
-from toolkit.recipe_validation import PLUGIN_BLOCKS, validate_recipe
-from toolkit.registry import Registry
+from toolkit.recipe.keypaths import get_path, set_path
+from toolkit.recipe.schema import FEATURE_ENGINE_KEYS, Choices, Distribution, Model, Range, Recipe
+from toolkit.recipe.validation import PLUGIN_BLOCKS, validate_recipe
+from toolkit.registry.table import Registry
 
 FORBIDDEN_SECTIONS = ("name", "plugins", "data", "split", "cache", "output", "search", "ensemble")
 """Top-level recipe keys a search may not vary."""

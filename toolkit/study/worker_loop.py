@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.trial import TrialState
 
-from toolkit.data_identity import DataIdentity, check_folder
 from toolkit.errors import SearchError
 from toolkit.progress import format_seconds
-from toolkit.run_dir import RECIPE
+from toolkit.runs.data_identity import DataIdentity, check_folder
+from toolkit.runs.run_dir import RECIPE
 from toolkit.study.baseline import enqueue_baseline
 from toolkit.study.live import LiveView, StudyStatus
 from toolkit.study.objective import TrialObjective
