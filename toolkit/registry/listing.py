@@ -1,4 +1,5 @@
-"""``toolkit plugins`` as text: one table per kind, fitted to the terminal's width."""
+"""``toolkit plugins`` as text (one table per kind, fitted to the terminal's width) and as
+JSON data."""
 
 from __future__ import annotations
 
@@ -23,6 +24,23 @@ def origin(source: str, version: str) -> str:
     """Where a plugin comes from and its version, compactly: ``builtin 1``, ``mynet.py 2``."""
     where = source if source == "builtin" else Path(source).name or source
     return f"{where} {version}"
+
+
+def plugin_records(registry: Registry) -> dict[str, dict[str, dict[str, str]]]:
+    """Every registered plugin by kind and name: its version, source, source's version and
+    description (what ``toolkit plugins --json`` prints)."""
+    return {
+        kind: {
+            name: {
+                "version": entry.version,
+                "source": entry.source,
+                "source_version": entry.source_version,
+                "description": entry.description,
+            }
+            for name, entry in ((n, registry.entries[kind][n]) for n in registry.list_names(kind))
+        }
+        for kind in KINDS
+    }
 
 
 def plugin_listing(registry: Registry, width: int) -> RenderableType:
