@@ -25,7 +25,7 @@ from toolkit.demo import DemoCompetition
 from toolkit.deploy.chosen import chosen_models
 from toolkit.errors import RecipeError
 from toolkit.recipe.loading import load_recipe
-from toolkit.recipe.schema import Search
+from toolkit.recipe.search import Search
 from toolkit.recipe.validation import validate_recipe
 from toolkit.registry.loader import load_plugins
 from toolkit.runs.model_key import ModelKey

@@ -32,7 +32,8 @@ from toolkit.errors import RecipeError
 from toolkit.leaderboard import Leaderboard
 from toolkit.metrics import accuracy
 from toolkit.recipe.loading import load_recipe
-from toolkit.recipe.schema import Ensemble, Search
+from toolkit.recipe.schema import Ensemble
+from toolkit.recipe.search import Search
 from toolkit.recipe.validation import validate_recipe
 from toolkit.registry.loader import load_plugins
 from toolkit.study import StudyRun

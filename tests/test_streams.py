@@ -15,7 +15,8 @@ from toolkit.demo import DemoCompetition, make_demo_competition
 from toolkit.errors import RecipeError
 from toolkit.leaderboard.store import Leaderboard
 from toolkit.recipe.loading import load_recipe
-from toolkit.recipe.schema import Recipe, Search
+from toolkit.recipe.schema import Recipe
+from toolkit.recipe.search import Search
 from toolkit.registry.loader import load_plugins
 from toolkit.study.space import validate_space
 from toolkit.training.fusion import Layout, fuse, pooled, pooled_batch
