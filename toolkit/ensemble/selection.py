@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from toolkit.metrics import DEFAULT_METRIC, get_metric
+from toolkit.metrics import DEFAULT_METRIC, Metric, get_metric
 from toolkit.wording import count
 
 _TIE_RTOL = 1e-12
@@ -165,52 +165,12 @@ def select_ensemble(
             bad labels, unknown metric, ``size < 1`` or ``init_best < 0``.
     """
     scorer = get_metric(metric)
-    metric_fn = scorer.fn
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be an integer >= 1; got {size!r}")
-    if isinstance(init_best, bool) or not isinstance(init_best, int) or init_best < 0:
-        raise ValueError(f"init_best must be an integer >= 0; got {init_best!r}")
+    _check_rounds(size, init_best)
     ids, tables = _check_tables(val_probs)
     n_rows, n_classes = tables[0].shape
     y = _check_labels(labels, n_rows, n_classes, ids[0])
-
-    goodness = scorer.goodness
-    single = [goodness(metric_fn(t, y)) for t in tables]
-    # Ranking key shared by init_best and by in-round tie-breaking.
-    rank_key = [(-single[i], i) for i in range(len(ids))]
-    ranking = sorted(range(len(ids)), key=lambda i: rank_key[i])
-
-    running = np.zeros((n_rows, n_classes), dtype=np.float64)
-    buffer = np.empty_like(running)
-    picked: list[int] = []
-    trajectory: list[float] = []
-
-    def add(index: int, value: float) -> None:
-        np.add(running, tables[index], out=running)
-        picked.append(index)
-        trajectory.append(value)
-
-    for index in ranking[: min(init_best, len(ids))]:
-        np.add(running, tables[index], out=buffer)
-        buffer /= len(picked) + 1
-        add(index, metric_fn(buffer, y))
-
-    for _ in range(size):
-        n_after = len(picked) + 1
-        scores = np.empty(len(ids), dtype=np.float64)
-        for i, table in enumerate(tables):
-            np.add(running, table, out=buffer)
-            buffer /= n_after
-            scores[i] = metric_fn(buffer, y)
-        good = scores if scorer.direction == "maximize" else -scores
-        best = float(good.max())
-        tied = np.flatnonzero(good >= best - _tolerance(best))
-        choice = int(min(tied, key=lambda i: rank_key[int(i)]))
-        add(choice, float(scores[choice]))
-
-    good_traj = [goodness(v) for v in trajectory]
-    best_traj = max(good_traj)
-    cut = next(k for k, g in enumerate(good_traj) if g >= best_traj - _tolerance(best_traj))
+    picked, trajectory = _greedy_picks(tables, y, scorer, size=size, init_best=init_best)
+    cut = _best_prefix(trajectory, scorer)
     kept = picked[: cut + 1]
 
     tally = Counter(ids[i] for i in kept)
@@ -225,6 +185,62 @@ def select_ensemble(
         metric=metric,
         picks=tuple(ids[i] for i in picked),
     )
+
+
+def _check_rounds(size: int, init_best: int) -> None:
+    """``size`` an integer >= 1 and ``init_best`` one >= 0, or a ValueError."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be an integer >= 1; got {size!r}")
+    if isinstance(init_best, bool) or not isinstance(init_best, int) or init_best < 0:
+        raise ValueError(f"init_best must be an integer >= 0; got {init_best!r}")
+
+
+def _greedy_picks(
+    tables: list[np.ndarray], y: np.ndarray, scorer: Metric, *, size: int, init_best: int
+) -> tuple[list[int], list[float]]:
+    """The picks (indices into ``tables``) of the sorted initialisation and the greedy rounds,
+    and the ensemble's metric after each."""
+    metric_fn = scorer.fn
+    single = [scorer.goodness(metric_fn(t, y)) for t in tables]
+    # Ranking key shared by init_best and by in-round tie-breaking.
+    rank_key = [(-single[i], i) for i in range(len(tables))]
+    ranking = sorted(range(len(tables)), key=lambda i: rank_key[i])
+
+    running = np.zeros(tables[0].shape, dtype=np.float64)
+    buffer = np.empty_like(running)
+    picked: list[int] = []
+    trajectory: list[float] = []
+
+    def add(index: int, value: float) -> None:
+        np.add(running, tables[index], out=running)
+        picked.append(index)
+        trajectory.append(value)
+
+    for index in ranking[: min(init_best, len(tables))]:
+        np.add(running, tables[index], out=buffer)
+        buffer /= len(picked) + 1
+        add(index, metric_fn(buffer, y))
+
+    for _ in range(size):
+        n_after = len(picked) + 1
+        scores = np.empty(len(tables), dtype=np.float64)
+        for i, table in enumerate(tables):
+            np.add(running, table, out=buffer)
+            buffer /= n_after
+            scores[i] = metric_fn(buffer, y)
+        good = scores if scorer.direction == "maximize" else -scores
+        best = float(good.max())
+        tied = np.flatnonzero(good >= best - _tolerance(best))
+        choice = int(min(tied, key=lambda i: rank_key[int(i)]))
+        add(choice, float(scores[choice]))
+    return picked, trajectory
+
+
+def _best_prefix(trajectory: list[float], scorer: Metric) -> int:
+    """The index of the earliest pick whose metric ties the best of the trajectory."""
+    good_traj = [scorer.goodness(v) for v in trajectory]
+    best_traj = max(good_traj)
+    return next(k for k, g in enumerate(good_traj) if g >= best_traj - _tolerance(best_traj))
 
 
 def blend(probs: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
