@@ -97,98 +97,63 @@ def columns_for(lines: Sequence[Line], folds: bool | None = None) -> tuple[Colum
         folds = any(line.row.folds for line in lines)
     names = {line.row.metric for line in lines if line.row.metric}
     repeated = bool(names) and names <= REPEATED_METRICS
-    shared = names.pop() if len(names) == 1 else None
+    metric = _metric_column(names.pop() if len(names) == 1 else None, repeated)
+    return (
+        _column("id", "id", id_cell),
+        _column("kind", "kind", lambda line: line.row.kind),
+        _column("state", "state", state_cell),
+        _column("recipe", "recipe", lambda line: line.row.recipe),
+        _column("data", "data", data_cell),
+        _column("backbone", "backbone", lambda line: line.row.backbone or ""),
+        _column("profile", "profile", lambda line: line.row.profile or ""),
+        _right("val_accuracy", "val acc", lambda line: percent(line.row.val_accuracy)),
+        _right("val_loss", "val loss", lambda line: number(line.row.val_loss, 4)),
+        *(() if repeated else (metric,)),
+        _right("estimate", "estimate", lambda line: number(line.row.estimate, 4)),
+        *(_fold_columns() if folds else ()),
+        _right("epochs", "epochs", _epochs),
+        _right("seconds", "seconds", lambda line: duration(line.row.seconds)),
+        _right("public_score", "public", lambda line: number(line.row.public_score, 5)),
+        _column("submission", "submission", submission_cell),
+        _column("params", "key params", params_cell),
+        *((metric,) if repeated else ()),
+    )
+
+
+def _column(
+    name: str, header: str, cell: Callable[[Line], str | Text], justify: JustifyMethod = "left"
+) -> Column:
+    """The column ``name`` at its rank in :data:`PRIORITY`."""
+    return Column(name, header, cell, rank=RANKS[name], justify=justify)
+
+
+def _right(name: str, header: str, cell: Callable[[Line], str | Text]) -> Column:
+    """A column of numbers, aligned right, at its rank."""
+    return _column(name, header, cell, justify="right")
+
+
+def _metric_column(shared: str | None, repeated: bool) -> Column:
+    """The metric column: headed by the rows' one metric and holding its values (``shared``),
+    else named ``metric`` with each row's metric in its cells; ranked last when it only
+    repeats val acc or val loss (``repeated``)."""
 
     def metric(line: Line) -> str:
         return number(line.row.metric_value, 4) if shared else metric_cell_text(line.row)
 
-    def epochs(line: Line) -> str:
-        return "" if line.row.epochs is None else str(line.row.epochs)
+    rank = RANKS["repeated_metric" if repeated else "metric"]
+    return Column("metric", shared or "metric", metric, rank=rank, justify="right")
 
-    metric_column = Column(
-        "metric",
-        shared or "metric",
-        metric,
-        rank=RANKS["repeated_metric" if repeated else "metric"],
-        justify="right",
+
+def _fold_columns() -> tuple[Column, ...]:
+    """The columns of a cross-validated row: its folds' mean and spread, their number."""
+    return (
+        _right("fold_mean", "fold mean ± std", fold_cell),
+        _right("folds", "folds", lambda line: str(line.row.folds or "")),
     )
-    columns = (
-        Column("id", "id", id_cell, rank=RANKS["id"]),
-        Column("kind", "kind", lambda line: line.row.kind, rank=RANKS["kind"]),
-        Column("state", "state", state_cell, rank=RANKS["state"]),
-        Column("recipe", "recipe", lambda line: line.row.recipe, rank=RANKS["recipe"]),
-        Column("data", "data", data_cell, rank=RANKS["data"]),
-        Column(
-            "backbone", "backbone", lambda line: line.row.backbone or "", rank=RANKS["backbone"]
-        ),
-        Column("profile", "profile", lambda line: line.row.profile or "", rank=RANKS["profile"]),
-        Column(
-            "val_accuracy",
-            "val acc",
-            lambda line: percent(line.row.val_accuracy),
-            rank=RANKS["val_accuracy"],
-            justify="right",
-        ),
-        Column(
-            "val_loss",
-            "val loss",
-            lambda line: number(line.row.val_loss, 4),
-            rank=RANKS["val_loss"],
-            justify="right",
-        ),
-        *(() if repeated else (metric_column,)),
-        Column(
-            "estimate",
-            "estimate",
-            lambda line: number(line.row.estimate, 4),
-            rank=RANKS["estimate"],
-            justify="right",
-        ),
-        *(
-            (
-                Column(
-                    "fold_mean",
-                    "fold mean ± std",
-                    fold_cell,
-                    rank=RANKS["fold_mean"],
-                    justify="right",
-                ),
-                Column(
-                    "folds",
-                    "folds",
-                    lambda line: str(line.row.folds or ""),
-                    rank=RANKS["folds"],
-                    justify="right",
-                ),
-            )
-            if folds
-            else ()
-        ),
-        Column("epochs", "epochs", epochs, rank=RANKS["epochs"], justify="right"),
-        Column(
-            "seconds",
-            "seconds",
-            lambda line: duration(line.row.seconds),
-            rank=RANKS["seconds"],
-            justify="right",
-        ),
-        Column(
-            "public_score",
-            "public",
-            lambda line: number(line.row.public_score, 5),
-            rank=RANKS["public_score"],
-            justify="right",
-        ),
-        Column(
-            "submission",
-            "submission",
-            submission_cell,
-            rank=RANKS["submission"],
-        ),
-        Column("params", "key params", params_cell, rank=RANKS["params"]),
-        *((metric_column,) if repeated else ()),
-    )
-    return columns
+
+
+def _epochs(line: Line) -> str:
+    return "" if line.row.epochs is None else str(line.row.epochs)
 
 
 TABLE_COLUMNS: tuple[str, ...] = tuple(c.name for c in columns_for([], folds=True))
