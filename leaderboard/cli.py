@@ -47,78 +47,91 @@ HELP = "\n\n".join(
 """Help of the command (paragraphs on single lines so the help formatter wraps them)."""
 
 
+ArgsArgument = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="RUN_DIR | record RUN_ID SCORE",
+        help="A run directory to show, or 'record RUN_ID SCORE'.",
+        show_default=False,
+    ),
+]
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        envvar=DB_ENV,
+        help=f"Leaderboard database (default: {DEFAULT_DB}).",
+        show_default=False,
+        dir_okay=False,
+    ),
+]
+TopOption = Annotated[
+    int | None,
+    typer.Option("--top", min=1, help="Keep the best N trials of each run (and ensembles)."),
+]
+StateOption = Annotated[
+    str | None, typer.Option("--state", help=f"Only rows in this state: {', '.join(STATES)}.")
+]
+KindOption = Annotated[
+    str | None, typer.Option("--kind", help=f"Only rows of this kind: {', '.join(KINDS)}.")
+]
+RecipeOption = Annotated[str | None, typer.Option("--recipe", help="Only this recipe.")]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile", help="Only the models of this profile, and the ensembles holding some."
+    ),
+]
+SortOption = Annotated[
+    str | None,
+    typer.Option("--sort", help="Sort by this column (default: each row's metric, best first)."),
+]
+DescendingOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--desc/--asc",
+        help="Sort direction (default: best first for scores, else ascending).",
+        show_default=False,
+    ),
+]
+ColumnsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        metavar="A,B,...",
+        help=f"Show these table columns in this order, of: {', '.join(TABLE_COLUMNS)}.",
+    ),
+]
+WideOption = Annotated[
+    bool, typer.Option("--wide", help="Show every table column, even past the terminal's width.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")]
+OutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        help="Write the JSON/CSV export to this file (format from --json/--csv or suffix).",
+        dir_okay=False,
+    ),
+]
+
+
 def leaderboard_command(
-    args: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="RUN_DIR | record RUN_ID SCORE",
-            help="A run directory to show, or 'record RUN_ID SCORE'.",
-            show_default=False,
-        ),
-    ] = None,
-    db: Annotated[
-        Path | None,
-        typer.Option(
-            "--db",
-            envvar=DB_ENV,
-            help=f"Leaderboard database (default: {DEFAULT_DB}).",
-            show_default=False,
-            dir_okay=False,
-        ),
-    ] = None,
-    top: Annotated[
-        int | None,
-        typer.Option("--top", min=1, help="Keep the best N trials of each run (and ensembles)."),
-    ] = None,
-    state: Annotated[
-        str | None, typer.Option("--state", help=f"Only rows in this state: {', '.join(STATES)}.")
-    ] = None,
-    kind: Annotated[
-        str | None, typer.Option("--kind", help=f"Only rows of this kind: {', '.join(KINDS)}.")
-    ] = None,
-    recipe: Annotated[str | None, typer.Option("--recipe", help="Only this recipe.")] = None,
-    profile: Annotated[
-        str | None,
-        typer.Option(
-            "--profile", help="Only the models of this profile, and the ensembles holding some."
-        ),
-    ] = None,
-    sort: Annotated[
-        str | None,
-        typer.Option(
-            "--sort", help="Sort by this column (default: each row's metric, best first)."
-        ),
-    ] = None,
-    descending: Annotated[
-        bool | None,
-        typer.Option(
-            "--desc/--asc",
-            help="Sort direction (default: best first for scores, else ascending).",
-            show_default=False,
-        ),
-    ] = None,
-    columns: Annotated[
-        str | None,
-        typer.Option(
-            "--columns",
-            metavar="A,B,...",
-            help=f"Show these table columns in this order, of: {', '.join(TABLE_COLUMNS)}.",
-        ),
-    ] = None,
-    wide: Annotated[
-        bool,
-        typer.Option("--wide", help="Show every table column, even past the terminal's width."),
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            help="Write the JSON/CSV export to this file (format from --json/--csv or suffix).",
-            dir_okay=False,
-        ),
-    ] = None,
+    args: ArgsArgument = None,
+    db: DbOption = None,
+    top: TopOption = None,
+    state: StateOption = None,
+    kind: KindOption = None,
+    recipe: RecipeOption = None,
+    profile: ProfileOption = None,
+    sort: SortOption = None,
+    descending: DescendingOption = None,
+    columns: ColumnsOption = None,
+    wide: WideOption = False,
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
+    out: OutOption = None,
 ) -> None:
     """Show the leaderboard, export it, or record a public score."""
     try:
