@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, error_line
 
 Precision = Literal["fp32", "bf16", "fp16"]
 
@@ -188,8 +188,7 @@ def compile_errors() -> Iterator[None]:
 
 
 def _compile_error(error: Exception) -> ToolkitError:
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    reason = lines[0] if lines else type(error).__name__
+    reason = error_line(error)
     return ToolkitError(
         f"train.compile: torch.compile does not work here ({reason}); set train.compile: false, "
         "or install what it names (a C++ compiler on the CPU, Triton on CUDA)"

@@ -30,3 +30,21 @@ class SearchError(ToolkitError):
 
 class ModelError(ToolkitError):
     """A trained model's files are missing or damaged; the message names the file."""
+
+
+def error_line(exc: BaseException, *, typed: bool = False) -> str:
+    """The one-line text of ``exc``: the first non-blank line of its message, after the name
+    of its type when ``typed`` (``ValueError: ...``); the type's name alone when the message
+    is blank."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if typed else text
+
+
+def error_at(where: object, problem: BaseException | str, *, typed: bool = False) -> str:
+    """A problem after the file or key path it is about: ``WHERE: TEXT``, TEXT an exception's
+    one-line text (:func:`error_line`) or the text given; the text alone when ``where`` is
+    ``None``."""
+    text = problem if isinstance(problem, str) else error_line(problem, typed=typed)
+    return text if where is None else f"{where}: {text}"

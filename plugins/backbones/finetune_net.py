@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from toolkit.errors import RecipeError
+from toolkit.errors import RecipeError, error_at
 from toolkit.plugins.backbones.finetune import HeadSettings
 from toolkit.plugins.backbones.head_net import EmbeddingHead
 from toolkit.pretrained import musicnn, speaker
@@ -169,7 +169,7 @@ class FineTuned(nn.Module):
         try:
             self.schedule = LayerSchedule(body.layers(), settings)
         except ValueError as exc:
-            raise RecipeError(f"model.backbone: {name}: {exc}") from None
+            raise RecipeError(error_at(f"model.backbone: {name}", exc)) from None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, K]`` of a packed batch."""

@@ -9,7 +9,7 @@ import typer
 
 from toolkit.cli.options import OutputOption, SetOption, StorageOption
 from toolkit.cli.support import err, friendly, out, status, stop_on_sigterm, write_traceback
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, error_line
 from toolkit.wording import count
 
 
@@ -62,7 +62,7 @@ def _run_report(run_dir: Path, storage: str | None) -> None:
         page = write_report(run_dir, storage)
     except Exception as exc:  # noqa: BLE001 - the submission is written whatever the report does
         log = write_traceback(exc)
-        message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        message = error_line(exc, typed=True)
         err.print(f"warning: no report ({message}; traceback in {log})", highlight=False)
         return
     out.print(f"report: {page}")

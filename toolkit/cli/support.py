@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
-from toolkit.errors import USAGE_ERROR, ToolkitError
+from toolkit.errors import USAGE_ERROR, ToolkitError, error_line
 from toolkit.registry.guard import PluginError
 
 CLOSED_PIPE = 141
@@ -150,7 +150,7 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
             if is_disk_full(exc):  # a write no layer of ours wrapped (a library's database)
                 fail(str(DiskFullError(None)), DiskFullError.exit_code)
             log = write_traceback(exc)
-            fail(f"{type(exc).__name__}: {exc} (traceback in {log})".replace("\n", " "), 1)
+            fail(f"{error_line(exc, typed=True)} (traceback in {log})", 1)
 
     return wrapper
 

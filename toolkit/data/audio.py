@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from toolkit.errors import DataError
+from toolkit.errors import DataError, error_line
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".oga", ".opus", ".aiff", ".aif")
 """File extensions an id may map to, in order of preference."""
@@ -76,7 +76,7 @@ def decoder_notes() -> Iterator[list[str]]:
 
 def _reason(exc: Exception, path: Path, notes: list[str]) -> str:
     """What is wrong with a file libsndfile could not read, in words about the file."""
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    message = error_line(exc)
     if "does not exist or is not a regular file" in message or "Format not recognised" in message:
         return "not an audio file in a known format, or a damaged one"
     damage = next((n for n in notes if "Illegal Audio-MPEG-Header" in n or "error:" in n), None)

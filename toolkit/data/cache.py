@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.disk import DiskFullError, is_disk_full
+from toolkit.errors import error_line
 from toolkit.files import temporary_file
 
 OnDamaged = Callable[[Path, str], None]
@@ -95,11 +96,6 @@ def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     return tuple(shape), dtype
 
 
-def damage_reason(exc: BaseException) -> str:
-    """What was wrong with an unreadable cache file, in a few words."""
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]
-
-
 def _read_memo(path: Path) -> dict[str, str]:
     """A content-hash memo file's mapping; a ValueError when it is not one."""
     memo = json.loads(path.read_text())
@@ -127,7 +123,7 @@ class ContentHashes:
                 self.path.unlink(missing_ok=True)
                 self._dirty = True
                 if on_damaged is not None:
-                    on_damaged(self.path, damage_reason(exc))
+                    on_damaged(self.path, error_line(exc, typed=True))
 
     def digest(self, file: Path) -> str:
         """The content digest of ``file``."""
@@ -179,7 +175,7 @@ class ClipStore:
         try:
             return npy_header(path)
         except READ_ERRORS as exc:
-            self.discard(key, damage_reason(exc))
+            self.discard(key, error_line(exc, typed=True))
             return None
 
     def get(self, key: str) -> np.ndarray:
@@ -194,7 +190,7 @@ class ClipStore:
         except FileNotFoundError:
             return None
         except READ_ERRORS as exc:
-            self.discard(key, damage_reason(exc))
+            self.discard(key, error_line(exc, typed=True))
             return None
 
     def discard(self, key: str, reason: str) -> None:
@@ -255,7 +251,7 @@ class SplitStore:
                 )
             return array
         except READ_ERRORS as exc:
-            self.discard(key, damage_reason(exc))
+            self.discard(key, error_line(exc, typed=True))
             return None
 
     def discard(self, key: str, reason: str) -> None:

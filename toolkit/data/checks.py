@@ -8,7 +8,7 @@ from pathlib import Path
 
 from toolkit.recipe.class_keys import check_class_keys
 from toolkit.data.dataset import Competition, load_competition
-from toolkit.errors import DataError
+from toolkit.errors import DataError, error_at
 from toolkit.progress import console
 from toolkit.recipe.schema import Recipe
 from toolkit.recipe.validation import class_keyed_settings
@@ -71,7 +71,7 @@ def ensure_data(recipe: Recipe) -> None:
             progress=True,
         )
     except (FileExistsError, ValueError) as exc:
-        raise DataError(f"data.demo: {exc}") from None
+        raise DataError(error_at("data.demo", exc)) from None
 
 
 def check_inputs(recipe: Recipe, registry: Registry) -> CheckedInputs:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.data.audio import AUDIO_EXTENSIONS, note_listing, remedy
-from toolkit.errors import DataError
+from toolkit.errors import DataError, error_line
 from toolkit.recipe.schema import Data
 
 
@@ -48,7 +48,7 @@ def _read_csv(path: Path, what: str) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:  # noqa: BLE001 - pandas raises many types for bad files
-        raise DataError(f"{path}: cannot read {what}: {str(exc).splitlines()[0]}") from None
+        raise DataError(f"{path}: cannot read {what}: {error_line(exc)}") from None
     if frame.empty:
         raise DataError(f"{path}: {what} has no rows")
     return frame

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from toolkit.ensemble.members import bag_mean, trial_weights
-from toolkit.errors import ModelError
+from toolkit.errors import ModelError, error_at
 from toolkit.runs.model_key import ModelKey
 from toolkit.runs.run_dir import ENSEMBLE, RECIPE, RunDir
 
@@ -170,4 +170,4 @@ def _key(model_id: str, layout: RunDir) -> ModelKey:
     try:
         return ModelKey.parse(model_id)
     except ValueError as exc:
-        raise ModelError(f"{layout.file(ENSEMBLE)}: {exc}") from None
+        raise ModelError(error_at(layout.file(ENSEMBLE), exc)) from None

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from toolkit.errors import ModelError
+from toolkit.errors import ModelError, error_line
 from toolkit.recipe.loading import read_recipe_file
 from toolkit.recipe.schema import Recipe
 from toolkit.recipe.validation import validate_recipe
@@ -100,7 +100,7 @@ class TrainedModel:
         try:
             model.load_state_dict(state["state_dict"])
         except RuntimeError as exc:
-            reason = str(exc).splitlines()[0]
+            reason = error_line(exc)
             raise ModelError(
                 f"{path}: its weights do not fit the network of {self.folder.file(RECIPE)} "
                 f"({reason}); the file belongs to another model"
@@ -155,8 +155,7 @@ def read_state(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ModelError(f"{path}: model file missing") from None
     except Exception as exc:  # noqa: BLE001 - torch reports a damaged file many ways
-        text = str(exc).strip()
-        reason = text.splitlines()[0] if text else type(exc).__name__
+        reason = error_line(exc)
         raise ModelError(
             f"{path}: damaged model file ({reason}); copy it again from the run, or train the "
             "model again"

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from toolkit.errors import RecipeError
+from toolkit.errors import RecipeError, error_at, error_line
 from toolkit.recipe.keypaths import get_path, set_path
 from toolkit.recipe.schema import PATH_KEYS, Cache, DemoData, Output, Recipe
 from toolkit.recipe.validation import validate_recipe
@@ -66,7 +66,7 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or error_line(exc)
         raise RecipeError(f"{path}{where}: invalid YAML: {problem}") from None
     if not isinstance(raw, dict):
         kind = type(raw).__name__
@@ -199,7 +199,7 @@ def load_recipe(
     except RecipeError as exc:
         blamed = _blamed_override(str(exc), overrides)
         where = f"--set {blamed}" if blamed is not None else str(path)
-        raise RecipeError(f"{where}: {exc}") from None
+        raise RecipeError(error_at(where, exc)) from None
     check_devices(raw, lambda key: f"use --set {key}=cpu")
     return LoadedRecipe(recipe, registry, path, raw)
 

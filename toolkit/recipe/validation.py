@@ -15,7 +15,7 @@ from typing import Any
 
 import pydantic
 
-from toolkit.errors import RecipeError
+from toolkit.errors import RecipeError, error_at
 from toolkit.recipe.class_keys import ClassKeyed, model_class_keys
 from toolkit.recipe.keypaths import get_path, set_path
 from toolkit.recipe.schema import (
@@ -160,7 +160,6 @@ def validate_recipe(
     raw: dict[str, Any], registry: Registry, source: Path | str | None = None
 ) -> Recipe:
     """The typed recipe of a raw mapping, plugin blocks included; errors name ``source``."""
-    prefix = f"{source}: " if source is not None else ""
     try:
         resolved = resolve_plugin_blocks(raw, registry)
         recipe = Recipe.model_validate(resolved)
@@ -170,9 +169,9 @@ def validate_recipe(
         _check_grouping(recipe, registry)
         return recipe
     except RecipeError as exc:
-        raise RecipeError(f"{prefix}{exc}") from None
+        raise RecipeError(error_at(source, exc)) from None
     except pydantic.ValidationError as exc:
-        raise RecipeError(f"{prefix}{format_validation_error(exc, '', Recipe)}") from None
+        raise RecipeError(error_at(source, format_validation_error(exc, "", Recipe))) from None
 
 
 def _check_semi_supervised(recipe: Recipe) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, error_line
 from toolkit.wording import singular
 
 if TYPE_CHECKING:
@@ -136,22 +136,13 @@ def _passes(exc: Exception) -> bool:
 def plugin_error(entry: Entry, exc: BaseException) -> PluginError:
     """``exc``, raised by the code of plugin ``entry``, as one line naming the plugin."""
     kind = singular(entry.kind).replace("_", " ")
-    return PluginError(
-        f"{kind} plugin {entry.name!r} ({plugin_location(entry)}) failed: {_reason(exc)}"
-    )
+    reason = error_line(exc, typed=type(exc) not in PLAIN_TYPES)  # a plain type reads alone
+    return PluginError(f"{kind} plugin {entry.name!r} ({plugin_location(entry)}) failed: {reason}")
 
 
 PLAIN_TYPES = (RuntimeError, ValueError, TypeError, Exception)
 """Exception types whose message reads alone; any other type is named before its message."""
 
-
-def _reason(exc: BaseException) -> str:
-    """The first line of ``exc``'s message, after its type unless the message reads alone."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else ""
-    if text and type(exc) in PLAIN_TYPES:
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def plugin_location(entry: Entry) -> str:

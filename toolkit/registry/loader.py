@@ -21,7 +21,7 @@ from typing import Any
 
 import pluggy
 
-from toolkit.errors import PluginLoadError, RecipeError
+from toolkit.errors import PluginLoadError, RecipeError, error_line
 from toolkit.registry import hookspecs
 from toolkit.registry.kinds import KINDS
 from toolkit.registry.registration import make_register
@@ -78,7 +78,8 @@ def load_plugins(
         try:
             module = ep.load()
         except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's
-            raise PluginLoadError(f"error importing plugin {source}: {_short(exc)}") from exc
+            reason = error_line(exc, typed=True)
+            raise PluginLoadError(f"error importing plugin {source}: {reason}") from exc
         _register(pm, module, f"entrypoint:{dist_name}:{ep.name}", sources, (source, dist_version))
     for path in plugin_files:
         module, digest = _import_file(Path(path))
@@ -93,7 +94,7 @@ def _import(module_name: str, source: str) -> Any:
     try:
         return importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001
-        raise PluginLoadError(f"error importing {source}: {_short(exc)}") from exc
+        raise PluginLoadError(f"error importing {source}: {error_line(exc, typed=True)}") from exc
 
 
 def _import_file(path: Path) -> tuple[Any, str]:
@@ -112,7 +113,8 @@ def _import_file(path: Path) -> tuple[Any, str]:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001
         del sys.modules[module_name]
-        raise PluginLoadError(f"error importing plugin file {path}: {_short(exc)}") from exc
+        reason = error_line(exc, typed=True)
+        raise PluginLoadError(f"error importing plugin file {path}: {reason}") from exc
     return module, digest
 
 
@@ -177,12 +179,9 @@ def _collect(pm: pluggy.PluginManager, sources: dict[int, tuple[str, str]]) -> R
                 raise
             except Exception as exc:  # noqa: BLE001
                 raise PluginLoadError(
-                    f"plugin {source}: {hook_name} failed: {_short(exc)}"
+                    f"plugin {source}: {hook_name} failed: {error_line(exc, typed=True)}"
                 ) from exc
             finally:
                 close()
     return registry
 
-
-def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]

@@ -22,7 +22,7 @@ import pydantic
 from optuna.trial import FrozenTrial, TrialState
 
 from toolkit.data.dataset import load_competition
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, error_line
 from toolkit.leaderboard.location import choose_db
 from toolkit.leaderboard.row import Row
 from toolkit.leaderboard.store import Leaderboard
@@ -332,7 +332,7 @@ def _read_study(
             study = optuna.load_study(study_name=name, storage=url)
             trials = study.get_trials(deepcopy=False)
     except Exception as exc:  # noqa: BLE001 - any storage failure: report the rest
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = error_line(exc)
         contents.note("search", f"Could not read study {name} in {url}: {message}")
         return None
     trials = [t for t in trials if not t.user_attrs.get("surplus")]

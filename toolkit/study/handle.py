@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from toolkit.errors import SearchError
+from toolkit.errors import SearchError, error_at
 from toolkit.metrics import best_key, get_metric
 from toolkit.study.samplers import build_pruner, build_sampler
 from toolkit.study.settings import StudySettings
@@ -52,8 +52,7 @@ class StudyHandle:
                 load_if_exists=True,
             )
         except Exception as exc:  # noqa: BLE001
-            message = str(exc).splitlines()[0]
-            raise SearchError(f"study {s.name} in {s.storage}: {message}") from None
+            raise SearchError(error_at(f"study {s.name} in {s.storage}", exc)) from None
         have = "maximize" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "minimize"
         if have != wanted:
             raise SearchError(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import optuna
 
+from toolkit.errors import error_line
 from toolkit.metrics import get_metric
 from toolkit.study.handle import StudyHandle
 from toolkit.study.live import LiveView, StudyStatus
@@ -66,7 +67,7 @@ class TrialObjective:
             outcome.state = "pruned"
             raise
         except BaseException as exc:
-            outcome.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            outcome.error = error_line(exc, typed=True)
             raise
         finally:
             outcome.seconds = time.perf_counter() - started

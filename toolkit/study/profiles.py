@@ -24,7 +24,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from toolkit.errors import RecipeError
+from toolkit.errors import RecipeError, error_at
 from toolkit.recipe.schema import Profile, Recipe, Search
 from toolkit.recipe.validation import validate_recipe
 from toolkit.registry.table import Registry
@@ -154,7 +154,7 @@ def validate_profiles(
         try:
             recipes[name] = validate_recipe(merged, registry)
         except RecipeError as exc:
-            raise RecipeError(f"{where}: {exc}") from None
+            raise RecipeError(error_at(where, exc)) from None
         try:
             validate_space(merged, registry, profile.space)
         except RecipeError as exc:

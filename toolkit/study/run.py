@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, error_at
 from toolkit.leaderboard.store import Leaderboard
 from toolkit.recipe.loading import LoadedRecipe
 from toolkit.runs.run_dir import RunDir
@@ -70,7 +70,7 @@ class StudyRun:
             # each profile's recipe as written, by name (empty: a study without profiles)
             self.profiles = validate_profiles(loaded.raw, loaded.registry, search)
         except ToolkitError as exc:
-            raise type(exc)(f"{loaded.path}: {exc}") from None
+            raise type(exc)(error_at(loaded.path, exc)) from None
         self.settings = StudySettings.of(self.recipe, storage)
         self.board = Leaderboard(Path(self.recipe.output.leaderboard))
         self.views = DataViews(self.recipe, loaded.registry)

@@ -14,7 +14,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial
 
-from toolkit.errors import SearchError
+from toolkit.errors import SearchError, error_line
 
 HEARTBEAT_INTERVAL = 30
 """Seconds between a running trial's heartbeats in the storage."""
@@ -77,7 +77,7 @@ def open_storage(
         except Exception as exc:  # noqa: BLE001 - sqlalchemy raises many kinds
             last = exc
             time.sleep(0.5 + random.random() * (attempt + 1))
-    message = str(last).splitlines()[0] if last else "unknown error"
+    message = error_line(last) if last else "unknown error"
     raise SearchError(f"cannot open study storage {url}: {message}")
 
 

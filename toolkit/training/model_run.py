@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, error_line
 from toolkit.leaderboard.store import Leaderboard, Row
 from toolkit.metrics import DEFAULT_METRIC, best_epoch, get_metric
 from toolkit.recipe.schema import Recipe, stream_label
@@ -95,7 +95,7 @@ def ending(exc: BaseException, stopped_by: tuple[type[BaseException], ...]) -> t
         return "pruned", ""
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", ""
-    return "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return "failed", error_line(exc, typed=True)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from sklearn.model_selection import (
 )
 
 from toolkit.data.dataset import Competition
-from toolkit.errors import DataError
+from toolkit.errors import DataError, error_at
 from toolkit.recipe.schema import Split
 from toolkit.wording import count
 
@@ -105,7 +105,7 @@ def split_folds(competition: Competition, split: Split) -> tuple[Fold, ...]:
             warnings.simplefilter("ignore", UserWarning)
             pairs = _folds(competition, split)
     except ValueError as exc:
-        raise DataError(f"split: {exc}") from None
+        raise DataError(error_at("split", exc)) from None
     folds = tuple(Fold(np.sort(t), np.sort(v)) for t, v in pairs)
     sizes = [min(len(f.train_idx), len(f.val_idx)) for f in folds]
     if 0 in sizes:
