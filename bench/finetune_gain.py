@@ -52,7 +52,6 @@ import pandas as pd
 
 from toolkit.demo import ensure_demo_competition
 from toolkit.ensemble.selection import blend
-from toolkit.ensemble.study import build_ensemble
 from toolkit.metrics import accuracy
 from toolkit.recipe.loading import LoadedRecipe, load_recipe
 from toolkit.runs.model_key import ModelKey
@@ -164,7 +163,7 @@ def main() -> None:
         pseudo = PSEUDO.format(threshold=args.threshold, power=args.power)
         loaded: LoadedRecipe = load_recipe(recipe, (*common, pseudo), output=out)
         started = time.perf_counter()
-        outcome = build_ensemble(StudyRun(loaded))
+        outcome = StudyRun(loaded).ensemble()
         seconds = time.perf_counter() - started
         record = json.loads(RunDir(run_dir).file("ensemble.json").read_text())["pseudo_labels"]
         after = outcome.estimate.accuracy if outcome.estimate else float("nan")

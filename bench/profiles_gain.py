@@ -35,7 +35,6 @@ from pathlib import Path
 
 from toolkit.demo import submission_accuracy
 from toolkit.ensemble.record import EnsembleOutcome
-from toolkit.ensemble.study import build_ensemble
 from toolkit.recipe.loading import LoadedRecipe, load_recipe
 from toolkit.recipe.schema import Ensemble
 from toolkit.study import StudyRun
@@ -143,7 +142,7 @@ def main() -> None:
             if method == "greedy":
                 outcome = result.ensemble
             else:  # the same trials, another way to combine them
-                outcome = build_ensemble(run, spec.model_copy(update={"method": method}))
+                outcome = run.ensemble(spec.model_copy(update={"method": method}))
             seconds = trials_seconds + outcome.seconds
             lines.append(row(f"profile study, {method}", trials, outcome, root, seconds))
         print(f"done: the profile study in {trials_seconds:.0f} s of trials", flush=True)

@@ -27,7 +27,6 @@ from tests.conftest import (
     write_recipe,
 )
 from toolkit.demo import DemoCompetition
-from toolkit.ensemble.study import build_ensemble
 from toolkit.errors import RecipeError
 from toolkit.leaderboard import Leaderboard
 from toolkit.metrics import accuracy
@@ -38,6 +37,7 @@ from toolkit.recipe.validation import validate_recipe
 from toolkit.registry.loader import load_plugins
 from toolkit.study import StudyRun
 from toolkit.study.baseline import enqueue_baseline
+from toolkit.study.objective import TrialObjective, run_trial
 from toolkit.study.samplers import TrialSeededSampler
 from toolkit.study.space import apply_values, recipe_values, suggest, validate_space
 from toolkit.study.workers import worker_alive, worker_identity
@@ -301,6 +301,55 @@ def test_a_trial_whose_worker_died_before_its_row_gets_a_failed_row(
     assert row.params == {**trial.params, "error": "its worker process died"}
 
 
+class Progress:
+    """A trial's progress as a worker's live view would get it; ``fail`` breaks it."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.said: list[str] = []
+
+    def doing(self, text: str) -> None:
+        if self.fail:
+            raise RuntimeError("the view is gone")
+        self.said.append(text)
+
+    def epoch(self, text: str) -> None:
+        self.said.append(text)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_trial_returns_what_it_did_and_optuna_records_the_same(
+    tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    """The objective is given the handle, the models and a progress, and returns the trial's
+    outcome: failed (with its error), complete (its value is its row's) or surplus."""
+    recipe = search_recipe(tmp_path, tiny_competition.root, n_trials=1, pruner="{name: none}")
+    run = StudyRun(load_recipe(recipe, output=tmp_path / "run"))
+    run.open_folder()
+    study = run.handle.study
+
+    failed = run_trial(study, TrialObjective(run.handle, run.models, Progress(fail=True)))
+    assert failed is not None
+    assert (failed.number, failed.state, failed.value) == (0, "failed", None)
+    assert failed.error == "RuntimeError: the view is gone"
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+
+    progress = Progress()
+    done = run_trial(study, TrialObjective(run.handle, run.models, progress))
+    assert done is not None and (done.number, done.state) == (1, "complete")
+    assert done.value == study.trials[1].value == run.board.get("run/t0001").metric_value
+    assert done.seconds > 0 and done.error == ""
+    assert progress.said[0] == "trial 1: preparing and training"
+    epochs = [text.split(",")[0] for text in progress.said[1:]]
+    assert epochs == ["trial 1: epoch 1/2", "trial 1: epoch 2/2"]
+
+    surplus = run_trial(study, TrialObjective(run.handle, run.models, Progress()))
+    assert surplus is not None and (surplus.number, surplus.state) == (2, "surplus")
+    assert study.trials[2].state == optuna.trial.TrialState.FAIL
+    assert study.trials[2].user_attrs["surplus"] is True
+    assert [r.id for r in run.board.rows(run_dir=tmp_path / "run")] == ["run/t0001"]
+
+
 # ---------------------------------------------------------- a tiny study, CLI
 @pytest.fixture(scope="module")
 def study_work(tiny_competition: DemoCompetition, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -409,13 +458,13 @@ def test_ensemble_seeds_retrain_the_chosen_trials_once(study_work: Path, tmp_pat
     study_work = copy_workspace(study_work, tmp_path / "work")  # seed copies, new ensembles
     run = StudyRun(load_recipe(study_work / "recipe.yaml", output=study_work / "run"))
     spec = Ensemble(size=1, seeds=2, init_best=1)  # the best trial, then one more pick
-    first = build_ensemble(run, Ensemble(size=1))
-    outcome = build_ensemble(run, spec)
+    first = run.ensemble(Ensemble(size=1))
+    outcome = run.ensemble(spec)
     best = outcome.best_trial
     assert list(first.members) == [best]
     copy = run.settings.run_dir / "trials" / best.split("/")[-1] / "seed1"
     stamp = (copy / "best.pt").stat().st_mtime_ns
-    again = build_ensemble(run, spec)
+    again = run.ensemble(spec)
     assert again.id == outcome.id and again.members == outcome.members
     assert (copy / "best.pt").stat().st_mtime_ns == stamp  # reused, not retrained
     rows = {r["id"]: r for r in board_rows(study_work)}

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.ensemble.record import EnsembleOutcome
-from toolkit.ensemble.study import build_ensemble
 from toolkit.errors import SearchError
 from toolkit.leaderboard.store import Leaderboard
 from toolkit.metrics import DEFAULT_METRIC
@@ -114,13 +113,13 @@ def run_study(loaded: LoadedRecipe, storage: str | None = None) -> StudyResult:
     report = study.optimize(wait_for_others=True)
     inputs = study.views.inputs()
     # the study's own files are written aside and replace the earlier run's as one set
-    files = study.layout.staged()
+    files = study.folder.staged()
     files.write_recipe(study.recipe)
     files.write_data(DataIdentity.of(study.recipe.data))
     if inputs.sources is not None:
         files.write_sources(inputs.sources, inputs.competition.train_ids)
     files.write_stats(study.views.stats().as_dict())  # this process's audio work: all done
-    outcome = build_ensemble(study, layout=files)
+    outcome = study.ensemble(files=files)
     return StudyResult(
         run_dir=study.settings.run_dir,
         storage=study.settings.storage,

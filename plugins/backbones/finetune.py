@@ -20,21 +20,11 @@ import pydantic
 from pydantic import Field
 
 from toolkit import hookimpl
-from toolkit.training.finetuning import FineTuneSettings
+from toolkit.plugins.backbones.finetune_settings import HeadSettings
 
 if TYPE_CHECKING:
     from toolkit.plugins.backbones.finetune_net import FineTuned
     from toolkit.training.fusion import Layout
-
-
-class HeadSettings(FineTuneSettings):
-    """What every fine-tuned backbone takes: the schedule, the stream it reads, its head."""
-
-    audio: Literal["separated", "mixture"] = Field(
-        "separated", description="the waveform stream the network reads"
-    )
-    hidden: int = Field(256, ge=0, description="hidden units of the head's MLP; 0: linear")
-    dropout: float = Field(0.3, ge=0.0, lt=1.0, description="dropout before the last layer")
 
 
 class MusicnnFineTuneParams(HeadSettings):

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from toolkit.errors import RecipeError, error_at
-from toolkit.plugins.backbones.finetune import HeadSettings
+from toolkit.plugins.backbones.finetune_settings import HeadSettings
 from toolkit.plugins.backbones.head_net import EmbeddingHead
 from toolkit.pretrained import musicnn, speaker
 from toolkit.training.finetuning import BodyLayer, LayerSchedule

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from optuna.trial import TrialState
 
+from toolkit.ensemble.inputs import EnsembleInputs
 from toolkit.ensemble.members import bag_mean
 from toolkit.errors import SearchError, ToolkitError
 from toolkit.leaderboard.row import Row
@@ -24,7 +25,6 @@ from toolkit.recipe.schema import Ensemble
 from toolkit.runs.model_key import ModelKey
 from toolkit.runs.run_dir import RunDir
 from toolkit.study.profiles import profile_of, values_of
-from toolkit.study.run import StudyRun
 from toolkit.training.pipeline import PreparedData
 
 
@@ -88,7 +88,7 @@ class Pool:
         return dict(sorted(weights.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def trial_pool(run: StudyRun, data: PreparedData) -> Pool:
+def trial_pool(run: EnsembleInputs, data: PreparedData) -> Pool:
     """The study's complete trials as candidates; a trial made on other data is refused."""
     complete = run.handle.trials((TrialState.COMPLETE,))
     if not complete:
@@ -101,7 +101,7 @@ def trial_pool(run: StudyRun, data: PreparedData) -> Pool:
     shape = (len(data.val_labels), len(data.competition.classes))
     for trial in complete:
         key = run.models.trial_key(trial.number)
-        folder = run.layout.model(key)
+        folder = run.folder.model(key)
         if not folder.has_predictions():
             raise SearchError(
                 f"trial {trial.number}: no probabilities in {folder.path}; workers on other "
@@ -121,13 +121,13 @@ def trial_pool(run: StudyRun, data: PreparedData) -> Pool:
     return pool
 
 
-def seeds_wanted(run: StudyRun, spec: Ensemble) -> bool:
+def seeds_wanted(run: EnsembleInputs, spec: Ensemble) -> bool:
     """Whether some chosen trial gets seed copies: ``ensemble.seeds``, or a profile's."""
     profiles = run.settings.search.profiles.values()
     return spec.seeds > 1 or any((p.seeds or 0) > 1 for p in profiles)
 
 
-def seeds_of(run: StudyRun, trial: TrialRecord, n: int) -> int:
+def seeds_of(run: EnsembleInputs, trial: TrialRecord, n: int) -> int:
     """How many models a chosen trial is bagged over: its profile's ``seeds``, else ``n``."""
     profile = profile_of(trial.values)
     if profile is None or profile not in run.settings.search.profiles:
@@ -136,7 +136,9 @@ def seeds_of(run: StudyRun, trial: TrialRecord, n: int) -> int:
     return n if own is None else own
 
 
-def add_seed_bags(run: StudyRun, pool: Pool, chosen: list[str], n: int, data: PreparedData) -> None:
+def add_seed_bags(
+    run: EnsembleInputs, pool: Pool, chosen: list[str], n: int, data: PreparedData
+) -> None:
     """More candidates: each chosen trial's ``n - 1`` seed copies (trained, or found done)
     and its bag of all ``n``, written as a model of its own (``n``: its profile's ``seeds``
     when it says; a trial of one seed gets neither)."""
@@ -160,10 +162,12 @@ def add_seed_bags(run: StudyRun, pool: Pool, chosen: list[str], n: int, data: Pr
         write_bag(run, bag, trial, data)
 
 
-def write_bag(run: StudyRun, bag: Candidate, trial: TrialRecord, data: PreparedData) -> None:
+def write_bag(
+    run: EnsembleInputs, bag: Candidate, trial: TrialRecord, data: PreparedData
+) -> None:
     """A bag's folder (probabilities, submission) and its leaderboard row."""
     comp = data.competition
-    folder = run.layout.model(bag.key)
+    folder = run.folder.model(bag.key)
     val_ids = [comp.train_ids[i] for i in data.val_idx]
     folder.write_probabilities("val", val_ids, bag.val_probs, comp.classes, data.val_labels)
     folder.write_probabilities("test", comp.test_ids, bag.test_probs, comp.classes)
@@ -192,7 +196,7 @@ def write_bag(run: StudyRun, bag: Candidate, trial: TrialRecord, data: PreparedD
     )
 
 
-def _row(run: StudyRun, key: ModelKey) -> Row | None:
+def _row(run: EnsembleInputs, key: ModelKey) -> Row | None:
     """The leaderboard row of ``key``, if the board has one."""
     try:
         return run.board.get(key.id)

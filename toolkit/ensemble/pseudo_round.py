@@ -23,10 +23,10 @@ import numpy as np
 
 from toolkit.ensemble.candidates import Candidate, Pool
 from toolkit.ensemble.estimate import SelectionEstimate
+from toolkit.ensemble.inputs import EnsembleInputs
 from toolkit.ensemble.selection import EnsembleResult, blend
 from toolkit.metrics import get_metric
 from toolkit.recipe.schema import PseudoLabels
-from toolkit.study.run import StudyRun
 from toolkit.training.pipeline import PreparedData
 from toolkit.training.pseudo_labels import PseudoLabelSet
 from toolkit.wording import count
@@ -81,7 +81,7 @@ class PseudoOutcome:
 
 
 def fold_test_blends(
-    run: StudyRun, pool: Pool, weights: dict[str, float], data: PreparedData
+    run: EnsembleInputs, pool: Pool, weights: dict[str, float], data: PreparedData
 ) -> list[np.ndarray]:
     """The ensemble's test prediction made by each fold's models alone (fold order): the
     weighted blend of every member model's fold-``k`` test probabilities (a single
@@ -91,7 +91,7 @@ def fold_test_blends(
     blends = []
     for k in range(1, len(data.folds) + 1):
         fold_probs = {
-            mid: run.layout.model(pool.candidates[mid].key).fold(k).read_probabilities("test")
+            mid: run.folder.model(pool.candidates[mid].key).fold(k).read_probabilities("test")
             for mid in weights
         }
         blends.append(blend(fold_probs, weights))
@@ -104,7 +104,7 @@ def chosen_trials(pool: Pool, weights: dict[str, float]) -> list[str]:
 
 
 def pseudo_label_round(
-    run: StudyRun,
+    run: EnsembleInputs,
     pool: Pool,
     data: PreparedData,
     settings: PseudoLabels,

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.ensemble.estimate import SelectionEstimate
+from toolkit.ensemble.inputs import EnsembleInputs
 from toolkit.ensemble.method import Combination
 from toolkit.ensemble.pseudo_round import PseudoRound
 from toolkit.ensemble.selection import EnsembleResult
@@ -19,7 +20,6 @@ from toolkit.recipe.schema import Ensemble
 from toolkit.runs.data_identity import DataIdentity
 from toolkit.runs.model_key import ModelKey
 from toolkit.runs.run_dir import RunDir
-from toolkit.study.run import StudyRun
 from toolkit.training.pipeline import PreparedData
 
 
@@ -57,7 +57,7 @@ class EnsembleOutcome:
 
 
 def record_ensemble(
-    run: StudyRun,
+    run: EnsembleInputs,
     spec: Ensemble,
     data: PreparedData,
     *,
@@ -72,17 +72,17 @@ def record_ensemble(
     started: float,
     combination: Combination | None = None,
     pseudo_labels: PseudoRound | None = None,
-    layout: RunDir | None = None,
+    files: RunDir | None = None,
 ) -> EnsembleOutcome:
-    """Write the ensemble's files (into ``layout``, by default the run folder; a staged one is
+    """Write the ensemble's files (into ``files``, by default the run folder; a staged one is
     committed) and then its leaderboard row; return what it is."""
     comp = data.competition
-    layout = layout or run.layout
+    files = files or run.folder
     labels = data.val_labels
-    submission = layout.write_submission(comp, test)
+    submission = files.write_submission(comp, test)
     val_ids = [comp.train_ids[i] for i in data.val_idx]
-    layout.write_probabilities("val", val_ids, val, comp.classes, labels, npy=False)
-    layout.write_probabilities("test", comp.test_ids, test, comp.classes, npy=False)
+    files.write_probabilities("val", val_ids, val, comp.classes, labels, npy=False)
+    files.write_probabilities("test", comp.test_ids, test, comp.classes, npy=False)
     members = [{"id": k, "weight": w} for k, w in weights.items()]
     method = combination.method if combination is not None else "greedy"
     stacked = method == "stack"  # else the blend is the selection's average
@@ -107,15 +107,15 @@ def record_ensemble(
         combination=combination,
         pseudo_labels=pseudo_labels,
     )
-    layout.write_ensemble(summary(run, spec, outcome))
-    layout.commit()  # the files in place before a row names them
+    files.write_ensemble(summary(run, spec, outcome))
+    files.commit()  # the files in place before a row names them
     run.board.supersede(submission, by=outcome.id)  # an earlier ensemble's file is now this one's
     run.board.upsert(ensemble_row(run, spec, outcome, data))
     return outcome
 
 
 def ensemble_row(
-    run: StudyRun, spec: Ensemble, outcome: EnsembleOutcome, data: PreparedData
+    run: EnsembleInputs, spec: Ensemble, outcome: EnsembleOutcome, data: PreparedData
 ) -> Row:
     """The ensemble's leaderboard row: its members and weights, its validation numbers."""
     run_dir = run.settings.run_dir
@@ -154,7 +154,11 @@ def ensemble_row(
 
 
 def ensemble_key(
-    run: StudyRun, members: list[dict[str, Any]], *, refit: bool = False, method: str = "greedy"
+    run: EnsembleInputs,
+    members: list[dict[str, Any]],
+    *,
+    refit: bool = False,
+    method: str = "greedy",
 ) -> ModelKey:
     """The key of an identical earlier ensemble of this run (same members, weights, refit
     and method), else of the next ``RUN/eK``."""
@@ -176,7 +180,7 @@ def ensemble_key(
     return ModelKey.ensemble(run.settings.run, max(numbers) + 1)
 
 
-def summary(run: StudyRun, spec: Ensemble, outcome: EnsembleOutcome) -> dict[str, Any]:
+def summary(run: EnsembleInputs, spec: Ensemble, outcome: EnsembleOutcome) -> dict[str, Any]:
     """``ensemble.json``: members, weights, picks, trajectory and the best single trial."""
     selection = outcome.selection
     return {

@@ -31,6 +31,7 @@ import numpy as np
 
 from toolkit.ensemble.candidates import Pool, add_seed_bags, seeds_wanted, trial_pool
 from toolkit.ensemble.estimate import SelectionEstimate, estimate_parts, estimate_selection
+from toolkit.ensemble.inputs import EnsembleInputs
 from toolkit.ensemble.members import trial_weights
 from toolkit.ensemble.method import Combination, choose_method
 from toolkit.ensemble.pseudo_round import PseudoRound, pseudo_label_round
@@ -39,20 +40,23 @@ from toolkit.ensemble.selection import EnsembleResult, blend, select_ensemble
 from toolkit.metrics import best_key, get_metric
 from toolkit.recipe.schema import Ensemble
 from toolkit.runs.run_dir import RunDir
-from toolkit.study.run import StudyRun
 from toolkit.training.pipeline import PreparedData
 
 
 def build_ensemble(
-    run: StudyRun, spec: Ensemble | None = None, *, layout: RunDir | None = None
+    run: EnsembleInputs,
+    data: PreparedData,
+    spec: Ensemble | None = None,
+    *,
+    files: RunDir | None = None,
 ) -> EnsembleOutcome:
-    """Select, (optionally) reseed, refit and blend the study's complete trials; write the
-    submission and the ensemble's row. ``layout`` (default: the run folder) takes the
-    ensemble's files: a staged one (:meth:`RunDir.staged`) moves them in with the files
-    written there before, as one set, before the row is written."""
+    """Select, (optionally) reseed, refit and blend the study's complete trials, whose
+    predictions are of ``data`` (the study's checked split); write the submission and the
+    ensemble's row. ``files`` (default: the run folder) takes the ensemble's files: a staged
+    one (:meth:`RunDir.staged`) moves them in with the files written there before, as one
+    set, before the row is written."""
     started = time.perf_counter()
     spec = spec or run.recipe.ensemble or Ensemble()
-    data = run.check_split()
     pool = trial_pool(run, data)
     metric = run.settings.metric
     selection = select(pool, data, spec, metric)
@@ -98,11 +102,13 @@ def build_ensemble(
         started=started,
         combination=kept,
         pseudo_labels=pseudo,
-        layout=layout,
+        files=files,
     )
 
 
-def estimate(pool: Pool, data: PreparedData, spec: Ensemble, run: StudyRun) -> SelectionEstimate:
+def estimate(
+    pool: Pool, data: PreparedData, spec: Ensemble, run: EnsembleInputs
+) -> SelectionEstimate:
     """The selection over the pool's candidates, cross-validated (:mod:`.estimate`)."""
     return estimate_selection(
         pool.probs("val"),
@@ -132,7 +138,7 @@ def best_trial(pool: Pool, data: PreparedData, metric: str) -> tuple[str, float]
 
 
 def refit_test(
-    run: StudyRun, pool: Pool, weights: dict[str, float]
+    run: EnsembleInputs, pool: Pool, weights: dict[str, float]
 ) -> tuple[np.ndarray, dict[str, str]]:
     """Test probabilities of the ensemble's trials each retrained once on every train clip
     (its weight: its own and its seed copies'); returns them and trial id -> refit id."""

@@ -50,7 +50,7 @@ class StudyModels:
     board: Leaderboard
 
     @property
-    def layout(self) -> RunDir:
+    def folder(self) -> RunDir:
         """The run directory."""
         return RunDir(self.settings.run_dir)
 
@@ -121,7 +121,7 @@ class StudyModels:
         """The variant's folder, holding its finished model (trained with ``pseudo``'s
         test clips, when given): trained now unless it already holds it
         (:meth:`~toolkit.runs.run_dir.RunDir.holds`)."""
-        out = self.layout.model(variant.key)
+        out = self.folder.model(variant.key)
         digest = None if pseudo is None else pseudo.digest()
         if not out.holds(
             variant.recipe, validated=variant.key.kind != "refit", pseudo_labels=digest

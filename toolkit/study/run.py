@@ -27,21 +27,30 @@ started again, and several workers (processes or machines) can share one study:
   random draws do not depend on which worker runs it, and a resumed or second
   worker does not repeat the first one's draws.
 
-:class:`StudyRun` holds the parts, each with one job: ``settings`` (which
+:class:`StudyRun` is a thin facade: it makes the parts, each with one job, and
+wires them, giving each user only the parts it needs: ``settings`` (which
 study, :mod:`.settings`), ``handle`` (the Optuna study, :mod:`.handle`),
 ``views`` (the data, :mod:`toolkit.training.data_views`), ``models`` (trials and their
-variants, :mod:`.models`), ``dead`` (dead workers' trials, :mod:`.repair`);
-a worker's loop is :mod:`.worker_loop`, the baseline trial :mod:`.baseline`.
+variants, :mod:`.models`), ``dead`` (dead workers' trials, :mod:`.repair`), ``board``
+(the leaderboard) and ``folder`` (the run directory). A worker's loop is
+:mod:`.worker_loop` (:class:`~toolkit.study.worker_loop.Worker`), a trial
+:mod:`.objective`, the baseline trial :mod:`.baseline`; the ensemble
+(:mod:`toolkit.ensemble.study`) gets :class:`~toolkit.ensemble.inputs.EnsembleInputs`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from toolkit.ensemble.inputs import EnsembleInputs
+from toolkit.ensemble.record import EnsembleOutcome
+from toolkit.ensemble.study import build_ensemble
 from toolkit.errors import ToolkitError, error_at
 from toolkit.leaderboard.store import Leaderboard
 from toolkit.recipe.loading import LoadedRecipe
-from toolkit.runs.run_dir import RunDir
+from toolkit.recipe.schema import Ensemble
+from toolkit.runs.data_identity import DataIdentity, check_folder
+from toolkit.runs.run_dir import RECIPE, RunDir
 from toolkit.study.handle import StudyHandle
 from toolkit.study.models import StudyModels
 from toolkit.study.profiles import validate_profiles
@@ -58,7 +67,7 @@ class StudyRun:
     """A recipe's study and its parts (see the module docstring).
 
     Build it from a loaded recipe; :meth:`optimize` runs trials in this process
-    (a worker), :mod:`toolkit.ensemble.study` builds the ensemble of its trials.
+    (a worker), :meth:`ensemble` builds the ensemble of its trials.
     """
 
     def __init__(self, loaded: LoadedRecipe, storage: str | None = None) -> None:
@@ -79,7 +88,7 @@ class StudyRun:
         self.models = StudyModels(loaded, self.settings, self.views, self.board)
 
     @property
-    def layout(self) -> RunDir:
+    def folder(self) -> RunDir:
         """The run directory."""
         return RunDir(self.settings.run_dir)
 
@@ -96,7 +105,45 @@ class StudyRun:
         for recipe in self.profiles.values() or [self.recipe]:
             self.views.view(recipe)
 
+    def open_folder(self) -> None:
+        """Check the inputs, make the run folder ready for trials (a set of files a stopped
+        run left half moved in, recovered; never a folder of other data's run) and decode
+        every clip; a new study's folder gets its recipe and data identity now."""
+        self.views.inputs()  # every input checked before the study starts any work
+        identity = DataIdentity.of(self.recipe.data)
+        folder = self.folder
+        folder.recover()  # a set of files a stopped run left half moved in
+        check_folder(self.settings.run_dir, identity)  # never a study of other data's folder
+        self.prepare_views()  # every clip decoded before the run's folder exists
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        if not folder.file(RECIPE).exists():  # a new study: what it runs, known now;
+            folder.write_data(identity)  # an earlier run's files change only as a set,
+            folder.write_recipe(self.recipe)  # with the ensemble's (workflow.run_study)
+
     def optimize(self, *, wait_for_others: bool = False) -> WorkerReport:
         """Run trials in this process until the study has ``n_trials`` finished ones (see
-        :meth:`toolkit.study.worker_loop.Worker.optimize`)."""
-        return Worker(self).optimize(wait_for_others=wait_for_others)
+        :meth:`toolkit.study.worker_loop.Worker.optimize`), once the folder is ready, dead
+        workers' trials failed and the split checked."""
+        self.open_folder()
+        self.dead.fail(self.handle)
+        self.check_split()
+        worker = Worker(self.handle, self.models, self.dead, self.recipe, self.profiles)
+        return worker.optimize(wait_for_others=wait_for_others)
+
+    def ensemble_inputs(self) -> EnsembleInputs:
+        """The parts of the study its ensemble uses."""
+        return EnsembleInputs(
+            settings=self.settings,
+            recipe=self.recipe,
+            handle=self.handle,
+            models=self.models,
+            board=self.board,
+            folder=self.folder,
+        )
+
+    def ensemble(
+        self, spec: Ensemble | None = None, *, files: RunDir | None = None
+    ) -> EnsembleOutcome:
+        """The ensemble of the study's complete trials on its checked split (see
+        :func:`toolkit.ensemble.study.build_ensemble`; ``files``: where its files go)."""
+        return build_ensemble(self.ensemble_inputs(), self.check_split(), spec, files=files)

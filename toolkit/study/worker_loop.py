@@ -1,29 +1,32 @@
-"""A worker of a study: it runs trials in this process until the study has its trials."""
+"""A worker of a study: it runs trials in this process until the study has its trials.
+
+It is given the study's parts it uses (the handle, the factory of models, the
+dead workers' trials, the recipe and its profiles); the study
+(:class:`toolkit.study.run.StudyRun`) has prepared the run folder and the data first.
+"""
 
 from __future__ import annotations
 
 import time
-import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-import optuna
 from optuna.trial import TrialState
 
 from toolkit.errors import SearchError
 from toolkit.progress import format_seconds
-from toolkit.runs.data_identity import DataIdentity, check_folder
-from toolkit.runs.run_dir import RECIPE
+from toolkit.recipe.schema import Recipe
 from toolkit.study.baseline import enqueue_baseline
+from toolkit.study.handle import StudyHandle
 from toolkit.study.live import LiveView, StudyStatus
-from toolkit.study.objective import TrialObjective
+from toolkit.study.models import StudyModels
+from toolkit.study.objective import TrialObjective, run_trial
 from toolkit.study.profile_budget import next_profile
 from toolkit.study.profiles import PROFILE
+from toolkit.study.repair import DeadTrials
 from toolkit.study.workers import TrialOutcome, WorkerReport, trial_counts
 from toolkit.wording import count
-
-if TYPE_CHECKING:
-    from toolkit.study.run import StudyRun
 
 WAIT_POLL = 2.0
 """Seconds between looks at the storage while waiting for other workers' trials."""
@@ -32,11 +35,20 @@ MAX_CONSECUTIVE_FAILURES = 3
 """A worker stops after this many of its trials fail in a row."""
 
 
+@dataclass(frozen=True)
 class Worker:
     """Runs a study's trials in this process (see :meth:`optimize`)."""
 
-    def __init__(self, run: StudyRun) -> None:
-        self.run = run
+    handle: StudyHandle
+    """The Optuna study: its trials, settings and sampler."""
+    models: StudyModels
+    """Each trial's recipe and model run."""
+    dead: DeadTrials
+    """Dead workers' trials, failed so their slots run again."""
+    recipe: Recipe
+    """The study's recipe: its values are the baseline trial's."""
+    profiles: Mapping[str, Recipe] = field(default_factory=dict)
+    """Each profile's recipe as written (empty: a study without profiles)."""
 
     def optimize(self, *, wait_for_others: bool = False) -> WorkerReport:
         """Run trials until the study has ``n_trials`` finished ones.
@@ -45,31 +57,20 @@ class Worker:
         missing trial is running in another worker; with ``wait_for_others``
         it then waits for those trials to end (and retries failed ones).
         """
-        run = self.run
-        settings, handle = run.settings, run.handle
+        handle = self.handle
+        settings = handle.settings
         search = settings.search
-        run.views.inputs()  # every input checked before the study starts any work
-        identity = DataIdentity.of(run.recipe.data)
-        run.layout.recover()  # a set of files a stopped run left half moved in
-        check_folder(settings.run_dir, identity)  # never a study of other data's folder
-        run.prepare_views()  # every clip decoded before the run's folder exists
-        settings.run_dir.mkdir(parents=True, exist_ok=True)
-        if not run.layout.file(RECIPE).exists():  # a new study: what it runs, known now;
-            run.layout.write_data(identity)  # an earlier run's files change only as a set,
-            run.layout.write_recipe(run.recipe)  # with the ensemble's (workflow.run_study)
         report = WorkerReport(settings.name, settings.storage)
         status = StudyStatus(
             study=settings.name, metric=settings.metric, n_trials=search.n_trials,
             timeout=search.timeout,
         )  # fmt: skip
-        run.dead.fail(handle)
-        run.check_split()
-        enqueue_baseline(handle, run.recipe, run.profiles)
+        enqueue_baseline(handle, self.recipe, self.profiles)
         failures = 0
         with LiveView(status) as view:
             while True:
-                if run.dead.fail(handle):  # a baseline whose worker died is queued again
-                    enqueue_baseline(handle, run.recipe, run.profiles)
+                if self.dead.fail(handle):  # a baseline whose worker died is queued again
+                    enqueue_baseline(handle, self.recipe, self.profiles)
                 counts = self.refresh(status)
                 finished = counts["complete"] + counts["pruned"]
                 if finished >= search.n_trials:
@@ -105,11 +106,11 @@ class Worker:
 
     def refresh(self, status: StudyStatus) -> dict[str, int]:
         """Update the live view's status from the storage; returns the trial counts."""
-        trials = self.run.handle.trials()
+        trials = self.handle.trials()
         counts = trial_counts(trials)
         status.complete, status.pruned = counts["complete"], counts["pruned"]
         status.running, status.failed = counts["running"], counts["failed"]
-        best = self.run.handle.best_trial(trials)
+        best = self.handle.best_trial(trials)
         status.best_value = None if best is None else best.value
         status.best_trial = None if best is None else best.number
         return counts
@@ -117,7 +118,7 @@ class Worker:
     def _steer(self) -> None:
         """With ``search.budget`` shares or improvement, queue a trial of the profile whose
         turn it is (unless a queued trial, such as a baseline, goes first)."""
-        handle = self.run.handle
+        handle = self.handle
         search = handle.settings.search
         if search.budget == "sampler":
             return
@@ -132,20 +133,34 @@ class Worker:
         head = f"{outcome.name} {outcome.state}"
         took = f"in {format_seconds(outcome.seconds)}"
         if outcome.state == "complete":
-            return f"{head}: {self.run.settings.metric} {outcome.value:.4f} {took}"
+            return f"{head}: {self.handle.settings.metric} {outcome.value:.4f} {took}"
         if outcome.state == "pruned":
             return f"{head} {took}"
         return f"{head}: {outcome.error}"
 
     def _one_trial(self, status: StudyStatus, view: LiveView) -> TrialOutcome:
-        holder: list[TrialOutcome] = []
-        run = self.run
-        objective = TrialObjective(run.handle, run.models, self.refresh, status, view, holder)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            run.handle.study.optimize(
-                objective, n_trials=1, catch=(Exception,), gc_after_trial=True
-            )
-        if not holder:  # the storage failed before the objective ran
-            raise SearchError(f"study {run.settings.name}: could not start a trial")
-        return holder[0]
+        """Run one trial the study gives this worker; what it did."""
+        objective = TrialObjective(self.handle, self.models, LiveProgress(self, status, view))
+        outcome = run_trial(self.handle.study, objective)
+        if outcome is None:  # the storage failed before the objective ran
+            raise SearchError(f"study {self.handle.settings.name}: could not start a trial")
+        return outcome
+
+
+@dataclass(frozen=True)
+class LiveProgress:
+    """A trial's progress, shown on its worker's live view."""
+
+    worker: Worker
+    status: StudyStatus
+    view: LiveView
+
+    def doing(self, text: str) -> None:
+        """What the trial does now (shown at the view's next redraw)."""
+        self.status.current = text
+
+    def epoch(self, text: str) -> None:
+        """An epoch ended: the view now, with the study's counts read again."""
+        self.status.current = text
+        self.worker.refresh(self.status)
+        self.view.refresh()
