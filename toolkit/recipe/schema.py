@@ -16,18 +16,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from toolkit.recipe.class_keys import ClassMap
-
-# the search section's models, all but Search re-exported: toolkit/study imports them from
-# here (its imports change with its own restructuring); new code imports toolkit.recipe.search
-from toolkit.recipe.search import (  # noqa: F401
-    Choices,
-    Distribution,
-    Profile,
-    Pruner,
-    Range,
-    Sampler,
-    Search,
-)
+from toolkit.recipe.search import Search
 from toolkit.recipe.section import PluginSpec, Strict
 
 

@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from toolkit.errors import RecipeError, error_at
-from toolkit.recipe.schema import Profile, Recipe, Search
+from toolkit.recipe.schema import Recipe
+from toolkit.recipe.search import Profile, Search
 from toolkit.recipe.validation import validate_recipe
 from toolkit.registry.table import Registry
 from toolkit.study.space import SuggestsValues, recipe_values, suggest, validate_space

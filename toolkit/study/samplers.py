@@ -10,7 +10,7 @@ import optuna
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from toolkit.recipe.schema import Pruner, Sampler
+from toolkit.recipe.search import Pruner, Sampler
 
 
 class TrialSeededSampler(BaseSampler):

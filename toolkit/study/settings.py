@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.recipe.schema import Distribution, Pruner, Recipe, Search
+from toolkit.recipe.schema import Recipe
+from toolkit.recipe.search import Distribution, Pruner, Search
 from toolkit.runs.run_dir import RunDir
 
 

@@ -24,7 +24,8 @@ from typing import Any, Protocol
 
 from toolkit.errors import RecipeError
 from toolkit.recipe.keypaths import get_path, set_path
-from toolkit.recipe.schema import FEATURE_ENGINE_KEYS, Choices, Distribution, Model, Range, Recipe
+from toolkit.recipe.schema import FEATURE_ENGINE_KEYS, Model, Recipe
+from toolkit.recipe.search import Choices, Distribution, Range
 from toolkit.recipe.validation import PLUGIN_BLOCKS, validate_recipe
 from toolkit.registry.table import Registry
 
