@@ -18,8 +18,9 @@ that record time or a new ``version`` are ignored and printed), and each run's l
 rows (times ignored, a plain run's timestamped id and paths normalised). And the new code
 on the old revision's files: ``toolkit leaderboard RUN --json`` on the old leaderboard.db
 prints what the old code printed; ``toolkit predict`` of each old run on the test clips
-(from an empty cache) gives its ``test_probs`` exactly; ``toolkit report`` reads the old
-runs. Exit 1 on any difference.
+(from an empty cache) writes its ``test_probs.csv`` byte for byte; ``toolkit report`` of
+the old demo-search run (which reads its ``ensemble.json``) succeeds. Exit 1 on any
+difference; a run of either revision that fails stops the script (exit 1, its log named).
 
 Each revision's venv: the editable install of the shared venv maps ``toolkit``, ``plugins``
 and ``leaderboard`` to one checkout, so its sources on ``PYTHONPATH`` are not enough. The
@@ -27,7 +28,8 @@ venv running this script is copied with hard links (``cp -al``, seconds, no extr
 and ``python -m pip install -q --no-deps -e .`` run inside the revision's worktree (pip
 replaces the copied editable files, it never writes into them). Everything is made under
 ``--work`` (default: a temporary folder, removed at the end with the worktrees unless
-``--keep``). About 10-15 minutes on 2 CPU cores. Usage, from the repository:
+``--keep``; kept with its logs when a run failed). About 10 to 16 minutes on 2 CPU cores
+(shared, under load). Usage, from the repository:
 
     .venv/bin/python bench/layout_identity.py [--old main] [--new HEAD] [--work DIR] [--keep]
         [--train 60 --test 16]
@@ -165,6 +167,7 @@ def main() -> None:
     old = Revision("old", args.old, work / "old")
     new = Revision("new", args.new, work / "new")
     tally = Tally()
+    finished = False
     try:
         for rev in (old, new):
             build(rev, args)
@@ -174,11 +177,15 @@ def main() -> None:
               " paths compared with each revision's work folder as <work>\n")  # fmt: skip
         compare_runs(old, new, tally)
         new_reads_old(old, new, work, tally)
+        finished = True
     finally:
         if not args.keep:
             for rev in (old, new):
                 git("worktree", "remove", "--force", str(rev.src), check=False)
-            shutil.rmtree(work, ignore_errors=True)
+            if finished:
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                print(f"kept {work} for its logs", file=sys.stderr)
     for rev in (old, new):
         steps = ", ".join(f"{k} {v:.0f} s" for k, v in rev.seconds.items())
         print(f"{rev.label} ({rev.spec}): {steps}")
@@ -247,12 +254,13 @@ def toolkit(rev: Revision, log: str, command: list[str], *, check: bool = True) 
     )
     logs = rev.work / "logs"
     logs.mkdir(exist_ok=True)
-    (logs / f"{log}.log").write_text(f"$ toolkit {' '.join(command)}\n{done.stdout}{done.stderr}")
+    path = logs / f"{log}.log"
+    path.write_text(f"$ toolkit {' '.join(command)}\n{done.stdout}{done.stderr}")
     if done.returncode == 0:
         return done.stdout
     if check:
         tail = (done.stderr.strip().splitlines() or [""])[-1]
-        sys.exit(f"error: {rev.label}: toolkit {command[0]} {log} failed: {tail}")
+        sys.exit(f"error: {rev.label}: toolkit {command[0]} {log} failed: {tail} (log: {path})")
     return None
 
 
