@@ -367,7 +367,8 @@ def test_learning_curves_draw_one_line_per_fold() -> None:
     shown = panels(figure)
     assert all(len(curves(ax)) == 2 for ax in shown.values())  # a thin line per fold
     assert stars(shown["validation loss"]) == [(2.0, 1.2), (2.0, 1.0)]
-    assert learning_curves([ModelHistory("t0000", 0, "complete", folds, 2)]).startswith(PNG_MAGIC)
+    one = [ModelHistory("t0000", 0, "complete", folds, 2)]
+    assert learning_curves(one, "accuracy").startswith(PNG_MAGIC)
 
 
 def searched_study() -> StudyData:
