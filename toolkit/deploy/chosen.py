@@ -1,6 +1,7 @@
 """The models that make a finished run's submission, and how their predictions combine.
 
-A study's submission is its ensemble (``ensemble.json``): its members, each a
+A study's submission is its ensemble (``ensemble.json``, read as its
+:class:`~toolkit.runs.records.EnsembleRecord`): its members, each a
 trial or a seed copy (a chosen bag is already shared out among its models),
 with their weights, blended by :func:`toolkit.ensemble.selection.blend`. With
 refit (``ensemble.json``'s ``refit``: trial id -> refit id), each chosen trial's
