@@ -385,7 +385,7 @@ def test_frozen_layers_stay_and_the_others_move_once_unfrozen(
     x, y = np.asarray(data.train_x[:40]), data.labels[:40]
     train(
         net, x[:32], y[:32], x[32:], y[32:], loaded.recipe.train, 4,
-        on_epoch=lambda epoch, record: snapshots.append(state_of(net)),
+        select_by="accuracy", on_epoch=lambda epoch, record: snapshots.append(state_of(net)),
     )  # fmt: skip
     after_head, after_body = snapshots
 

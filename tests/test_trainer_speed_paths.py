@@ -72,7 +72,9 @@ def fit(  # type: ignore[no-untyped-def]
         scheduler={"name": "none"},
         **settings,
     )
-    return train(net or small_net(), x[:n], y[:n], x[n:], y[n:], cfg, 3, test_x=x[:7])
+    return train(
+        net or small_net(), x[:n], y[:n], x[n:], y[n:], cfg, 3, test_x=x[:7], select_by="accuracy"
+    )
 
 
 class TinyConv(nn.Module):
