@@ -95,6 +95,7 @@ def toolkit_run(args: argparse.Namespace, data: tuple[np.ndarray, ...], **extra:
         vy,
         settings(args, **extra),  # type: ignore[arg-type]
         CLASSES,
+        select_by="accuracy",
         on_epoch=lambda epoch, record: ends.append(time.perf_counter()),
     )
     return len(x) * (len(ends) - 1) / (ends[-1] - ends[0])

@@ -114,7 +114,7 @@ def test_complementary_models_are_both_picked() -> None:
         assert result.members["left"] == pytest.approx(0.5)
         assert result.members["right"] == pytest.approx(0.5)
         assert all(METRICS[metric].better(result.val_metric, s) for s in singles)
-    assert select_ensemble(probs, labels, size=5).val_metric == 1.0
+    assert select_ensemble(probs, labels, size=5, metric="accuracy").val_metric == 1.0
 
 
 # ----------------------------------------------------------------------- (3) ties
@@ -140,7 +140,7 @@ def test_metric_tie_goes_to_better_single_model_before_lower_id() -> None:
     a = binary([0.9, 0.9, 0.9, 0.2])  # single accuracy 0.75
     b = binary([0.3, 0.3, 0.3, 0.95])  # single accuracy 0.25; a+b -> 1.0
     c = binary([0.6, 0.45, 0.45, 0.9])  # single accuracy 0.50; a+c -> 1.0
-    result = select_ensemble({"a": a, "b": b, "c": c}, labels, size=2)
+    result = select_ensemble({"a": a, "b": b, "c": c}, labels, size=2, metric="accuracy")
     assert result.picks == ("a", "c")
     assert result.counts == {"a": 1, "c": 1}
     assert result.val_metric == 1.0
@@ -150,7 +150,7 @@ def test_accuracy_tie_in_round_one_picks_lowest_id() -> None:
     labels = np.array([0, 1])
     x = binary([0.9, 0.9])  # accuracy 0.5
     y = binary([0.1, 0.1])  # accuracy 0.5, different table
-    result = select_ensemble({"y": y, "x": x}, labels, size=1)
+    result = select_ensemble({"y": y, "x": x}, labels, size=1, metric="accuracy")
     assert result.picks == ("x",)
 
 
@@ -222,7 +222,7 @@ def test_init_best_is_capped_at_the_number_of_candidates() -> None:
         "b": binary([0.6, 0.4, 0.4]),
         "c": binary([0.4, 0.6, 0.3]),
     }
-    result = select_ensemble(probs, labels, size=2, init_best=10)
+    result = select_ensemble(probs, labels, size=2, init_best=10, metric="accuracy")
     assert len(result.trajectory) == 5
     assert sorted(result.picks[:3]) == ["a", "b", "c"]
     assert result.picks[0] == "a"
@@ -232,7 +232,9 @@ def test_best_prefix_may_drop_unhelpful_init_models() -> None:
     labels = np.zeros(3, dtype=np.int64)
     good = binary([0.9, 0.9, 0.9])
     meh = binary([0.05, 0.05, 0.05])  # averaged with good: 0.475 on class 0 -> wrong
-    result = select_ensemble({"good": good, "meh": meh}, labels, size=1, init_best=2)
+    result = select_ensemble(
+        {"good": good, "meh": meh}, labels, size=1, init_best=2, metric="accuracy"
+    )
     assert result.picks[:2] == ("good", "meh")
     assert result.trajectory[1] < result.trajectory[0]  # accuracy fell after adding meh
     assert result.members == {"good": 1.0}
@@ -270,37 +272,39 @@ def test_blend_of_selected_members_reproduces_the_validation_metric() -> None:
 
 def test_empty_candidates_rejected() -> None:
     with pytest.raises(ValueError, match="no candidate"):
-        select_ensemble({}, np.array([0]))
+        select_ensemble({}, np.array([0]), metric="accuracy")
 
 
 def test_shape_mismatch_names_the_candidate() -> None:
     probs = {"a": binary([0.5, 0.5]), "b": binary([0.5, 0.5, 0.5])}
     with pytest.raises(ValueError, match=r"candidate 'b' has shape \(3, 2\); expected \(2, 2\)"):
-        select_ensemble(probs, np.array([0, 1]))
+        select_ensemble(probs, np.array([0, 1]), metric="accuracy")
     three_class = np.full((2, 3), 1 / 3)
     with pytest.raises(ValueError, match="candidate 'zz' has shape"):
-        select_ensemble({"a": binary([0.5, 0.5]), "zz": three_class}, np.array([0, 1]))
+        select_ensemble(
+            {"a": binary([0.5, 0.5]), "zz": three_class}, np.array([0, 1]), metric="accuracy"
+        )
 
 
 def test_label_errors() -> None:
     probs = {"a": binary([0.5, 0.5])}
     with pytest.raises(ValueError, match=r"label 2 is out of range \[0, 2\).*'a'"):
-        select_ensemble(probs, np.array([0, 2]))
+        select_ensemble(probs, np.array([0, 2]), metric="accuracy")
     with pytest.raises(ValueError, match=r"label -1 is out of range"):
-        select_ensemble(probs, np.array([-1, 0]))
+        select_ensemble(probs, np.array([-1, 0]), metric="accuracy")
     with pytest.raises(ValueError, match="labels has 3 entries but candidate 'a' has 2 rows"):
-        select_ensemble(probs, np.array([0, 1, 1]))
+        select_ensemble(probs, np.array([0, 1, 1]), metric="accuracy")
     with pytest.raises(ValueError, match="integers"):
-        select_ensemble(probs, np.array([0.0, 1.0]))
+        select_ensemble(probs, np.array([0.0, 1.0]), metric="accuracy")
 
 
 def test_parameter_errors() -> None:
     probs = {"a": binary([0.5, 0.5])}
     labels = np.array([0, 1])
     with pytest.raises(ValueError, match="size must be an integer >= 1; got 0"):
-        select_ensemble(probs, labels, size=0)
+        select_ensemble(probs, labels, size=0, metric="accuracy")
     with pytest.raises(ValueError, match="init_best must be an integer >= 0"):
-        select_ensemble(probs, labels, init_best=-1)
+        select_ensemble(probs, labels, init_best=-1, metric="accuracy")
     with pytest.raises(ValueError, match="unknown metric 'auc'"):
         select_ensemble(probs, labels, metric="auc")
 
@@ -309,13 +313,13 @@ def test_bad_table_contents_name_the_candidate() -> None:
     labels = np.array([0, 1])
     logits = np.array([[2.0, 1.0], [0.5, 0.3]])
     with pytest.raises(ValueError, match="candidate 'raw' rows must sum to 1"):
-        select_ensemble({"ok": binary([0.5, 0.5]), "raw": logits}, labels)
+        select_ensemble({"ok": binary([0.5, 0.5]), "raw": logits}, labels, metric="accuracy")
     with pytest.raises(ValueError, match="candidate 'neg' contains negative"):
-        select_ensemble({"neg": np.array([[1.5, -0.5], [0.5, 0.5]])}, labels)
+        select_ensemble({"neg": np.array([[1.5, -0.5], [0.5, 0.5]])}, labels, metric="accuracy")
     with pytest.raises(ValueError, match="candidate 'nan' contains non-finite"):
-        select_ensemble({"nan": np.array([[np.nan, 1.0], [0.5, 0.5]])}, labels)
+        select_ensemble({"nan": np.array([[np.nan, 1.0], [0.5, 0.5]])}, labels, metric="accuracy")
     with pytest.raises(ValueError, match="candidate 'flat' must be a 2-D"):
-        select_ensemble({"flat": np.array([0.5, 0.5])}, labels)
+        select_ensemble({"flat": np.array([0.5, 0.5])}, labels, metric="accuracy")
 
 
 def test_blend_errors() -> None:

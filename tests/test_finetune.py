@@ -385,7 +385,7 @@ def test_frozen_layers_stay_and_the_others_move_once_unfrozen(
     x, y = np.asarray(data.train_x[:40]), data.labels[:40]
     train(
         net, x[:32], y[:32], x[32:], y[32:], loaded.recipe.train, 4,
-        on_epoch=lambda epoch, record: snapshots.append(state_of(net)),
+        select_by="accuracy", on_epoch=lambda epoch, record: snapshots.append(state_of(net)),
     )  # fmt: skip
     after_head, after_body = snapshots
 
@@ -410,6 +410,6 @@ def test_a_short_fine_tune_beats_chance_on_held_out_clips(
     loaded = load_recipe(finetune_recipe(tmp_path, learnable.root, block))
     data = prepare(loaded.recipe, loaded.registry)
     assert data.train_x.shape[1:] == (1, 1, 2 * 2 * RATE)  # the vocals and the mixture, packed
-    result = train_recipe(loaded.recipe, loaded.registry, data)
+    result = train_recipe(loaded.recipe, loaded.registry, data, select_by="accuracy")
     held_out, majority = held_out_accuracy(learnable.root, data.competition, result.test_probs)
     assert held_out > max(0.45, majority + 0.1), (held_out, majority, result.history[-1])

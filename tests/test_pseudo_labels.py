@@ -67,7 +67,9 @@ def test_one_hot_soft_targets_train_exactly_as_their_classes(data_on_device: boo
     def fit(targets: np.ndarray) -> list[dict[str, float]]:
         torch.manual_seed(0)
         net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
-        return train(net, x[:32], targets, x[32:], labels[32:], cfg, 3).history
+        return train(
+            net, x[:32], targets, x[32:], labels[32:], cfg, 3, select_by="accuracy"
+        ).history
 
     hard = fit(labels[:32])
     soft = fit(np.eye(3, dtype=np.float32)[labels[:32]])

@@ -170,7 +170,7 @@ def test_ensemble_section_matches_ensemble_json(study: Path, study_report: Repor
     members = {m["id"]: m["weight"] for m in summary["members"]}
     ensemble = study_report.contents.ensemble
     assert ensemble is not None
-    assert ensemble.members == pytest.approx(members)
+    assert ensemble.weights == pytest.approx(members)
     assert ensemble.trajectory == summary["trajectory"] and ensemble.picks == summary["picks"]
     html = study_report.html()
     shown = dict(
@@ -363,11 +363,12 @@ def test_learning_curves_draw_one_line_per_fold() -> None:
         ]
     )
     # a cross-validated model keeps the mean of its folds' best epochs (3 and 2: 2)
-    figure = learning_curves.figure([ModelHistory("t0000", 0, "complete", folds, 2)])
+    figure = learning_curves.figure([ModelHistory("t0000", 0, "complete", folds, 2)], "accuracy")
     shown = panels(figure)
     assert all(len(curves(ax)) == 2 for ax in shown.values())  # a thin line per fold
     assert stars(shown["validation loss"]) == [(2.0, 1.2), (2.0, 1.0)]
-    assert learning_curves([ModelHistory("t0000", 0, "complete", folds, 2)]).startswith(PNG_MAGIC)
+    one = [ModelHistory("t0000", 0, "complete", folds, 2)]
+    assert learning_curves(one, "accuracy").startswith(PNG_MAGIC)
 
 
 def searched_study() -> StudyData:
@@ -486,7 +487,7 @@ def test_a_one_member_ensemble_says_so_instead_of_repeating_figures(
 ) -> None:
     contents = study_report.contents
     assert contents.ensemble is not None and contents.best is not None
-    assert list(contents.ensemble.members) == [contents.ensemble.best_trial]
+    assert list(contents.ensemble.weights) == [contents.ensemble.best_trial]
     assert contents.lone_member() == contents.best.name
     html = study_report.html()
     shown = section(html, "confusion")

@@ -22,7 +22,16 @@ def test_a_last_batch_of_one_clip_does_not_break_batch_norm() -> None:
     x = rng.normal(size=(17, 1, 16, 20)).astype(np.float16)
     y = np.arange(17) % 2
     cfg = Train(epochs=2, batch_size=16, optimizer={"name": "adamw", "lr": 1e-3})
-    result = train(resnet18(num_classes=2, in_channels=1, width=4), x, y, x[:6], y[:6], cfg, 2)
+    result = train(
+        resnet18(num_classes=2, in_channels=1, width=4),
+        x,
+        y,
+        x[:6],
+        y[:6],
+        cfg,
+        2,
+        select_by="accuracy",
+    )
     assert [r["epoch"] for r in result.history] == [1, 2]
     assert result.val_probs.shape == (6, 2)
     np.testing.assert_allclose(result.val_probs.sum(axis=1), 1.0, atol=1e-6)
@@ -94,7 +103,7 @@ def test_a_backbone_s_groups_freezing_hook_and_raw_input_are_used() -> None:
 
     start = {k: v.detach().clone() for k, v in net.state_dict().items()}
     cfg = Train(epochs=4, batch_size=8, optimizer={"name": "adamw", "lr": 1e-2})
-    result = train(net, x, y, x[:8], y[:8], cfg, 2, on_epoch=keep)
+    result = train(net, x, y, x[:8], y[:8], cfg, 2, select_by="accuracy", on_epoch=keep)
     assert net.norm_modes == [(1, False), (2, False), (3, True), (4, True)]
     body = [k for k in start if k.startswith("body.")]  # weights and the norm's statistics
     for epoch in (1, 2):  # frozen: nothing of the body moves, the head learns

@@ -10,12 +10,12 @@ from typing import Any
 from toolkit.ensemble.record import EnsembleOutcome
 from toolkit.errors import SearchError
 from toolkit.leaderboard.store import Leaderboard
-from toolkit.metrics import DEFAULT_METRIC
 from toolkit.recipe.loading import LoadedRecipe
 from toolkit.runs.data_identity import DataIdentity, check_folder
 from toolkit.runs.model_key import ModelKey
 from toolkit.runs.staging import StagedFolder
 from toolkit.study import StudyRun, WorkerReport
+from toolkit.study.settings import search_settings
 from toolkit.training.model_run import ModelRun
 from toolkit.training.pipeline import prepare
 from toolkit.validation.grouping import grouped_inputs
@@ -37,20 +37,22 @@ class RunResult:
 
 def run(
     loaded: LoadedRecipe,
-    metric: str = DEFAULT_METRIC,
+    metric: str | None = None,
     *,
     key: ModelKey | None = None,
     params: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run the recipe as one model end to end: features, training, submission, leaderboard row.
 
-    ``metric`` chooses the best epoch and is the row's metric; ``key`` names the
+    ``metric`` chooses the best epoch and is the row's metric (default: the recipe's
+    ``search.metric``, whose default the recipe knows); ``key`` names the
     model (default: a new plain run of the recipe; a reproduction names the model it
     reproduces), ``params`` adds to what its row shows. The run is written beside its
     folder and swapped in when complete (:mod:`toolkit.runs.staging`); a folder holding a run
     of other data is refused (:func:`toolkit.runs.data_identity.check_folder`).
     """
     recipe, registry = loaded.recipe, loaded.registry
+    metric = metric or search_settings(recipe).metric
     inputs = grouped_inputs(recipe, registry)
     staged = StagedFolder(Path(recipe.run_dir))
     staged.recover()  # a swap a killed run cut short

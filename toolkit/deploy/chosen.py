@@ -1,6 +1,7 @@
 """The models that make a finished run's submission, and how their predictions combine.
 
-A study's submission is its ensemble (``ensemble.json``): its members, each a
+A study's submission is its ensemble (``ensemble.json``, read as its
+:class:`~toolkit.runs.records.EnsembleRecord`): its members, each a
 trial or a seed copy (a chosen bag is already shared out among its models),
 with their weights, blended by :func:`toolkit.ensemble.selection.blend`. With
 refit (``ensemble.json``'s ``refit``: trial id -> refit id), each chosen trial's
@@ -15,16 +16,16 @@ be one model's (a trial's, say), or an export of the run (the same files).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from toolkit.ensemble.members import bag_mean, trial_weights
 from toolkit.errors import ModelError, error_at
 from toolkit.runs.model_key import ModelKey
+from toolkit.runs.records import EnsembleRecord, read_ensemble
 from toolkit.runs.run_dir import ENSEMBLE, RECIPE, RunDir
 
 if TYPE_CHECKING:
@@ -100,13 +101,12 @@ def chosen_models(run_dir: Path | str) -> Choice:
     layout = RunDir(run_dir)
     if not run_dir.is_dir():
         raise ModelError(f"{run_dir}: run directory not found")
-    if layout.file(ENSEMBLE).is_file():
-        summary = _read_summary(layout.file(ENSEMBLE))
-        weights = _member_weights(summary, layout.file(ENSEMBLE))
-        refits = summary.get("refit") or {}
-        if refits:
-            weights = {refits[trial]: w for trial, w in trial_weights(weights).items()}
-        stack = _stack(summary, layout.file(ENSEMBLE))
+    record = read_ensemble(layout)
+    if record is not None:
+        weights = record.weights
+        if record.refit:
+            weights = {record.refit[trial]: w for trial, w in trial_weights(weights).items()}
+        stack = _stack(record, layout.file(ENSEMBLE))
         if stack is not None:  # every input counts, whatever its share of the coefficients
             weights = {m: weights.get(m, 0.0) for m in stack.models()}
         models = tuple(
@@ -122,48 +122,24 @@ def chosen_models(run_dir: Path | str) -> Choice:
     )
 
 
-def _read_summary(path: Path) -> dict[str, Any]:
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{path}: damaged ensemble file ({exc}); run the study again") from None
-    if not isinstance(summary, dict):
-        raise ModelError(f"{path}: damaged ensemble file (not a mapping)")
-    return summary
-
-
-def _member_weights(summary: dict[str, Any], path: Path) -> dict[str, float]:
-    """The ensemble's model id -> weight, as ``ensemble.json`` lists them."""
-    try:
-        weights = {str(m["id"]): float(m["weight"]) for m in summary["members"]}
-    except (KeyError, TypeError, ValueError):
-        raise ModelError(f"{path}: damaged ensemble file (members without id or weight)") from None
-    if not weights:
-        raise ModelError(f"{path}: the ensemble has no members")
-    return weights
-
-
-def _stack(summary: dict[str, Any], path: Path) -> Stack | None:
+def _stack(record: EnsembleRecord, path: Path) -> Stack | None:
     """The level-2 model of a stacked ensemble (``None`` for a greedy one)."""
-    if summary.get("method", "greedy") != "stack":
+    if record.method != "stack":
         return None
     from toolkit.ensemble.stacking import StackModel
 
-    saved = summary.get("stack") or {}
-    if "model" not in saved:
+    saved = record.stack
+    if saved is None or saved.model is None:
         raise ModelError(
             f"{path}: a stacked ensemble without its level-2 model (made by an older "
             "toolkit); run 'toolkit run' on its recipe again: its trials are found done and "
             "the ensemble is fitted anew"
         )
     try:
-        return Stack(
-            StackModel.from_dict(saved["model"]),
-            tuple(str(i) for i in saved["inputs"]),
-            {str(b): tuple(str(m) for m in ms) for b, ms in (saved.get("bags") or {}).items()},
-        )
+        model = StackModel.from_dict(saved.model)
     except (KeyError, TypeError, ValueError):
         raise ModelError(f"{path}: damaged ensemble file (its stack)") from None
+    return Stack(model, tuple(saved.inputs), {b: tuple(ms) for b, ms in saved.bags.items()})
 
 
 def _key(model_id: str, layout: RunDir) -> ModelKey:

@@ -27,9 +27,8 @@ import pandas as pd
 from toolkit.deploy.export import INSTALL_COMMAND, WHEELS
 from toolkit.deploy.prediction import EXPORT_MANIFEST
 from toolkit.errors import ToolkitError
-from toolkit.recipe.loading import read_recipe_file
 from toolkit.recipe.schema import Data
-from toolkit.runs.run_dir import RECIPE
+from toolkit.runs.run_dir import RunDir
 
 NO_NETWORK = (["unshare", "--net"], ["unshare", "--user", "--map-root-user", "--net"])
 """Command prefixes that run a command in a network namespace of its own (root, then not)."""
@@ -159,7 +158,7 @@ def _same_python(manifest: dict[str, object]) -> None:
 def _test_clips(export: Path, manifest: dict[str, object]) -> Path:
     """The run's sample submission (its test clips' ids; their audio in its test folder)."""
     folder = export / manifest["models"][0]["folder"]  # type: ignore[index]
-    data = Data.model_validate(read_recipe_file(folder / RECIPE)["data"])
+    data = Data.model_validate(RunDir(folder).read_recipe()["data"])
     sample = Path(data.root) / data.sample_submission
     if not sample.is_file() or not (Path(data.root) / data.test_audio).is_dir():
         raise ToolkitError(f"{sample}: the run's test clips are not here to predict")

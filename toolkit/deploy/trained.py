@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from toolkit.errors import ModelError, error_line
-from toolkit.recipe.loading import read_recipe_file
 from toolkit.recipe.schema import Recipe
 from toolkit.recipe.validation import validate_recipe
 from toolkit.registry.loader import load_plugins
@@ -115,7 +114,7 @@ def load_model_recipe(
     path = folder.file(RECIPE)
     if not path.is_file():
         raise ModelError(f"{path}: recipe file missing; the model cannot be rebuilt without it")
-    raw = read_recipe_file(path)
+    raw = folder.read_recipe()
     raw["plugins"] = [str(_plugin_file(Path(p), plugin_dirs)) for p in raw.get("plugins") or []]
     if cache_dir is not None:
         raw["cache"] = {**(raw.get("cache") or {}), "dir": str(cache_dir)}

@@ -23,6 +23,14 @@ from toolkit.leaderboard.row import Row
 from toolkit.metrics import accuracy, get_metric, log_loss
 from toolkit.recipe.schema import Ensemble
 from toolkit.runs.model_key import ModelKey
+from toolkit.runs.records import (
+    Member,
+    ModelRecord,
+    complete_row,
+    read_model,
+    write_model,
+    write_predictions,
+)
 from toolkit.runs.run_dir import RunDir
 from toolkit.study.profiles import profile_of, values_of
 from toolkit.training.pipeline import PreparedData
@@ -102,7 +110,8 @@ def trial_pool(run: EnsembleInputs, data: PreparedData) -> Pool:
     for trial in complete:
         key = run.models.trial_key(trial.number)
         folder = run.folder.model(key)
-        if not folder.has_predictions():
+        record = read_model(folder, key)
+        if record is None or not record.validated:
             raise SearchError(
                 f"trial {trial.number}: no probabilities in {folder.path}; workers on other "
                 "machines must write to a run directory this machine can read (--output)"
@@ -162,38 +171,48 @@ def add_seed_bags(
         write_bag(run, bag, trial, data)
 
 
-def write_bag(
-    run: EnsembleInputs, bag: Candidate, trial: TrialRecord, data: PreparedData
-) -> None:
-    """A bag's folder (probabilities, submission) and its leaderboard row."""
+def write_bag(run: EnsembleInputs, bag: Candidate, trial: TrialRecord, data: PreparedData) -> None:
+    """A bag's folder (probabilities, submission, record) and its leaderboard row."""
     comp = data.competition
     folder = run.folder.model(bag.key)
-    val_ids = [comp.train_ids[i] for i in data.val_idx]
-    folder.write_probabilities("val", val_ids, bag.val_probs, comp.classes, data.val_labels)
-    folder.write_probabilities("test", comp.test_ids, bag.test_probs, comp.classes)
-    submission = folder.write_submission(comp, bag.test_probs)
+    write_predictions(
+        folder,
+        comp,
+        bag.test_probs,
+        val_ids=[comp.train_ids[i] for i in data.val_idx],
+        val_probs=bag.val_probs,
+        labels=data.val_labels,
+    )
     metric = run.settings.metric
-    base = trial.row
-    run.board.upsert(
-        Row(
+    record = write_model(
+        folder,
+        ModelRecord(
             id=bag.id,
             kind=bag.key.kind,
-            recipe=run.recipe.name,
-            run_dir=str(run.settings.run_dir.resolve()),
-            state="complete",
-            backbone=base.backbone if base is not None else None,
-            params={**trial.values, "seeds": len(bag.models)},
-            val_accuracy=accuracy(bag.val_probs, data.val_labels),
-            val_loss=log_loss(bag.val_probs, data.val_labels),
             metric=metric,
             metric_value=get_metric(metric).fn(bag.val_probs, data.val_labels),
-            submission=str(submission.resolve()),
-            members=[{"id": m.id, "weight": 1 / len(bag.models)} for m in bag.models],
-            trial_number=bag.key.trial,
-            profile=profile_of(trial.values),
+            val_accuracy=accuracy(bag.val_probs, data.val_labels),
+            val_loss=log_loss(bag.val_probs, data.val_labels),
             folds=len(data.folds) if data.cross_validated else None,
-        )
+            members=[Member(id=m.id, weight=1 / len(bag.models)) for m in bag.models],
+        ),
     )
+    base = trial.row
+    row = Row(
+        id=bag.id,
+        kind=bag.key.kind,
+        recipe=run.recipe.name,
+        run_dir=str(run.settings.run_dir.resolve()),
+        state=record.state,
+        backbone=base.backbone if base is not None else None,
+        params={**trial.values, "seeds": len(bag.models)},
+        metric=metric,
+        members=[m.model_dump() for m in record.members],
+        trial_number=bag.key.trial,
+        profile=profile_of(trial.values),
+        folds=record.folds,
+    )
+    run.board.upsert(complete_row(row, record, folder))
 
 
 def _row(run: EnsembleInputs, key: ModelKey) -> Row | None:

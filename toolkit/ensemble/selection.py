@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from toolkit.metrics import DEFAULT_METRIC, Metric, get_metric
+from toolkit.metrics import Metric, get_metric
 from toolkit.wording import count
 
 _TIE_RTOL = 1e-12
@@ -141,7 +141,7 @@ def select_ensemble(
     val_probs: Mapping[str, np.ndarray],
     labels: np.ndarray,
     *,
-    metric: str = DEFAULT_METRIC,
+    metric: str,
     size: int = 20,
     init_best: int = 0,
 ) -> EnsembleResult:

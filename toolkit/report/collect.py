@@ -22,19 +22,18 @@ import pydantic
 from optuna.trial import FrozenTrial, TrialState
 
 from toolkit.data.dataset import load_competition
-from toolkit.errors import ToolkitError, error_line
+from toolkit.errors import ModelError, ToolkitError, error_line
 from toolkit.leaderboard.location import choose_db
 from toolkit.leaderboard.row import Row
 from toolkit.leaderboard.store import Leaderboard
-from toolkit.metrics import DEFAULT_METRIC, best_key
+from toolkit.metrics import best_key
 from toolkit.recipe.keypaths import get_path
-from toolkit.recipe.loading import read_recipe_file
 from toolkit.recipe.schema import Recipe
 from toolkit.registry.table import format_validation_error
 from toolkit.runs.data_identity import DataIdentity, folder_data
 from toolkit.runs.model_key import TRIALS, ModelKey
+from toolkit.runs.records import EnsembleRecord, ModelRecord, read_ensemble, read_model
 from toolkit.runs.run_dir import (
-    ENSEMBLE,
     METRICS,
     RECIPE,
     SOURCES,
@@ -124,30 +123,6 @@ class StudyData:
         )
 
 
-@dataclass(frozen=True)
-class EnsembleData:
-    """``ensemble.json``: members and weights, and the greedy selection that chose them."""
-
-    id: str
-    metric: str
-    val_metric: float
-    members: dict[str, float]
-    picks: list[str]
-    trajectory: list[float]
-    """The metric after every pick, before the best-prefix cut."""
-    best_trial: str
-    best_trial_metric: float
-    candidates: int
-    estimate: dict[str, Any] | None = None
-    pseudo_labels: dict[str, Any] | None = None
-    """The pseudo-label round, as ``ensemble.json`` records it."""
-    """The selection cross-validated (``metric``, ``value``, ``accuracy``, ``parts``)."""
-    method: str = "greedy"
-    """How the members are combined: ``greedy`` (weighted average) or ``stack``."""
-    estimates: dict[str, Any] = field(default_factory=dict)
-    """Every method's estimate computed, by method (``ensemble.method: auto``: both)."""
-
-
 @dataclass
 class RunContents:
     """Everything the report shows, read from one run directory."""
@@ -165,7 +140,8 @@ class RunContents:
     study: StudyData | None = None
     best: Predictions | None = None
     best_row: Row | None = None
-    ensemble: EnsembleData | None = None
+    ensemble: EnsembleRecord | None = None
+    """``ensemble.json``, once the study has built its ensemble."""
     ensemble_predictions: Predictions | None = None
     rows: list[Row] = field(default_factory=list)
     leaderboard: Path | None = None
@@ -191,7 +167,7 @@ class RunContents:
         predictions and figures are then the best model's); else None."""
         if self.ensemble is None or self.best is None or len(self.ensemble.members) != 1:
             return None
-        (member,) = self.ensemble.members
+        member = self.ensemble.members[0].id
         alone = member == self.ensemble.best_trial and member.endswith(f"/{self.best.name}")
         return self.best.name if alone else None
 
@@ -206,7 +182,9 @@ def collect(run_dir: Path | str, storage: str | None = None, db: Path | None = N
     recipe, raw = read_run_recipe(RunDir(Path(run_dir)))
     layout = RunDir(Path(run_dir).resolve())
     is_study = has_study(recipe)
-    metric = search_settings(recipe).metric if is_study else DEFAULT_METRIC
+    own = None if is_study else read_model(layout)
+    # the metric its models were chosen on: the plain run's own, else the recipe's
+    metric = (own.metric if own is not None else None) or search_settings(recipe).metric
     contents = RunContents(
         run_dir=layout.path,
         recipe=recipe,
@@ -239,7 +217,7 @@ def read_run_recipe(layout: RunDir) -> tuple[Recipe, dict[str, Any]]:
             f"{layout.path}: not a run directory (no {RECIPE}); "
             "pass a folder written by toolkit run"
         )
-    raw = read_recipe_file(path)
+    raw = layout.read_recipe()
     try:
         return Recipe.model_validate(raw), raw
     except pydantic.ValidationError as exc:
@@ -253,10 +231,11 @@ def _collect_plain_run(contents: RunContents, layout: RunDir) -> None:
     # the row whose files the folder holds (a later run may have been interrupted), else the latest
     row = max(rows, key=lambda r: (r.submission == own, r.created_at)) if rows else None
     contents.best_row = row
-    state = row.state if row else ("complete" if layout.has_predictions() else "")
+    record = read_model(layout)
+    state = row.state if row else ("complete" if record is not None else "")
     history = _read_history(layout)
     if history is not None:
-        best_epoch = recorded_best_epoch(layout, contents.folds)
+        best_epoch = _best_epoch(row, record)
         contents.histories.append(
             ModelHistory(contents.recipe.name, None, state, history, best_epoch)
         )
@@ -267,7 +246,11 @@ def _collect_plain_run(contents: RunContents, layout: RunDir) -> None:
 
 # ---------------------------------------------------------------------- a study
 def _collect_study(contents: RunContents, layout: RunDir, storage: str | None) -> None:
-    summary = _read_json(layout.file(ENSEMBLE))
+    try:
+        summary = read_ensemble(layout)
+    except ModelError as exc:
+        contents.note("ensemble", str(exc))
+        summary = None
     contents.study = _read_study(contents, layout, storage, summary)
     rows = _trial_rows(contents)
     for key, folder in _trial_folders(layout):
@@ -276,9 +259,7 @@ def _collect_study(contents: RunContents, layout: RunDir, storage: str | None) -
             continue
         row = rows.get(key.trial)
         state = row.state if row is not None else _study_state(contents, key.trial)
-        best_epoch = row.best_epoch if row is not None else None
-        if best_epoch is None and state == "complete":  # a row of an older toolkit: the files
-            best_epoch = recorded_best_epoch(folder, contents.folds)
+        best_epoch = _best_epoch(row, read_model(folder, key) if state == "complete" else None)
         contents.histories.append(ModelHistory(key.name, key.trial, state, history, best_epoch))
     best = _best_trial(contents, rows)
     if best is not None:
@@ -291,26 +272,12 @@ def _collect_study(contents: RunContents, layout: RunDir, storage: str | None) -
             "The ensemble is not built yet: the study is still running, or stopped before it.",
         )
         return
-    contents.ensemble = EnsembleData(
-        id=str(summary["id"]),
-        metric=str(summary["metric"]),
-        val_metric=float(summary["val_metric"]),
-        members={str(m["id"]): float(m["weight"]) for m in summary["members"]},
-        picks=[str(p) for p in summary.get("picks", [])],
-        trajectory=[float(v) for v in summary.get("trajectory", [])],
-        best_trial=str(summary["best_trial"]),
-        best_trial_metric=float(summary["best_trial_metric"]),
-        candidates=int(summary["candidates"]),
-        estimate=summary.get("estimate"),
-        method=str(summary.get("method", "greedy")),
-        estimates=dict(summary.get("estimates") or {}),
-        pseudo_labels=summary.get("pseudo_labels"),
-    )
+    contents.ensemble = summary
     contents.ensemble_predictions = read_predictions(layout, contents.ensemble.id)
 
 
 def _read_study(
-    contents: RunContents, layout: RunDir, storage: str | None, summary: dict[str, Any] | None
+    contents: RunContents, layout: RunDir, storage: str | None, summary: EnsembleRecord | None
 ) -> StudyData | None:
     """The study from ``storage``, else the recipe's, else ``RUN_DIR/study.db``, else the
     storage ``ensemble.json`` names."""
@@ -321,7 +288,7 @@ def _read_study(
     if url is None and default.is_file():
         url = layout.study_storage()
     if url is None and summary is not None:
-        url = summary.get("storage")
+        url = summary.storage
     if url is None:  # a missing SQLite file must not be created by reading it
         contents.note("search", f"No study storage found ({default} is missing; pass --storage).")
         return None
@@ -372,17 +339,12 @@ def _study_state(contents: RunContents, number: int | None) -> str:
     return state_name(found[0].state) if found else ""
 
 
-def recorded_best_epoch(folder: RunDir, folds: int) -> int | None:
-    """The best epoch a model folder recorded: ``best.pt``'s; with ``folds`` > 1, the mean of
-    its folds' (as the cross-validated model computed it). None when a file is missing."""
-    if folds <= 1:
-        return folder.read_best_epoch()
-    from toolkit.training.cross_validation import mean_best_epoch  # the trainer, and torch, lazily
-
-    epochs = [folder.fold(k).read_best_epoch() for k in range(1, folds + 1)]
-    if any(epoch is None for epoch in epochs):
-        return None
-    return mean_best_epoch([epoch for epoch in epochs if epoch is not None])
+def _best_epoch(row: Row | None, record: ModelRecord | None) -> int | None:
+    """The epoch whose weights a model kept, as recorded: its row's, else its record's (a
+    cross-validated model: its folds' mean); None when neither says."""
+    if row is not None and row.best_epoch is not None:
+        return row.best_epoch
+    return record.best_epoch if record is not None else None
 
 
 def _best_trial(contents: RunContents, rows: dict[int, Row]) -> int | None:

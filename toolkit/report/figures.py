@@ -25,9 +25,10 @@ from matplotlib.ticker import LogFormatter, MaxNLocator
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from toolkit.metrics import DEFAULT_METRIC, Metric, get_metric
-from toolkit.report.collect import EnsembleData, ModelHistory, StudyData
+from toolkit.metrics import Metric, get_metric
+from toolkit.report.collect import ModelHistory, StudyData
 from toolkit.report.scores import ClassScores
+from toolkit.runs.records import EnsembleRecord
 from toolkit.wording import count
 
 matplotlib.use("Agg")  # files only: never open a window, whatever the environment says
@@ -100,7 +101,7 @@ class _Drawing(Generic[P]):
 
 
 @_Drawing
-def learning_curves(histories: list[ModelHistory], metric: str = DEFAULT_METRIC) -> Figure:
+def learning_curves(histories: list[ModelHistory], metric: str) -> Figure:
     """Train and validation loss and accuracy, and learning rate, per epoch: a line per model.
 
     Pruned models are dashed, failed ones dotted. A history with a ``fold``
@@ -372,11 +373,11 @@ def confusion(scores: ClassScores, title: str) -> Figure:
 
 
 @_Drawing
-def ensemble(data: EnsembleData) -> Figure:
+def ensemble(data: EnsembleRecord) -> Figure:
     """The ensemble's members by weight beside the greedy trajectory (metric after each pick)."""
     figure = Figure(figsize=(12, max(3.5, 0.35 * len(data.members) + 1.5)), layout="constrained")
     weights_ax, path_ax = figure.subplots(1, 2)
-    members = sorted(data.members.items(), key=lambda item: (-item[1], item[0]))
+    members = sorted(data.weights.items(), key=lambda item: (-item[1], item[0]))
     names = [name.rsplit("/", 1)[-1] for name, _ in members]
     weights_ax.barh(names[::-1], [w for _, w in members][::-1], color="tab:blue")
     weights_ax.set_xlabel("weight")

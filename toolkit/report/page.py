@@ -12,16 +12,17 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from toolkit.leaderboard.columns import REPEATED_METRICS
 from toolkit.leaderboard.store import Row
 from toolkit.leaderboard.view import plain_table
-from toolkit.metrics import METRICS
+from toolkit.metrics import METRICS, best_key
 from toolkit.progress import format_seconds
 from toolkit.report.collect import RunContents
 from toolkit.report.scores import ClassScores
 from toolkit.report.stages import Stage, stage_times
+from toolkit.runs.model_key import ModelKey
+from toolkit.runs.records import PseudoLabelsRecord
 from toolkit.wording import count
 
 SECTIONS = {
@@ -262,13 +263,14 @@ def _search(contents: RunContents, figures: dict[str, bytes]) -> str:
 def _profile_table(contents: RunContents) -> str:
     """A line per profile: its trials by state, its best trial and the time its trials took."""
     assert contents.study is not None
-    rule = METRICS[contents.metric]
     lines = []
     for profile in contents.study.profiles:
         view = contents.study.of_profile(profile)
         counts = view.counts()
         done = [t for t in view.trials if t.state.name == "COMPLETE" and t.value is not None]
-        best = max(done, key=lambda t: rule.goodness(float(t.value or 0.0))) if done else None
+        number = best_key(((t.number, float(t.value or 0.0)) for t in done), contents.metric)
+        run = contents.run_dir.name
+        best = next((t for t in done if t.number == number), None)
         lines.append(
             [
                 _t(profile),
@@ -276,7 +278,7 @@ def _profile_table(contents: RunContents) -> str:
                 _n(counts["pruned"]),
                 _n(counts["failed"]),
                 _f(None if best is None else best.value),
-                _t("" if best is None else f"t{best.number:04d}"),
+                _t("" if best is None else ModelKey.of_trial(run, best.number).name),
                 _duration(view.seconds()),
             ]
         )
@@ -340,7 +342,7 @@ def _ensemble(contents: RunContents, figures: dict[str, bytes]) -> str:
         return ""
     lines = [
         [_t(m), _f(w, 4)]
-        for m, w in sorted(data.members.items(), key=lambda item: (-item[1], item[0]))
+        for m, w in sorted(data.weights.items(), key=lambda item: (-item[1], item[0]))
     ]
     text = (
         f"<p>{_e(data.id)}: validation {_e(data.metric)} {data.val_metric:.4f} against "
@@ -349,21 +351,17 @@ def _ensemble(contents: RunContents, figures: dict[str, bytes]) -> str:
     )
     if data.estimate:
         estimate = data.estimate
-        also = (
-            ""
-            if estimate["metric"] == "accuracy"
-            else f", accuracy {float(estimate['accuracy']):.4f}"
-        )
+        also = "" if estimate.metric == "accuracy" else f", accuracy {estimate.accuracy:.4f}"
         text += (
-            f"<p><b>Estimate: {_e(estimate['metric'])} {float(estimate['value']):.4f}"
+            f"<p><b>Estimate: {_e(estimate.metric)} {estimate.value:.4f}"
             f"{also}</b>, the number to expect on new "
-            f"clips: the selection repeated on {len(estimate['parts'])} parts of the clips, "
+            f"clips: the selection repeated on {len(estimate.parts)} parts of the clips, "
             "each chosen without the part it is scored on (the validation score above was "
             "measured on the predictions that chose the ensemble).</p>"
         )
     if len(data.estimates) > 1:
         both = ", ".join(
-            f"{_e(m)} {float(e['value']):.4f}" for m, e in sorted(data.estimates.items())
+            f"{_e(m)} {e.value:.4f}" for m, e in sorted(data.estimates.items())
         )
         kept = (
             "a logistic regression over the trials' held-out probabilities (each member's "
@@ -381,21 +379,21 @@ def _ensemble(contents: RunContents, figures: dict[str, bytes]) -> str:
     return text + _img(figures, "ensemble", "") + members
 
 
-def _pseudo_labels(record: dict[str, Any]) -> str:
+def _pseudo_labels(record: PseudoLabelsRecord) -> str:
     """The pseudo-label round in a paragraph."""
-    clips = max(record["test_clips"], default=0)
-    if record["estimate_after"] is None:
+    clips = max(record.test_clips, default=0)
+    if record.estimate_after is None:
         return (
-            f"<p>Pseudo-labels: no test clip reached the confidence {record['threshold']}; "
+            f"<p>Pseudo-labels: no test clip reached the confidence {record.threshold}; "
             "no second round was trained.</p>"
         )
-    verdict = "kept: the ensemble above includes them" if record["kept"] else "not kept"
+    verdict = "kept: the ensemble above includes them" if record.kept else "not kept"
     return (
-        f"<p>Pseudo-labels: {len(record['models'])} chosen trials trained again with up to "
-        f"{clips} of {record['of']} test clips (confidence ≥ {record['threshold']}, power "
-        f"{record['power']}); estimate {_e(record['metric'])} "
-        f"{float(record['estimate_before']):.4f} before, "
-        f"{float(record['estimate_after']):.4f} with them: {verdict}.</p>"
+        f"<p>Pseudo-labels: {len(record.models)} chosen trials trained again with up to "
+        f"{clips} of {record.of} test clips (confidence ≥ {record.threshold}, power "
+        f"{record.power}); estimate {_e(record.metric)} "
+        f"{record.estimate_before:.4f} before, "
+        f"{record.estimate_after:.4f} with them: {verdict}.</p>"
     )
 
 

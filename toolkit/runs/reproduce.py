@@ -16,6 +16,7 @@ from toolkit.runs.model_key import ModelKey
 from toolkit.registry.loader import load_plugins
 from toolkit.runs.provenance import version_changes
 from toolkit.recipe.validation import validate_recipe
+from toolkit.runs.records import read_model
 from toolkit.runs.run_dir import MODEL_FILES, RunDir
 from toolkit.wording import count
 from toolkit.workflow import RunResult, run
@@ -99,7 +100,8 @@ def reproduce(board: Leaderboard, row_id: str, output: Path | None = None) -> Re
     )
     outcome = Reproduction(row, result, version_changes=version_changes(provenance["versions"]))
     original, again = RunDir(provenance["dir"]), RunDir(result.run_dir)
-    if original.has_model_files():
+    recorded = read_model(original)
+    if recorded is not None and recorded.keeps(original, MODEL_FILES):
         for name in MODEL_FILES:
             outcome.compared.append(name)
             difference = _compare_file(original.file(name), again.file(name))

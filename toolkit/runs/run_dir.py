@@ -19,6 +19,9 @@ files at the top. A model folder holds:
                               (clips, both rounds' metric, whether the second was
                               kept), or the pseudo-labels a study's second-round
                               model trained with (their digest, clips per fold)
+``model.json``                the finished model's record: its id, best epoch, metric
+                              values and files (:mod:`toolkit.runs.records`); a bag's
+                              folder has it too
 ============================  ==================================================
 
 A cross-validated model (``split.folds: K``) keeps each fold's model folder in
@@ -26,12 +29,12 @@ A cross-validated model (``split.folds: K``) keeps each fold's model folder in
 its ``test_probs`` the folds' mean, its ``metrics.csv`` every fold's epochs (a
 ``fold`` column) and it has no ``best.pt``. A refit (the model retrained on
 every train clip) has no validation files; a bag (a trial and its seed copies
-averaged) only its probabilities and submission.
+averaged) only its probabilities, submission and record.
 
 :meth:`RunDir.holds` is the one rule for whether a model folder is done: it
 holds the files of a finished model of exactly the recipe asked for.
 
-and a run with an ensemble also ``ensemble.json`` (members, weights, picks,
+A run with an ensemble also ``ensemble.json`` (its record: members, weights, picks,
 trajectory, the estimate) and, by default, its Optuna storage ``study.db``. A run
 whose split grouped the clips by the sources it found (``split.groups: auto``)
 has ``sources.json``: the groups, each clip's, and what they say of the split
@@ -193,9 +196,10 @@ class RunDir:
         write_submission(competition, test_probs, self._target(SUBMISSION))
         return self.file(SUBMISSION)
 
-    def write_ensemble(self, summary: dict[str, Any]) -> Path:
-        """``ensemble.json``: the ensemble's members, weights, picks and trajectory."""
-        return self._write_text(ENSEMBLE, json.dumps(summary, indent=2))
+    def write_json(self, name: str, record: dict[str, Any]) -> Path:
+        """A JSON file of the folder (``ensemble.json``, ``model.json``: see
+        :mod:`toolkit.runs.records`), indented."""
+        return self._write_text(name, json.dumps(record, indent=2))
 
     def write_pseudo_labels(self, summary: dict[str, Any]) -> Path:
         """``pseudo_labels.json``: what the model's pseudo-label round did, or which
@@ -240,13 +244,12 @@ class RunDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
     # ----------------------------------------------------------- readers
-    def has_predictions(self) -> bool:
-        """Whether the validation and test probabilities are saved (a finished model)."""
-        return all(self.probabilities_file(split).is_file() for split in SPLITS)
+    def read_recipe(self) -> dict[str, Any]:
+        """Its ``recipe.yaml`` as the raw mapping written (a RecipeError when it is missing
+        or unreadable): the one reader of a run's or model's recipe file."""
+        from toolkit.recipe.loading import read_recipe_file
 
-    def has_model_files(self) -> bool:
-        """Whether every file of :data:`MODEL_FILES` is there."""
-        return all(self.file(name).is_file() for name in MODEL_FILES)
+        return read_recipe_file(self.file(RECIPE))
 
     def holds(
         self, recipe: Recipe, *, validated: bool = True, pseudo_labels: str | None = None
@@ -287,19 +290,6 @@ class RunDir:
     def read_history(self) -> pd.DataFrame:
         """``metrics.csv`` as a table."""
         return pd.read_csv(self.file(METRICS))
-
-    def read_best_epoch(self) -> int | None:
-        """The epoch ``best.pt`` holds (the trainer's choice); None without ``best.pt``.
-
-        The file is memory-mapped: its weights are not read.
-        """
-        import torch
-
-        if not self.file(WEIGHTS).is_file():
-            return None
-        state = torch.load(self.file(WEIGHTS), map_location="cpu", weights_only=True, mmap=True)
-        epoch = state.get("best_epoch")
-        return None if epoch is None else int(epoch)
 
     def read_weights(self) -> dict[str, Any]:
         """``best.pt`` as written (tensors and plain values only; no code is run)."""

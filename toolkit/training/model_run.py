@@ -19,12 +19,13 @@ import numpy as np
 
 from toolkit.errors import ToolkitError, error_line
 from toolkit.leaderboard.store import Leaderboard, Row
-from toolkit.metrics import DEFAULT_METRIC, best_epoch, get_metric
+from toolkit.metrics import best_epoch, get_metric
 from toolkit.recipe.schema import Recipe, stream_label
 from toolkit.registry.table import Registry
 from toolkit.runs.data_identity import DataIdentity
 from toolkit.runs.model_key import ModelKey
 from toolkit.runs.provenance import library_versions, model_provenance
+from toolkit.runs.records import ModelRecord, complete_row, write_model, write_predictions
 from toolkit.runs.run_dir import SUBMISSION, RunDir
 from toolkit.runs.staging import StagedFolder
 from toolkit.training.cross_validation import (
@@ -80,12 +81,14 @@ def save_model(
             }
         )
     val_idx = data.val_idx if val_idx is None else val_idx
-    if len(val_idx):
-        val_ids = [comp.train_ids[i] for i in val_idx]
-        labels = data.labels[val_idx]
-        out.write_probabilities("val", val_ids, result.val_probs, comp.classes, labels)
-    out.write_probabilities("test", comp.test_ids, result.test_probs, comp.classes)
-    return out.write_submission(comp, result.test_probs)
+    return write_predictions(
+        out,
+        comp,
+        result.test_probs,
+        val_ids=[comp.train_ids[i] for i in val_idx],
+        val_probs=result.val_probs,
+        labels=data.labels[val_idx],
+    )
 
 
 def ending(exc: BaseException, stopped_by: tuple[type[BaseException], ...]) -> tuple[str, str]:
@@ -124,7 +127,7 @@ class ModelRun:
     run_dir: Path
     """The run it belongs to."""
     board: Leaderboard
-    metric: str = DEFAULT_METRIC
+    metric: str
     """What chooses its best epoch, and its row's metric."""
     values: dict[str, Any] = field(default_factory=dict)
     """The search values that made its recipe (and what else its row shows of it)."""
@@ -204,6 +207,7 @@ class ModelRun:
                     data,
                     fold=data.all_clips(),
                     on_epoch=self._record,
+                    select_by=self.metric,  # nothing held out: its last epoch is kept
                     description=self.description,
                 )
             elif data.cross_validated:
@@ -222,27 +226,40 @@ class ModelRun:
                 if self.own_pseudo_label_round:
                     result = self._pseudo_label_round(data, result, row)
             held_out = data.all_clips().val_idx if self.refit else None
-            submission = save_model(self.folder, self.recipe, data, result, held_out)
+            save_model(self.folder, self.recipe, data, result, held_out)
+            record = write_model(self.folder, self._finished(result, data, fold_values, started))
             if self.staged is not None:
                 self.out = self.staged.commit()
-                submission = self.folder.file(SUBMISSION)
         except BaseException as exc:
             self._close(row, *ending(exc, self.stopped_by), started)
             raise
-        seconds = time.perf_counter() - started
-        row.state = "complete"
-        if not self.refit:
-            row.val_accuracy, row.val_loss = result.val_accuracy, result.val_loss
-            row.metric_value = get_metric(self.metric).fn(result.val_probs, data.val_labels)
-        row.epochs, row.seconds = len(result.history), seconds
-        row.best_epoch = result.best_epoch
-        row.submission = str(submission.resolve())
+        submission = self.folder.file(SUBMISSION)
+        complete_row(row, record, self.folder)
         self.board.supersede(submission, by=row.id)  # earlier rows' file is now this one's
-        if fold_values:
-            row.folds = len(fold_values)
-            row.fold_mean, row.fold_std = float(np.mean(fold_values)), float(np.std(fold_values))
         self.board.upsert(row)
+        seconds = float(record.seconds or 0.0)
         return ModelOutcome(row, result, data, submission, seconds, fold_values)
+
+    def _finished(
+        self, result: TrainResult, data: PreparedData, fold_values: list[float], started: float
+    ) -> ModelRecord:
+        """The record of the model just trained (its files are added as it is written)."""
+        validated = not self.refit
+        return ModelRecord(
+            id=self.key.id,
+            kind=self.key.kind,
+            metric=self.metric,
+            metric_value=get_metric(self.metric).fn(result.val_probs, data.val_labels)
+            if validated
+            else None,
+            val_accuracy=result.val_accuracy if validated else None,
+            val_loss=result.val_loss if validated else None,
+            best_epoch=result.best_epoch,
+            epochs=len(result.history),
+            seconds=time.perf_counter() - started,
+            folds=len(fold_values) or None,
+            fold_values=fold_values,
+        )
 
     def _cross_validate(self, data: PreparedData) -> CrossValidated:
         """Train (or, resumed, reuse) the model of every fold; combine them out-of-fold."""
@@ -267,12 +284,28 @@ class ModelRun:
                 )
                 out.write_recipe(self.recipe)  # what a resumed run checks it against
                 save_model(out, self.recipe, data, result, fold.val_idx)
+                write_model(out, self._fold_record(k, result, data.labels[fold.val_idx]))
                 out.write_stats(data.reused().stats.as_dict())
             else:
                 self.history.extend({"fold": k, **r} for r in result.history)
             results.append(result)
             done.append(metric.fn(result.val_probs, data.labels[fold.val_idx]))
         return combine_folds(results, data.folds, data.labels, self.metric)
+
+    def _fold_record(self, k: int, result: TrainResult, labels: np.ndarray) -> ModelRecord:
+        """The record of fold ``k``'s model (``labels``: its held-out clips')."""
+        return ModelRecord(
+            id=self.key.id,
+            kind=self.key.kind,
+            fold=k,
+            metric=self.metric,
+            metric_value=get_metric(self.metric).fn(result.val_probs, labels),
+            val_accuracy=result.val_accuracy,
+            val_loss=result.val_loss,
+            best_epoch=result.best_epoch,
+            epochs=len(result.history),
+            seconds=result.seconds,
+        )
 
     @property
     def own_pseudo_label_round(self) -> bool:

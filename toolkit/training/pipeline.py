@@ -17,7 +17,6 @@ from toolkit.data.checks import CheckedInputs, check_inputs
 from toolkit.data.dataset import Competition
 from toolkit.data.preprocess import Preprocessor, StageStats
 from toolkit.errors import DataError
-from toolkit.metrics import DEFAULT_METRIC
 from toolkit.recipe.schema import Recipe, stream_label
 from toolkit.recipe.validation import stream_mode
 from toolkit.registry.kinds import BatchAugmenter, DatasetAugmenter, TestTimeAugmenter
@@ -261,7 +260,7 @@ def train_recipe(
     *,
     fold: Fold | None = None,
     on_epoch: EpochCallback | None = None,
-    select_by: str = DEFAULT_METRIC,
+    select_by: str,
     description: str = "training",
     extra: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:

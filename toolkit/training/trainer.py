@@ -27,7 +27,7 @@ from toolkit.devices import (
     use_channels_last,
     with_layout,
 )
-from toolkit.metrics import DEFAULT_METRIC, Metric, epoch_rank, get_metric, validation_scores
+from toolkit.metrics import Metric, epoch_rank, get_metric, validation_scores
 from toolkit.progress import progress_bar
 from toolkit.recipe.schema import Train
 from toolkit.registry.kinds import BatchAugmenter, TestTimeAugmenter
@@ -344,7 +344,7 @@ def train(
     test_x: np.ndarray | None = None,
     batch_augmenters: Sequence[BatchAugmenter] = (),
     test_time_augmenters: Sequence[TestTimeAugmenter] = (),
-    select_by: str = DEFAULT_METRIC,
+    select_by: str,
     on_epoch: EpochCallback | None = None,
     description: str = "training",
 ) -> TrainResult:
