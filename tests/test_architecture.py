@@ -127,9 +127,6 @@ def test_only_the_facade_s_users_know_the_study() -> None:
     assert users == {"toolkit.study", "toolkit.workflow"}
 
 
-PENDING_LAYOUT_RENAME = {"toolkit.deploy.chosen", "toolkit.report.collect"}
-"""Readers of ensemble.json that another change of issue 28 rewrites; their run directories
-are renamed with it."""
 
 
 def _names_a_run_dir(annotation: ast.expr | None) -> bool:
@@ -140,7 +137,7 @@ def test_layout_means_only_the_streams_layout() -> None:
     """A run directory (:class:`~toolkit.runs.run_dir.RunDir`) is never called ``layout``:
     that word is the feature streams' :class:`~toolkit.training.fusion.Layout`."""
     found = []
-    for module in sorted(set(module_files()) - PENDING_LAYOUT_RENAME):
+    for module in sorted(module_files()):
         for node in ast.walk(_tree(module)):
             if isinstance(node, ast.FunctionDef):
                 named = [a for a in [*node.args.args, *node.args.kwonlyargs] if a.arg == "layout"]

@@ -98,24 +98,24 @@ def chosen_models(run_dir: Path | str) -> Choice:
     """The models ``run_dir``'s submission is made of (see the module docstring); a folder
     that holds neither an ensemble nor a model is a one-line error."""
     run_dir = Path(run_dir)
-    layout = RunDir(run_dir)
+    run_folder = RunDir(run_dir)
     if not run_dir.is_dir():
         raise ModelError(f"{run_dir}: run directory not found")
-    record = read_ensemble(layout)
+    record = read_ensemble(run_folder)
     if record is not None:
         weights = record.weights
         if record.refit:
             weights = {record.refit[trial]: w for trial, w in trial_weights(weights).items()}
-        stack = _stack(record, layout.file(ENSEMBLE))
+        stack = _stack(record, run_folder.file(ENSEMBLE))
         if stack is not None:  # every input counts, whatever its share of the coefficients
             weights = {m: weights.get(m, 0.0) for m in stack.models()}
         models = tuple(
-            ChosenModel(model_id, layout.model(_key(model_id, layout)), weight)
+            ChosenModel(model_id, run_folder.model(_key(model_id, run_folder)), weight)
             for model_id, weight in weights.items()
         )
         return Choice(run_dir, models, blended=True, stack=stack)
-    if layout.file(RECIPE).is_file():
-        return Choice(run_dir, (ChosenModel(run_dir.name, layout, 1.0),), blended=False)
+    if run_folder.file(RECIPE).is_file():
+        return Choice(run_dir, (ChosenModel(run_dir.name, run_folder, 1.0),), blended=False)
     raise ModelError(
         f"{run_dir}: neither {ENSEMBLE} nor {RECIPE}; give a run directory written by "
         "toolkit run (a study's, a plain run's or one model's folder) or an export of one"
@@ -142,8 +142,8 @@ def _stack(record: EnsembleRecord, path: Path) -> Stack | None:
     return Stack(model, tuple(saved.inputs), {b: tuple(ms) for b, ms in saved.bags.items()})
 
 
-def _key(model_id: str, layout: RunDir) -> ModelKey:
+def _key(model_id: str, run_folder: RunDir) -> ModelKey:
     try:
         return ModelKey.parse(model_id)
     except ValueError as exc:
-        raise ModelError(error_at(layout.file(ENSEMBLE), exc)) from None
+        raise ModelError(error_at(run_folder.file(ENSEMBLE), exc)) from None

@@ -180,44 +180,44 @@ def collect(run_dir: Path | str, storage: str | None = None, db: Path | None = N
     recipe's ``output.leaderboard`` nor the one ``toolkit leaderboard RUN_DIR`` reads.
     """
     recipe, raw = read_run_recipe(RunDir(Path(run_dir)))
-    layout = RunDir(Path(run_dir).resolve())
+    run_folder = RunDir(Path(run_dir).resolve())
     is_study = has_study(recipe)
-    own = None if is_study else read_model(layout)
+    own = None if is_study else read_model(run_folder)
     # the metric its models were chosen on: the plain run's own, else the recipe's
     metric = (own.metric if own is not None else None) or search_settings(recipe).metric
     contents = RunContents(
-        run_dir=layout.path,
+        run_dir=run_folder.path,
         recipe=recipe,
         is_study=is_study,
         metric=metric,
         folds=int(get_path(raw, ["split", "folds"], 1) or 1),
         class_names=recipe.data.label_names,
     )
-    contents.stats = _read_json(layout.file(STATS))
-    contents.sources = _read_json(layout.file(SOURCES))
-    contents.trained_on = folder_data(layout.path)
-    contents.leaderboard, contents.rows = _leaderboard_rows(layout.path, recipe, db)
+    contents.stats = _read_json(run_folder.file(STATS))
+    contents.sources = _read_json(run_folder.file(SOURCES))
+    contents.trained_on = folder_data(run_folder.path)
+    contents.leaderboard, contents.rows = _leaderboard_rows(run_folder.path, recipe, db)
     if is_study:
-        _collect_study(contents, layout, storage)
+        _collect_study(contents, run_folder, storage)
     else:
-        _collect_plain_run(contents, layout)
+        _collect_plain_run(contents, run_folder)
     contents.data = _data_counts(contents)
     return contents
 
 
-def read_run_recipe(layout: RunDir) -> tuple[Recipe, dict[str, Any]]:
+def read_run_recipe(run_folder: RunDir) -> tuple[Recipe, dict[str, Any]]:
     """The run's resolved ``recipe.yaml``, typed and raw; a folder without one is an error."""
-    if not layout.path.exists():
-        raise ToolkitError(f"{layout.path}: no such run directory")
-    if not layout.path.is_dir():
-        raise ToolkitError(f"{layout.path}: a file, not a run directory; pass the run's folder")
-    path = layout.file(RECIPE)
+    if not run_folder.path.exists():
+        raise ToolkitError(f"{run_folder.path}: no such run directory")
+    if not run_folder.path.is_dir():
+        raise ToolkitError(f"{run_folder.path}: a file, not a run directory; pass the run's folder")
+    path = run_folder.file(RECIPE)
     if not path.is_file():
         raise ToolkitError(
-            f"{layout.path}: not a run directory (no {RECIPE}); "
+            f"{run_folder.path}: not a run directory (no {RECIPE}); "
             "pass a folder written by toolkit run"
         )
-    raw = layout.read_recipe()
+    raw = run_folder.read_recipe()
     try:
         return Recipe.model_validate(raw), raw
     except pydantic.ValidationError as exc:
@@ -225,35 +225,35 @@ def read_run_recipe(layout: RunDir) -> tuple[Recipe, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ a plain run
-def _collect_plain_run(contents: RunContents, layout: RunDir) -> None:
+def _collect_plain_run(contents: RunContents, run_folder: RunDir) -> None:
     rows = [r for r in contents.rows if r.kind in ("run", "trial")]  # "trial": older rows
-    own = str(layout.file(SUBMISSION).resolve())
+    own = str(run_folder.file(SUBMISSION).resolve())
     # the row whose files the folder holds (a later run may have been interrupted), else the latest
     row = max(rows, key=lambda r: (r.submission == own, r.created_at)) if rows else None
     contents.best_row = row
-    record = read_model(layout)
+    record = read_model(run_folder)
     state = row.state if row else ("complete" if record is not None else "")
-    history = _read_history(layout)
+    history = _read_history(run_folder)
     if history is not None:
         best_epoch = _best_epoch(row, record)
         contents.histories.append(
             ModelHistory(contents.recipe.name, None, state, history, best_epoch)
         )
-    contents.best = read_predictions(layout, contents.recipe.name)
+    contents.best = read_predictions(run_folder, contents.recipe.name)
     if contents.best is None:
         contents.note("summary", "No validation predictions yet: the run has not finished.")
 
 
 # ---------------------------------------------------------------------- a study
-def _collect_study(contents: RunContents, layout: RunDir, storage: str | None) -> None:
+def _collect_study(contents: RunContents, run_folder: RunDir, storage: str | None) -> None:
     try:
-        summary = read_ensemble(layout)
+        summary = read_ensemble(run_folder)
     except ModelError as exc:
         contents.note("ensemble", str(exc))
         summary = None
-    contents.study = _read_study(contents, layout, storage, summary)
+    contents.study = _read_study(contents, run_folder, storage, summary)
     rows = _trial_rows(contents)
-    for key, folder in _trial_folders(layout):
+    for key, folder in _trial_folders(run_folder):
         history = _read_history(folder)
         if history is None:
             continue
@@ -263,8 +263,8 @@ def _collect_study(contents: RunContents, layout: RunDir, storage: str | None) -
         contents.histories.append(ModelHistory(key.name, key.trial, state, history, best_epoch))
     best = _best_trial(contents, rows)
     if best is not None:
-        key = ModelKey.of_trial(layout.path.name, best)
-        contents.best = read_predictions(layout.model(key), key.name)
+        key = ModelKey.of_trial(run_folder.path.name, best)
+        contents.best = read_predictions(run_folder.model(key), key.name)
         contents.best_row = rows.get(best)
     if summary is None:
         contents.note(
@@ -273,20 +273,20 @@ def _collect_study(contents: RunContents, layout: RunDir, storage: str | None) -
         )
         return
     contents.ensemble = summary
-    contents.ensemble_predictions = read_predictions(layout, contents.ensemble.id)
+    contents.ensemble_predictions = read_predictions(run_folder, contents.ensemble.id)
 
 
 def _read_study(
-    contents: RunContents, layout: RunDir, storage: str | None, summary: EnsembleRecord | None
+    contents: RunContents, run_folder: RunDir, storage: str | None, summary: EnsembleRecord | None
 ) -> StudyData | None:
     """The study from ``storage``, else the recipe's, else ``RUN_DIR/study.db``, else the
     storage ``ensemble.json`` names."""
     search = search_settings(contents.recipe)
     name = study_name(contents.recipe)
-    default = layout.file(STUDY)
+    default = run_folder.file(STUDY)
     url = storage or search.storage
     if url is None and default.is_file():
-        url = layout.study_storage()
+        url = run_folder.study_storage()
     if url is None and summary is not None:
         url = summary.storage
     if url is None:  # a missing SQLite file must not be created by reading it
@@ -311,12 +311,12 @@ def _read_study(
     return StudyData(name, url, study, contents.metric, space, trials, profiles)
 
 
-def _trial_folders(layout: RunDir) -> list[tuple[ModelKey, RunDir]]:
+def _trial_folders(run_folder: RunDir) -> list[tuple[ModelKey, RunDir]]:
     """The trial folders present (a running study has only some), by trial number."""
-    root = layout.path / TRIALS
+    root = run_folder.path / TRIALS
     found = []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
-        key = _key(f"{layout.path.name}/{path.name}")
+        key = _key(f"{run_folder.path.name}/{path.name}")
         if key is not None and key.kind == "trial" and path.is_dir():
             found.append((key, RunDir(path)))
     return found
