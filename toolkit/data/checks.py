@@ -6,10 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.recipe.class_keys import check_class_keys
 from toolkit.data.dataset import Competition, load_competition
 from toolkit.errors import DataError, error_at
 from toolkit.progress import console
+from toolkit.recipe.class_keys import check_class_keys
 from toolkit.recipe.schema import Recipe
 from toolkit.recipe.validation import class_keyed_settings
 from toolkit.registry.table import Registry

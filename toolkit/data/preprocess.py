@@ -24,9 +24,9 @@ import torch
 from toolkit.data.audio import fix_length, load_clip, resample
 from toolkit.data.cache import ClipStore, ContentHashes, SplitStore, settings_key
 from toolkit.disk import DiskFullError
-from toolkit.registry.kinds import FeatureExtractor, Separator
 from toolkit.progress import console, progress_bar
 from toolkit.recipe.schema import PluginSpec, Recipe, feature_input, plugin_params
+from toolkit.registry.kinds import FeatureExtractor, Separator
 from toolkit.registry.table import Registry
 
 STEM_FORMAT = "mono-float16-1"

@@ -29,7 +29,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolkit.data.dataset import Competition
-from toolkit.errors import ModelError
+from toolkit.errors import ModelError, error_line
 from toolkit.leaderboard.row import Row
 from toolkit.runs.model_key import ModelKey
 from toolkit.runs.run_dir import ENSEMBLE, METRICS, SPLITS, SUBMISSION, WEIGHTS, RunDir
@@ -179,8 +179,7 @@ def read_model(folder: RunDir, key: ModelKey | None = None) -> ModelRecord | Non
         try:
             return ModelRecord.model_validate_json(path.read_text())
         except (OSError, pydantic.ValidationError) as exc:
-            reason = str(exc).splitlines()[0]
-            raise ModelError(f"{path}: damaged model record ({reason})") from None
+            raise ModelError(f"{path}: damaged model record ({error_line(exc)})") from None
     if not folder.probabilities_file("test").is_file():
         return None
     return ModelRecord(

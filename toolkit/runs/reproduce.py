@@ -12,10 +12,10 @@ import pandas as pd
 from toolkit.errors import ToolkitError
 from toolkit.leaderboard.store import Leaderboard, Row
 from toolkit.recipe.loading import LoadedRecipe, check_devices
-from toolkit.runs.model_key import ModelKey
-from toolkit.registry.loader import load_plugins
-from toolkit.runs.provenance import version_changes
 from toolkit.recipe.validation import validate_recipe
+from toolkit.registry.loader import load_plugins
+from toolkit.runs.model_key import ModelKey
+from toolkit.runs.provenance import version_changes
 from toolkit.runs.records import read_model
 from toolkit.runs.run_dir import MODEL_FILES, RunDir
 from toolkit.wording import count

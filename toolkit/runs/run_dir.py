@@ -56,14 +56,14 @@ import numpy as np
 import pandas as pd
 
 from toolkit.data.cache import atomic_write
-from toolkit.runs.data_identity import DATA_FILE, DataIdentity
 from toolkit.data.dataset import Competition
-from toolkit.disk import disk_errors
-from toolkit.runs.model_key import ModelKey
-from toolkit.recipe.schema import Recipe, dump_recipe
-from toolkit.validation.source_links import FoundSources
-from toolkit.runs.staged_files import StagedFiles
 from toolkit.data.submission import probability_frame, write_submission
+from toolkit.disk import disk_errors
+from toolkit.recipe.schema import Recipe, dump_recipe
+from toolkit.runs.data_identity import DATA_FILE, DataIdentity
+from toolkit.runs.model_key import ModelKey
+from toolkit.runs.staged_files import StagedFiles
+from toolkit.validation.source_links import FoundSources
 
 RECIPE = "recipe.yaml"
 STATS = "stats.json"
