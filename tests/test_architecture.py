@@ -154,3 +154,39 @@ def test_layout_means_only_the_streams_layout() -> None:
                 ):
                     found.append(f"{module}:{node.lineno}")
     assert not found, "a RunDir called layout: " + ", ".join(found)
+
+
+def private_imports(source: str) -> list[str]:
+    """The private names (``_name``, not dunders) a module's code imports from the toolkit."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("toolkit"):
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"{node.module}.{alias.name}")
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "toolkit"
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            found.append(f"toolkit.{node.attr}")
+    return found
+
+
+def test_no_test_imports_a_private_name_of_the_toolkit() -> None:
+    offenders = {
+        path.name: names
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        if (names := private_imports(path.read_text()))
+    }
+    assert not offenders, offenders
+
+
+def test_the_private_import_check_finds_one() -> None:
+    text = (
+        "import toolkit\nfrom toolkit.runs.run_dir import RunDir, _remove\n"
+        "from toolkit import __version__\nprint(toolkit.__version__, toolkit._secret)\n"
+    )
+    assert private_imports(text) == ["toolkit.runs.run_dir._remove", "toolkit._secret"]

@@ -265,26 +265,26 @@ def test_a_study_run_again_and_killed_writing_its_ensemble_leaves_the_earlier_fi
 
 
 def test_a_set_of_files_half_moved_in_is_completed_by_the_next_run(tmp_path: Path) -> None:
+    from toolkit.runs.data_identity import DataIdentity
     from toolkit.runs.run_dir import RunDir
 
     folder = RunDir(tmp_path / "run")
     folder.path.mkdir()
-    for name, text in (("recipe.yaml", "old"), ("sources.json", "old"), ("stats.json", "old")):
-        (folder.path / name).write_text(text)
+    for name in ("data.json", "sources.json", "stats.json"):
+        (folder.path / name).write_text("old")
     staged = folder.staged()
-    staged._write_text("recipe.yaml", "new")
-    staged._write_text("stats.json", "new")
-    assert (folder.path / "recipe.yaml").read_text() == "old"  # nothing moved before commit
+    staged.write_data(DataIdentity("/new", "abc"))
+    staged.write_stats({"run": "new"})
+    new = {p.name: p.read_text() for p in staged.staging.iterdir()}  # type: ignore[union-attr]
+    assert (folder.path / "data.json").read_text() == "old"  # nothing moved before commit
     # a process stopped after the set was complete and one file moved in
-    (staged.staging / ".complete").write_text("recipe.yaml\nstats.json\n")  # type: ignore[operator]
-    os.replace(staged.staging / "recipe.yaml", folder.path / "recipe.yaml")  # type: ignore[operator]
+    (staged.staging / ".complete").write_text("data.json\nstats.json\n")  # type: ignore[operator]
+    os.replace(staged.staging / "data.json", folder.path / "data.json")  # type: ignore[operator]
     folder.recover()
-    assert {p.name: p.read_text() for p in folder.path.iterdir()} == {
-        "recipe.yaml": "new",
-        "stats.json": "new",
-    }  # the new set whole; the old run's sources.json, not in it, gone
+    # the new set whole; the old run's sources.json, not in it, gone
+    assert {p.name: p.read_text() for p in folder.path.iterdir()} == new
     # a staging folder never completed is thrown away, the folder untouched
     unfinished = folder.staged()
-    unfinished._write_text("recipe.yaml", "newer")
+    unfinished.write_stats({"run": "newer"})
     folder.staged()
-    assert (folder.path / "recipe.yaml").read_text() == "new"
+    assert {p.name: p.read_text() for p in folder.path.iterdir() if p.is_file()} == new
