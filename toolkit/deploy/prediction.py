@@ -34,7 +34,7 @@ from toolkit.data.submission import fill_submission, probability_frame
 from toolkit.deploy.chosen import Choice, chosen_models
 from toolkit.deploy.trained import PLUGINS, TrainedModel, recorded_version_changes
 from toolkit.errors import DataError, ModelError
-from toolkit.progress import console, progress_bar
+from toolkit.progress import progress_bar, warn
 from toolkit.runs.run_dir import SUBMISSION
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def predict(
     states = [model.states() for model in models]
     classes = _shared_classes(models, states)
     for change in recorded_version_changes([s for group in states for s in group]):
-        _warn(f"trained with {change}: the probabilities may differ from the run's")
+        warn(f"trained with {change}: the probabilities may differ from the run's")
     data = models[0].recipe.data
     file_names = ids_are_file_names(choice, data.id_column)
     wanted = _read_clips(Path(clips), data.id_column, audio, data.test_audio, file_names)
@@ -285,7 +285,3 @@ def run_submission_columns(run_dir: Path) -> list[str] | None:
     if submission.is_file():
         return list(pd.read_csv(submission, nrows=0).columns)
     return None
-
-
-def _warn(message: str) -> None:
-    console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
