@@ -155,6 +155,13 @@ class Search(Strict):
         "the profile whose best improved most per second lately, none below half its share",
     )
 
+    overrun: Literal["skip", "allow"] = Field(
+        "skip",
+        description="skip: no trial starts that its kind's trials say would end more than 10% "
+        "of search.timeout past it (with profiles, another profile that fits instead; none: "
+        "the study ends); allow: trials start until the timeout",
+    )
+
     @field_validator("metric")
     @classmethod
     def _metric(cls, value: str) -> str:

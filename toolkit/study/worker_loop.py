@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from optuna.trial import TrialState
-
 from toolkit.errors import SearchError
 from toolkit.progress import format_seconds
 from toolkit.recipe.schema import Recipe
@@ -22,7 +20,7 @@ from toolkit.study.handle import StudyHandle
 from toolkit.study.live import LiveView, StudyStatus
 from toolkit.study.models import StudyModels
 from toolkit.study.objective import TrialObjective, run_trial
-from toolkit.study.profile_budget import next_profile
+from toolkit.study.overrun import NextTrial, next_trial
 from toolkit.study.profiles import PROFILE
 from toolkit.study.repair import DeadTrials
 from toolkit.study.workers import TrialOutcome, WorkerReport, trial_counts
@@ -67,6 +65,7 @@ class Worker:
         )  # fmt: skip
         enqueue_baseline(handle, self.recipe, self.profiles)
         failures = 0
+        said: set[str | None] = set()  # profiles whose trials were said not to fit
         with LiveView(status) as view:
             while True:
                 if self.dead.fail(handle):  # a baseline whose worker died is queued again
@@ -86,7 +85,14 @@ class Worker:
                     status.current = f"waiting for {counts['running']} trial(s) of other workers"
                     time.sleep(WAIT_POLL)
                     continue
-                self._steer()
+                turn = self._steer(status)
+                for skipped, line in zip(turn.skipped, turn.describe(), strict=True):
+                    if turn.stop or skipped.profile not in said:
+                        view.log(line)
+                        said.add(skipped.profile)
+                if turn.stop:
+                    report.stopped_by = "overrun"
+                    break
                 outcome = self._one_trial(status, view)
                 if outcome.state != "surplus":
                     report.trials.append(outcome)
@@ -115,19 +121,19 @@ class Worker:
         status.best_trial = None if best is None else best.number
         return counts
 
-    def _steer(self) -> None:
-        """With ``search.budget`` shares or improvement, queue a trial of the profile whose
-        turn it is (unless a queued trial, such as a baseline, goes first)."""
+    def _steer(self, status: StudyStatus) -> NextTrial:
+        """The study's next trial (see :func:`toolkit.study.overrun.next_trial`): with
+        ``search.budget`` shares or improvement, a trial of the profile whose turn it is is
+        queued (unless a queued trial, such as a baseline, goes first); none when it would end
+        well past ``search.timeout``."""
         handle = self.handle
         search = handle.settings.search
-        if search.budget == "sampler":
-            return
+        left = None if search.timeout is None else search.timeout - status.elapsed()
         trials = handle.trials()
-        if any(t.state == TrialState.WAITING for t in trials):
-            return
-        profile = next_profile(trials, search, handle.settings.metric, datetime.now())
-        if profile is not None:
-            handle.study.enqueue_trial({PROFILE: profile}, user_attrs={"budget": profile})
+        turn = next_trial(trials, search, handle.settings.metric, datetime.now(), left)
+        if turn.profile is not None and not turn.stop:
+            handle.study.enqueue_trial({PROFILE: turn.profile}, user_attrs={"budget": turn.profile})
+        return turn
 
     def _describe(self, outcome: TrialOutcome) -> str:
         head = f"{outcome.name} {outcome.state}"
