@@ -51,9 +51,7 @@ def trial(
 def search(budget: str = "sampler", *, profiles: bool = True, **keys: object) -> Search:
     """A search with a 2400 s timeout, of profiles cnn and head (or none)."""
     named = {"cnn": {}, "head": {}} if profiles else {}
-    return Search.model_validate(
-        {"timeout": TIMEOUT, "budget": budget, "profiles": named, **keys}
-    )
+    return Search.model_validate({"timeout": TIMEOUT, "budget": budget, "profiles": named, **keys})
 
 
 # ------------------------------------------------------------- the overrun rule
@@ -147,7 +145,7 @@ OVERRUN_SEARCH = """
 model: {backbone: {name: head, hidden: 32}}
 search:
   n_trials: 3
-  timeout: 20
+  timeout: 40
   sampler: {name: random, seed: 0}
   pruner: {name: none}
   space:
@@ -156,26 +154,38 @@ ensemble: {size: 4}
 """
 
 
+OVERRUN_LINE = (
+    r"search: not starting a trial: its trials take ~(\d+) s, (\d+) s of search.timeout are "
+    r"left; the study ends"
+)
+
+
 @pytest.mark.slow
 def test_the_study_does_not_start_a_trial_that_would_overrun(
     tiny_competition: DemoCompetition, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recipe = with_pause(write_recipe(tmp_path, tiny_competition.root, extra=OVERRUN_SEARCH))
-    # the first trial's first step waits 12 s: it takes more than 12 s, so a second one
-    # started after it (12 s or more of the 20 s gone) would end past 24 s > 20 s + 10%
+    # the first trial's first step waits 24 s: it takes more than 24 s, so a second one
+    # started after it (24 s or more of the 40 s gone) would end past 48 s > 40 s + 10%
     monkeypatch.setenv("TOOLKIT_TEST_PAUSE", f"{tmp_path / 'paused'}:1")
-    monkeypatch.setenv("TOOLKIT_TEST_PAUSE_SECONDS", "12")
+    monkeypatch.setenv("TOOLKIT_TEST_PAUSE_SECONDS", "24")
     result = run_cli("run", recipe, "--output", tmp_path / "run", "--no-report", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     said = result.stdout + result.stderr
-    line = re.search(
-        r"search: not starting a trial: its trials take ~(\d+) s, (\d+) s of search.timeout "
-        r"are left; the study ends",
-        said,
-    )
+    line = re.search(OVERRUN_LINE, said)
     assert line is not None, said
-    assert int(line[1]) >= 12 and int(line[2]) < 20
+    assert int(line[1]) >= 24 and int(line[2]) < 40
     assert "stopped at search.timeout" not in said  # ended by the rule, before the timeout
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'run'}/study.db")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE]
     assert (tmp_path / "run" / "submission.csv").is_file()  # the run went on to its ensemble
+    # a second worker judges by the study's trials, not by its own (it has none): with 20 s,
+    # the first worker's trial (24 s or more) says a trial would end past 22 s
+    joined = run_cli(
+        "worker", recipe, "--output", tmp_path / "run", "--set", "search.timeout=20", cwd=tmp_path
+    )
+    assert joined.returncode == 0, joined.stderr
+    line = re.search(OVERRUN_LINE, joined.stdout + joined.stderr)
+    assert line is not None and int(line[2]) <= 20, joined.stdout + joined.stderr
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'run'}/study.db")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
