@@ -3,7 +3,9 @@
 ``run`` holds :class:`StudyRun` (a recipe's study and its trials), ``objective``
 one trial, ``space`` the search space over recipe keys, ``settings`` which study
 a recipe runs, ``storage`` and ``samplers`` Optuna's parts, ``workers`` who runs
-what and whether it lives, ``live`` the view on the terminal.
+what and whether it lives, ``profile_budget`` which profile's trial runs next,
+``overrun`` whether a trial would end well past the timeout, ``live`` the view
+on the terminal.
 
 The names load on first use, so ``toolkit.study.settings`` alone imports
 neither Optuna nor torch.
