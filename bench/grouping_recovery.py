@@ -16,7 +16,7 @@ The signatures of the train and test clips are cached under ``cache.dir``
 
     python bench/grouping_recovery.py [--recipe recipes/strong.yaml] [--work runs/bench-groups]
         [--plain 200 100] [--sourced 300 150] [--songs 40] [--seed 0] [--folds 5]
-        [--set KEY=VALUE ...]
+        [--only plain songs] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -54,15 +54,18 @@ def main() -> None:
     parser.add_argument("--test-share", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--only", nargs="*", choices=("plain", "songs"), help="demos to run")
     parser.add_argument("--set", nargs="*", default=[], help="more recipe overrides KEY=VALUE")
     args = parser.parse_args()
     work = args.work.resolve()
     demos = {
-        f"every clip its own song ({args.plain[0]} train, {args.plain[1]} test)": (
+        "plain": (
+            f"every clip its own song ({args.plain[0]} train, {args.plain[1]} test)",
             work / f"demo-plain-{args.seed}",
             (f"data.demo.n_train={args.plain[0]}", f"data.demo.n_test={args.plain[1]}"),
         ),
-        f"{args.songs} songs ({args.sourced[0]} train, {args.sourced[1]} test)": (
+        "songs": (
+            f"{args.songs} songs ({args.sourced[0]} train, {args.sourced[1]} test)",
             work / f"demo-songs-{args.seed}",
             (
                 f"data.demo.n_train={args.sourced[0]}",
@@ -77,7 +80,9 @@ def main() -> None:
         "| same-song pairs split (grouped / ungrouped) | ARI vs songs | seconds |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, (folder, overrides) in demos.items():
+    for key, (name, folder, overrides) in demos.items():
+        if args.only and key not in args.only:
+            continue
         for rule in RULES:
             sets = (
                 f"data.demo.folder={folder}",

@@ -259,10 +259,10 @@ def test_clips_with_no_shared_source_form_no_group(
     assert shown.returncode == 0, shown.stderr
     report = json.loads(shown.stdout)
     assert report["groups"] == report["alone"] == 40 and report["largest"] == 1
-    assert set(report["thresholds"]) == {"song"}
-    assert "as close as the test clips come to their nearest train clip" in report["rule"]
+    assert report["thresholds"] == {"song": None}
+    assert report["rule"].startswith("links song none (calibrated on the test clips")
     text = run_cli("leaks", recipe, "--no-probe", cwd=tmp_path).stdout.splitlines()[0]
-    assert text.startswith("groups (auto): 40 among 40 clips") and "links at similarity" in text
+    assert text.startswith("groups (auto): 40 among 40 clips") and "links song none" in text
     # the old rule (a z-score among all pairs) invents groups on the same clips
     old = run_cli(
         "leaks", recipe, "--no-probe", "--json", "--set", "split.group_threshold=z", cwd=tmp_path

@@ -120,10 +120,13 @@ def link_rule(groups: SourceGroups) -> str:
     and ``toolkit leaks``)."""
     if not groups.thresholds:
         return f"links: a robust z-score over {LINK_Z} among all pairs"
-    reach = ", ".join(f"{name} {value:.3f}" for name, value in groups.thresholds.items())
+    reach = ", ".join(
+        f"{name} from similarity {value:.3f}" if np.isfinite(value) else f"{name} none"
+        for name, value in groups.thresholds.items()
+    )
     return (
-        f"links at similarity {reach}: where under {LINK_FDR:.0%} of linked clips would be "
-        "as close as the test clips come to their nearest train clip"
+        f"links {reach} (calibrated on the test clips: at most {LINK_FDR:.0%} of the linked "
+        "clips expected that close without a shared source)"
     )
 
 

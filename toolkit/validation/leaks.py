@@ -47,8 +47,9 @@ class LeakReport:
     refused: int = 0
     rule: str | None = None
     """What a pair of clips had to pass to link (found groups only)."""
-    thresholds: dict[str, float] | None = None
-    """The similarity a pair had to pass per signal, when calibrated on the test clips."""
+    thresholds: dict[str, float | None] | None = None
+    """The similarity a pair had to reach per signal, when calibrated on the test clips
+    (None: no similarity was high enough to link)."""
     probe: dict[str, float] | None = None
     """Linear-probe accuracy with ungrouped and grouped folds (keys ``ungrouped``,
     ``grouped``), when computed."""
@@ -98,7 +99,8 @@ def leak_report(recipe: Recipe, registry: Registry, *, probe: bool = True) -> Le
     else:
         found = find_groups(recipe, registry, competition)
         labels, cap, refused = found.labels, found.cap, found.refused
-        rule, thresholds = link_rule(found), found.thresholds
+        rule = link_rule(found)
+        thresholds = {k: v if np.isfinite(v) else None for k, v in found.thresholds.items()}
         source = "auto"
     sizes = np.bincount(labels)
     straddled, pairs = straddling_pairs(labels, open_folds)
