@@ -21,10 +21,18 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from tests.conftest import run_cli
+from toolkit.data.checks import check_inputs
 from toolkit.demo import DemoCompetition, make_demo_competition
 from toolkit.recipe.loading import load_recipe
-from toolkit.validation.grouping import grouped_inputs, straddling_pairs
-from toolkit.validation.source_links import capped_components, group_sources, linked_pairs
+from toolkit.validation.grouping import find_groups, grouped_inputs, straddling_pairs
+from toolkit.validation.source_links import (
+    calibrated_threshold,
+    capped_components,
+    cosine_similarity,
+    group_sources,
+    linked_pairs,
+    nearest_similarity,
+)
 from toolkit.validation.split import Fold
 
 HIGH_BAND = Path(__file__).parent / "plugins" / "high_band.py"
@@ -161,12 +169,21 @@ def test_leaks_shows_the_leak_without_training(sourced: DemoCompetition, tmp_pat
 @pytest.mark.slow
 def test_songs_and_voices_from_a_separated_stem(sourced: DemoCompetition, tmp_path: Path) -> None:
     """With a separator the song signature is the accompaniment's, and ``voice`` links
-    clips whose separated stems the speaker encoder finds alike (clips with a voice only)."""
+    clips whose separated stems the speaker encoder finds alike (clips with a voice only).
+    The test clips calibrate both signals' thresholds; under the z-score rule both link
+    (the synthetic singers' voices are too alike for the calibrated rule to link them)."""
     work = tmp_path / "work"
     recipe = grouped_recipe(work, sourced.root)
     text = recipe.read_text().replace("separator: {name: none}", "separator: {name: high_band}")
     recipe.write_text(f"plugins: [{HIGH_BAND}]\n" + text)
-    loaded = load_recipe(recipe, ["split.group_by=[song, voice]"])
+    calibrated = load_recipe(recipe, ["split.group_by=[song, voice]"])
+    thresholds = find_groups(
+        calibrated.recipe,
+        calibrated.registry,
+        check_inputs(calibrated.recipe, calibrated.registry).competition,
+    ).thresholds
+    assert set(thresholds) == {"song", "voice"} and thresholds["song"] < 1.0
+    loaded = load_recipe(recipe, ["split.group_by=[song, voice]", "split.group_threshold=z"])
     inputs = grouped_inputs(loaded.recipe, loaded.registry)
     assert inputs.sources is not None
     found = inputs.sources.groups
@@ -188,3 +205,66 @@ def test_voice_grouping_without_a_separator_is_a_recipe_error(
     )
     assert shown.returncode == 2
     assert shown.stderr.count("\n") == 1 and "split.group_by: voice" in shown.stderr
+
+
+def test_train_pairs_link_only_above_how_close_the_test_clips_come() -> None:
+    """``split.group_threshold: test``: how close the test clips come to their nearest
+    train clip is the null; train pairs far above it link, pairs at its level do not
+    (under the old z-score rule they would)."""
+    basis = np.eye(128)
+
+    def at(similarity: float, a: int, b: int) -> np.ndarray:  # cosine `similarity` to basis[a]
+        return similarity * basis[a] + np.sqrt(1 - similarity**2) * basis[b]
+
+    siblings = [v for i in range(0, 20, 2) for v in (basis[i], at(0.9, i, i + 1))]
+    at_null = [basis[20], at(0.55, 20, 21)]  # a pair inside the test clips' range
+    loners = [basis[i] for i in range(22, 30)]
+    train = np.stack(siblings + at_null + loners)
+    nulls = np.linspace(0.3, 0.7, 20)
+    test = np.stack([at(v, 22 + i % 8, 40 + i) for i, v in enumerate(nulls)])
+    assert np.allclose(nearest_similarity(train, test), nulls)
+    threshold = calibrated_threshold(train, test)
+    assert threshold == pytest.approx(0.9)
+    pairs, _ = linked_pairs(cosine_similarity(train), threshold=threshold)
+    assert sorted(map(tuple, pairs.tolist())) == [(i, i + 1) for i in range(0, 20, 2)]
+    old, _ = linked_pairs(cosine_similarity(train))
+    assert (20, 21) in set(map(tuple, old.tolist()))
+    groups = group_sources({"song": (train, None)}, cap=4, thresholds={"song": threshold})
+    assert groups.count == len(train) - 10 and groups.thresholds == {"song": threshold}
+    # train pairs exactly as close as the test clips come: even the closest does not link
+    level = np.stack(
+        [v for i, s in enumerate(nulls[::2]) for v in (basis[2 * i], at(s, 2 * i, 2 * i + 1))]
+    )
+    null = np.stack([at(v, 2 * (i % 10), 60 + i) for i, v in enumerate(nulls[::2])])
+    assert calibrated_threshold(level, null) == np.inf
+    old, _ = linked_pairs(cosine_similarity(level))
+    assert len(old) > 0
+
+
+@pytest.fixture(scope="module")
+def songless(tmp_path_factory: pytest.TempPathFactory) -> DemoCompetition:
+    """40 train and 120 test clips of 1 s, every clip a song of its own."""
+    root = tmp_path_factory.mktemp("songless") / "competition"
+    return make_demo_competition(
+        root, n_train=40, n_test=120, seed=5, duration=1.0, formats=("wav",)
+    )
+
+
+@pytest.mark.slow
+def test_clips_with_no_shared_source_form_no_group(
+    songless: DemoCompetition, tmp_path: Path
+) -> None:
+    recipe = grouped_recipe(tmp_path / "work", songless.root, cap=10)
+    shown = run_cli("leaks", recipe, "--no-probe", "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["groups"] == report["alone"] == 40 and report["largest"] == 1
+    assert report["thresholds"] == {"song": None}
+    assert report["rule"].startswith("links song none (calibrated on the test clips")
+    text = run_cli("leaks", recipe, "--no-probe", cwd=tmp_path).stdout.splitlines()[0]
+    assert text.startswith("groups (auto): 40 among 40 clips") and "links song none" in text
+    # the old rule (a z-score among all pairs) invents groups on the same clips
+    old = run_cli(
+        "leaks", recipe, "--no-probe", "--json", "--set", "split.group_threshold=z", cwd=tmp_path
+    )
+    assert json.loads(old.stdout)["alone"] < 30

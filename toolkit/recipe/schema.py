@@ -128,6 +128,13 @@ class Split(Strict):
         description="what links clips with groups: auto: song (the accompaniment), voice "
         "(the speaker encoder on the separated stem)",
     )
+    group_threshold: Literal["test", "z"] = Field(
+        "test",
+        description="when two mutually nearest train clips link: test: their similarity "
+        "reaches a threshold calibrated on the test clips (at most 20% of linked clips "
+        "expected as close as test clips come to their nearest train clip); z: it stands "
+        "out from all pairs (robust z-score over 1.5), the rule before issue 29",
+    )
 
 
 class Model(Strict):

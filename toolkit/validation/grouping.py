@@ -28,7 +28,15 @@ from toolkit.errors import DataError
 from toolkit.progress import console, progress_bar
 from toolkit.recipe.schema import Recipe
 from toolkit.registry.table import Registry
-from toolkit.validation.source_links import FoundSources, SourceGroups, group_sources, standardise
+from toolkit.validation.source_links import (
+    LINK_FDR,
+    LINK_Z,
+    FoundSources,
+    SourceGroups,
+    calibrated_threshold,
+    group_sources,
+    standardise,
+)
 from toolkit.validation.source_signatures import (
     SIGNATURE_VERSION,
     VOICE_RATIO,
@@ -58,8 +66,12 @@ def default_cap(n_clips: int, recipe: Recipe) -> int:
 
 
 def find_groups(recipe: Recipe, registry: Registry, competition: Competition) -> SourceGroups:
-    """The groups of the competition's train clips that share a song or a singer."""
-    files = competition.train_files
+    """The groups of the competition's train clips that share a song or a singer; with
+    ``split.group_threshold: test`` the link threshold is calibrated on the test clips."""
+    calibrated = recipe.split.group_threshold == "test"
+    n = len(competition.train_files)
+    files = [*competition.train_files, *(competition.test_files if calibrated else [])]
+    train = np.arange(len(files)) < n
     first = dict(recipe.feature_streams[0])
     mixture = Preprocessor(recipe, registry, {**first, "input": "mixture"})
     separated = recipe.separator["name"] != "none"
@@ -68,17 +80,29 @@ def find_groups(recipe: Recipe, registry: Registry, competition: Competition) ->
     stem_keys = stem.separate(files, "grouping: separating") if separated else mix_keys
     signatures = _signatures(recipe, mixture, stem, mix_keys, stem_keys, separated)
     signals: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    thresholds: dict[str, float] = {}
     if "song" in recipe.split.group_by:
-        signals["song"] = (weigh_signature(signatures[:, :-1]), None)
+        song = weigh_signature(signatures[:, :-1], train)
+        signals["song"] = (song[:n], None)
+        if calibrated:
+            thresholds["song"] = calibrated_threshold(song[:n], song[n:])
     if "voice" in recipe.split.group_by:  # the recipe's validation made sure it can
         voiced = signatures[:, -1] >= VOICE_RATIO
         voices = Preprocessor(recipe, registry, VOICE_FEATURE)
-        embeddings = np.asarray(
-            voices.features(files, competition.train_ids, "train"), dtype=np.float32
-        ).mean(axis=(1, 3))  # [N, 256]: the clip's windows pooled
-        signals["voice"] = (standardise(embeddings, voiced), voiced)
-    cap = default_cap(len(files), recipe)
-    groups = group_sources(signals, cap)
+        parts = [voices.features(competition.train_files, competition.train_ids, "train")]
+        if calibrated:
+            parts.append(voices.features(competition.test_files, competition.test_ids, "test"))
+        embeddings = np.concatenate(
+            [np.asarray(p, dtype=np.float32).mean(axis=(1, 3)) for p in parts]
+        )  # [N, 256]: each clip's windows pooled
+        vectors = standardise(embeddings, voiced & train)
+        signals["voice"] = (vectors[:n], voiced[:n])
+        if calibrated:
+            thresholds["voice"] = calibrated_threshold(
+                vectors[:n][voiced[:n]], vectors[n:][voiced[n:]]
+            )
+    cap = default_cap(n, recipe)
+    groups = group_sources(signals, cap, thresholds=thresholds)
     if groups.refused:
         console.print(
             f"warning: split.groups: {groups.refused} link(s) between clips were not followed "
@@ -89,6 +113,21 @@ def find_groups(recipe: Recipe, registry: Registry, competition: Competition) ->
             soft_wrap=True,
         )
     return groups
+
+
+def link_rule(groups: SourceGroups) -> str:
+    """What a pair of clips had to pass to link, in words (for the ``split.groups:`` line
+    and ``toolkit leaks``)."""
+    if not groups.thresholds:
+        return f"links: a robust z-score over {LINK_Z} among all pairs"
+    reach = ", ".join(
+        f"{name} from similarity {value:.3f}" if np.isfinite(value) else f"{name} none"
+        for name, value in groups.thresholds.items()
+    )
+    return (
+        f"links {reach} (calibrated on the test clips: at most {LINK_FDR:.0%} of the linked "
+        "clips expected that close without a shared source)"
+    )
 
 
 def _signatures(
@@ -156,7 +195,8 @@ def grouped_inputs(recipe: Recipe, registry: Registry) -> CheckedInputs:
     console.print(
         f"split.groups: {count(found.count, 'group')} of {count(len(found.labels), 'clip')} "
         f"(largest "
-        f"{found.largest}, {found.singletons} alone); {straddled} of {count(pairs, 'pair')} of "
+        f"{found.largest}, {found.singletons} alone; {link_rule(found)}); {straddled} of "
+        f"{count(pairs, 'pair')} of "
         "siblings straddled the ungrouped split",
         markup=False,
         highlight=False,

@@ -21,7 +21,7 @@ import numpy as np
 from toolkit.data.checks import check_inputs
 from toolkit.recipe.schema import Recipe
 from toolkit.registry.table import Registry
-from toolkit.validation.grouping import find_groups, straddling_pairs
+from toolkit.validation.grouping import find_groups, link_rule, straddling_pairs
 from toolkit.validation.split import Fold, split_folds
 from toolkit.wording import count
 
@@ -45,6 +45,11 @@ class LeakReport:
     """Pairs of clips of one group."""
     cap: int | None = None
     refused: int = 0
+    rule: str | None = None
+    """What a pair of clips had to pass to link (found groups only)."""
+    thresholds: dict[str, float | None] | None = None
+    """The similarity a pair had to reach per signal, when calibrated on the test clips
+    (None: no similarity was high enough to link)."""
     probe: dict[str, float] | None = None
     """Linear-probe accuracy with ungrouped and grouped folds (keys ``ungrouped``,
     ``grouped``), when computed."""
@@ -63,6 +68,8 @@ class LeakReport:
             found += f"; cap {count(self.cap, 'clip')}"
             if self.refused:
                 found += f", {self.refused} link(s) not followed because of it"
+        if self.rule is not None:
+            found += f"; {self.rule}"
         share = self.straddled / self.pairs if self.pairs else 0.0
         out = [
             found,
@@ -85,13 +92,15 @@ def leak_report(recipe: Recipe, registry: Registry, *, probe: bool = True) -> Le
     competition = inputs.competition
     ungrouped = dataclasses.replace(competition, groups=None)
     open_folds = split_folds(ungrouped, recipe.split)
-    cap, refused = None, 0
+    cap, refused, rule, thresholds = None, 0, None, None
     if competition.groups is not None:
         labels = np.unique(np.asarray(competition.groups).astype(str), return_inverse=True)[1]
         source = f"data.group_column {recipe.data.group_column}"
     else:
         found = find_groups(recipe, registry, competition)
         labels, cap, refused = found.labels, found.cap, found.refused
+        rule = link_rule(found)
+        thresholds = {k: v if np.isfinite(v) else None for k, v in found.thresholds.items()}
         source = "auto"
     sizes = np.bincount(labels)
     straddled, pairs = straddling_pairs(labels, open_folds)
@@ -117,6 +126,8 @@ def leak_report(recipe: Recipe, registry: Registry, *, probe: bool = True) -> Le
         pairs=pairs,
         cap=cap,
         refused=refused,
+        rule=rule,
+        thresholds=thresholds,
         probe=scores,
     )
 

@@ -67,10 +67,11 @@ def voice_ratio(stem: np.ndarray, mixture: np.ndarray) -> np.ndarray:
     return np.sqrt((stem**2).mean(axis=1) / ((mixture**2).mean(axis=1) + 1e-12))
 
 
-def weigh_signature(signatures: np.ndarray) -> np.ndarray:
-    """Song signatures standardised per column, the chroma weighted by ``CHROMA_WEIGHT``:
-    the vectors whose cosine similarity says "same song"."""
-    x = standardise(signatures)
+def weigh_signature(signatures: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """Song signatures standardised per column over the ``reference`` rows (all by default),
+    the chroma weighted by ``CHROMA_WEIGHT``: the vectors whose cosine similarity says
+    "same song"."""
+    x = standardise(signatures, reference)
     x[:, -12:] *= CHROMA_WEIGHT
     return x
 
