@@ -77,6 +77,7 @@ def save_model(
                 "backbone": recipe.model.backbone,
                 "classes": comp.classes,
                 "best_epoch": result.best_epoch,
+                "temperature": result.temperature,  # what predict divides its logits by
                 "versions": library_versions(),  # what predict compares with its own
             }
         )
@@ -198,6 +199,7 @@ class ModelRun:
         self.board.upsert(row)
         self.history = []
         fold_values: list[float] = []
+        fold_temperatures: list[float] = []
         try:
             self.folder.write_stats(data.stats.as_dict())
             if self.refit:
@@ -213,6 +215,7 @@ class ModelRun:
             elif data.cross_validated:
                 combined = self._cross_validate(data)
                 result, fold_values = combined.result, combined.fold_values
+                fold_temperatures = combined.fold_temperatures
             else:
                 result = train_recipe(
                     self.recipe,
@@ -227,7 +230,8 @@ class ModelRun:
                     result = self._pseudo_label_round(data, result, row)
             held_out = data.all_clips().val_idx if self.refit else None
             save_model(self.folder, self.recipe, data, result, held_out)
-            record = write_model(self.folder, self._finished(result, data, fold_values, started))
+            finished = self._finished(result, data, fold_values, fold_temperatures, started)
+            record = write_model(self.folder, finished)
             if self.staged is not None:
                 self.out = self.staged.commit()
         except BaseException as exc:
@@ -241,7 +245,12 @@ class ModelRun:
         return ModelOutcome(row, result, data, submission, seconds, fold_values)
 
     def _finished(
-        self, result: TrainResult, data: PreparedData, fold_values: list[float], started: float
+        self,
+        result: TrainResult,
+        data: PreparedData,
+        fold_values: list[float],
+        fold_temperatures: list[float],
+        started: float,
     ) -> ModelRecord:
         """The record of the model just trained (its files are added as it is written)."""
         validated = not self.refit
@@ -259,6 +268,8 @@ class ModelRun:
             seconds=time.perf_counter() - started,
             folds=len(fold_values) or None,
             fold_values=fold_values,
+            temperature=result.temperature,
+            fold_temperatures=fold_temperatures,
         )
 
     def _cross_validate(self, data: PreparedData) -> CrossValidated:
@@ -305,6 +316,7 @@ class ModelRun:
             best_epoch=result.best_epoch,
             epochs=len(result.history),
             seconds=result.seconds,
+            temperature=result.temperature,
         )
 
     @property
@@ -359,13 +371,14 @@ class ModelRun:
     def _fold_epoch(self, k: int, done: list[float]) -> EpochCallback:
         """The epoch callback of fold ``k``: its records keep their fold; the callback of the
         run sees one step per fold-epoch and the running out-of-fold estimate."""
-        key = get_metric(self.metric).history_key
+        metric = get_metric(self.metric)
         epochs = self.recipe.train.epochs
 
         def on_epoch(epoch: int, record: dict[str, float]) -> None:
             self.history.append({"fold": k, **record})
             if self.on_epoch is not None:
-                estimate = {**record, "fold": k, key: running_estimate(done, record[key])}
+                key = metric.column(record)  # the calibrated value, when calibrated
+                estimate = {**record, "fold": k, key: running_estimate(done, metric.of(record))}
                 self.on_epoch((k - 1) * epochs + epoch, estimate)
 
         return on_epoch
@@ -387,8 +400,8 @@ class ModelRun:
                 self.folder.write_history(self.history)
         if self.history and metric.history_key in self.history[0]:  # a refit validates nothing
             best = best_epoch(self.history, self.metric)
-            row.val_accuracy, row.val_loss = best["val_accuracy"], best["val_loss"]
-            row.metric_value = best[metric.history_key]
+            row.val_accuracy, row.val_loss = best["val_accuracy"], get_metric("log_loss").of(best)
+            row.metric_value = metric.of(best)
             row.best_epoch = int(best["epoch"])
         if error:
             row.params = {**row.params, "error": error}
