@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
+from toolkit.demo import DemoCompetition
 from toolkit.metrics import accuracy, log_loss
 from toolkit.training.calibration import apply_temperature, fit_temperature
 
@@ -66,3 +71,74 @@ def test_apply_temperature_keeps_every_arg_max_and_the_identity_at_one() -> None
     assert np.allclose(apply_temperature(probs, 4.0), softmax(logits / 4.0))
     with pytest.raises(ValueError, match="positive"):
         apply_temperature(probs, 0.0)
+
+
+# ------------------------------------------------ a cross-validated model: a temperature per fold
+FOLD_SCRIPT = [[1, 6.0], [1, 6.0]]
+"""Both epochs sure of class 1 on every clip (logit 6): each fold's temperature softens that to
+its own held-out clips' share of class 1, which differs from fold to fold."""
+
+
+def script_probs(n: int, k: int, favoured: int, scale: float) -> np.ndarray:
+    """What the ``scripted`` backbone predicts for ``n`` clips: ``scale`` on one class."""
+    logits = np.zeros((n, k))
+    logits[:, favoured] = scale
+    return softmax(logits)
+
+
+def fold_part(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A fold's held-out clips: their ids, labels (class indices) and saved probabilities."""
+    table = pd.read_csv(folder / "val_probs.csv", dtype={"id": str, "label": str})
+    classes = [c.removeprefix("p_") for c in table.columns if c.startswith("p_")]
+    labels = np.array([classes.index(label) for label in table["label"]])
+    probs = table[[f"p_{c}" for c in classes]].to_numpy()
+    return list(table["id"]), labels, probs
+
+
+@pytest.mark.slow
+def test_each_fold_fits_its_temperature_on_its_own_held_out_clips_only(
+    tiny_competition: DemoCompetition, tmp_path: Path
+) -> None:
+    from tests.test_search import SCRIPTED_SEARCH, scripted_study
+
+    search = SCRIPTED_SEARCH.format(metric="log_loss")
+    cache = f"cache.dir={tmp_path / 'cache'}"
+    run_dir = scripted_study(
+        tiny_competition.root,
+        tmp_path,
+        cache,
+        search,
+        FOLD_SCRIPT,
+        "split.folds=3",
+        "split.stratify=false",  # folds with their own shares of class 1
+    )
+    trial = run_dir / "trials" / "t0000"
+    parts = [fold_part(trial / f"fold{k}") for k in (1, 2, 3)]
+    ids = [i for part in parts for i in part[0]]
+    assert len(ids) == len(set(ids)) == tiny_competition.n_train  # the folds split the clips
+    shares = [float(np.mean(labels == 1)) for _, labels, _ in parts]
+    assert len(set(shares)) == 3, f"the case needs folds unlike each other: {shares}"
+    k = parts[0][2].shape[1]
+    temperatures = []
+    for fold, (fold_ids, labels, saved) in enumerate(parts, 1):
+        record = json.loads((trial / f"fold{fold}" / "model.json").read_text())
+        raw = script_probs(len(fold_ids), k, *FOLD_SCRIPT[record["best_epoch"] - 1])
+        own = fit_temperature(raw, labels)  # on exactly this fold's held-out predictions
+        assert record["temperature"] == pytest.approx(own, rel=1e-6)  # float32 logits
+        assert np.allclose(saved, apply_temperature(raw, own))  # what it saved: calibrated
+        for other, (_, other_labels, _) in enumerate(parts, 1):
+            if other == fold:  # another fold's clips, had they been seen, change it
+                continue
+            both = np.concatenate([labels, other_labels])
+            seen = fit_temperature(script_probs(len(both), k, 1, 6.0), both)
+            assert abs(seen - own) > 1e-3 * own, (fold, other)
+        temperatures.append(record["temperature"])
+    model = json.loads((trial / "model.json").read_text())
+    assert model["fold_temperatures"] == pytest.approx(temperatures)
+    # the test prediction: the folds' calibrated predictions' mean
+    test_probs = np.load(trial / "test_probs.npy")
+    expected = np.mean(
+        [apply_temperature(script_probs(len(test_probs), k, 1, 6.0), t) for t in temperatures],
+        axis=0,
+    )
+    assert np.allclose(test_probs, expected)
