@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from tests.conftest import assert_predicts_own_test_probs
 from toolkit.demo import DemoCompetition
 from toolkit.metrics import accuracy, log_loss
 from toolkit.training.calibration import apply_temperature, fit_temperature
@@ -142,3 +144,21 @@ def test_each_fold_fits_its_temperature_on_its_own_held_out_clips_only(
         axis=0,
     )
     assert np.allclose(test_probs, expected)
+
+
+@pytest.mark.slow
+def test_a_refit_takes_its_trials_temperature_and_predict_applies_it(
+    tiny_study: Path, tiny_competition: DemoCompetition
+) -> None:
+    refits = sorted(tiny_study.glob("trials/t*/refit/model.json"))
+    assert refits, "the tiny study refits its chosen trials"
+    for path in refits:
+        refit = json.loads(path.read_text())
+        trial = json.loads((path.parent.parent / "model.json").read_text())
+        assert trial["temperature"] != 1.0  # the case: a trial its validation calibrated
+        assert refit["temperature"] == pytest.approx(trial["temperature"])
+        state = torch.load(path.parent / "best.pt", weights_only=True)
+        assert state["temperature"] == pytest.approx(trial["temperature"])
+    # predict divides by the saved temperatures: the run's own test probabilities, bit for bit
+    sample = tiny_competition.root / "sample_submission.csv"
+    assert len(assert_predicts_own_test_probs(tiny_study, sample)) >= 1

@@ -122,6 +122,14 @@ class ModelRecord(_Record):
         return all(name in recorded and folder.file(name).is_file() for name in names)
 
     @property
+    def held_out_temperature(self) -> float:
+        """The temperature its held-out clips gave it: its own, or (cross-validated) its
+        folds' geometric mean; what a refit of it on every clip, holding nothing out, takes."""
+        if self.fold_temperatures:
+            return float(np.exp(np.mean(np.log(self.fold_temperatures))))
+        return self.temperature
+
+    @property
     def validated(self) -> bool:
         """Whether it saved validation probabilities (a refit has none)."""
         return any(name.startswith("val_probs") for name in self.files.probabilities)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from toolkit.runs.provenance import library_versions, model_provenance
 from toolkit.runs.records import ModelRecord, complete_row, write_model, write_predictions
 from toolkit.runs.run_dir import SUBMISSION, RunDir
 from toolkit.runs.staging import StagedFolder
+from toolkit.training.calibration import apply_temperature
 from toolkit.training.cross_validation import (
     CrossValidated,
     combine_folds,
@@ -92,6 +93,13 @@ def save_model(
     )
 
 
+def with_temperature(result: TrainResult, temperature: float) -> TrainResult:
+    """``result`` (of a model that held nothing out) with its probabilities calibrated by a
+    temperature fitted elsewhere (a refit: its trial's)."""
+    test = None if result.test_probs is None else apply_temperature(result.test_probs, temperature)
+    return replace(result, test_probs=test, temperature=temperature)
+
+
 def ending(exc: BaseException, stopped_by: tuple[type[BaseException], ...]) -> tuple[str, str]:
     """The state a model's row ends in when ``exc`` stopped it, and the error it shows:
     ``pruned`` (one of ``stopped_by``), ``interrupted`` (Ctrl-C or SIGTERM) or ``failed``."""
@@ -145,6 +153,8 @@ class ModelRun:
     staged: StagedFolder | None = None
     """The run folder ``out`` (its staging folder) is swapped in for once the model is
     saved (a plain run); None: its files are written where they stay."""
+    temperature: float | None = None
+    """A refit's temperature (its trial's): it holds nothing out to fit its own."""
     history: list[dict[str, float]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -212,6 +222,8 @@ class ModelRun:
                     select_by=self.metric,  # nothing held out: its last epoch is kept
                     description=self.description,
                 )
+                if self.temperature is not None and self.recipe.train.calibration != "none":
+                    result = with_temperature(result, self.temperature)
             elif data.cross_validated:
                 combined = self._cross_validate(data)
                 result, fold_values = combined.result, combined.fold_values
