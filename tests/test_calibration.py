@@ -162,3 +162,21 @@ def test_a_refit_takes_its_trials_temperature_and_predict_applies_it(
     # predict divides by the saved temperatures: the run's own test probabilities, bit for bit
     sample = tiny_competition.root / "sample_submission.csv"
     assert len(assert_predicts_own_test_probs(tiny_study, sample)) >= 1
+
+
+def test_a_model_record_written_before_calibration_reads_as_temperature_one(
+    tmp_path: Path,
+) -> None:
+    from toolkit.runs.records import read_model
+    from toolkit.runs.run_dir import RunDir
+
+    folder = RunDir(tmp_path / "t0000")
+    folder.path.mkdir()
+    old = {"id": "run/t0000", "kind": "trial", "metric": "log_loss", "metric_value": 0.9}
+    folder.file("model.json").write_text(json.dumps(old))
+    record = read_model(folder)
+    assert record is not None
+    assert record.temperature == 1.0 and record.held_out_temperature == 1.0
+    folds = {**old, "fold_temperatures": [2.0, 8.0]}  # a refit takes their geometric mean
+    folder.file("model.json").write_text(json.dumps(folds))
+    assert read_model(folder).held_out_temperature == pytest.approx(4.0)  # type: ignore[union-attr]
