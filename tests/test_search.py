@@ -29,7 +29,7 @@ from tests.conftest import (
 from toolkit.demo import DemoCompetition
 from toolkit.errors import RecipeError
 from toolkit.leaderboard import Leaderboard
-from toolkit.metrics import accuracy
+from toolkit.metrics import accuracy, log_loss
 from toolkit.recipe.loading import load_recipe
 from toolkit.recipe.schema import Ensemble
 from toolkit.recipe.search import Search
@@ -652,12 +652,13 @@ def test_log_loss_study_minimises_from_best_epochs_to_the_leaderboard(
     assert len(complete) >= 2
     for t in complete + study.get_trials(states=(optuna.trial.TrialState.PRUNED,)):
         history = pd.read_csv(run_dir / "trials" / f"t{t.number:04d}" / "metrics.csv")
-        lowest = history.loc[history["val_loss"].idxmin()]
-        assert min(t.intermediate_values.values()) == pytest.approx(lowest["val_loss"])
+        # train.calibration (default temperature): the loss of calibrated predictions
+        lowest = history.loc[history["val_loss_calibrated"].idxmin()]
+        assert min(t.intermediate_values.values()) == pytest.approx(lowest["val_loss_calibrated"])
         if t.state == optuna.trial.TrialState.COMPLETE:  # its best epoch: the lowest loss
             row = Leaderboard(log_loss_study / "leaderboard.db").get(f"run/t{t.number:04d}")
             assert row.best_epoch == lowest["epoch"]
-            assert t.value == pytest.approx(lowest["val_loss"])
+            assert t.value == pytest.approx(lowest["val_loss_calibrated"])
 
     summary = json.loads((run_dir / "ensemble.json").read_text())
     best = min(t.value for t in complete if t.value is not None)
@@ -736,10 +737,15 @@ search:
 
 
 def scripted_study(
-    root: Path, work: Path, features_cache: str, search: str, script: list[list[float]]
+    root: Path,
+    work: Path,
+    features_cache: str,
+    search: str,
+    script: list[list[float]],
+    *sets: str,
 ) -> Path:
     """A study of the ``scripted`` backbone (tests/plugins/scripted.py), its logits per epoch
-    set by ``script``; returns its run directory."""
+    set by ``script`` (and ``sets``: more ``--set`` overrides); returns its run directory."""
     from toolkit.workflow import run_study
 
     recipe = write_recipe(work, root, extra=search)
@@ -751,39 +757,76 @@ def scripted_study(
     recipe.write_text(f"plugins: [{SCRIPTED_PLUGIN}]\n" + text)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TOOLKIT_NO_PROGRESS", "1")
-        run_study(load_recipe(recipe, [features_cache], work / "run"))
+        run_study(load_recipe(recipe, [features_cache, *sets], work / "run"))
     return work / "run"
 
 
+OVERCONFIDENT = [[1, 20], [0, 0.01]]
+"""Epoch 1 sure of class 1 on every clip (the more accurate, but overconfident: a raw loss far
+above ln K), epoch 2 nearly uniform with class 0 a shade ahead (a raw loss of about ln K, but it
+favours the rarer class). Calibrated, epoch 1 is the lower loss: a temperature softens it to
+the share of class 1, while no temperature makes a lean to the rarer class 0 as good."""
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("metric", "kept"), [("log_loss", 2), ("accuracy", 1)])
-def test_log_loss_keeps_the_lowest_loss_epoch_not_the_most_accurate(
+@pytest.mark.parametrize(
+    ("metric", "calibration", "kept"),
+    [("log_loss", "none", 2), ("log_loss", "temperature", 1), ("accuracy", "temperature", 1)],
+)
+def test_log_loss_keeps_the_epoch_its_calibrated_loss_picks(
     tiny_competition: DemoCompetition,
     tmp_path: Path,
     features_cache: str,
     metric: str,
+    calibration: str,
     kept: int,
 ) -> None:
-    search = SCRIPTED_SEARCH.format(metric=metric)  # epoch 1 sure of class 1, epoch 2 unsure
+    search = SCRIPTED_SEARCH.format(metric=metric)
     run_dir = scripted_study(
-        tiny_competition.root, tmp_path, features_cache, search, [[1, 20], [0, 0.01]]
+        tiny_competition.root,
+        tmp_path,
+        features_cache,
+        search,
+        OVERCONFIDENT,
+        f"train.calibration={calibration}",
     )
     trial = run_dir / "trials" / "t0000"
     labels = pd.read_csv(trial / "val_probs.csv", dtype={"label": str})["label"]
     assert (labels == "1").sum() > (labels == "0").sum(), "the case needs more 1s than 0s"
     history = pd.read_csv(trial / "metrics.csv").set_index("epoch")
-    # the constructed case: epoch 1 is the more accurate, epoch 2 the lower loss
+    # the constructed case: epoch 1 is the more accurate, epoch 2 the lower raw loss
     assert history.loc[1, "val_accuracy"] > history.loc[2, "val_accuracy"]
     assert history.loc[2, "val_loss"] < history.loc[1, "val_loss"]
+    if calibration == "temperature":  # ... and epoch 1 the lower calibrated loss
+        assert history.loc[1, "val_loss_calibrated"] < history.loc[2, "val_loss_calibrated"]
+        assert history.loc[1, "temperature"] > 1  # softened
+        loss = "val_loss_calibrated"
+    else:
+        assert "val_loss_calibrated" not in history and "temperature" not in history
+        loss = "val_loss"
+    column = loss if metric == "log_loss" else "val_accuracy"
     row = Leaderboard(tmp_path / "leaderboard.db").get("run/t0000")
     assert row.best_epoch == kept
     assert torch_best_epoch(trial) == kept  # the weights kept are that epoch's
     (value,) = load_study(run_dir).best_trial.values
-    column = "val_loss" if metric == "log_loss" else "val_accuracy"
     assert value == pytest.approx(history.loc[kept, column])
-    # the kept weights predict the test clips as that epoch: class 1, or nearly uniform
+    temperature = history.loc[kept, "temperature"] if calibration == "temperature" else 1.0
+    record = json.loads((trial / "model.json").read_text())
+    assert record["temperature"] == pytest.approx(temperature)
+    if metric == "log_loss":  # the row's log loss: of the calibrated predictions
+        assert row.metric_value == pytest.approx(history.loc[kept, column])
+    assert row.val_loss == pytest.approx(history.loc[kept, loss])
+    # the kept weights predict the test clips as that epoch, calibrated by its temperature
     test_probs = np.load(trial / "test_probs.npy")
     assert (test_probs.argmax(1) == (1 if kept == 1 else 0)).all()
+    script_class, scale = OVERCONFIDENT[kept - 1]
+    k = test_probs.shape[1]
+    favoured = np.exp(scale / temperature) / (np.exp(scale / temperature) + k - 1)
+    assert test_probs[:, script_class] == pytest.approx(favoured, rel=1e-5)
+    val_probs = np.load(trial / "val_probs.npy")
+    classes = [str(c) for c in range(val_probs.shape[1])]
+    y = np.array([classes.index(label) for label in labels])
+    assert log_loss(val_probs, y) == pytest.approx(row.val_loss)
 
 
 def torch_best_epoch(model_folder: Path) -> int:

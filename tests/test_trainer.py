@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -37,17 +38,28 @@ def test_a_last_batch_of_one_clip_does_not_break_batch_norm() -> None:
     np.testing.assert_allclose(result.val_probs.sum(axis=1), 1.0, atol=1e-6)
 
 
+CALIBRATIONS = ("temperature", "none")
+
+
 def test_every_metric_of_the_table_is_in_the_history_and_selects_the_best_epoch() -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(size=(48, 1, 16, 20)).astype(np.float32)
     y = np.arange(48) % 3
     x[:, 0, :4, :] += y[:, None, None]  # a learnable signal in the lowest rows
-    cfg = Train(epochs=4, batch_size=16, optimizer={"name": "adamw", "lr": 3e-3})
-    for name, metric in METRICS.items():
+    for (name, metric), calibration in itertools.product(METRICS.items(), CALIBRATIONS):
+        cfg = Train(
+            epochs=4,
+            batch_size=16,
+            optimizer={"name": "adamw", "lr": 3e-3},
+            calibration=calibration,
+        )
         net = resnet18(num_classes=3, in_channels=1, width=4)
         result = train(net, x, y, x[:24], y[:24], cfg, 3, select_by=name)
-        column = [r[metric.history_key] for r in result.history]
+        # the column it reads: of the calibrated predictions for log loss, when calibrated
+        column = [metric.of(r) for r in result.history]
         assert {m.history_key for m in METRICS.values()} <= set(result.history[0])
+        calibrated = calibration == "temperature" and metric.reads == "probabilities"
+        assert metric.column(result.history[0]).endswith("_calibrated") == calibrated
         best = metric.best(column)
         first_best = next(i for i, v in enumerate(column) if v == best)
         tied = [i for i, v in enumerate(column) if v == best]

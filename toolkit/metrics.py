@@ -119,6 +119,25 @@ class Metric:
         """``value`` signed so that larger is better, for sorting best first."""
         return value if self.direction == "maximize" else -value
 
+    @property
+    def calibrated_key(self) -> str:
+        """Its column of the calibrated validation predictions (``train.calibration``)."""
+        return f"{self.history_key}{CALIBRATED}"
+
+    def column(self, record: Mapping[str, float]) -> str:
+        """The column of an epoch's ``record`` it is read from: the calibrated one when the
+        record has it (a metric of probabilities, a calibrated run), else its own."""
+        if self.reads == "probabilities" and self.calibrated_key in record:
+            return self.calibrated_key
+        return self.history_key
+
+    def of(self, record: Mapping[str, float]) -> float:
+        """Its value in an epoch's ``record`` (:meth:`column`)."""
+        return float(record[self.column(record)])
+
+
+CALIBRATED = "_calibrated"
+"""The suffix of a history column holding a metric of the calibrated validation predictions."""
 
 METRICS: dict[str, Metric] = {
     m.name: m
@@ -150,15 +169,16 @@ def best_key(scores: Iterable[tuple[K, float]], metric: str) -> K | None:
 
 
 def epoch_rank(record: Mapping[str, float], metric: str) -> tuple[float, float]:
-    """How good an epoch's record is, larger better: its validation ``metric``, then (for a
-    tie) its lower validation loss."""
+    """How good an epoch's record is, larger better: its validation ``metric`` (calibrated,
+    when the record has it: :meth:`Metric.of`), then (for a tie) its lower validation loss."""
     rule = get_metric(metric)
-    return rule.goodness(record[rule.history_key]), -record["val_loss"]
+    return rule.goodness(rule.of(record)), -record["val_loss"]
 
 
 def best_epoch(history: Sequence[Mapping[str, float]], metric: str) -> Mapping[str, float]:
-    """The record of the best epoch of a training history: best validation ``metric``,
-    ties to the lower validation loss, then to the earlier epoch.
+    """The record of the best epoch of a training history: best validation ``metric``
+    (calibrated, when the history has it), ties to the lower validation loss, then to the
+    earlier epoch.
 
     The one rule for "the best epoch": the trainer keeps that epoch's weights, and a
     stopped model's row shows its numbers.
@@ -181,3 +201,13 @@ def get_metric(name: str) -> Metric:
 def validation_scores(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Every metric of the table on these predictions, by its history column."""
     return {m.history_key: m.fn(probs, labels) for m in METRICS.values()}
+
+
+def calibrated_scores(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Every metric of probabilities on calibrated predictions, by its calibrated column (the
+    others read only the arg-max, which a temperature keeps)."""
+    return {
+        m.calibrated_key: m.fn(probs, labels)
+        for m in METRICS.values()
+        if m.reads == "probabilities"
+    }

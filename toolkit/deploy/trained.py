@@ -67,7 +67,9 @@ class TrainedModel:
         self, features: ClipFeatures, device: Any, states: Sequence[dict[str, Any]] | None = None
     ) -> np.ndarray:
         """Class probabilities ``[N, K]`` of ``features`` (made by this model's recipe): its
-        network's, or its fold networks' mean."""
+        network's, or its fold networks' mean, each calibrated by the temperature its
+        ``best.pt`` saved (none saved: 1, as before calibration existed)."""
+        from toolkit.training.calibration import apply_temperature
         from toolkit.training.cross_validation import fold_mean
         from toolkit.training.pipeline import build_test_time_augmenters
         from toolkit.training.trainer import trained_probabilities
@@ -75,12 +77,15 @@ class TrainedModel:
         states = states or self.states()
         tta = build_test_time_augmenters(self.recipe, self.registry, states[0]["classes"])
         probs = [
-            trained_probabilities(
-                self.network(state, path, features),
-                features.x,
-                self.recipe.train,
-                device,
-                tta,
+            apply_temperature(
+                trained_probabilities(
+                    self.network(state, path, features),
+                    features.x,
+                    self.recipe.train,
+                    device,
+                    tta,
+                ),
+                float(state.get("temperature", 1.0)),
             )
             for state, path in zip(states, self.weight_files, strict=True)
         ]

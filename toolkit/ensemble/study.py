@@ -39,6 +39,7 @@ from toolkit.ensemble.record import EnsembleOutcome, record_ensemble
 from toolkit.ensemble.selection import EnsembleResult, blend, select_ensemble
 from toolkit.metrics import best_key, get_metric
 from toolkit.recipe.schema import Ensemble
+from toolkit.runs.records import read_model
 from toolkit.runs.run_dir import RunDir
 from toolkit.training.pipeline import PreparedData
 
@@ -141,13 +142,18 @@ def refit_test(
     run: EnsembleInputs, pool: Pool, weights: dict[str, float]
 ) -> tuple[np.ndarray, dict[str, str]]:
     """Test probabilities of the ensemble's trials each retrained once on every train clip
-    (its weight: its own and its seed copies'); returns them and trial id -> refit id."""
+    (its weight: its own and its seed copies'), calibrated by the trial's temperature;
+    returns them and trial id -> refit id."""
     by_trial = trial_weights(weights)
     tests: dict[str, np.ndarray] = {}
     refits: dict[str, str] = {}
     for tid in by_trial:
         trial = pool.trials[tid]
-        variant = run.models.variant(trial.key.refit(), trial.values, trial.best_epoch)
+        record = read_model(run.folder.model(trial.key), trial.key)
+        temperature = 1.0 if record is None else record.held_out_temperature
+        variant = run.models.variant(
+            trial.key.refit(), trial.values, trial.best_epoch, temperature=temperature
+        )
         tests[variant.key.id] = run.models.ensure(variant).read_probabilities("test")
         refits[tid] = variant.key.id
     test = blend(tests, {refits[tid]: w for tid, w in by_trial.items()})

@@ -194,6 +194,13 @@ class Train(Strict):
         False, description="torch.compile the model (a C++ compiler on the CPU, Triton on CUDA)"
     )
     eval_batch_size: int = Field(128, ge=1)
+    calibration: Literal["temperature", "none"] = Field(
+        "temperature",
+        description="temperature: fit one temperature per model (per fold) on its validation "
+        "predictions at each epoch; a metric of probabilities (log_loss) chooses the epoch on "
+        "the calibrated predictions, and the kept epoch's validation and test probabilities are "
+        "calibrated; none: raw probabilities",
+    )
     optimizer: Optimizer = Field(default_factory=Optimizer)
     scheduler: Scheduler = Field(default_factory=Scheduler)
 

@@ -102,6 +102,13 @@ class ModelRecord(_Record):
     """Each fold's metric on its held-out clips (empty for a single split)."""
     members: list[Member] = Field(default_factory=list)
     """A bag's models, averaged with these weights (empty for a model of its own)."""
+    temperature: float = 1.0
+    """What its kept epoch's logits are divided by (``train.calibration``), fitted on its
+    validation predictions; its saved probabilities are calibrated by it. 1: not calibrated
+    (a record written before calibration existed, ``train.calibration: none``, a refit).
+    Cross-validated: each fold's record holds its own, listed in ``fold_temperatures``."""
+    fold_temperatures: list[float] = Field(default_factory=list)
+    """Each fold's temperature, fitted on that fold's held-out clips only."""
     files: ModelFiles = Field(default_factory=ModelFiles)
 
     @property
@@ -113,6 +120,14 @@ class ModelRecord(_Record):
         """Whether it recorded each of the files ``names`` and ``folder`` still holds them."""
         recorded = set(self.files.names())
         return all(name in recorded and folder.file(name).is_file() for name in names)
+
+    @property
+    def held_out_temperature(self) -> float:
+        """The temperature its held-out clips gave it: its own, or (cross-validated) its
+        folds' geometric mean; what a refit of it on every clip, holding nothing out, takes."""
+        if self.fold_temperatures:
+            return float(np.exp(np.mean(np.log(self.fold_temperatures))))
+        return self.temperature
 
     @property
     def validated(self) -> bool:

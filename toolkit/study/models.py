@@ -38,6 +38,8 @@ class Variant:
     recipe: Recipe
     values: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    temperature: float | None = None
+    """A refit's: its trial's temperature (it holds nothing out to fit its own)."""
 
 
 @dataclass
@@ -94,11 +96,15 @@ class StudyModels:
 
     # ------------------------------------------------------------- variants
     def variant(
-        self, key: ModelKey, values: dict[str, Any], best_epoch: int | None = None
+        self,
+        key: ModelKey,
+        values: dict[str, Any],
+        best_epoch: int | None = None,
+        temperature: float | None = None,
     ) -> Variant:
         """The variant ``key`` names (a seed copy, a refit or a pseudo-labelled copy of its
         trial), from the trial's ``values`` (and, for a refit, the epoch the trial kept: how
-        long a refit trains)."""
+        long a refit trains, and the trial's temperature: what calibrates it)."""
         base = self.trial_recipe(values)
         number = key.trial
         if key.kind == "seed":
@@ -110,9 +116,8 @@ class StudyModels:
             epochs = int(best_epoch) if best_epoch else base.train.epochs
             recipe = _with_train(base, epochs=epochs)
             shown = {**values, "refit_epochs": epochs}
-            return Variant(
-                key, recipe, shown, f"trial {number} refit ({count(epochs, 'epoch')}, every clip)"
-            )
+            description = f"trial {number} refit ({count(epochs, 'epoch')}, every clip)"
+            return Variant(key, recipe, shown, description, temperature)
         if key.kind == "pseudo":
             return Variant(key, base, dict(values), f"trial {number} with pseudo-labels")
         raise ValueError(f"{key.id}: no variant of kind {key.kind!r} is made by training")
@@ -131,7 +136,12 @@ class StudyModels:
             if pseudo is not None:
                 values = {**values, "pseudo_labels": sum(pseudo.clips)}
             self.run(
-                variant.key, variant.recipe, values, description=variant.description, pseudo=pseudo
+                variant.key,
+                variant.recipe,
+                values,
+                description=variant.description,
+                pseudo=pseudo,
+                temperature=variant.temperature,
             ).execute()
         return out
 

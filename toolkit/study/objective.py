@@ -102,7 +102,7 @@ class TrialObjective:
 
         def on_epoch(step: int, record: dict[str, float]) -> None:
             # cross-validated: one step per fold-epoch, the running out-of-fold value
-            value = float(record[metric.history_key])
+            value = metric.of(record)  # calibrated, when the run calibrates
             trial.report(value, step)
             where = f"epoch {record['epoch']:.0f}/{epochs}"
             if folds > 1:

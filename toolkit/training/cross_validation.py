@@ -27,6 +27,8 @@ class CrossValidated:
 
     result: TrainResult
     fold_values: list[float]
+    fold_temperatures: list[float]
+    """Each fold's temperature, fitted on its own held-out clips only (1: not calibrated)."""
 
     @property
     def fold_mean(self) -> float:
@@ -45,8 +47,9 @@ def combine_folds(
     labels: np.ndarray,
     metric: str,
 ) -> CrossValidated:
-    """One result of K fold results: OOF probabilities, mean test probabilities, all
-    epochs (with their fold), the mean best epoch and every fold's metric."""
+    """One result of K fold results: OOF probabilities, mean test probabilities (each fold's
+    calibrated by its own temperature), all epochs (with their fold), the mean best epoch and
+    every fold's metric and temperature."""
     n_classes = results[0].val_probs.shape[1]
     oof = np.full((len(labels), n_classes), np.nan)
     for fold, result in zip(folds, results, strict=True):
@@ -69,7 +72,7 @@ def combine_folds(
     values = [
         scorer.fn(r.val_probs, labels[f.val_idx]) for f, r in zip(folds, results, strict=True)
     ]
-    return CrossValidated(combined, values)
+    return CrossValidated(combined, values, [r.temperature for r in results])
 
 
 def fold_mean(probs: Sequence[np.ndarray]) -> np.ndarray:
@@ -105,6 +108,7 @@ def saved_fold(out: RunDir, recipe: Recipe, metric: str) -> TrainResult | None:
         val_probs=out.read_probabilities("val"),
         test_probs=out.read_probabilities("test"),
         val_accuracy=float(best["val_accuracy"]),
-        val_loss=float(best["val_loss"]),
+        val_loss=get_metric("log_loss").of(best),
         seconds=0.0,
+        temperature=float(best.get("temperature", 1.0)),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from toolkit.runs.provenance import library_versions, model_provenance
 from toolkit.runs.records import ModelRecord, complete_row, write_model, write_predictions
 from toolkit.runs.run_dir import SUBMISSION, RunDir
 from toolkit.runs.staging import StagedFolder
+from toolkit.training.calibration import apply_temperature
 from toolkit.training.cross_validation import (
     CrossValidated,
     combine_folds,
@@ -77,6 +78,7 @@ def save_model(
                 "backbone": recipe.model.backbone,
                 "classes": comp.classes,
                 "best_epoch": result.best_epoch,
+                "temperature": result.temperature,  # what predict divides its logits by
                 "versions": library_versions(),  # what predict compares with its own
             }
         )
@@ -89,6 +91,13 @@ def save_model(
         val_probs=result.val_probs,
         labels=data.labels[val_idx],
     )
+
+
+def with_temperature(result: TrainResult, temperature: float) -> TrainResult:
+    """``result`` (of a model that held nothing out) with its probabilities calibrated by a
+    temperature fitted elsewhere (a refit: its trial's)."""
+    test = None if result.test_probs is None else apply_temperature(result.test_probs, temperature)
+    return replace(result, test_probs=test, temperature=temperature)
 
 
 def ending(exc: BaseException, stopped_by: tuple[type[BaseException], ...]) -> tuple[str, str]:
@@ -144,6 +153,8 @@ class ModelRun:
     staged: StagedFolder | None = None
     """The run folder ``out`` (its staging folder) is swapped in for once the model is
     saved (a plain run); None: its files are written where they stay."""
+    temperature: float | None = None
+    """A refit's temperature (its trial's): it holds nothing out to fit its own."""
     history: list[dict[str, float]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -198,6 +209,7 @@ class ModelRun:
         self.board.upsert(row)
         self.history = []
         fold_values: list[float] = []
+        fold_temperatures: list[float] = []
         try:
             self.folder.write_stats(data.stats.as_dict())
             if self.refit:
@@ -210,9 +222,12 @@ class ModelRun:
                     select_by=self.metric,  # nothing held out: its last epoch is kept
                     description=self.description,
                 )
+                if self.temperature is not None and self.recipe.train.calibration != "none":
+                    result = with_temperature(result, self.temperature)
             elif data.cross_validated:
                 combined = self._cross_validate(data)
                 result, fold_values = combined.result, combined.fold_values
+                fold_temperatures = combined.fold_temperatures
             else:
                 result = train_recipe(
                     self.recipe,
@@ -227,7 +242,8 @@ class ModelRun:
                     result = self._pseudo_label_round(data, result, row)
             held_out = data.all_clips().val_idx if self.refit else None
             save_model(self.folder, self.recipe, data, result, held_out)
-            record = write_model(self.folder, self._finished(result, data, fold_values, started))
+            finished = self._finished(result, data, fold_values, fold_temperatures, started)
+            record = write_model(self.folder, finished)
             if self.staged is not None:
                 self.out = self.staged.commit()
         except BaseException as exc:
@@ -241,7 +257,12 @@ class ModelRun:
         return ModelOutcome(row, result, data, submission, seconds, fold_values)
 
     def _finished(
-        self, result: TrainResult, data: PreparedData, fold_values: list[float], started: float
+        self,
+        result: TrainResult,
+        data: PreparedData,
+        fold_values: list[float],
+        fold_temperatures: list[float],
+        started: float,
     ) -> ModelRecord:
         """The record of the model just trained (its files are added as it is written)."""
         validated = not self.refit
@@ -259,6 +280,8 @@ class ModelRun:
             seconds=time.perf_counter() - started,
             folds=len(fold_values) or None,
             fold_values=fold_values,
+            temperature=result.temperature,
+            fold_temperatures=fold_temperatures,
         )
 
     def _cross_validate(self, data: PreparedData) -> CrossValidated:
@@ -305,6 +328,7 @@ class ModelRun:
             best_epoch=result.best_epoch,
             epochs=len(result.history),
             seconds=result.seconds,
+            temperature=result.temperature,
         )
 
     @property
@@ -359,13 +383,14 @@ class ModelRun:
     def _fold_epoch(self, k: int, done: list[float]) -> EpochCallback:
         """The epoch callback of fold ``k``: its records keep their fold; the callback of the
         run sees one step per fold-epoch and the running out-of-fold estimate."""
-        key = get_metric(self.metric).history_key
+        metric = get_metric(self.metric)
         epochs = self.recipe.train.epochs
 
         def on_epoch(epoch: int, record: dict[str, float]) -> None:
             self.history.append({"fold": k, **record})
             if self.on_epoch is not None:
-                estimate = {**record, "fold": k, key: running_estimate(done, record[key])}
+                key = metric.column(record)  # the calibrated value, when calibrated
+                estimate = {**record, "fold": k, key: running_estimate(done, metric.of(record))}
                 self.on_epoch((k - 1) * epochs + epoch, estimate)
 
         return on_epoch
@@ -387,8 +412,8 @@ class ModelRun:
                 self.folder.write_history(self.history)
         if self.history and metric.history_key in self.history[0]:  # a refit validates nothing
             best = best_epoch(self.history, self.metric)
-            row.val_accuracy, row.val_loss = best["val_accuracy"], best["val_loss"]
-            row.metric_value = best[metric.history_key]
+            row.val_accuracy, row.val_loss = best["val_accuracy"], get_metric("log_loss").of(best)
+            row.metric_value = metric.of(best)
             row.best_epoch = int(best["epoch"])
         if error:
             row.params = {**row.params, "error": error}

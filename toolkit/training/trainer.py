@@ -27,10 +27,17 @@ from toolkit.devices import (
     use_channels_last,
     with_layout,
 )
-from toolkit.metrics import Metric, epoch_rank, get_metric, validation_scores
+from toolkit.metrics import (
+    Metric,
+    calibrated_scores,
+    epoch_rank,
+    get_metric,
+    validation_scores,
+)
 from toolkit.progress import progress_bar
 from toolkit.recipe.schema import Train
 from toolkit.registry.kinds import BatchAugmenter, TestTimeAugmenter
+from toolkit.training.calibration import apply_temperature, fit_temperature
 from toolkit.training.device_data import Features
 from toolkit.training.optimisation import Steps, build_optimizer, build_scheduler, parameter_groups
 
@@ -206,7 +213,11 @@ class TrainResult:
     test_probs: np.ndarray | None
     val_accuracy: float
     val_loss: float
+    """The kept epoch's validation log loss (of its calibrated predictions, when calibrated)."""
     seconds: float
+    temperature: float = 1.0
+    """What the kept epoch's logits are divided by (``train.calibration``; 1: none), fitted on
+    its validation predictions; ``val_probs`` and ``test_probs`` are calibrated by it."""
 
 
 def _better(record: dict[str, float], best: dict[str, float] | None, metric: Metric) -> bool:
@@ -331,6 +342,22 @@ class BestEpoch:
     state: dict[str, torch.Tensor] = field(default_factory=dict)
     val_probs: np.ndarray | None = None
 
+    @property
+    def temperature(self) -> float:
+        """The temperature fitted at this epoch (1: not calibrated)."""
+        return float((self.record or {}).get("temperature", 1.0))
+
+
+def calibration_record(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """An epoch's calibration: the temperature fitted on its validation predictions
+    (:func:`~toolkit.training.calibration.fit_temperature`) and the metrics of probabilities
+    on the calibrated ones (their ``_calibrated`` columns)."""
+    temperature = fit_temperature(probs, labels)
+    return {
+        "temperature": temperature,
+        **calibrated_scores(apply_temperature(probs, temperature), labels),
+    }
+
 
 def train(
     backbone: nn.Module,
@@ -352,11 +379,12 @@ def train(
     (the last epoch when ``val_x`` is empty: nothing is held out). ``train_y`` holds
     integer classes ``[N]`` or soft targets ``[N, K]`` (rows summing to one).
 
-    The best epoch is chosen on plain predictions (:func:`toolkit.metrics.best_epoch`);
-    the final validation and test probabilities of that epoch average
-    ``test_time_augmenters``' views too. ``cfg`` chooses the device, the precision,
-    where the features live, the memory layout and whether the model is compiled
-    (see :class:`Train`).
+    The best epoch is chosen on plain predictions (:func:`toolkit.metrics.best_epoch`; with
+    ``cfg.calibration``, a metric of probabilities reads them calibrated by the temperature
+    fitted at that epoch); the final validation and test probabilities of that epoch average
+    ``test_time_augmenters``' views too, and are calibrated by the kept epoch's temperature.
+    ``cfg`` chooses the device, the precision, where the features live, the memory layout
+    and whether the model is compiled (see :class:`Train`).
     """
     started = time.perf_counter()
     session = Session.start(
@@ -376,8 +404,9 @@ def train(
         val_probs=val_probs,
         test_probs=test_probs,
         val_accuracy=best.record.get("val_accuracy", math.nan),
-        val_loss=best.record.get("val_loss", math.nan),
+        val_loss=get_metric("log_loss").of(best.record) if "val_loss" in best.record else math.nan,
         seconds=time.perf_counter() - started,
+        temperature=best.temperature,
     )
 
 
@@ -399,6 +428,8 @@ def _fit(
         if validating:
             probs = session.predict(session.val_data)
             record.update(validation_scores(probs, val_y))
+            if cfg.calibration == "temperature":
+                record.update(calibration_record(probs, val_y))
         history.append(record)
         if validating and _better(record, best.record, metric):
             best = BestEpoch(record, copy.deepcopy(session.model.state_dict()), probs)
@@ -418,7 +449,8 @@ def _final_predictions(
     test_x: np.ndarray | None,
     test_time_augmenters: Sequence[TestTimeAugmenter],
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The kept epoch's validation and test probabilities (with the test-time views)."""
+    """The kept epoch's validation and test probabilities (with the test-time views),
+    calibrated by its temperature."""
     session.model.load_state_dict(best.state)
     tta = tuple(test_time_augmenters)
     num_classes = session.steps.num_classes
@@ -433,4 +465,6 @@ def _final_predictions(
         if test_x is not None
         else None
     )
-    return val_probs, test_probs
+    if test_probs is not None:
+        test_probs = apply_temperature(test_probs, best.temperature)
+    return apply_temperature(val_probs, best.temperature), test_probs
