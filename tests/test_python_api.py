@@ -323,3 +323,18 @@ def test_ctrl_c_inside_toolkit_run_keeps_finished_trials_and_raises_run_interrup
     }
     assert run.leaderboard.loc[0, "kind"] == "ensemble"
     assert run.submission_path.is_file()
+
+
+def test_importing_toolkit_and_its_exceptions_stays_light() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, toolkit\n"
+        "assert issubclass(toolkit.RunInterrupted, KeyboardInterrupt)\n"
+        "assert issubclass(toolkit.RecipeError, toolkit.ToolkitError)\n"
+        "print(sorted(m for m in ('torch', 'pandas', 'optuna') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -35,6 +35,7 @@ __all__ = [
     "PluginLoadError",
     "RecipeError",
     "Run",
+    "RunEstimate",
     "RunInterrupted",
     "SearchError",
     "Separator",

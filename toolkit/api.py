@@ -74,8 +74,8 @@ class Run:
     path: Path
     kind: str
     """``plain`` (one model) or ``study`` (trials and their ensemble)."""
-    outcome: RunResult | StudyResult | None = None
-    written_report: Path | None = None
+    outcome: RunResult | StudyResult | None = field(default=None, repr=False)
+    written_report: Path | None = field(default=None, repr=False)
     """The report this process's :func:`run` wrote (``None``: none, or it failed)."""
 
     @property
