@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -270,13 +269,14 @@ ensemble: {size: 3}
 """
 
 
-def interrupt_when(marker: Path) -> threading.Thread:
-    """A thread that sends this process SIGINT (Ctrl-C) once ``marker`` is written."""
+def interrupt_when(marker: Path, stop: threading.Event) -> threading.Thread:
+    """A thread that sends this process SIGINT (Ctrl-C) once ``marker`` is written (never
+    once ``stop`` is set)."""
 
     def wait_then_interrupt() -> None:
-        deadline = time.monotonic() + 600
-        while not marker.is_file() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while not marker.is_file():
+            if stop.wait(0.05):
+                return
         os.kill(os.getpid(), signal.SIGINT)
 
     thread = threading.Thread(target=wait_then_interrupt, daemon=True)
@@ -290,10 +290,14 @@ def test_ctrl_c_inside_toolkit_run_keeps_finished_trials_and_raises_run_interrup
     recipe = with_pause(write_recipe(tmp_path, tiny_competition.root, ONE_TRIAL_AT_A_TIME))
     run_dir, marker = tmp_path / "run", tmp_path / "paused"
     monkeypatch.setenv("TOOLKIT_TEST_PAUSE", f"{marker}:2")  # trial 1's first step
-    thread = interrupt_when(marker)
-    with pytest.raises(toolkit.RunInterrupted) as caught:
-        toolkit.run(recipe, output=run_dir)
-    thread.join()
+    stop = threading.Event()
+    thread = interrupt_when(marker, stop)
+    try:
+        with pytest.raises(toolkit.RunInterrupted) as caught:
+            toolkit.run(recipe, output=run_dir)
+    finally:
+        stop.set()
+        thread.join()
     assert isinstance(caught.value, KeyboardInterrupt)
     assert str(caught.value) == (
         "interrupted: finished clips and trials are kept; run again to resume"
