@@ -18,23 +18,24 @@ import pandas as pd
 import pytest
 
 import toolkit
-from tests.conftest import one_error_line, run_cli, with_pause, write_recipe
+from tests.conftest import TINY_STUDY, one_error_line, run_cli, with_pause, write_recipe
 from toolkit.demo import DemoCompetition
 from toolkit.leaderboard import COLUMNS, Leaderboard
 
 pytestmark = pytest.mark.slow  # real runs of the tiny recipe
 
-CHANGING = {"model.json", "recipe.yaml", "data.json", "stats.json"}
-"""The files of a run folder two runs of the same recipe write differently, left out of the
-bit-for-bit comparison: ``model.json`` holds the seconds the model took and its id (a plain
-run's is the time it started: ``tiny/r20261206-200849-021``), ``stats.json`` the
-seconds each cached stage took, and ``recipe.yaml`` and ``data.json`` the paths of the
-run's own cache, leaderboard and output folder (each run has its own work folder). Each is
-compared below with those values taken out."""
+CHANGING = {"model.json", "stats.json", "ensemble.json", "recipe.yaml", "data.json"}
+"""The files of a run folder two runs of the same recipe write differently, compared with
+what differs taken out: ``model.json`` holds the seconds the model took and its id (a plain
+run's is the time it started: ``tiny/r20261206-200849-021``), ``stats.json`` the seconds
+each cached stage took, ``ensemble.json`` the seconds it took and the path of its study's
+storage, ``recipe.yaml`` and ``data.json`` the paths of the run's own cache, leaderboard and
+output folder (each run has its own work folder)."""
 
-UNCOMPARED = {"report.html"}
+UNCOMPARED = {"report.html", "study.db"}
 """Left out altogether: the report page says when it was made and how many seconds each
-stage took (its figures are compared)."""
+stage took (its figures are compared); the study's Optuna database holds each trial's
+start and end times (the trials' own files are compared)."""
 
 STACKED_PROFILES = """
 search:
@@ -76,26 +77,36 @@ def without(text: bytes, *values: object) -> str:
     return decoded
 
 
+def timeless(value: object, drop: tuple[str, ...] = ()) -> object:
+    """A JSON value without its ``seconds`` (any key naming them, at any depth) and the
+    top-level keys ``drop``."""
+    if isinstance(value, dict):
+        return {k: timeless(v) for k, v in value.items() if "seconds" not in k and k not in drop}
+    if isinstance(value, list):
+        return [timeless(v) for v in value]
+    return value
+
+
 def assert_same_run_files(cli_run: Path, api_run: Path) -> None:
     """The two run folders hold the same files; each is the same bit for bit, except the
-    :data:`CHANGING` ones, the same once their seconds and own paths are taken out."""
+    :data:`CHANGING` ones, the same once their seconds, plain-run ids and own paths are taken
+    out, and the :data:`UNCOMPARED` ones."""
     made_by_cli, made_by_api = files_of(cli_run), files_of(api_run)
     assert sorted(made_by_cli) == sorted(made_by_api)
     assert any(name.endswith("best.pt") for name in made_by_cli)
     for name, data in made_by_cli.items():
-        other = made_by_api[name]
-        if name in UNCOMPARED:
+        other, base = made_by_api[name], Path(name).name
+        if base in UNCOMPARED:
             continue
-        if Path(name).name not in CHANGING:
+        if base not in CHANGING:
             assert data == other, name
-        elif name.endswith(".json") and Path(name).name in ("model.json", "stats.json"):
-            a, b = json.loads(data), json.loads(other)
-            for record in (a, b):
-                for key in [k for k in record if "seconds" in k or k == "id"]:
-                    record.pop(key)
-            assert a == b, name
+            continue
+        a, b = without(data, cli_run.parent), without(other, api_run.parent)
+        if base.endswith(".json"):
+            drop = ("id",) if base == "model.json" else ()
+            assert timeless(json.loads(a), drop) == timeless(json.loads(b), drop), name
         else:
-            assert without(data, cli_run.parent) == without(other, api_run.parent), name
+            assert a == b, name
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +158,18 @@ def test_the_run_object_of_a_plain_run(plain_runs: tuple[Path, toolkit.Run]) -> 
     pd.testing.assert_frame_equal(toolkit.leaderboard(run.path), from_cli)
     db = toolkit.leaderboard(run.path.parent / "leaderboard.db")
     pd.testing.assert_frame_equal(db, from_cli)  # the database holds this run's row alone
+
+
+def test_toolkit_run_of_a_study_writes_the_files_toolkit_run_writes(
+    tiny_competition: DemoCompetition, tiny_study: Path, tmp_path: Path
+) -> None:
+    """The tiny study (its trials, seed copies, refits and ensemble), run by ``toolkit
+    run`` (the fixture) and by ``toolkit.run`` with the same recipe and overrides."""
+    recipe = write_recipe(tmp_path, tiny_competition.root, TINY_STUDY)
+    run = toolkit.run(recipe, overrides=["train.epochs=3"], output=tmp_path / "run", report=False)
+    assert run.kind == "study" and run.written_report is None
+    assert any((run.path / "trials").glob("*/refit/best.pt"))  # a refit of a chosen trial
+    assert_same_run_files(tiny_study, run.path)
 
 
 def test_load_run_of_a_finished_study(tiny_study: Path) -> None:
