@@ -64,3 +64,25 @@ def test_a_study_in_a_notebook_cell_redraws_one_output_per_stage(
     assert not [t for t in texts if re.search(r"\d+/\d+ \(\d+%\)", t)], texts
     assert len(outputs) <= 25, [o.get("data", o.get("text")) for o in outputs]
     assert "submission submission.csv" in "".join(o.get("text", "") for o in outputs)
+
+
+def test_the_runner_prints_each_cell_s_seconds_and_fails_at_a_cell_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from examples.run_notebook import main
+
+    good = notebook(tmp_path / "good.ipynb", "import toolkit\nprint(toolkit.__version__)")
+    assert main([str(good)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^cell 0: \d+\.\d s  import toolkit$", out, re.M), out
+    assert re.search(r"good\.ipynb: 1 cells ran in \d+\.\d s$", out, re.M), out
+
+    bad = nbformat.v4.new_notebook()
+    bad.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("x / 0")]
+    nbformat.write(bad, tmp_path / "bad.ipynb")
+    assert main([str(tmp_path / "bad.ipynb")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"error: {tmp_path / 'bad.ipynb'}: a cell raised ZeroDivisionError: " + (
+        "division by zero"
+    ), err[-3:]
+    assert main([str(tmp_path / "missing.ipynb")]) == 2
