@@ -190,3 +190,73 @@ def test_the_private_import_check_finds_one() -> None:
         "from toolkit import __version__\nprint(toolkit.__version__, toolkit._secret)\n"
     )
     assert private_imports(text) == ["toolkit.runs.run_dir._remove", "toolkit._secret"]
+
+
+COMMANDS = ("toolkit.cli", "toolkit.__main__", "toolkit.leaderboard.cli")
+"""The command line: the only code that may end the process (with an exit code)."""
+
+EXITS = {"sys.exit", "exit", "quit", "os._exit"}
+TRACEBACK_PRINTERS = {"print_exc", "print_exception", "print_tb", "print_stack", "print_last"}
+ENDING_EXCEPTIONS = ("SystemExit", "typer.Exit", "typer.Abort", "click.exceptions.Exit")
+
+
+def _is_script_entry(node: ast.AST) -> bool:
+    """``if __name__ == "__main__":``, where a file run as a script of its own may exit."""
+    return isinstance(node, ast.If) and ast.unparse(node.test) in (
+        "__name__ == '__main__'",
+        "'__main__' == __name__",
+    )
+
+
+def exits_and_tracebacks(source: str) -> list[str]:
+    """``line: code`` of each call that ends the interpreter or prints a traceback, and each
+    ``raise`` of an exit, in ``source`` (a script's ``__main__`` block aside)."""
+    found: list[str] = []
+    queue: deque[ast.AST] = deque([ast.parse(source)])
+    while queue:
+        node = queue.popleft()
+        if _is_script_entry(node):
+            continue
+        queue.extend(ast.iter_child_nodes(node))
+        if isinstance(node, ast.Call):
+            name = ast.unparse(node.func)
+            if name in EXITS or name.rpartition(".")[2] in TRACEBACK_PRINTERS:
+                found.append(f"{node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.Raise) and node.exc is not None:
+            raised = ast.unparse(node.exc)
+            if raised.startswith(ENDING_EXCEPTIONS):
+                found.append(f"{node.lineno}: raise {raised}")
+    return sorted(found, key=lambda entry: int(entry.split(":")[0]))
+
+
+def test_nothing_in_the_library_exits_or_prints_a_traceback() -> None:
+    """Only the command line ends the process: the library (``toolkit.run`` included) raises
+    one-line exceptions, and keeps a traceback in a file (:func:`toolkit.errors.write_traceback`)
+    rather than printing it, so that a notebook's kernel never exits."""
+    offenders = {
+        module: found
+        for module, path in module_files().items()
+        if not module.startswith(COMMANDS) and (found := exits_and_tracebacks(path.read_text()))
+    }
+    assert not offenders, offenders
+
+
+def test_the_exit_check_finds_each_kind() -> None:
+    text = (
+        "import sys, traceback, typer\n"
+        "def f():\n"
+        "    sys.exit(2)\n"
+        "    traceback.print_exc()\n"
+        "    raise typer.Exit(1)\n"
+        "    console.print_exception()\n"
+        "    raise SystemExit\n"
+        "if __name__ == '__main__':\n"
+        "    sys.exit(f())\n"
+    )
+    assert exits_and_tracebacks(text) == [
+        "3: sys.exit(2)",
+        "4: traceback.print_exc()",
+        "5: raise typer.Exit(1)",
+        "6: console.print_exception()",
+        "7: raise SystemExit",
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 USAGE_ERROR = 2
 """Exit code for bad input (recipe, plugin, data); a failed run exits 1."""
 
@@ -32,6 +34,18 @@ class ModelError(ToolkitError):
     """A trained model's files are missing or damaged; the message names the file."""
 
 
+INTERRUPTED = "interrupted: finished clips and trials are kept; run again to resume"
+"""What a run stopped by Ctrl-C (or SIGTERM) says: the CLI's line, :class:`RunInterrupted`'s."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C (or SIGTERM) after keeping its finished work: finished clips,
+    trials and models stay, the run folder is whole, and running the recipe again resumes."""
+
+    def __init__(self, message: str = INTERRUPTED) -> None:
+        super().__init__(message)
+
+
 def error_line(exc: BaseException, *, typed: bool = False) -> str:
     """The one-line text of ``exc``: the first non-blank line of its message, after the name
     of its type when ``typed`` (``ValueError: ...``); the type's name alone when the message
@@ -48,3 +62,15 @@ def error_at(where: object, problem: BaseException | str, *, typed: bool = False
     ``None``."""
     text = problem if isinstance(problem, str) else error_line(problem, typed=typed)
     return text if where is None else f"{where}: {text}"
+
+
+def write_traceback(exc: BaseException) -> Path:
+    """Save the exception's traceback to a temporary log file and return its path (what a
+    one-line error points at, instead of printing the traceback)."""
+    import tempfile
+    import traceback
+
+    fd, name = tempfile.mkstemp(prefix="toolkit-error-", suffix=".log")
+    with open(fd, "w") as handle:
+        handle.write("".join(traceback.format_exception(exc)))
+    return Path(name)

@@ -7,21 +7,27 @@ not a terminal (a log file, a CI log, a notebook cell), a bar prints plain
 lines instead of redrawing: a count line once another tenth of the work is
 done and 30 s have passed since the last line, a line for each milestone and
 a line at the end; a count line and a milestone due at the same step make one
-line. A transient bar prints nothing there. ``TOOLKIT_NO_PROGRESS=1`` silences
-both.
+line. A transient bar prints nothing there. In a Jupyter kernel (a notebook
+cell) a bar is one output of the cell redrawn in place (IPython's display
+handles: no widgets needed), holding the milestones' lines above the bar as a
+terminal shows them; a transient bar is cleared when done.
+``TOOLKIT_NO_PROGRESS=1`` silences all of them.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 from rich.cells import cell_len, set_cell_size
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
+from rich.jupyter import JUPYTER_HTML_FORMAT
 from rich.progress import Progress
 from rich.text import Text
 
@@ -39,6 +45,8 @@ BAR_MAX_WIDTH = 40
 """Widest bar drawn on a terminal."""
 FIELDS_MIN_WIDTH = 16
 """Width the fields (``epoch 3/12 loss 1.234``) keep before the bar and the times get room."""
+JUPYTER_INTERVAL = 0.5
+"""Seconds between two redraws of a bar in a notebook cell (milestones redraw at once)."""
 
 
 def warn(message: str) -> None:
@@ -63,7 +71,15 @@ def progress_bar(
     disappears when done on a terminal and prints nothing elsewhere.
     """
     out = out or console
-    if not progress_enabled() or (transient and not out.is_terminal):
+    if not progress_enabled():
+        yield lambda n=1, **fields: None
+    elif out.is_jupyter:
+        bar = JupyterBar(description, total, out, transient=transient)
+        try:
+            yield bar.advance
+        finally:  # an interrupted cell keeps the bar as far as it went
+            bar.close()
+    elif transient and not out.is_terminal:
         yield lambda n=1, **fields: None
     elif not out.is_terminal:
         plain = PlainProgress(description, total, out)
@@ -184,6 +200,95 @@ def _cut(text: str, cells: int) -> str:
 def _clock(seconds: float | None) -> str:
     """``65.3`` -> ``0:01:05``; ``None`` -> ``-:--:--``."""
     return "-:--:--" if seconds is None else str(timedelta(seconds=int(seconds)))
+
+
+class CellDisplay:
+    """One output of the running notebook cell, redrawn in place with a rich renderable.
+
+    Uses IPython's display handles (``display_id``), so it needs no widget library;
+    IPython is imported only here, that is only inside a Jupyter kernel.
+    """
+
+    def __init__(self, renderable: RenderableType, out: Console) -> None:
+        """Show ``renderable`` as a new output of the cell, as ``out`` would print it."""
+        from IPython.display import display
+
+        self.out = out
+        self.handle: Any = display(self._bundle(renderable), raw=True, display_id=True)
+
+    def update(self, renderable: RenderableType | None) -> None:
+        """Redraw the output as ``renderable`` (``None``: an empty output)."""
+        bundle = {"text/plain": ""} if renderable is None else self._bundle(renderable)
+        self.handle.update(bundle, raw=True)
+
+    def _bundle(self, renderable: RenderableType) -> dict[str, str]:
+        """``renderable`` as notebook data: plain text, and HTML with rich's colours."""
+        record = Console(
+            file=io.StringIO(), record=True, width=self.out.width, force_terminal=True,
+            force_jupyter=False, color_system="truecolor",
+        )  # fmt: skip
+        record.print(renderable)
+        html = record.export_html(inline_styles=True, code_format=JUPYTER_HTML_FORMAT, clear=False)
+        return {"text/plain": record.export_text().rstrip("\n"), "text/html": html}
+
+
+class JupyterBar:
+    """A bar in a notebook cell: one output holding the milestones' lines and the bar,
+    redrawn at each milestone and at most every :data:`JUPYTER_INTERVAL` seconds between."""
+
+    def __init__(
+        self,
+        description: str,
+        total: int,
+        out: Console,
+        *,
+        transient: bool = False,
+        interval: float = JUPYTER_INTERVAL,
+    ) -> None:
+        """Show a bar over ``total`` steps of ``description`` in the running cell."""
+        self.description = description
+        self.total = total
+        self.out = out
+        self.transient = transient
+        self.interval = interval
+        self.done = 0
+        self.info = ""
+        self.lines: list[str] = []
+        self.started = self.drawn = time.monotonic()
+        self.display = CellDisplay(self.renderable(), out)
+
+    def advance(self, n: int = 1, *, milestone: bool = False, **fields: object) -> None:
+        """Count ``n`` more steps; a ``milestone`` adds its line above the bar."""
+        self.done += n
+        if milestone:
+            line = self.description
+            self.lines.append(f"{line} {format_fields(fields)}" if fields else line)
+        elif fields:
+            self.info = format_fields(fields)
+        if milestone or time.monotonic() - self.drawn >= self.interval:
+            self.redraw()
+
+    def close(self) -> None:
+        """The final redraw (a transient bar with no milestone line leaves an empty output)."""
+        self.redraw(final=True)
+
+    def redraw(self, final: bool = False) -> None:
+        """Redraw the cell's output now."""
+        self.drawn = time.monotonic()
+        if final and self.transient:
+            self.display.update(Text("\n".join(self.lines)) if self.lines else None)
+        else:
+            self.display.update(self.renderable())
+
+    def renderable(self) -> RenderableType:
+        """The milestones' lines, then the bar as a terminal draws it."""
+        elapsed = time.monotonic() - self.started
+        rate = self.done / elapsed if self.done and elapsed > 0 else 0.0
+        remaining = (self.total - self.done) / rate if rate else None
+        bar = bar_line(
+            self.description, self.done, self.total, elapsed, remaining, self.info, self.out.width
+        )
+        return Group(*(Text(line) for line in self.lines), bar)
 
 
 def format_fields(fields: dict[str, object]) -> str:

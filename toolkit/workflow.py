@@ -101,6 +101,8 @@ class StudyResult:
     worker: WorkerReport
     ensemble: EnsembleOutcome
     seconds: float
+    timeout: float | None = None
+    """The study's ``search.timeout`` (seconds; None without one)."""
 
     @property
     def submission(self) -> Path:
@@ -129,7 +131,20 @@ def run_study(loaded: LoadedRecipe, storage: str | None = None) -> StudyResult:
         worker=report,
         ensemble=outcome,
         seconds=time.perf_counter() - started,
+        timeout=study.recipe.search.timeout if study.recipe.search is not None else None,
     )
+
+
+def run_recipe(loaded: LoadedRecipe, storage: str | None = None) -> RunResult | StudyResult:
+    """What ``toolkit run`` does with a loaded recipe: its study and ensemble when it has a
+    ``search:`` or ``ensemble:`` section (:func:`run_study`), else one model (:func:`run`)."""
+    from toolkit.study.settings import has_study
+
+    if has_study(loaded.recipe):
+        return run_study(loaded, storage)
+    if storage is not None:
+        raise SearchError(f"--storage: {loaded.path} has no search: section to keep a study of")
+    return run(loaded)
 
 
 def run_worker(loaded: LoadedRecipe, storage: str | None = None) -> WorkerReport:

@@ -8,8 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from toolkit.cli.options import OutputOption, SetOption, StorageOption
-from toolkit.cli.support import err, friendly, out, status, stop_on_sigterm, write_traceback
-from toolkit.errors import ToolkitError, error_line
+from toolkit.cli.support import friendly, out, status, stop_on_sigterm
 from toolkit.wording import count
 
 
@@ -28,50 +27,32 @@ def run(
     With a search: or ensemble: section, run (or continue) its study, then
     select the ensemble of its trials.
     """
-    from toolkit.recipe.loading import load_recipe, locations
-    from toolkit.study.settings import has_study
+    from toolkit.api import run as run_recipe
 
-    loaded = load_recipe(recipe, set_ or [], output)
-    status(locations(loaded.recipe))
     stop_on_sigterm()
-    from toolkit.workflow import run as run_recipe  # torch: only once the recipe is valid
+    done = run_recipe(
+        recipe, overrides=set_ or [], output=output, storage=storage, report=not no_report
+    )
+    if done.kind == "study":
+        _say_study(done.outcome)
+    else:
+        _say_plain(done.outcome)
+    if done.written_report is not None:
+        out.print(f"report: {done.written_report}")
 
-    if has_study(loaded.recipe):
-        run_dir = _run_study(loaded, storage)
-        if not no_report:
-            _run_report(run_dir, storage)
-        return
-    if storage is not None:
-        raise ToolkitError(f"--storage: {recipe} has no search: section to keep a study of")
-    result = run_recipe(loaded)
+
+def _say_plain(result: Any) -> None:
+    """What a plain run did: its submission, its best epoch's figures, its row."""
     out.print(f"submission: {result.submission}")
     out.print(
         f"best validation accuracy: {result.val_accuracy:.4f} "
         f"(epoch {result.best_epoch}, log loss {result.val_loss:.4f})"
     )
     out.print(f"leaderboard: {result.leaderboard_id} ({result.seconds:.0f} s)")
-    if not no_report:
-        _run_report(result.run_dir, None)
 
 
-def _run_report(run_dir: Path, storage: str | None) -> None:
-    """The report at the end of a run; if it fails, a warning: the run's work stands."""
-    from toolkit.report import write_report
-
-    try:
-        page = write_report(run_dir, storage)
-    except Exception as exc:  # noqa: BLE001 - the submission is written whatever the report does
-        log = write_traceback(exc)
-        message = error_line(exc, typed=True)
-        err.print(f"warning: no report ({message}; traceback in {log})", highlight=False)
-        return
-    out.print(f"report: {page}")
-
-
-def _run_study(loaded: Any, storage: str | None) -> Path:
-    from toolkit.workflow import run_study
-
-    result = run_study(loaded, storage)
+def _say_study(result: Any) -> None:
+    """What a study did: its trials, its ensemble, the estimate, the submission."""
     counts = result.worker.counts
     ens = result.ensemble
     out.print(
@@ -81,7 +62,7 @@ def _run_study(loaded: Any, storage: str | None) -> Path:
         highlight=False,
         soft_wrap=True,
     )
-    _say_timeout(loaded, result.worker)
+    _say_timeout(result.timeout, result.worker)
     out.print(f"best trial: {ens.best_trial} ({ens.metric} {ens.best_trial_metric:.4f})")
     members = ", ".join(f"{k} ×{w:.3g}" for k, w in ens.members.items())
     out.print(
@@ -97,7 +78,6 @@ def _run_study(loaded: Any, storage: str | None) -> Path:
         out.print(ens.pseudo_labels.describe(), highlight=False, soft_wrap=True)
     out.print(f"submission: {result.submission}", highlight=False, soft_wrap=True)
     out.print(f"dashboard: optuna-dashboard {result.storage}", highlight=False, soft_wrap=True)
-    return result.run_dir
 
 
 def _say_method(ens: Any) -> None:
@@ -109,12 +89,11 @@ def _say_method(ens: Any) -> None:
     out.print(f"method: {combination.method} kept (estimates: {both})", highlight=False)
 
 
-def _say_timeout(loaded: Any, report: Any) -> None:
+def _say_timeout(timeout: float | None, report: Any) -> None:
     """One line when the worker stopped starting trials at ``search.timeout``."""
-    search = loaded.recipe.search
-    if report.stopped_by == "timeout" and search is not None and search.timeout is not None:
+    if report.stopped_by == "timeout" and timeout is not None:
         out.print(
-            f"stopped at search.timeout ({search.timeout:g} s): no trial started after it; "
+            f"stopped at search.timeout ({timeout:g} s): no trial started after it; "
             "run again to continue the study",
             highlight=False,
             soft_wrap=True,
@@ -154,5 +133,4 @@ def worker(
         highlight=False,
         soft_wrap=True,
     )
-    _say_timeout(loaded, report)
-
+    _say_timeout(loaded.recipe.search.timeout if loaded.recipe.search else None, report)

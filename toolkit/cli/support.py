@@ -7,7 +7,6 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -15,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
-from toolkit.errors import USAGE_ERROR, ToolkitError, error_line
+from toolkit.errors import USAGE_ERROR, ToolkitError, error_line, write_traceback
 from toolkit.registry.guard import PluginError
 
 CLOSED_PIPE = 141
@@ -153,17 +152,6 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
             fail(f"{error_line(exc, typed=True)} (traceback in {log})", 1)
 
     return wrapper
-
-
-def write_traceback(exc: BaseException) -> Path:
-    """Save the exception's traceback to a temporary log file and return its path."""
-    import tempfile
-    import traceback
-
-    fd, name = tempfile.mkstemp(prefix="toolkit-error-", suffix=".log")
-    with open(fd, "w") as handle:
-        handle.write("".join(traceback.format_exception(exc)))
-    return Path(name)
 
 
 def click_classes(exc: BaseException) -> set[str]:

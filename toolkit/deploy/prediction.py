@@ -107,7 +107,8 @@ def predict(
     device: str = "auto",
 ) -> Prediction:
     """Predict ``clips`` (a folder of audio files, or a CSV of ids whose audio is in
-    ``audio``) with the submission of the finished run (or export) ``run_dir``.
+    ``audio``) with the submission of the finished run (or export) ``run_dir``; returns the
+    :class:`Prediction` (ids, classes, probabilities; ``.submission()`` the table).
 
     Writes the submission to ``output`` when given (with ``probabilities``, the
     per-class probabilities instead). ``cache`` overrides where stems and features

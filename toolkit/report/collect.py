@@ -196,7 +196,7 @@ def collect(run_dir: Path | str, storage: str | None = None, db: Path | None = N
     contents.stats = _read_json(run_folder.file(STATS))
     contents.sources = _read_json(run_folder.file(SOURCES))
     contents.trained_on = folder_data(run_folder.path)
-    contents.leaderboard, contents.rows = _leaderboard_rows(run_folder.path, recipe, db)
+    contents.leaderboard, contents.rows = leaderboard_rows(run_folder.path, recipe, db)
     if is_study:
         _collect_study(contents, run_folder, storage)
     else:
@@ -410,15 +410,16 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _leaderboard_rows(
-    run_dir: Path, recipe: Recipe, db: Path | None
+def leaderboard_rows(
+    run_dir: Path, recipe: Recipe | None, db: Path | None
 ) -> tuple[Path | None, list[Row]]:
-    """The run's rows: from ``db``, else the recipe's leaderboard, else the one
-    ``toolkit leaderboard RUN_DIR`` reads."""
+    """The run's rows: from ``db``, else the recipe's leaderboard (given the run's recipe),
+    else the one ``toolkit leaderboard RUN_DIR`` reads; ``(None, [])`` when none has any."""
     if db is not None:
         candidates = [(db, True)]
     else:
-        candidates = [(Path(recipe.output.leaderboard), True), choose_db(run_dir, None)]
+        own = [(Path(recipe.output.leaderboard), True)] if recipe is not None else []
+        candidates = [*own, choose_db(run_dir, None)]
     for path, by_run in candidates:
         board = Leaderboard(path)
         if board.exists():

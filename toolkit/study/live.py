@@ -1,10 +1,11 @@
 """A live view of a running study: trials finished, pruned and running, best so far, time left.
 
 The view is a rich ``Live`` on stderr, redrawn twice a second and updated by
-the search after every epoch and every trial. ``TOOLKIT_NO_PROGRESS=1`` or a
-stderr that is not a terminal (a log file, a CI log) turns the live part off,
-so nothing is redrawn; the one-line log of each finished trial is printed
-either way.
+the search after every epoch and every trial. In a Jupyter kernel it is one
+output of the cell, redrawn by the search and left showing the final count.
+``TOOLKIT_NO_PROGRESS=1`` or a stderr that is not a terminal (a log file, a CI
+log) turns the live part off, so nothing is redrawn; the one-line log of each
+finished trial is printed either way.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from toolkit.progress import console, format_seconds, progress_enabled
+from toolkit.progress import CellDisplay, console, format_seconds, progress_enabled
 
 
 @dataclass
@@ -97,20 +98,24 @@ def render_status(status: StudyStatus) -> RenderableType:
 
 
 class LiveView:
-    """The rich live view of a study; no display when progress is off or stderr no terminal."""
+    """The rich live view of a study; no display when progress is off or stderr is neither a
+    terminal nor a notebook cell."""
 
     def __init__(self, status: StudyStatus, enabled: bool | None = None) -> None:
         self.status = status
         if enabled is None:
-            enabled = progress_enabled() and console.is_terminal
+            enabled = progress_enabled() and (console.is_terminal or console.is_jupyter)
         self.enabled = enabled
         self._live: Live | None = None
+        self._cell: CellDisplay | None = None
 
     def __rich__(self) -> RenderableType:
         return Group(Text("search", style="bold magenta"), render_status(self.status))
 
     def __enter__(self) -> LiveView:
-        if self.enabled:
+        if self.enabled and console.is_jupyter:
+            self._cell = CellDisplay(self, console)
+        elif self.enabled:
             self._live = Live(self, console=console, refresh_per_second=2, transient=True)
             self._live.__enter__()
         return self
@@ -124,11 +129,15 @@ class LiveView:
         if self._live is not None:
             self._live.__exit__(exc_type, exc, tb)
             self._live = None
+        self.refresh()  # a notebook cell keeps the final count
+        self._cell = None
 
     def refresh(self) -> None:
         """Redraw now (the view also redraws by itself twice a second)."""
         if self._live is not None:
             self._live.refresh()
+        elif self._cell is not None:
+            self._cell.update(self)
 
     def log(self, message: str) -> None:
         """Print one line above the live view (always, even with progress off)."""
